@@ -1,0 +1,44 @@
+"""Opening the database the one way every part of Fieldpost must open it."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from pathlib import Path
+from typing import Iterator
+
+
+def connect(path: str | Path, *, readonly: bool = False, timeout: float = 10.0) -> sqlite3.Connection:
+    """Open the buffer database.
+
+    ``synchronous=FULL`` in WAL mode makes every COMMIT fsync the WAL before it
+    returns, which is what lets the edge ACK a reading right after its commit.
+    ``auto_vacuum=INCREMENTAL`` takes effect only on a new file (before the first
+    table), and lets retention hand free pages back to the file system.
+    Autocommit is off at the driver level (``isolation_level=None``): transactions
+    are explicit, via :func:`transaction`.
+    """
+    if readonly:
+        uri = f"file:{Path(path).resolve()}?mode=ro"
+        conn = sqlite3.connect(uri, uri=True, timeout=timeout, isolation_level=None, check_same_thread=False)
+    else:
+        conn = sqlite3.connect(str(path), timeout=timeout, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
+        conn.execute("PRAGMA journal_mode=WAL")
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+    return conn
+
+
+@contextlib.contextmanager
+def transaction(conn: sqlite3.Connection, *, immediate: bool = True) -> Iterator[sqlite3.Connection]:
+    """BEGIN (IMMEDIATE: take the write lock now) ... COMMIT, or ROLLBACK on error."""
+    conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")

@@ -1,0 +1,257 @@
+"""Named schema migrations, applied in order and recorded in the ``migrations`` table.
+
+Never edit a migration that has shipped: add a new one. Each runs in its own
+transaction together with the row that records it, so a crash mid-migration
+leaves the database at the previous step.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from typing import Callable
+
+from edge.db.connection import transaction
+
+Migration = tuple[str, str | Callable[[sqlite3.Connection], None]]
+
+MIGRATIONS: list[Migration] = [
+    (
+        "0001_devices",
+        """
+        CREATE TABLE devices (
+            id TEXT PRIMARY KEY CHECK (length(id) = 16),      -- 8 bytes as hex
+            name TEXT NOT NULL DEFAULT '',
+            key BLOB NOT NULL CHECK (length(key) = 16),
+            codec TEXT NOT NULL DEFAULT 'lpp',                -- 'lpp' or a fieldpost.codecs entry point
+            board TEXT NOT NULL DEFAULT '',
+            role TEXT NOT NULL DEFAULT 'node' CHECK (role IN ('node', 'bridge')),
+            firmware TEXT NOT NULL DEFAULT '',
+            interval_s INTEGER NOT NULL DEFAULT 300,
+            last_fcnt INTEGER NOT NULL DEFAULT -1,            -- replay floor; -1 after (re)provisioning
+            created_at REAL NOT NULL,
+            key_rotated_at REAL,
+            last_seen REAL,
+            last_rssi INTEGER,
+            last_snr REAL,
+            last_bridge TEXT,
+            battery_v REAL,
+            status TEXT                                       -- last STATUS JSON from the module
+        );
+        CREATE TABLE quarantine (
+            device_id TEXT PRIMARY KEY,
+            first_seen REAL NOT NULL,
+            last_seen REAL NOT NULL,
+            count INTEGER NOT NULL DEFAULT 1,
+            last_rssi INTEGER,
+            last_bridge TEXT,
+            last_frame BLOB
+        );
+        """,
+    ),
+    (
+        "0002_readings",
+        """
+        CREATE TABLE readings (
+            id INTEGER PRIMARY KEY,
+            device_id TEXT NOT NULL REFERENCES devices(id),
+            fcnt INTEGER NOT NULL,
+            port INTEGER NOT NULL,
+            received_at REAL NOT NULL,                        -- edge clock, Unix seconds
+            rx_time REAL,                                     -- bridge clock
+            rssi INTEGER,
+            snr REAL,
+            bridge_id TEXT,
+            raw BLOB NOT NULL,                                -- application payload, always kept
+            decoded TEXT,                                     -- JSON list of {channel,name,value,unit}
+            decode_error TEXT,
+            UNIQUE (device_id, fcnt)                          -- the stable message id
+        );
+        CREATE INDEX readings_device_time ON readings (device_id, received_at);
+        CREATE INDEX readings_time ON readings (received_at);
+        """,
+    ),
+    (
+        "0003_outbox",
+        """
+        -- Everything that must reach the cloud, in the order it must get there.
+        CREATE TABLE outbox (
+            id INTEGER PRIMARY KEY,
+            msg_id TEXT NOT NULL UNIQUE,                      -- stable id, e.g. '<device>:<fcnt>'
+            kind TEXT NOT NULL CHECK (kind IN ('reading', 'alarm', 'event', 'status', 'downlink_status')),
+            priority INTEGER NOT NULL DEFAULT 1,              -- 0 alarms, 1 readings, 2 bulk history
+            device_id TEXT,
+            ref_id INTEGER,                                   -- readings.id / alarms.id / downlinks.id
+            body TEXT NOT NULL,                               -- JSON document sent to the cloud
+            created_at REAL NOT NULL,
+            synced_at REAL,
+            attempts INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE INDEX outbox_pending ON outbox (priority, id) WHERE synced_at IS NULL;
+        CREATE INDEX outbox_synced ON outbox (synced_at) WHERE synced_at IS NOT NULL;
+        CREATE TABLE sync_state (
+            sink TEXT PRIMARY KEY,
+            last_success REAL,
+            last_error TEXT,
+            last_error_at REAL,
+            day TEXT,                                         -- UTC date the byte count is for
+            bytes_today INTEGER NOT NULL DEFAULT 0
+        );
+        """,
+    ),
+    (
+        "0004_downlinks",
+        """
+        CREATE TABLE downlinks (
+            id INTEGER PRIMARY KEY,                           -- dl_id on the air is id & 0xFFFF
+            device_id TEXT NOT NULL REFERENCES devices(id),
+            command TEXT NOT NULL CHECK (command IN ('set_interval', 'set_output', 'request_status', 'reboot', 'config')),
+            args TEXT NOT NULL DEFAULT '{}',                  -- JSON
+            source TEXT NOT NULL DEFAULT 'panel',             -- panel, cloud, rule, cli
+            created_at REAL NOT NULL,
+            expires_at REAL NOT NULL,
+            status TEXT NOT NULL DEFAULT 'queued'
+                CHECK (status IN ('queued', 'sent', 'acked', 'failed', 'expired')),
+            status_at REAL NOT NULL,
+            sent_fcnt INTEGER,                                -- uplink fcnt whose ACK carried it
+            result TEXT
+        );
+        CREATE INDEX downlinks_device_status ON downlinks (device_id, status);
+        """,
+    ),
+    (
+        "0005_alarms",
+        """
+        CREATE TABLE rules (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            definition TEXT NOT NULL,                         -- JSON, validated by edge.rules
+            enabled INTEGER NOT NULL DEFAULT 1,
+            source TEXT NOT NULL DEFAULT 'panel' CHECK (source IN ('config', 'panel')),
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        );
+        CREATE TABLE alarms (
+            id INTEGER PRIMARY KEY,
+            rule TEXT NOT NULL,
+            device_id TEXT,
+            severity TEXT NOT NULL CHECK (severity IN ('info', 'warning', 'critical')),
+            state TEXT NOT NULL CHECK (state IN ('raised', 'acknowledged', 'cleared')),
+            message TEXT NOT NULL,
+            reading_id INTEGER,                               -- the reading that caused it
+            value REAL,
+            raised_at REAL NOT NULL,
+            acknowledged_at REAL,
+            acknowledged_by TEXT,
+            cleared_at REAL
+        );
+        CREATE INDEX alarms_open ON alarms (state) WHERE state != 'cleared';
+        CREATE TABLE alarm_history (                           -- every state change, kept
+            id INTEGER PRIMARY KEY,
+            alarm_id INTEGER NOT NULL REFERENCES alarms(id),
+            state TEXT NOT NULL,
+            at REAL NOT NULL,
+            by TEXT,
+            note TEXT
+        );
+        CREATE TABLE notifications (
+            id INTEGER PRIMARY KEY,
+            alarm_id INTEGER NOT NULL REFERENCES alarms(id),
+            channel TEXT NOT NULL CHECK (channel IN ('webhook', 'email')),
+            target TEXT NOT NULL,
+            body TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'sent', 'failed')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at REAL NOT NULL,
+            last_error TEXT
+        );
+        CREATE TABLE events (                                  -- operational events: retention drops, link changes
+            id INTEGER PRIMARY KEY,
+            at REAL NOT NULL,
+            kind TEXT NOT NULL,
+            device_id TEXT,
+            message TEXT NOT NULL,
+            detail TEXT                                       -- JSON
+        );
+        CREATE INDEX events_time ON events (at);
+        """,
+    ),
+    (
+        "0006_users",
+        """
+        CREATE TABLE users (
+            id INTEGER PRIMARY KEY,
+            username TEXT NOT NULL UNIQUE COLLATE NOCASE,
+            password_hash TEXT NOT NULL,
+            role TEXT NOT NULL CHECK (role IN ('admin', 'operator', 'viewer')),
+            created_at REAL NOT NULL,
+            failed_logins INTEGER NOT NULL DEFAULT 0,
+            locked_until REAL,
+            disabled INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE TABLE api_tokens (
+            id INTEGER PRIMARY KEY,
+            user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            token_hash TEXT NOT NULL UNIQUE,                  -- sha256 of the token; the token is shown once
+            created_at REAL NOT NULL,
+            last_used REAL
+        );
+        CREATE TABLE audit_log (
+            id INTEGER PRIMARY KEY,
+            at REAL NOT NULL,
+            actor TEXT NOT NULL,                              -- user name, 'cli', 'cloud', 'rule:<name>'
+            action TEXT NOT NULL,
+            target TEXT,
+            detail TEXT                                       -- JSON
+        );
+        CREATE TABLE settings (
+            key TEXT PRIMARY KEY,
+            value TEXT NOT NULL,                              -- JSON
+            updated_at REAL NOT NULL,
+            updated_by TEXT
+        );
+        """,
+    ),
+]
+
+
+def _ensure_table(conn: sqlite3.Connection) -> None:
+    conn.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
+
+
+def applied_migrations(conn: sqlite3.Connection) -> list[str]:
+    _ensure_table(conn)
+    return [row[0] for row in conn.execute("SELECT name FROM migrations ORDER BY name")]
+
+
+def migrate(conn: sqlite3.Connection, migrations: list[Migration] | None = None) -> list[str]:
+    """Apply the migrations not yet recorded; return their names."""
+    migrations = MIGRATIONS if migrations is None else migrations
+    done = set(applied_migrations(conn))
+    applied = []
+    for name, step in migrations:
+        if name in done:
+            continue
+        with transaction(conn):
+            if callable(step):
+                step(conn)
+            else:
+                for statement in _statements(step):
+                    conn.execute(statement)
+            conn.execute("INSERT INTO migrations (name, applied_at) VALUES (?, ?)", (name, time.time()))
+        applied.append(name)
+    return applied
+
+
+def _statements(script: str) -> list[str]:
+    # executescript() would COMMIT our transaction; split on complete statements instead.
+    statements, current = [], ""
+    for line in script.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            statements.append(current.strip())
+            current = ""
+    if current.strip():
+        statements.append(current.strip())
+    return statements

@@ -1,0 +1,167 @@
+# Serial link frame codec, firmware side. Spec: docs/protocol.md.
+# Runs on MicroPython (boards and the unix port) and, for the golden-vector
+# tests, on CPython too: only binascii and struct from the standard library.
+from binascii import crc32
+try:
+    from micropython import const
+except ImportError:  # CPython, for the golden-vector tests
+    def const(x):
+        return x
+
+VERSION = const(1)
+MAX_PAYLOAD = const(512)
+HEADER = const(4)
+MAX_RAW = const(520)  # HEADER + MAX_PAYLOAD + 4 (CRC)
+MAX_ENCODED = const(523)  # MAX_RAW + ceil(MAX_RAW / 254)
+
+HELLO = const(0x01)
+HELLO_ACK = const(0x02)
+ACK = const(0x03)
+NACK = const(0x04)
+UPLINK = const(0x10)
+DOWNLINK = const(0x11)
+STATUS = const(0x12)
+LOG = const(0x13)
+
+NACK_BUSY = const(1)
+NACK_GAP = const(2)
+NACK_UNSUPPORTED = const(3)
+NACK_INVALID = const(4)
+NACK_NO_SESSION = const(5)
+NACK_VERSION = const(6)
+
+KNOWN_TYPES = (HELLO, HELLO_ACK, ACK, NACK, UPLINK, DOWNLINK, STATUS, LOG)
+
+
+class FrameError(ValueError):
+    # args[0] is the counter name from docs/protocol.md section 5
+    pass
+
+
+def is_sequenced(ftype):
+    return 0x10 <= ftype <= 0x7F
+
+
+def cobs_encode(data):
+    out = bytearray()
+    code_at = 0
+    out.append(0)
+    code = 1
+    for b in data:
+        if b:
+            out.append(b)
+            code += 1
+            if code == 0xFF:
+                out[code_at] = code
+                code_at = len(out)
+                out.append(0)
+                code = 1
+        else:
+            out[code_at] = code
+            code_at = len(out)
+            out.append(0)
+            code = 1
+    out[code_at] = code
+    return bytes(out)
+
+
+def cobs_decode(data):
+    out = bytearray()
+    i = 0
+    n = len(data)
+    while i < n:
+        code = data[i]
+        if code == 0:
+            raise FrameError("cobs")
+        end = i + code
+        if end > n:
+            raise FrameError("cobs")
+        chunk = data[i + 1:end]
+        if chunk.find(b"\x00") >= 0:
+            raise FrameError("cobs")
+        out.extend(chunk)
+        i = end
+        if code != 0xFF and i < n:
+            out.append(0)
+    return bytes(out)
+
+
+def encode(ftype, seq, payload=b""):
+    if len(payload) > MAX_PAYLOAD:
+        raise FrameError("overlong")
+    raw = bytearray(HEADER + len(payload) + 4)
+    raw[0] = VERSION
+    raw[1] = ftype
+    raw[2] = (seq >> 8) & 0xFF
+    raw[3] = seq & 0xFF
+    raw[HEADER:HEADER + len(payload)] = payload
+    crc = crc32(memoryview(raw)[:HEADER + len(payload)]) & 0xFFFFFFFF
+    raw[-4] = crc >> 24
+    raw[-3] = (crc >> 16) & 0xFF
+    raw[-2] = (crc >> 8) & 0xFF
+    raw[-1] = crc & 0xFF
+    return cobs_encode(raw) + b"\x00"
+
+
+def decode(body):
+    # body: the bytes between two delimiters (delimiter excluded)
+    if len(body) > MAX_ENCODED:
+        raise FrameError("overlong")
+    raw = cobs_decode(body)
+    n = len(raw)
+    if n < HEADER + 4:
+        raise FrameError("short")
+    if n > MAX_RAW:
+        raise FrameError("overlong")
+    crc = (raw[n - 4] << 24) | (raw[n - 3] << 16) | (raw[n - 2] << 8) | raw[n - 1]
+    if crc32(raw[:n - 4]) & 0xFFFFFFFF != crc:
+        raise FrameError("crc")
+    if raw[0] != VERSION:
+        raise FrameError("version")
+    ftype = raw[1]
+    if ftype not in KNOWN_TYPES and not is_sequenced(ftype):
+        raise FrameError("type")
+    return ftype, (raw[2] << 8) | raw[3], raw[HEADER:n - 4]
+
+
+class Deframer:
+    # Splits a byte stream at 0x00 delimiters. feed() returns a list of
+    # (ftype, seq, payload) for good frames; bad ones are counted in
+    # self.errors (counter name -> count) and passed to on_error.
+    def __init__(self, on_error=None):
+        self.buf = bytearray()
+        self.skipping = False
+        self.errors = {}
+        self.on_error = on_error
+
+    def _bad(self, reason):
+        self.errors[reason] = self.errors.get(reason, 0) + 1
+        if self.on_error:
+            self.on_error(reason)
+
+    def feed(self, data):
+        frames = []
+        start = 0
+        n = len(data)
+        while start < n:
+            end = data.find(b"\x00", start)
+            if end < 0:
+                if not self.skipping:
+                    self.buf.extend(data[start:])
+                    if len(self.buf) > MAX_ENCODED:
+                        self._bad("overlong")
+                        self.buf = bytearray()
+                        self.skipping = True
+                break
+            if self.skipping:
+                self.skipping = False
+            else:
+                self.buf.extend(data[start:end])
+                if self.buf:
+                    try:
+                        frames.append(decode(self.buf))
+                    except FrameError as e:
+                        self._bad(e.args[0])
+                self.buf = bytearray()
+            start = end + 1
+        return frames
