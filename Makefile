@@ -6,7 +6,6 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BUILD := build
-FIRMWARE_ARCHS := xtensawin armv6m
 # Debian packages the tests and the demo use; installed only when missing.
 APT_PACKAGES := mosquitto chromium
 
@@ -40,11 +39,11 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -x -m "not slow"
 
 lint: $(STAMP)
-	$(BIN)/ruff check edge webui provisioning tests firmware
+	$(BIN)/ruff check edge webui provisioning tests
 	$(BIN)/ruff format --check edge webui provisioning tests
 
 firmware: $(STAMP)
-	$(BIN)/python -m edge.tools.build_firmware --out $(BUILD)/mpy $(FIRMWARE_ARCHS)
+	$(BIN)/python -m edge.tools.build_firmware --out $(BUILD)/firmware
 
 bench: $(STAMP) deps
 	mkdir -p $(BUILD)/bench

@@ -40,3 +40,42 @@ class ValidationError(FieldpostError):
         self.field = field
         self.message = message
         super().__init__(f"{field}: {message}")
+
+
+class SyncError(FieldpostError):
+    """Cloud sync could not deliver (raised by edge.sync sinks)."""
+
+
+class SinkUnavailable(SyncError):
+    """The sink cannot be reached, refused the TLS handshake or dropped the connection.
+
+    Transient by nature: the sync service backs off and tries again; nothing is lost.
+    """
+
+
+class SinkRejected(SyncError):
+    """The sink answered that this batch will never be accepted (e.g. HTTP 400).
+
+    Resending it at once would not help; ``status`` is the sink's answer code.
+    """
+
+    def __init__(self, message: str, status: int | None = None):
+        self.status = status
+        super().__init__(message)
+
+
+class ProvisioningError(FieldpostError):
+    """Provisioning a module failed at ``step`` (port, board, repl, copy, verify, register, hello...).
+
+    Raised before anything is registered with the edge unless ``step`` says otherwise, so the
+    message can tell the operator what state the module and the edge were left in.
+    """
+
+    def __init__(self, step: str, message: str):
+        self.step = step
+        self.message = message
+        super().__init__(f"{step}: {message}")
+
+
+class SimError(FieldpostError):
+    """A virtual module could not be started (no micropython, no entry file...)."""

@@ -213,6 +213,33 @@ MIGRATIONS: list[Migration] = [
         );
         """,
     ),
+    (
+        "0007_rules_state",
+        """
+        -- Rule engine memory that must survive a restart (edge.rules.state): when a condition
+        -- started to hold, the alarm it raised, the previous sample for rates, the last action.
+        CREATE TABLE rule_state (
+            rule TEXT NOT NULL,
+            subject TEXT NOT NULL,                            -- '<device>/<channel>', '<device>', port, sink
+            device_id TEXT,
+            pending_since REAL,                               -- condition true since, duration not reached
+            pending_reading_id INTEGER,
+            pending_value REAL,
+            alarm_id INTEGER,                                 -- open alarm raised for this subject
+            last_value REAL,                                  -- previous sample (rate of change)
+            last_at REAL,
+            last_action_at REAL,                              -- action cooldown
+            updated_at REAL NOT NULL,
+            PRIMARY KEY (rule, subject)
+        );
+        -- How far each alarm_history follower (the notifier) got, advanced in the same
+        -- transaction as the work it did, so each state change is handled exactly once.
+        CREATE TABLE alarm_cursors (
+            name TEXT PRIMARY KEY,
+            history_id INTEGER NOT NULL
+        );
+        """,
+    ),
 ]
 
 

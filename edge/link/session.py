@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 import random
 from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from edge.errors import FrameError
 from edge.link.frame import Deframer, Frame, FrameType, NackReason, encode, is_sequenced
@@ -26,6 +27,8 @@ HELLO_RETRY = 1.0
 GAP_NACK_INTERVAL = 0.1
 DUPLICATE_SPAN = 64
 MAX_WINDOW = 32
+PROD_INTERVAL = 0.05  # resend of an ACK-less oldest frame, see _on_ack
+PROD_MAX = 4
 
 
 def seq_distance(a: int, b: int) -> int:
@@ -149,11 +152,17 @@ class Session:
         self._busy_backoff = BUSY_BACKOFF_INITIAL
         self._busy_until: float | None = None
         self._last_gap_retransmit = -1.0
+        self._prod_seq = -1  # the oldest frame we are prodding for its lost ACK
+        self._prod_count = 0
+        self._prod_due: float | None = None
+        self._last_gap_target = -1
         # receiver
         self._expected = 0
         self._unsettled: set[int] = set()
         self._replies: OrderedDict[int, bytes] = OrderedDict()  # seq -> ACK/NACK bytes sent
         self._last_gap_nack = -1.0
+        self._last_gap_expected = -1
+        self._gap_highest = 0  # furthest out-of-order frame (distance past expected) since that GAP
         self._version_nack_at = -10.0
 
     # --- application API -----------------------------------------------------------------
@@ -161,6 +170,10 @@ class Session:
     def connect(self) -> None:
         """Start a new session: send HELLO now and every second until HELLO_ACK."""
         self.up = False
+        # Frames delivered in the old session but not yet settled are not ACKed any more:
+        # once the peer has our HELLO it renumbers, and a late ACK could match a new frame.
+        # The peer resends them in the new session (the application dedupes by message id).
+        self._unsettled.clear()
         self._hello_due = self._clock()
         self._poll_hello()
 
@@ -203,17 +216,30 @@ class Session:
         if self._busy_until is not None and now >= self._busy_until:
             self._busy_until = None
             self._in_flight = 0  # go back to the refused frame
+            self._rto_due = None  # a fresh RTO from the resend, not an expiry for the pause
         if self._rto_due is not None and now >= self._rto_due and self._busy_until is None:
             self._expire()
+        if self._prod_due is not None and now >= self._prod_due:
+            self._prod_due = None
+            if self._in_flight and self._unacked[0].seq == self._prod_seq:  # still no ACK for it
+                self._prod()
         self._pump()
         return self._take_events()
 
     def next_deadline(self) -> float | None:
-        times = [t for t in (self._hello_due, self._rto_due, self._busy_until) if t is not None]
+        times = [
+            t for t in (self._hello_due, self._rto_due, self._busy_until, self._prod_due) if t is not None
+        ]
         return min(times) if times else None
 
     def take_output(self) -> bytes:
-        out, self._out = bytes(self._out), bytearray()
+        """The bytes to write now. A batch starts with a delimiter (an empty frame, ignored by
+        the peer): if the delimiter after our previous batch was corrupted on the line, the
+        peer's buffer holds a dangling partial frame that would otherwise swallow the first
+        frame of this batch, which after a stall is the very retransmission meant to recover."""
+        if not self._out:
+            return b""
+        out, self._out = b"\x00" + bytes(self._out), bytearray()
         return out
 
     # --- internals -----------------------------------------------------------------------
@@ -250,7 +276,7 @@ class Session:
         try:
             peer_isn = int(peer["isn"]) & 0xFFFF
             peer_win = int(peer.get("win", 8))
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, OverflowError):  # OverflowError: int(Infinity)
             self.counters.frame_errors["hello"] = self.counters.frame_errors.get("hello", 0) + 1
             return
         self.up = True
@@ -264,6 +290,7 @@ class Session:
         self._in_flight = 0
         self._rto, self._rto_due, self._expiries = RTO_INITIAL, None, 0
         self._busy_until = None
+        self._prod_seq, self._prod_count, self._prod_due = -1, 0, None
         self._expected = peer_isn
         self._unsettled.clear()
         self._replies.clear()
@@ -275,6 +302,7 @@ class Session:
             peer = self._parse_hello(frame.payload)
             if peer is not None and (self._yields or self._hello_due is None):
                 isn = self._rng.randrange(0x10000)
+                peer["isn"] = int(peer["isn"]) & 0xFFFF  # _parse_hello checked it is a number
                 self._write(
                     encode(FrameType.HELLO_ACK, 0, self._hello_payload(isn, answering=peer["isn"]))
                 )
@@ -297,7 +325,17 @@ class Session:
             peer = json.loads(payload)
         except ValueError:
             peer = None
-        if not isinstance(peer, dict) or "isn" not in peer:
+        # Checked before anything is answered: a HELLO_ACK sent for a HELLO we then fail to
+        # start from would leave the peer in a session we are not in.
+        try:
+            ok = (
+                isinstance(peer, dict)
+                and isinstance(peer["isn"], (int, float))
+                and (int(peer["isn"]) >= 0 and 1 <= int(peer.get("win", 8)) <= 0xFFFF)
+            )
+        except (KeyError, TypeError, ValueError, OverflowError):
+            ok = False
+        if not ok:
             self.counters.frame_errors["hello"] = self.counters.frame_errors.get("hello", 0) + 1
             return None
         return peer
@@ -332,8 +370,17 @@ class Session:
         else:
             self.counters.gaps_rx += 1
             now = self._clock()
-            if now - self._last_gap_nack >= GAP_NACK_INTERVAL:
+            # One GAP per hole and per burst: the frames after a hole all arrive out of order
+            # and one GAP covers them. Again at once for a new hole, or when a frame not
+            # beyond the furthest one seen shows that the sender went back and its resend of
+            # the hole was lost too; otherwise at most once per 100 ms. A lost resend is
+            # then recovered in a round trip instead of an RTO.
+            new_hole = self._expected != self._last_gap_expected
+            resent = 0 < dist <= self._gap_highest
+            if new_hole or resent or now - self._last_gap_nack >= GAP_NACK_INTERVAL:
                 self._last_gap_nack = now
+                self._last_gap_expected = self._expected
+                self._gap_highest = max(dist, 0)
                 self._count_nack_tx(NackReason.GAP)
                 self._write(
                     encode(
@@ -342,6 +389,8 @@ class Session:
                         bytes([NackReason.GAP]) + self._expected.to_bytes(2, "big"),
                     )
                 )
+            else:
+                self._gap_highest = max(self._gap_highest, dist)
 
     def _count_nack_tx(self, reason: NackReason) -> None:
         self.counters.nacks_tx[reason.name] = self.counters.nacks_tx.get(reason.name, 0) + 1
@@ -361,9 +410,18 @@ class Session:
         """Put frames on the wire while the window and the peer allow."""
         if not self.up or self._busy_until is not None:
             return
-        while self._in_flight < len(self._unacked):
+        # min(): frames queued before the session may outnumber a smaller window the peer chose
+        while self._in_flight < min(len(self._unacked), self._window):
             item = self._unacked[self._in_flight]
             if not item.numbered:  # numbers hold for the session; a new session renumbers
+                # The window also bounds the span of sequence numbers from the oldest unACKed
+                # frame: ACKs are not cumulative, so while one ACK is lost the others keep
+                # the window open, and without this bound the sequence would run more than
+                # DUPLICATE_SPAN past that frame; its resend would then get NACK GAP instead
+                # of the cached ACK, and only a link-down (and a duplicate) would clear it.
+                oldest = self._unacked[0]
+                if oldest.numbered and seq_distance(self._next_seq, oldest.seq) >= self._window:
+                    break
                 item.seq, item.numbered = self._next_seq, True
                 self._next_seq = (self._next_seq + 1) & 0xFFFF
             self._write(encode(item.type, item.seq, item.payload))
@@ -372,8 +430,12 @@ class Session:
                 self._rto_due = self._clock() + self._rto
 
     def _find(self, seq: int) -> int | None:
-        for i in range(self._in_flight):
-            if self._unacked[i].seq == seq:
+        # Every numbered frame, not only the first _in_flight: after a go-back the frames
+        # past _in_flight are still on the wire and their ACKs still count.
+        for i, item in enumerate(self._unacked):
+            if not item.numbered:
+                break
+            if item.seq == seq:
                 return i
         return None
 
@@ -384,7 +446,15 @@ class Session:
         self.counters.acks_rx += 1
         item = self._unacked[i]
         del self._unacked[i]
-        self._in_flight -= 1
+        if i < self._in_flight:
+            self._in_flight -= 1
+        # The receiver delivers in order, so an older frame still unACKed was delivered and
+        # its ACK is pending or lost. Resend ("prod") the oldest: a duplicate is answered
+        # with the cached ACK (or ignored while pending), which recovers a lost ACK in a
+        # round trip instead of an RTO. Again every PROD_INTERVAL (at most PROD_MAX times),
+        # because once the window's span is used up no newer ACK comes to trigger it.
+        if i > 0:
+            self._prod()
         self._rto, self._expiries = RTO_INITIAL, 0
         self._busy_backoff = BUSY_BACKOFF_INITIAL
         self._rto_due = self._clock() + self._rto if self._in_flight else None
@@ -421,17 +491,37 @@ class Session:
             return
         item = self._unacked[i]
         del self._unacked[i]
-        self._in_flight -= 1
+        if i < self._in_flight:
+            self._in_flight -= 1
         self._events.append(Refused(item.token, reason, data.decode("utf-8", "replace")))
+
+    def _prod(self) -> None:
+        if not self.up or self._busy_until is not None or not self._in_flight:
+            return
+        oldest = self._unacked[0]
+        if oldest.seq != self._prod_seq:
+            self._prod_seq, self._prod_count, self._prod_due = oldest.seq, 0, None
+        if self._prod_due is not None or self._prod_count >= PROD_MAX:
+            return  # prodded less than PROD_INTERVAL ago, or given up: the RTO takes over
+        self._prod_count += 1
+        self._prod_due = self._clock() + PROD_INTERVAL
+        self.counters.retransmits += 1
+        self._write(encode(oldest.type, oldest.seq, oldest.payload))
 
     def _go_back_to(self, expected: int) -> None:
         now = self._clock()
-        if now - self._last_gap_retransmit < GAP_NACK_INTERVAL:
-            return
         i = self._find(expected)
         if i is None:
             return
+        if (
+            expected == self._last_gap_target
+            and now - self._last_gap_retransmit < GAP_NACK_INTERVAL
+            and self._in_flight <= i
+        ):
+            return  # the same hole again and our resend of it has not even gone out yet
         self._last_gap_retransmit = now
+        self._last_gap_target = expected
+        i = min(i, self._in_flight)  # never skip frames that are waiting to be resent
         self.counters.retransmits += self._in_flight - i
         self._in_flight = i  # _pump resends from here
         self._rto_due = now + self._rto
@@ -447,4 +537,5 @@ class Session:
         self._rto = min(self._rto * 2, RTO_MAX)
         self.counters.retransmits += self._in_flight
         self._in_flight = 0
+        self._prod_count, self._prod_due = 0, None  # everything goes again: prods start afresh
         self._rto_due = self._clock() + self._rto if self._unacked else None

@@ -1,7 +1,21 @@
 # Serial link frame codec, firmware side. Spec: docs/protocol.md.
 # Runs on MicroPython (boards and the unix port) and, for the golden-vector
 # tests, on CPython too: only binascii and struct from the standard library.
-from binascii import crc32
+try:
+    from binascii import crc32
+except ImportError:  # a port built without binascii.crc32: table-driven, same polynomial
+    _T = []
+    for _i in range(256):
+        _c = _i
+        for _k in range(8):
+            _c = (_c >> 1) ^ 0xEDB88320 if _c & 1 else _c >> 1
+        _T.append(_c)
+
+    def crc32(data, crc=0):
+        crc ^= 0xFFFFFFFF
+        for b in data:
+            crc = _T[(crc ^ b) & 0xFF] ^ (crc >> 8)
+        return crc ^ 0xFFFFFFFF
 try:
     from micropython import const
 except ImportError:  # CPython, for the golden-vector tests
@@ -42,27 +56,40 @@ def is_sequenced(ftype):
     return 0x10 <= ftype <= 0x7F
 
 
-def cobs_encode(data):
-    out = bytearray()
+def cobs_encode(data, delimit=False):
+    # Same bytes as the edge's `cobs` package: a block of 254 non-zero bytes that ends
+    # the data is not followed by an empty block. delimit=True appends the 0x00.
+    n = len(data)
+    out = bytearray(n + n // 254 + 3)  # zero-filled: the delimiter is already there
     code_at = 0
-    out.append(0)
+    o = 1
     code = 1
+    ff_end = False
     for b in data:
         if b:
-            out.append(b)
+            out[o] = b
+            o += 1
             code += 1
+            ff_end = False
             if code == 0xFF:
-                out[code_at] = code
-                code_at = len(out)
-                out.append(0)
+                out[code_at] = 0xFF
+                code_at = o
+                o += 1
                 code = 1
+                ff_end = True
         else:
             out[code_at] = code
-            code_at = len(out)
-            out.append(0)
+            code_at = o
+            o += 1
             code = 1
-    out[code_at] = code
-    return bytes(out)
+            ff_end = False
+    if ff_end:
+        o -= 1  # drop the empty block opened after the last 0xFF block
+    else:
+        out[code_at] = code
+    if delimit:
+        o += 1
+    return bytes(memoryview(out)[:o])
 
 
 def cobs_decode(data):
@@ -100,7 +127,7 @@ def encode(ftype, seq, payload=b""):
     raw[-3] = (crc >> 16) & 0xFF
     raw[-2] = (crc >> 8) & 0xFF
     raw[-1] = crc & 0xFF
-    return cobs_encode(raw) + b"\x00"
+    return cobs_encode(raw, True)
 
 
 def decode(body):

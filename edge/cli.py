@@ -1,0 +1,669 @@
+"""The ``fieldpost`` command: a thin layer over the library (edge.registry, edge.db, edge.daemon).
+
+Every command has help text, and every command is listed in docs/cli.md (a test
+checks both). Other areas register their own groups below with a guarded import.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib
+import json
+import sqlite3
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import click
+
+from edge import config as config_mod
+from edge import logs, outbox, registry
+from edge.db import MIGRATIONS, applied_migrations, connect, migrate, transaction
+from edge.errors import ConfigError, FieldpostError
+
+
+class Context:
+    def __init__(self, config_path: str | None, db_override: str | None):
+        self.config_path = config_path
+        self.db_override = db_override
+        self._config: config_mod.Config | None = None
+
+    @property
+    def config(self) -> config_mod.Config:
+        if self._config is None:
+            try:
+                self._config = config_mod.load(self.config_path)
+            except ConfigError as exc:
+                raise click.ClickException(f"configuration: {exc}") from exc
+        return self._config
+
+    @property
+    def db_path(self) -> Path:
+        return Path(self.db_override or self.config.edge.db)
+
+    def connect(self, *, must_exist: bool = True) -> sqlite3.Connection:
+        path = self.db_path
+        if must_exist and not path.exists():
+            raise click.ClickException(f"no database at {path} (run `fieldpost db migrate` to create it)")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = connect(path)
+        migrate(conn)
+        return conn
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+def _fail(exc: FieldpostError) -> click.ClickException:
+    return click.ClickException(str(exc))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    envvar="FIELDPOST_CONFIG",
+    help="TOML configuration file (default /etc/fieldpost/fieldpost.toml; env FIELDPOST_CONFIG).",
+)
+@click.option(
+    "--db",
+    "db_override",
+    type=click.Path(dir_okay=False),
+    help="SQLite database file, instead of [edge] db from the configuration.",
+)
+@click.pass_context
+def main(ctx: click.Context, config_path: str | None, db_override: str | None) -> None:
+    """Fieldpost edge appliance: run the daemon, manage devices and the buffer database."""
+    ctx.obj = Context(config_path, db_override)
+
+
+# --- run / status --------------------------------------------------------------------------
+
+
+@main.command()
+@pass_ctx
+def run(ctx: Context) -> None:
+    """Run the edge daemon in the foreground: serial links, durable ingest, /health and /metrics.
+
+    Stops cleanly on SIGTERM or Ctrl-C (everything received is committed and ACKed first).
+    """
+    from edge.daemon import Daemon
+
+    cfg = ctx.config
+    if ctx.db_override:
+        cfg = config_mod.replace_db(cfg, ctx.db_override)
+    logs.setup(cfg.log.level, timestamps=cfg.log.timestamps)
+    try:
+        Daemon(cfg).run_forever()
+    except FieldpostError as exc:
+        raise _fail(exc) from exc
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@pass_ctx
+def status(ctx: Context, as_json: bool) -> None:
+    """Show devices, readings, the sync backlog, quarantine, downlinks and the daemon's health."""
+    conn = ctx.connect()
+    try:
+        info = _status(conn)
+    finally:
+        conn.close()
+    info["sync"] = _sync_status(ctx)
+    info["daemon"] = _daemon_health(ctx.config)
+    if as_json:
+        click.echo(json.dumps(info, indent=2, default=str))
+        return
+    click.echo(f"database     {ctx.db_path}")
+    click.echo(f"devices      {info['devices']} registered, {info['devices_seen_1h']} heard in the last hour")
+    click.echo(f"readings     {info['readings']} stored, last at {_ts(info['last_reading_at'])}")
+    click.echo(f"backlog      {info['backlog']} unsynced, oldest {_ts(info['backlog_oldest_at'])}")
+    click.echo(f"quarantine   {info['quarantine']} unknown device(s)")
+    click.echo("downlinks    " + (", ".join(f"{k} {v}" for k, v in info["downlinks"].items()) or "none"))
+    sync = info["sync"]
+    if sync is not None:
+        click.echo(
+            f"sync         last success {_ts(sync.get('last_success'))}, last error {sync.get('last_error') or '-'}, "
+            f"{sync.get('bytes_today', 0)} bytes today"
+        )
+    daemon = info["daemon"]
+    if daemon.get("reachable"):
+        click.echo(f"daemon       {daemon.get('status')}, {daemon.get('links_up')} link(s) up")
+        for port in daemon.get("ports", []):
+            click.echo(f"  {port['path']}: {'up' if port['up'] else 'down'} {port.get('peer') or ''}")
+    else:
+        click.echo(f"daemon       not reachable ({daemon.get('error')})")
+
+
+def _status(conn: sqlite3.Connection) -> dict[str, Any]:
+    now = time.time()
+
+    def one(sql: str, *args: Any) -> Any:
+        return conn.execute(sql, args).fetchone()[0]
+
+    return {
+        "devices": one("SELECT count(*) FROM devices"),
+        "devices_seen_1h": one("SELECT count(*) FROM devices WHERE last_seen >= ?", now - 3600),
+        "readings": one("SELECT count(*) FROM readings"),
+        "last_reading_at": one("SELECT max(received_at) FROM readings"),
+        "backlog": outbox.unsynced_count(conn),
+        "backlog_oldest_at": outbox.oldest_unsynced_at(conn),
+        "quarantine": one("SELECT count(*) FROM quarantine"),
+        "downlinks": dict(conn.execute("SELECT status, count(*) FROM downlinks GROUP BY status").fetchall()),
+    }
+
+
+def _sync_status(ctx: Context) -> dict[str, Any] | None:
+    """The cloud sync area's view (edge.sync.state), when that area is installed."""
+    try:
+        from edge.sync.state import sync_status
+    except ImportError:
+        return None
+    conn = ctx.connect()
+    try:
+        return sync_status(conn, time.time())
+    finally:
+        conn.close()
+
+
+def _daemon_health(cfg: config_mod.Config) -> dict[str, Any]:
+    if not cfg.http.enabled or cfg.http.port == 0:
+        return {"reachable": False, "error": "http status server not configured"}
+    url = f"http://{cfg.http.host}:{cfg.http.port}/health"
+    try:
+        with urllib.request.urlopen(url, timeout=1) as resp:
+            return {"reachable": True, **json.loads(resp.read())}
+    except urllib.error.HTTPError as exc:
+        return {"reachable": True, **json.loads(exc.read() or b"{}")}
+    except (OSError, ValueError) as exc:
+        return {"reachable": False, "error": str(exc)}
+
+
+def _ts(value: float | None) -> str:
+    return "-" if value is None else time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(value))
+
+
+# --- devices -------------------------------------------------------------------------------
+
+
+@main.group()
+def devices() -> None:
+    """Registered devices (ids and keys), and unknown ones in quarantine."""
+
+
+@devices.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@pass_ctx
+def devices_list(ctx: Context, as_json: bool) -> None:
+    """List registered devices with their last frame counter, last contact and battery."""
+    conn = ctx.connect()
+    try:
+        rows = registry.list_devices(conn)
+    finally:
+        conn.close()
+    for row in rows:
+        row.pop("key")
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    click.echo(f"{'id':16}  {'name':16} {'role':6} {'codec':8} {'last_fcnt':>9}  {'last seen':23}  battery")
+    for r in rows:
+        batt = "-" if r["battery_v"] is None else f"{r['battery_v']:.2f} V"
+        click.echo(
+            f"{r['id']:16}  {r['name'][:16]:16} {r['role']:6} {r['codec'][:8]:8} {r['last_fcnt']:>9}  "
+            f"{_ts(r['last_seen']):23}  {batt}"
+        )
+
+
+@devices.command("add")
+@click.argument("device_id", required=False)
+@click.option(
+    "--key", "key_hex", help="The 32-hex-digit key written at provisioning (default: a new random key)."
+)
+@click.option("--name", default="", help="A name for people.")
+@click.option("--codec", default="lpp", show_default=True, help="Payload codec: lpp, raw or a plug-in name.")
+@click.option("--board", default="", help="Board profile, e.g. heltec_v2.")
+@click.option(
+    "--role", type=click.Choice(registry.ROLES), default="node", show_default=True, help="node or bridge."
+)
+@click.option(
+    "--interval",
+    "interval_s",
+    type=int,
+    default=300,
+    show_default=True,
+    help="Expected seconds between readings.",
+)
+@pass_ctx
+def devices_add(
+    ctx: Context,
+    device_id: str | None,
+    key_hex: str | None,
+    name: str,
+    codec: str,
+    board: str,
+    role: str,
+    interval_s: int,
+) -> None:
+    """Register a device (a new id when DEVICE_ID is omitted) and print its key.
+
+    Adding an id that exists re-provisions it: new key, and its frame counter may start over.
+    """
+    device_id = device_id or registry.new_device_id()
+    conn = ctx.connect(must_exist=False)
+    try:
+        key = registry.parse_key(key_hex) if key_hex else None
+        key = registry.add_device(
+            conn,
+            device_id,
+            key=key,
+            name=name,
+            codec=codec,
+            board=board,
+            role=role,
+            interval_s=interval_s,
+            actor="cli",
+            now=time.time(),
+        )
+    except FieldpostError as exc:
+        raise _fail(exc) from exc
+    finally:
+        conn.close()
+    click.echo(f"device {device_id}\nkey    {key.hex()}")
+
+
+@devices.command("remove")
+@click.argument("device_id")
+@click.option("--purge", is_flag=True, help="Also delete the device's stored readings and downlinks.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_ctx
+def devices_remove(ctx: Context, device_id: str, purge: bool, yes: bool) -> None:
+    """Unregister a device. A device with stored readings needs --purge."""
+    if not yes:
+        click.confirm(f"Remove {device_id}{' and delete its readings' if purge else ''}?", abort=True)
+    conn = ctx.connect()
+    try:
+        deleted = registry.remove_device(conn, device_id, purge=purge, actor="cli", now=time.time())
+    except FieldpostError as exc:
+        raise _fail(exc) from exc
+    finally:
+        conn.close()
+    click.echo(f"removed {device_id} ({deleted} readings deleted)")
+
+
+@devices.command("show-key")
+@click.argument("device_id")
+@pass_ctx
+def devices_show_key(ctx: Context, device_id: str) -> None:
+    """Print a device's key (32 hex digits), e.g. to provision a replacement module."""
+    conn = ctx.connect()
+    try:
+        dev = registry.get_device(conn, device_id)
+        if dev is None:
+            raise click.ClickException(f"device_id: no registered device {device_id!r}")
+        with transaction(conn):
+            registry.audit(
+                conn, actor="cli", action="device.show_key", target=device_id, detail={}, now=time.time()
+            )
+    finally:
+        conn.close()
+    click.echo(bytes(dev["key"]).hex())
+
+
+@devices.command("rotate-key")
+@click.argument("device_id")
+@click.option("--key", "key_hex", help="The new key (default: a new random key).")
+@pass_ctx
+def devices_rotate_key(ctx: Context, device_id: str, key_hex: str | None) -> None:
+    """Give a device a new key (after re-provisioning it); its frame counter may start over."""
+    conn = ctx.connect()
+    try:
+        key = registry.rotate_key(
+            conn,
+            device_id,
+            key=registry.parse_key(key_hex) if key_hex else None,
+            actor="cli",
+            now=time.time(),
+        )
+    except FieldpostError as exc:
+        raise _fail(exc) from exc
+    finally:
+        conn.close()
+    click.echo(key.hex())
+
+
+@devices.command("quarantine")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@pass_ctx
+def devices_quarantine(ctx: Context, as_json: bool) -> None:
+    """List unknown devices that were heard: first and last seen, how often, through which bridge."""
+    conn = ctx.connect()
+    try:
+        rows = registry.list_quarantine(conn)
+    finally:
+        conn.close()
+    for r in rows:
+        r["last_frame"] = bytes(r["last_frame"]).hex() if r["last_frame"] is not None else None
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    click.echo(f"{'id':16}  {'first seen':23}  {'last seen':23}  {'count':>6}  bridge")
+    for r in rows:
+        click.echo(
+            f"{r['device_id']:16}  {_ts(r['first_seen']):23}  {_ts(r['last_seen']):23}  {r['count']:>6}  "
+            f"{r['last_bridge'] or '-'}"
+        )
+
+
+@devices.command("adopt")
+@click.argument("device_id")
+@click.option(
+    "--key", "key_hex", required=True, help="The key the module was provisioned with (32 hex digits)."
+)
+@click.option("--name", default="", help="A name for people.")
+@click.option("--codec", default="lpp", show_default=True, help="Payload codec: lpp, raw or a plug-in name.")
+@pass_ctx
+def devices_adopt(ctx: Context, device_id: str, key_hex: str, name: str, codec: str) -> None:
+    """Register a device from quarantine with its key; its next uplinks are stored."""
+    conn = ctx.connect()
+    try:
+        registry.adopt(
+            conn,
+            device_id,
+            key=registry.parse_key(key_hex),
+            name=name,
+            codec=codec,
+            actor="cli",
+            now=time.time(),
+        )
+    except FieldpostError as exc:
+        raise _fail(exc) from exc
+    finally:
+        conn.close()
+    click.echo(f"adopted {device_id}")
+
+
+# --- db --------------------------------------------------------------------------------------
+
+
+@main.group()
+def db() -> None:
+    """The SQLite buffer: migrate, check, back up, restore, vacuum, export."""
+
+
+@db.command("migrate")
+@pass_ctx
+def db_migrate(ctx: Context) -> None:
+    """Create the database if needed and apply the migrations it has not had yet."""
+    ctx.db_path.parent.mkdir(parents=True, exist_ok=True)
+    conn = connect(ctx.db_path)
+    try:
+        applied = migrate(conn)
+    finally:
+        conn.close()
+    click.echo("\n".join(f"applied {name}" for name in applied) or "up to date")
+
+
+@db.command("check")
+@pass_ctx
+def db_check(ctx: Context) -> None:
+    """Run SQLite's integrity and foreign-key checks and list pending migrations; exit 1 on a problem."""
+    if not ctx.db_path.exists():
+        raise click.ClickException(f"no database at {ctx.db_path}")
+    conn = connect(ctx.db_path, readonly=True)
+    try:
+        problems = check_database(conn)
+    finally:
+        conn.close()
+    if problems:
+        for p in problems:
+            click.echo(p, err=True)
+        sys.exit(1)
+    click.echo("ok")
+
+
+def check_database(conn: sqlite3.Connection) -> list[str]:
+    try:
+        problems = [f"integrity: {r[0]}" for r in conn.execute("PRAGMA integrity_check") if r[0] != "ok"]
+        problems += [f"foreign key: {tuple(r)}" for r in conn.execute("PRAGMA foreign_key_check")]
+    except sqlite3.DatabaseError as exc:
+        return [f"integrity: {exc}"]
+    try:
+        done = set(applied_migrations(conn))
+    except sqlite3.OperationalError:
+        done = set()
+    problems += [f"migration pending: {name}" for name, _ in MIGRATIONS if name not in done]
+    return problems
+
+
+@db.command("backup")
+@click.argument("destination", type=click.Path(dir_okay=False))
+@pass_ctx
+def db_backup(ctx: Context, destination: str) -> None:
+    """Copy the database to DESTINATION, consistently, while the daemon keeps running."""
+    dest = Path(destination)
+    if dest.exists():
+        raise click.ClickException(f"{dest} exists; choose a new file")
+    conn = ctx.connect()
+    try:
+        target = sqlite3.connect(dest)
+        try:
+            conn.backup(target)
+        finally:
+            target.close()
+    finally:
+        conn.close()
+    click.echo(f"backed up {ctx.db_path} to {dest} ({dest.stat().st_size} bytes)")
+
+
+@db.command("restore")
+@click.argument("source", type=click.Path(exists=True, dir_okay=False))
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_ctx
+def db_restore(ctx: Context, source: str, yes: bool) -> None:
+    """Replace the database's contents with the backup SOURCE (checked first).
+
+    The copy is one transaction on the live file, so a running daemon sees either the
+    old or the restored contents, never a mixture.
+    """
+    src = sqlite3.connect(f"file:{Path(source).resolve()}?mode=ro", uri=True)
+    try:
+        problems = check_database(src)
+        if any(not p.startswith("migration pending") for p in problems):
+            raise click.ClickException(f"{source} is damaged: {problems[0]}")
+        if not yes:
+            click.confirm(f"Replace the contents of {ctx.db_path} with {source}?", abort=True)
+        ctx.db_path.parent.mkdir(parents=True, exist_ok=True)
+        conn = connect(ctx.db_path)
+        try:
+            src.backup(conn)
+            migrate(conn)
+            with transaction(conn):
+                registry.audit(
+                    conn,
+                    actor="cli",
+                    action="db.restore",
+                    target=str(ctx.db_path),
+                    detail={"source": str(source)},
+                    now=time.time(),
+                )
+        finally:
+            conn.close()
+    finally:
+        src.close()
+    click.echo(f"restored {ctx.db_path} from {source}")
+
+
+@db.command("vacuum")
+@click.option(
+    "--full", is_flag=True, help="Rebuild the whole file (VACUUM; needs free space the size of the file)."
+)
+@pass_ctx
+def db_vacuum(ctx: Context, full: bool) -> None:
+    """Hand free pages back to the file system (incremental vacuum, WAL checkpoint)."""
+    conn = ctx.connect()
+    try:
+        before = ctx.db_path.stat().st_size
+        if full:
+            conn.execute("VACUUM")
+        else:
+            conn.execute("PRAGMA incremental_vacuum")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        after = ctx.db_path.stat().st_size
+    finally:
+        conn.close()
+    click.echo(f"{before} -> {after} bytes")
+
+
+@db.command("export")
+@click.option("--device", "device_id", help="Only this device.")
+@click.option("--since", type=float, help="From this Unix time (received_at).")
+@click.option("--until", type=float, help="Up to this Unix time (exclusive).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "json"]),
+    default="csv",
+    show_default=True,
+    help="csv: one row per value; json: one object per reading per line.",
+)
+@click.option("--output", type=click.File("w"), default="-", help="File to write (default: standard output).")
+@pass_ctx
+def db_export(ctx: Context, device_id, since, until, fmt, output) -> None:
+    """Export readings (decoded values with units, raw payload, radio metadata), streamed."""
+    conn = ctx.connect()
+    try:
+        sql = (
+            "SELECT id, device_id, fcnt, port, received_at, rssi, snr, bridge_id, raw, decoded, decode_error"
+            " FROM readings WHERE 1 = 1"
+        )
+        args: list[Any] = []
+        if device_id:
+            sql += " AND device_id = ?"
+            args.append(device_id)
+        if since is not None:
+            sql += " AND received_at >= ?"
+            args.append(since)
+        if until is not None:
+            sql += " AND received_at < ?"
+            args.append(until)
+        sql += " ORDER BY device_id, fcnt"
+        writer = None
+        if fmt == "csv":
+            writer = csv.writer(output)
+            writer.writerow(
+                [
+                    "device",
+                    "fcnt",
+                    "received_at",
+                    "port",
+                    "channel",
+                    "name",
+                    "value",
+                    "unit",
+                    "rssi",
+                    "snr",
+                    "raw",
+                    "decode_error",
+                ]
+            )
+        for row in conn.execute(sql, args):
+            values = json.loads(row["decoded"]) if row["decoded"] else []
+            if writer is None:
+                output.write(
+                    json.dumps(
+                        {
+                            "id": f"{row['device_id']}:{row['fcnt']}",
+                            "device": row["device_id"],
+                            "fcnt": row["fcnt"],
+                            "ts": row["received_at"],
+                            "port": row["port"],
+                            "values": values,
+                            "raw": bytes(row["raw"]).hex(),
+                            "rssi": row["rssi"],
+                            "snr": row["snr"],
+                            "bridge": row["bridge_id"],
+                            "decode_error": row["decode_error"],
+                        },
+                        ensure_ascii=False,
+                    )
+                    + "\n"
+                )
+                continue
+            base = [row["device_id"], row["fcnt"], row["received_at"], row["port"]]
+            tail = [row["rssi"], row["snr"], bytes(row["raw"]).hex(), row["decode_error"] or ""]
+            if not values:
+                writer.writerow(base + ["", "", "", ""] + tail)
+            for v in values:
+                writer.writerow(base + [v["channel"], v["name"], v["value"], v["unit"]] + tail)
+    finally:
+        conn.close()
+
+
+# --- config ----------------------------------------------------------------------------------
+
+
+@main.command("config")
+@click.option("--example", is_flag=True, help="Print a commented file with every key at its default.")
+@pass_ctx
+def config_command(ctx: Context, example: bool) -> None:
+    """Check the configuration and print the values in effect (file + FIELDPOST_* + defaults)."""
+    if example:
+        click.echo(config_mod.example())
+        return
+    cfg = ctx.config
+    click.echo(f"# from {cfg.path or 'built-in defaults'}")
+    for name in ("edge", "link", "ingest", "http", "log"):
+        click.echo(f"[{name}]")
+        for key, value in vars(getattr(cfg, name)).items():
+            click.echo(f"{key} = {config_mod.toml_value(value)}")
+    for name in cfg.extra:
+        click.echo(f"[{name}]  # checked by its own area")
+
+
+# --- other areas' groups (guarded: each exists once its area has written it) ---------------
+
+EXTERNAL_COMMANDS = (
+    "edge.sync.cli:sync_group",
+    "provisioning.cli:provision_group",
+    "provisioning.cli:init_command",
+    "edge.rules.cli:rules_group",
+    "webui.cli:webui_group",
+    "webui.cli:users_group",
+    "edge.gpio.cli:gpio_group",
+)
+
+
+def _register_external(group: click.Group) -> None:
+    for point in EXTERNAL_COMMANDS:
+        module_name, attr = point.split(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name and module_name.startswith(exc.name):
+                continue
+            raise
+        command = getattr(module, attr, None)
+        if isinstance(command, click.Command) and command.name not in group.commands:
+            group.add_command(command)
+
+
+_register_external(main)
+
+
+def command_paths(group: click.Group = main, prefix: str = "fieldpost") -> list[tuple[str, click.Command]]:
+    """Every command under ``group`` as ("fieldpost devices add", command), groups included."""
+    out = []
+    for name, cmd in sorted(group.commands.items()):
+        path = f"{prefix} {name}"
+        out.append((path, cmd))
+        if isinstance(cmd, click.Group):
+            out.extend(command_paths(cmd, path))
+    return out
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,281 @@
+"""The edge daemon (`fieldpost run`): links -> ingest -> SQLite, plus /health and /metrics.
+
+Start order: database (migrated), ingest writer, HTTP status server, other areas'
+services (attach points), link manager. Stop order (SIGTERM/SIGINT): refuse new
+uplinks (NACK BUSY), let the writer commit and ACK everything it holds, close the
+ports, stop the services, close the database. A kill -9 at any moment loses nothing
+that was ACKed: ACKs only ever follow a committed, fsync'd transaction.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import functools
+import importlib
+import importlib.metadata
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from edge import downlinks
+from edge.codecs import CodecRunner
+from edge.config import Config
+from edge.db import connect, migrate
+from edge.ingest import Backpressure, Ingestor
+from edge.link.manager import LinkManager
+from edge.logs import kv
+from edge.metrics import Sources, StatusServer, make_registry
+
+log = logging.getLogger("fieldpost.daemon")
+
+
+@functools.cache
+def _version() -> str:
+    try:
+        return importlib.metadata.version("fieldpost")
+    except importlib.metadata.PackageNotFoundError:
+        return "0.0.0"
+
+
+# Other areas hook in here: "module:function" called as function(daemon) at start-up, if the
+# module exists. The function may call daemon.add_hook / add_periodic / add_closer and add
+# metric families to daemon.metrics_sources.extra.
+ATTACH_POINTS = (
+    "edge.rules.service:attach",
+    "edge.sync.service:attach",
+    "edge.retention:attach",
+    "edge.gpio.service:attach",
+    "webui.service:attach",
+)
+
+
+class Daemon:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        clock: Callable[[], float] = time.time,
+        attach_points: tuple[str, ...] = ATTACH_POINTS,
+        **manager_overrides: Any,
+    ):
+        self.config = config
+        self.clock = clock
+        self.db_path = Path(config.edge.db)
+        self._attach_points = attach_points
+        self._manager_overrides = manager_overrides
+        self._stopping = False
+        self._stopped = threading.Event()
+        self._periodic: list[tuple[float, Callable[[], None]]] = []
+        self._closers: list[Callable[[], None]] = []
+        self._hooks: list[Callable] = []
+        self.metrics_sources = Sources(db_path=str(self.db_path))
+        self.conn = None
+        self.ingest: Ingestor | None = None
+        self.manager: LinkManager | None = None
+        self.http: StatusServer | None = None
+        self.codecs: CodecRunner | None = None
+        self.backpressure: Backpressure | None = None
+        self._timer: threading.Thread | None = None
+
+    # --- for other areas --------------------------------------------------------------------
+
+    def add_hook(self, hook: Callable) -> None:
+        """``hook(readings)`` after each commit that stored readings (edge.ingest.CommittedReading)."""
+        self._hooks.append(hook)
+        if self.ingest is not None:
+            self.ingest.add_hook(hook)
+
+    def add_periodic(self, every_s: float, fn: Callable[[], None]) -> None:
+        """Run ``fn()`` every ``every_s`` seconds on the daemon's timer thread (errors are logged)."""
+        self._periodic.append((every_s, fn))
+
+    def add_closer(self, fn: Callable[[], None]) -> None:
+        self._closers.append(fn)
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> Daemon:
+        cfg = self.config
+        self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        self.conn = connect(self.db_path)
+        applied = migrate(self.conn)
+        if applied:
+            log.info("db migrated %s", kv(db=self.db_path, applied=",".join(applied)))
+        self.codecs = CodecRunner(timeout_s=cfg.ingest.codec_timeout_s)
+        self.backpressure = Backpressure(
+            high_water=cfg.ingest.high_water, resume_below=cfg.ingest.resume_below, clock=time.monotonic
+        )
+        self.ingest = Ingestor(
+            self.conn,
+            codecs=self.codecs,
+            backpressure=self.backpressure,
+            clock=self.clock,
+            batch_max=cfg.ingest.batch_max,
+            batch_wait_s=cfg.ingest.batch_wait_ms / 1000,
+        )
+        for hook in self._hooks:
+            self.ingest.add_hook(hook)
+        self.ingest.start()
+        self.metrics_sources.ingest = self.ingest
+        self.metrics_sources.backpressure = self.backpressure
+        self.add_periodic(cfg.edge.expire_interval_s, self._expire_downlinks)
+        if cfg.edge.services:
+            self._attach()
+        if cfg.http.enabled:
+            self.http = StatusServer(
+                make_registry(self.metrics_sources), self.health, host=cfg.http.host, port=cfg.http.port
+            ).start()
+        link = cfg.link
+        options = {
+            "ports": link.ports,
+            "discover_ports": link.discover,
+            "usb_ids": link.usb_ids,
+            "baudrate": link.baudrate,
+            "window": link.window,
+            "reconnect_min_s": link.reconnect_min_s,
+            "reconnect_max_s": link.reconnect_max_s,
+            "scan_interval_s": link.scan_interval_s,
+        }
+        options.update(self._manager_overrides)
+        self.manager = LinkManager(ingest=self.ingest, busy=self._busy, hello=self._hello, **options)
+        self.metrics_sources.ports = self.manager.figures
+        self.manager.start()
+        self._timer = threading.Thread(target=self._run_timer, name="fieldpost-timer", daemon=True)
+        self._timer.start()
+        log.info(
+            "edge started %s",
+            kv(
+                version=_version(),
+                db=self.db_path,
+                ports=",".join(link.ports) or "-",
+                discover=link.discover,
+                http=f"{self.http.host}:{self.http.port}" if self.http else "off",
+            ),
+        )
+        return self
+
+    def stop(self) -> None:
+        if self._stopping:
+            return
+        self._stopping = True  # from here every new uplink gets NACK BUSY: the module keeps it
+        log.info("edge stopping")
+        if self.ingest is not None:
+            self.ingest.stop()  # commit and ACK what was handed in
+        if self.manager is not None:
+            self.manager.stop()
+        for closer in reversed(self._closers):
+            try:
+                closer()
+            except Exception:  # one service's failure must not keep the database open
+                log.exception("closer failed")
+        if self.http is not None:
+            self.http.stop()
+        if self.codecs is not None:
+            self.codecs.close()
+        if self.conn is not None:
+            self.conn.close()
+        self._stopped.set()
+        log.info("edge stopped")
+
+    def run_forever(self) -> None:
+        """Start, then serve until SIGTERM or SIGINT; then stop cleanly."""
+        done = threading.Event()
+
+        def on_signal(signum, _frame):
+            log.info("signal %s", kv(signal=signal.Signals(signum).name))
+            done.set()
+
+        previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            self.start()
+            while not done.wait(1):
+                pass
+        finally:
+            self.stop()
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+    # --- internals --------------------------------------------------------------------------
+
+    def _busy(self) -> str | None:
+        if self._stopping:
+            return "edge shutting down"
+        return self.backpressure.busy() if self.backpressure is not None else None
+
+    def _hello(self) -> dict[str, Any]:
+        return {"edge": _version(), "time": int(self.clock())}
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        writer_ok = self.ingest is not None and self.ingest.running
+        ports = self.manager.figures() if self.manager is not None else []
+        detail = {
+            "version": _version(),
+            "writer": "running" if writer_ok else "stopped",
+            "links_up": sum(1 for p in ports if p["up"]),
+            "ports": [{"path": p["path"], "up": p["up"], "peer": p["peer_id"]} for p in ports],
+            "backlog": self.backpressure.unsynced if self.backpressure else None,
+            "busy": bool(self.backpressure and self.backpressure.is_busy),
+            "ingest_pending": self.ingest.pending() if self.ingest else 0,
+        }
+        return writer_ok and not self._stopping, detail
+
+    def _expire_downlinks(self) -> None:
+        if self.ingest is not None:
+            self.ingest.submit_call(lambda conn, now: downlinks.expire(conn, now=now))
+
+    def _run_timer(self) -> None:
+        next_run = [time.monotonic() + every for every, _ in self._periodic]
+        while not self._stopping:
+            now = time.monotonic()
+            for i, (every, fn) in enumerate(list(self._periodic)):
+                if i >= len(next_run):
+                    next_run.append(now + every)
+                if now >= next_run[i]:
+                    next_run[i] = now + every
+                    try:
+                        fn()
+                    except Exception:  # a periodic job's bug must not stop the others
+                        log.exception("periodic job failed %s", kv(job=getattr(fn, "__name__", fn)))
+            time.sleep(0.2)
+
+    def _attach(self) -> None:
+        for point in self._attach_points:
+            module_name, func_name = point.split(":")
+            try:
+                module = importlib.import_module(module_name)
+            except ModuleNotFoundError as exc:
+                if exc.name and module_name.startswith(exc.name):
+                    continue  # that area has no service module (yet)
+                raise
+            attach = getattr(module, func_name, None)
+            if attach is None:
+                continue  # the module exists but does not (yet) offer an attach point
+            attach(self)
+            log.info("attached %s", kv(service=point))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m edge.daemon [--config FILE]``: the daemon without the CLI (what systemd may run)."""
+    import argparse
+
+    from edge import config as config_mod
+    from edge import logs
+
+    parser = argparse.ArgumentParser(prog="python -m edge.daemon", description=main.__doc__)
+    parser.add_argument(
+        "--config",
+        help="TOML configuration file (default: FIELDPOST_CONFIG or /etc/fieldpost/fieldpost.toml)",
+    )
+    args = parser.parse_args(argv)
+    faulthandler.register(signal.SIGUSR1)  # `kill -USR1 <pid>`: every thread's stack to stderr
+    cfg = config_mod.load(args.config)
+    logs.setup(cfg.log.level, timestamps=cfg.log.timestamps)
+    Daemon(cfg).run_forever()
+
+
+if __name__ == "__main__":
+    main()

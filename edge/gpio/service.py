@@ -1,0 +1,106 @@
+"""The indicators inside the edge daemon: attach(daemon) is its attach point (edge.daemon.ATTACH_POINTS).
+
+Config, all optional::
+
+    [gpio]
+    enabled = true            # false: no indicators even on a Pi
+    map = "/etc/fieldpost/gpio.json"   # default: hardware/pi/gpio.json from the installation
+    refresh_s = 1.0           # how often link, cloud and alarm state are re-read
+
+The button's long press asks the sync service for an immediate attempt through
+``daemon.force_sync()`` when the daemon offers one; a short press silences the alarms
+raised at that moment. Both are written to the audit log (actor "button").
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from edge.db import connect
+from edge.errors import ConfigError, ValidationError
+from edge.gpio.indicators import Indicators, NullIndicators, detect_pin_factory, open_indicators
+from edge.gpio.pinmap import DEFAULT_GPIO_MAP, load_pin_map
+from edge.gpio.status import status_from_db
+
+log = logging.getLogger("fieldpost.gpio")
+
+
+class IndicatorService:
+    """Feeds the indicators from the database and the daemon's links, on the daemon's timer."""
+
+    def __init__(self, indicators: Indicators | NullIndicators, db_path: Path, links_up: Callable[[], bool]):
+        self.indicators = indicators
+        self._db_path = Path(db_path)
+        self._links_up = links_up
+        self._conn = None
+
+    def refresh(self) -> None:
+        if self._conn is None:
+            self._conn = connect(self._db_path, readonly=True)
+        self.indicators.show(status_from_db(self._conn, link_up=self._links_up()))
+
+    def close(self) -> None:
+        self.indicators.close()
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+def all_links_up(daemon: Any) -> bool:
+    manager = getattr(daemon, "manager", None)
+    if manager is None:
+        return False
+    figures = manager.figures()
+    return bool(figures) and all(f["up"] for f in figures)  # no module attached counts as link down
+
+
+def _audit(daemon: Any, action: str) -> None:
+    ingest = getattr(daemon, "ingest", None)
+    if ingest is None:
+        return
+
+    def write(conn, now):
+        conn.execute(
+            "INSERT INTO audit_log (at, actor, action, target, detail) VALUES (?, 'button', ?, NULL, ?)",
+            (now, action, json.dumps({"source": "gpio"})),
+        )
+
+    ingest.submit_call(write)
+
+
+def attach(daemon: Any, *, pin_factory: Any | None = None) -> IndicatorService | None:
+    section = daemon.config.section("gpio")
+    if not section.get("enabled", True):
+        log.info("gpio indicators=off reason='gpio.enabled = false'")
+        return None
+    try:
+        pin_map = load_pin_map(Path(section.get("map", DEFAULT_GPIO_MAP)))
+        refresh_s = float(section.get("refresh_s", 1.0))
+    except (ValidationError, OSError, TypeError, ValueError) as exc:
+        raise ConfigError(f"gpio: {exc}") from None
+
+    def force_sync() -> None:
+        _audit(daemon, "sync.force")
+        trigger = getattr(daemon, "force_sync", None)
+        if callable(trigger):
+            trigger()
+        else:
+            log.warning("gpio force_sync=unsupported reason='the daemon offers no force_sync()'")
+
+    indicators = open_indicators(
+        pin_map,
+        pin_factory=pin_factory,
+        detect=detect_pin_factory,
+        on_silence=lambda: _audit(daemon, "alarm.silence"),
+        on_force_sync=force_sync,
+    )
+    if isinstance(indicators, NullIndicators):
+        return None
+    service = IndicatorService(indicators, daemon.db_path, lambda: all_links_up(daemon))
+    daemon.add_periodic(refresh_s, service.refresh)
+    daemon.add_closer(service.close)
+    return service

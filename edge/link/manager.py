@@ -1,0 +1,339 @@
+"""The serial link manager: which ports to open, one LinkPort (reader thread) per port,
+reconnect with backoff after an unplug, and what to do with the frames that arrive.
+
+Ports come from the configuration (fixed paths, e.g. /dev/serial/by-id/... symlinks)
+and from discovery: pyserial's ``list_ports`` filtered by the USB VID:PID of the
+supported boards. A supervisor thread opens what is missing, retrying a port that
+failed or went away after a randomised back-off (``reconnect_min_s`` doubling up to
+``reconnect_max_s``), so a module plugged back in is talking again within a second
+or two.
+
+Frames: UPLINK goes to the ingest writer and is ACKed from there after the commit;
+STATUS is stored (devices.status of the module) and ACKed after its commit; LOG is
+logged and ACKed at once (nothing to keep).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from edge.errors import LinkError
+from edge.link.frame import Frame, FrameType, NackReason
+from edge.link.port import LinkPort, PortClosed
+from edge.link.session import LinkLost, Received, SessionStarted
+from edge.logs import kv
+
+log = logging.getLogger("fieldpost.link")
+
+
+def discover(usb_ids: list[str], comports: Callable[[], list[Any]] | None = None) -> list[str]:
+    """Device paths of the serial ports whose USB VID:PID is one of ``usb_ids``."""
+    if comports is None:
+        from serial.tools import list_ports
+
+        comports = list_ports.comports
+    wanted = {u.lower() for u in usb_ids}
+    found = []
+    for info in comports():
+        if info.vid is None or info.pid is None:
+            continue
+        if f"{info.vid:04x}:{info.pid:04x}" in wanted:
+            found.append(info.device)
+    return sorted(found)
+
+
+@dataclass
+class PortState:
+    """What the manager knows about one path, across its successive LinkPorts."""
+
+    path: str
+    configured: bool
+    port: LinkPort | None = None
+    opens: int = 0
+    failures: int = 0  # consecutive failed opens (back-off exponent)
+    next_try: float = 0.0
+    last_error: str = ""
+    peer: dict[str, Any] = field(default_factory=dict)
+    up_since: float | None = None
+    # counters of the LinkPorts already closed, so figures survive a reconnect
+    past: dict[str, int] = field(default_factory=dict)
+
+    def figures(self) -> dict[str, Any]:
+        out = dict(self.past)
+        if self.port is not None:
+            for name, value in _port_counters(self.port).items():
+                out[name] = out.get(name, 0) + value
+        out.update(
+            path=self.path,
+            up=bool(self.port is not None and self.port.up),
+            peer_id=self.peer.get("id"),
+            role=self.peer.get("role"),
+            firmware=self.peer.get("fw"),
+            board=self.peer.get("board"),
+            reconnects=max(0, self.opens - 1),
+            last_error=self.last_error,
+            configured=self.configured,
+        )
+        return out
+
+
+def _port_counters(port: LinkPort) -> dict[str, int]:
+    c = port.counters
+    return {
+        "frames_rx": c.frames_rx,
+        "frames_tx": c.frames_tx,
+        "crc_errors": c.frame_errors.get("crc", 0),
+        "frame_errors": sum(v for k, v in c.frame_errors.items() if k != "hello"),
+        "nacks_tx": sum(c.nacks_tx.values()),
+        "nacks_rx": sum(c.nacks_rx.values()),
+        "busy_nacks": c.nacks_tx.get("BUSY", 0),
+        "retransmits": c.retransmits,
+        "sessions": c.sessions,
+        "link_lost": c.link_lost,
+        "bytes_rx": port.bytes_rx,
+        "bytes_tx": port.bytes_tx,
+    }
+
+
+class LinkManager:
+    """Keeps every wanted port open and routes its frames.
+
+    ``ingest``: an edge.ingest.Ingestor (``submit`` and ``submit_call``).
+    ``busy``: the backpressure callback handed to every Session.
+    """
+
+    def __init__(
+        self,
+        *,
+        ingest: Any,
+        ports: list[str] = (),
+        discover_ports: bool = True,
+        usb_ids: list[str] = (),
+        baudrate: int = 921_600,
+        window: int = 8,
+        reconnect_min_s: float = 0.2,
+        reconnect_max_s: float = 1.0,
+        scan_interval_s: float = 1.0,
+        busy: Callable[[], str | None] = lambda: None,
+        hello: Callable[[], dict[str, Any]] = dict,
+        comports: Callable[[], list[Any]] | None = None,
+        port_factory: Callable[..., LinkPort] = LinkPort,
+        rng: random.Random | None = None,
+    ):
+        self._ingest = ingest
+        self._configured = list(ports)
+        self._discover = discover_ports
+        self._usb_ids = list(usb_ids)
+        self._baudrate = baudrate
+        self._window = window
+        self._min = reconnect_min_s
+        self._max = reconnect_max_s
+        self._scan_every = scan_interval_s
+        self._busy = busy
+        self._hello = hello
+        self._comports = comports
+        self._port_factory = port_factory
+        self._rng = rng or random.Random()
+        self._lock = threading.RLock()
+        self._states: dict[str, PortState] = {p: PortState(p, configured=True) for p in self._configured}
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_scan = float("-inf")
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> LinkManager:
+        self._thread = threading.Thread(target=self._supervise, name="fieldpost-links", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Close every port (call after the ingest writer has flushed its ACKs)."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(5)
+        with self._lock:
+            ports = [s.port for s in self._states.values() if s.port is not None]
+        for port in ports:
+            port.close()
+
+    def figures(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [s.figures() for s in self._states.values()]
+
+    def links_up(self) -> int:
+        return sum(1 for f in self.figures() if f["up"])
+
+    # --- supervisor ------------------------------------------------------------------------
+
+    def _supervise(self) -> None:
+        while not self._stop.is_set():
+            now = time.monotonic()
+            if self._discover and now - self._last_scan >= self._scan_every:
+                self._last_scan = now
+                self._scan()
+            with self._lock:
+                due = [s for s in self._states.values() if s.port is None and s.next_try <= now]
+            for state in due:
+                if self._stop.is_set():
+                    break
+                self._open(state)
+            self._wake.wait(0.05)
+            self._wake.clear()
+
+    def _scan(self) -> None:
+        try:
+            found = discover(self._usb_ids, self._comports)
+        except OSError as exc:  # list_ports reads sysfs; never let that stop the supervisor
+            log.warning("link discovery failed %s", kv(error=exc))
+            return
+        with self._lock:
+            # a configured /dev/serial/by-id or udev symlink and its discovered /dev/ttyUSBn are one port
+            known = {os.path.realpath(p) for p in self._states}
+            for path in found:
+                if path not in self._states and os.path.realpath(path) not in known:
+                    log.info("link discovered %s", kv(port=path))
+                    self._states[path] = PortState(path, configured=False)
+            # a discovered port that vanished and is closed is forgotten; configured ones stay
+            for path in [p for p, s in self._states.items() if not s.configured and s.port is None]:
+                if path not in found:
+                    del self._states[path]
+
+    def _open(self, state: PortState) -> None:
+        if not os.path.exists(state.path):  # unplugged: try again later, quietly
+            with self._lock:
+                state.failures += 1
+                state.last_error = "no such device"
+                state.next_try = time.monotonic() + self._backoff(state.failures)
+            return
+        # The reader thread starts inside open() and may deliver frames before open() returns,
+        # so the callback carries the port itself rather than looking it up in the state.
+        holder: list[LinkPort] = []
+        port = self._port_factory(
+            state.path,
+            hello=self._hello(),
+            on_event=lambda event, s=state: self._on_event(s, holder[0], event),
+            baudrate=self._baudrate,
+            window=self._window,
+            busy=self._busy,
+        )
+        holder.append(port)
+        with self._lock:
+            state.port = port
+        try:
+            port.open()
+        except LinkError as exc:
+            with self._lock:
+                state.port = None
+                state.failures += 1
+                state.last_error = str(exc)
+                state.next_try = time.monotonic() + self._backoff(state.failures)
+            if state.failures == 1 or state.failures % 50 == 0:
+                log.info("link open failed %s", kv(port=state.path, attempt=state.failures, error=exc))
+            port.close()
+            return
+        with self._lock:
+            state.opens += 1
+            state.failures = 0
+            state.last_error = ""
+
+    def _backoff(self, failures: int) -> float:
+        base = min(self._max, self._min * 2 ** min(failures - 1, 20))
+        return base * (0.5 + self._rng.random() / 2)
+
+    # --- events (on the port's reader thread) ------------------------------------------------
+
+    def _on_event(self, state: PortState, port: LinkPort, event: Any) -> None:
+        if isinstance(event, Received):
+            self._on_frame(state, port, event.frame)
+        elif isinstance(event, SessionStarted):
+            state.peer = dict(event.peer)
+            state.up_since = time.monotonic()
+            log.info(
+                "link up %s",
+                kv(
+                    port=state.path,
+                    peer=event.peer.get("id"),
+                    role=event.peer.get("role"),
+                    fw=event.peer.get("fw"),
+                    board=event.peer.get("board"),
+                ),
+            )
+            self._ingest.submit_call(lambda conn, now, peer=dict(event.peer): _note_peer(conn, peer, now))
+        elif isinstance(event, LinkLost):
+            log.warning("link lost %s", kv(port=state.path, reason=event.reason))
+        elif isinstance(event, PortClosed):
+            with self._lock:
+                if state.port is not port:
+                    return  # a port that failed to open: never counted as open
+                for name, value in _port_counters(port).items():
+                    state.past[name] = state.past.get(name, 0) + value
+                state.port = None
+                state.up_since = None
+                state.last_error = event.reason
+                state.next_try = time.monotonic() + (0 if self._stop.is_set() else self._min)
+            if event.reason != "closed":
+                log.warning("link down %s", kv(port=state.path, reason=event.reason))
+            self._wake.set()
+
+    def _on_frame(self, state: PortState, port: LinkPort, frame: Frame) -> None:
+        seq = frame.seq
+        bridge = state.peer.get("id")
+        if frame.type == FrameType.UPLINK:
+            # fail: the commit failed, nothing was ACKed; a new session makes the module resend
+            # at once instead of after its link-down timeout.
+            self._ingest.submit(
+                frame.payload, bridge_id=bridge, reply=lambda ack: port.ack(seq, ack), fail=port.reconnect
+            )
+        elif frame.type == FrameType.STATUS:
+            try:
+                status = json.loads(frame.payload)
+            except ValueError as exc:
+                status, why = None, str(exc)
+            else:
+                why = "not a JSON object"
+            if not isinstance(status, dict):
+                port.nack(seq, NackReason.INVALID, f"STATUS: {why}")
+                return
+            self._ingest.submit_call(
+                lambda conn, now: _store_status(conn, bridge, status), reply=lambda: port.ack(seq)
+            )
+        elif frame.type == FrameType.LOG:
+            try:
+                entry = json.loads(frame.payload)
+            except ValueError:
+                entry = {"msg": frame.payload.decode("utf-8", "replace")}
+            if not isinstance(entry, dict):
+                entry = {"msg": str(entry)}
+            level = {"debug": logging.DEBUG, "warning": logging.WARNING, "error": logging.ERROR}.get(
+                str(entry.get("lvl", "info")).lower(), logging.INFO
+            )
+            log.log(level, "module log %s", kv(port=state.path, module=bridge, msg=entry.get("msg", "")))
+            port.ack(seq)
+        else:
+            port.nack(seq, NackReason.UNSUPPORTED, f"frame type 0x{frame.type:02x}")
+
+
+def _note_peer(conn, peer: dict[str, Any], now: float) -> None:
+    """A registered module that says HELLO: keep its firmware version and board."""
+    dev = peer.get("id")
+    if isinstance(dev, str):
+        conn.execute(
+            "UPDATE devices SET firmware = coalesce(?, firmware), board = coalesce(?, board) WHERE id = ?",
+            (peer.get("fw"), peer.get("board"), dev),
+        )
+
+
+def _store_status(conn, module_id: str | None, status: dict[str, Any]) -> None:
+    if module_id:
+        conn.execute("UPDATE devices SET status = ? WHERE id = ?", (json.dumps(status), module_id))

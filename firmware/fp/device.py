@@ -1,0 +1,182 @@
+# What a node and a bridge with its own sensors share: identity, frame counter,
+# journal, building uplinks, and acting on the downlinks addressed to it.
+import json
+import struct
+from binascii import unhexlify
+
+from fp import lpp, store
+from fp import radio_frame as rf
+from fp.airtime import DutyBudget, region_params
+
+FW_VERSION = "0.2.0"
+_DLIDS = "dlids"  # last executed downlink ids, so a resent reboot does not reboot twice
+
+
+class Device:
+    def __init__(self, cfg, cfg_path, hal, journal, counter, log=None):
+        self.cfg = cfg
+        self.cfg_path = cfg_path
+        self.hal = hal
+        self.journal = journal
+        self.counter = counter
+        self.log = log or _no_log
+        self.dev_id = unhexlify(cfg["id"])
+        self.key = unhexlify(cfg["key"])
+        duty, self.sf, self.bw, self.max_payload = region_params(cfg["region"], cfg["dr"])
+        if cfg["duty_cycle"] >= 0:
+            duty = cfg["duty_cycle"]
+        self.budget = DutyBudget(duty)
+        self.stats = {"taken": 0, "acked": 0, "dropped": 0, "rejects": 0, "bad_mic": 0, "results": 0}
+        self.last_reject = ""
+        self.status_due = False
+        self.reboot_due = False
+        body = store.read_atomic(_DLIDS)
+        self.dl_ids = list(struct.unpack(">4H", body)) if body and len(body) == 8 else []
+
+    # --- uplinks --------------------------------------------------------------
+
+    def queue(self, port, payload):
+        # Number, sign and journal one uplink; returns its fcnt. The counter is
+        # reserved on flash before use and the frame is durable before it is sent.
+        room = self.max_payload - rf.OVERHEAD
+        if len(payload) > room:
+            payload = payload[:room] if port != rf.PORT_READINGS else payload
+            if len(payload) > room:
+                raise rf.RadioError("long", "%d-byte payload, %d allowed at this data rate"
+                                    % (len(payload), room))
+        fcnt = self.counter.take()
+        # Journaled unsigned: the MIC is made when it goes out (next_uplink).
+        dropped = self.journal.append(rf.unsigned(rf.KIND_UPLINK, self.dev_id, fcnt, port, payload))
+        if dropped:
+            self.stats["dropped"] += dropped
+        return fcnt
+
+    def next_uplink(self):
+        # The oldest journaled uplink as it goes on the air: signed now, with the key
+        # the module holds now, so a backlog journaled before a key rotation goes out
+        # under the new key (the edge resets its replay floor when it rotates; fcnt
+        # values are never reused, so the edge cannot mistake one for another).
+        # None when the journal is empty.
+        while True:
+            body = self.journal.head()
+            if body is None or body[1:9] == self.dev_id:
+                return body and rf.sign(body, self.key)
+            # Taken under another device id (the module was re-provisioned with a new
+            # identity): signing it as ours would give that reading to this device.
+            # Given up, counted with the refused ones, never sent.
+            self.journal.done(rf.fcnt_of(body), True)
+
+    def take_reading(self):
+        temp, rh = self.hal.read_climate()
+        fcnt = self.queue(rf.PORT_READINGS, lpp.standard_reading(temp, rh, self.hal.battery_v()))
+        self.stats["taken"] += 1
+        return fcnt
+
+    def status(self, uptime_s):
+        # Port 3: compact JSON cut to what the data rate carries (51 bytes at SF12 leave 33).
+        bat = self.hal.battery_v()
+        items = [("j", len(self.journal)), ("u", uptime_s), ("a", self.budget.total_ms // 1000),
+                 ("d", self.budget.deferred), ("r", self.stats["rejects"]), ("m", self.stats["bad_mic"]),
+                 ("x", self.stats["dropped"]), ("f", self.journal.refused), ("w", self.last_reject[:12])]
+        if bat is not None:
+            items.insert(0, ("b", round(bat, 2)))
+        room = self.max_payload - rf.OVERHEAD
+        doc = {}
+        for k, v in items:
+            doc[k] = v
+            if len(json.dumps(doc)) > room:
+                del doc[k]
+        return json.dumps(doc).replace(" ", "").encode()
+
+    def queue_status(self, uptime_s):
+        self.status_due = False
+        return self.queue(rf.PORT_STATUS, self.status(uptime_s))
+
+    def reboot(self):
+        # An ordered reboot is not a crash: it must not count toward safe mode.
+        from fp import bootguard
+        bootguard.clear()
+        self.journal.close()
+        self.hal.reset()
+
+    # --- downlinks ------------------------------------------------------------
+
+    def reject(self, reason, text):
+        self.stats["rejects"] += 1
+        if reason == "mic":
+            self.stats["bad_mic"] += 1
+        self.last_reject = reason
+        self.log("warn", "rejected downlink: %s (%s)" % (reason, text))
+
+    def handle_downlink(self, frame, fcnt):
+        # A downlink received in answer to uplink fcnt. True when it acknowledged it.
+        try:
+            port, command = rf.open_downlink(frame, self.dev_id, self.key, fcnt)
+        except rf.RadioError as e:
+            if e.args[0] != "device":  # another node's downlink is not an error of ours
+                self.reject(e.args[0], e.args[1] if len(e.args) > 1 else "")
+                self.status_due = True
+            return False
+        if fcnt is not None and self.journal.done(fcnt):
+            self.stats["acked"] += 1
+        if port == rf.DL_PORT_COMMAND:
+            self.command(command)
+        return True
+
+    def command(self, payload):
+        # Validate, act, answer on port 2 (the answer is journaled: it survives a reboot).
+        # Imported here, not at the top: commands are rare and a 64K board needs the RAM.
+        from fp import config
+        from fp.downlink import CommandError, parse_and_validate
+        try:
+            dl_id, cmd, args = parse_and_validate(payload, tuple(self.hal.outputs))
+        except rf.RadioError as e:
+            self.reject(e.args[0], "command without id")
+            self.status_due = True
+            return
+        except CommandError as e:
+            self.reject(e.reason, e.text)
+            self._answer(e.dl_id, e.result, e.text)
+            return
+        if dl_id in self.dl_ids:
+            self._answer(dl_id, rf.RESULT_OK, "repeat")  # done before: confirm, do not redo
+            return
+        result, text = rf.RESULT_OK, ""
+        try:
+            if cmd == rf.CMD_SET_INTERVAL:
+                self.cfg = config.update(self.cfg_path, self.cfg, {"interval": args})
+            elif cmd == rf.CMD_SET_OUTPUT:
+                self.hal.outputs[args[0]](args[1])
+            elif cmd == rf.CMD_REQUEST_STATUS:
+                self.status_due = True
+            elif cmd == rf.CMD_REBOOT:
+                self.reboot_due = True
+            elif cmd == rf.CMD_CONFIG:
+                self.cfg = config.update(self.cfg_path, self.cfg, args)
+        except config.ConfigError as e:
+            result, text = rf.RESULT_OUT_OF_RANGE, str(e)
+        except Exception as e:  # hardware refused (output pin, flash full)
+            result, text = rf.RESULT_FAILED, repr(e)
+        self._remember(dl_id)
+        self._answer(dl_id, result, text)
+
+    def _remember(self, dl_id):
+        self.dl_ids = ([dl_id] + self.dl_ids)[:4]
+        ids = self.dl_ids + [0xFFFF] * (4 - len(self.dl_ids))
+        store.write_atomic(_DLIDS, struct.pack(">4H", *ids))
+
+    def _answer(self, dl_id, result, text):
+        self.stats["results"] += 1
+        self.queue(rf.PORT_RESULT, rf.result_payload(dl_id, result, text))
+
+
+def retry_ms(cfg, attempts, r):
+    # Exponential backoff with jitter: retry_base doubling per failed attempt up to
+    # retry_max, times r in [0.5, 1.5) (r: a random number in [0, 1)).
+    step = cfg["retry_base"] * (1 << min(attempts - 1, 16))
+    step = min(step, cfg["retry_max"])
+    return int(step * 1000 * (0.5 + r))
+
+
+def _no_log(lvl, msg):
+    pass

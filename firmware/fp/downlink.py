@@ -1,0 +1,67 @@
+# Downlink commands (docs/radio.md section 3): decode and validate, without
+# acting. The role applies a validated command and answers on uplink port 2.
+import json
+import struct
+
+from fp import config
+from fp import radio_frame as rf
+
+MIN_INTERVAL = 10
+MAX_INTERVAL = 86400
+
+
+class CommandError(Exception):
+    # result: RESULT_UNKNOWN_COMMAND / RESULT_OUT_OF_RANGE; reason: short code
+    # (command, range); text: sent back in the port-2 answer.
+    def __init__(self, dl_id, result, reason, text):
+        super().__init__(text)
+        self.dl_id = dl_id
+        self.result = result
+        self.reason = reason
+        self.text = text
+
+
+def _range(dl_id, text):
+    return CommandError(dl_id, rf.RESULT_OUT_OF_RANGE, "range", text)
+
+
+def parse_and_validate(payload, outputs=()):
+    # Returns (dl_id, cmd, args): args is seconds (1), (output, value) (2),
+    # None (3, 4) or the dict of config changes (5).
+    dl_id, cmd, args = rf.parse_command(payload)
+    if cmd == rf.CMD_SET_INTERVAL:
+        if len(args) != 4:
+            raise _range(dl_id, "interval needs 4 bytes")
+        seconds = struct.unpack(">I", args)[0]
+        if not MIN_INTERVAL <= seconds <= MAX_INTERVAL:
+            raise _range(dl_id, "interval %d not in %d..%d" % (seconds, MIN_INTERVAL, MAX_INTERVAL))
+        return dl_id, cmd, seconds
+    if cmd == rf.CMD_SET_OUTPUT:
+        if len(args) != 2:
+            raise _range(dl_id, "set output needs 2 bytes")
+        output, value = args[0], args[1]
+        if output not in outputs:
+            raise _range(dl_id, "no output %d" % output)
+        if value > 1:
+            raise _range(dl_id, "output value %d not 0/1" % value)
+        return dl_id, cmd, (output, value)
+    if cmd in (rf.CMD_REQUEST_STATUS, rf.CMD_REBOOT):
+        if args:
+            raise _range(dl_id, "no arguments expected")
+        return dl_id, cmd, None
+    if cmd == rf.CMD_CONFIG:
+        try:
+            changes = json.loads(bytes(args))
+        except (ValueError, UnicodeError):
+            raise _range(dl_id, "config is not JSON")
+        if not isinstance(changes, dict) or not changes:
+            raise _range(dl_id, "config must be a non-empty object")
+        try:
+            for key in changes:
+                if key not in config.REMOTE_KEYS:
+                    raise config.ConfigError(key, "not changeable remotely")
+                config.check(key, changes[key])
+        except config.ConfigError as e:
+            raise _range(dl_id, str(e))
+        return dl_id, cmd, changes
+    raise CommandError(dl_id, rf.RESULT_UNKNOWN_COMMAND, "command", "unknown command %d" % cmd)

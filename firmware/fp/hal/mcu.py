@@ -1,0 +1,150 @@
+# Boards with a real MCU (ESP32 + SX1276, ESP32-S3 + SX1262, RP2040 + RFM95W).
+# Everything comes from the profile; the radio driver is micropython-lib's
+# lora-sx127x / lora-sx126x, installed with mip at provisioning. The hardware
+# objects (SPI, pins, I2C) are built here and passed into the drivers, as the
+# lora drivers expect.
+import gc
+
+from fp.hal import board as board_mod
+from fp.hal.clock import Clock
+
+
+def _pin(machine, n, mode=None, pull=None, value=None):
+    if n is None:
+        return None
+    if mode is None:
+        return machine.Pin(n)
+    p = machine.Pin(n, mode, pull) if pull is not None else machine.Pin(n, mode)
+    if value is not None:
+        p.value(value)
+    return p
+
+
+def make_modem(machine, profile, lora_cfg):
+    radio = profile["radio"]
+    pins = radio["pins"]
+    spi_cfg = radio["spi"]
+    spi = machine.SPI(spi_cfg["id"], baudrate=spi_cfg.get("baudrate", 2000000), polarity=0, phase=0,
+                      sck=machine.Pin(spi_cfg["sck"]), mosi=machine.Pin(spi_cfg["mosi"]),
+                      miso=machine.Pin(spi_cfg["miso"]))
+    cs = _pin(machine, pins["cs"], machine.Pin.OUT, value=1)
+    chip = radio["chip"]
+    if chip in ("sx1276", "sx1278", "rfm95w"):
+        from lora import AsyncSX1276
+        return AsyncSX1276(spi=spi, cs=cs, dio0=_pin(machine, pins["dio0"]),
+                           dio1=_pin(machine, pins.get("dio1")),
+                           reset=_pin(machine, pins["reset"]), lora_cfg=lora_cfg)
+    if chip in ("sx1262", "sx1261"):
+        from lora import AsyncSX1262
+        return AsyncSX1262(spi=spi, cs=cs, busy=_pin(machine, pins["busy"]), dio1=_pin(machine, pins["dio1"]),
+                           reset=_pin(machine, pins["reset"]), dio2_rf_sw=radio.get("dio2_rf_sw", True),
+                           dio3_tcxo_millivolts=radio.get("tcxo_mv"), lora_cfg=lora_cfg)
+    raise board_mod.BoardError("radio chip %r not supported" % chip)
+
+
+class SHT3x:
+    # Sensirion SHT30/31 over I2C: single-shot, high repeatability (datasheet 4.3).
+    def __init__(self, i2c, addr=0x44):
+        self.i2c = i2c
+        self.addr = addr
+        self._buf = bytearray(6)
+
+    def read(self):
+        import time
+        self.i2c.writeto(self.addr, b"\x24\x00")
+        time.sleep_ms(16)
+        self.i2c.readfrom_into(self.addr, self._buf)
+        b = self._buf
+        t_raw = (b[0] << 8) | b[1]
+        h_raw = (b[3] << 8) | b[4]
+        return -45 + 175 * t_raw / 65535, 100 * h_raw / 65535
+
+
+class McuBoard:
+    def __init__(self, machine, profile, cfg, clock):
+        self.machine = machine
+        self.name = profile["name"]
+        self.profile = profile
+        self.clock = clock or Clock()
+        self.modem = None
+        self.uart = None
+        self.outputs = {}
+        self.output_state = {}
+        for o in profile.get("outputs") or ():
+            pin = machine.Pin(o["pin"], machine.Pin.OUT, value=0)
+            self.output_state[o["index"]] = 0
+            self.outputs[o["index"]] = self._setter(o["index"], pin)
+        led = profile.get("led")
+        self._led = machine.Pin(led["pin"], machine.Pin.OUT) if led else None
+        self._led_high = led.get("active_high", True) if led else True
+        self._sensor = None
+        i2c_cfg = profile.get("i2c")
+        for s in profile.get("sensors") or ():
+            if s.get("type") in ("sht31", "sht30") and i2c_cfg:
+                i2c = machine.I2C(i2c_cfg["id"], sda=machine.Pin(i2c_cfg["sda"]),
+                                  scl=machine.Pin(i2c_cfg["scl"]),
+                                  freq=i2c_cfg.get("freq", 100000))
+                self._sensor = SHT3x(i2c, s.get("address", 0x44))
+        bat = profile.get("battery")
+        has_adc = bat and bat.get("adc_pin") is not None
+        self._adc = machine.ADC(machine.Pin(bat["adc_pin"])) if has_adc else None
+        self._divider = bat.get("divider", 2.0) if bat else 1.0
+        self._bat_ctrl = _pin(machine, bat.get("enable_pin"), machine.Pin.OUT, value=0) if bat else None
+        self._bat_ctrl_on = bat.get("enable_level", 0) if bat else 0
+        self.wdt = machine.WDT(timeout=int(cfg.get("watchdog_s", 30) * 1000))
+
+    def _setter(self, idx, pin):
+        def set_output(value):
+            pin.value(1 if value else 0)
+            self.output_state[idx] = 1 if value else 0
+        return set_output
+
+    def read_climate(self):
+        if self._sensor is None:
+            return None, None
+        try:
+            return self._sensor.read()
+        except OSError:
+            return None, None  # sensor missing or not answering: the reading goes without it
+
+    def battery_v(self):
+        if self._adc is None:
+            return None
+        if self._bat_ctrl is not None:
+            self._bat_ctrl.value(self._bat_ctrl_on)
+        uv = self._adc.read_uv() if hasattr(self._adc, "read_uv") else self._adc.read_u16() * 3300000 // 65535
+        if self._bat_ctrl is not None:
+            self._bat_ctrl.value(1 - self._bat_ctrl_on)
+        return uv * self._divider / 1000000
+
+    def led(self, on):
+        if self._led is not None:
+            self._led.value(1 if bool(on) == self._led_high else 0)
+
+    def heap_free(self):
+        return gc.mem_free()
+
+    def reset(self):
+        self.machine.reset()
+
+    def close(self):
+        pass
+
+
+def make(profile, cfg, clock=None, machine=None):
+    # machine: the port's module, or a stand-in with the same classes (tests on the unix port)
+    if machine is None:
+        import machine
+    from fp.airtime import region_params
+    b = McuBoard(machine, profile, cfg, clock)
+    _, sf, bw, _ = region_params(cfg["region"], cfg["dr"])
+    b.modem = make_modem(machine, profile, board_mod.lora_cfg(profile, sf, bw))
+    u = profile.get("uart")
+    if cfg["role"] == "bridge" and u:
+        if u.get("id") == 0 and u.get("detach_repl"):
+            import os
+            if hasattr(os, "dupterm"):
+                os.dupterm(None, 0)  # the link takes UART0 from the REPL
+        b.uart = machine.UART(u["id"], baudrate=u.get("baudrate", 115200), tx=u["tx"], rx=u["rx"],
+                              timeout=0, rxbuf=1024)
+    return b

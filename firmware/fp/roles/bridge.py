@@ -1,0 +1,246 @@
+# Bridge role: radio receive -> serial UPLINK (RSSI, SNR, receive time); the
+# edge's ACK carries the node's downlink, transmitted in the node's receive
+# window; periodic STATUS; LOG frames for what it rejects or what goes wrong.
+# The bridge has its own identity and journal: its own readings (own_readings)
+# and its answers to its own commands go up as UPLINKs with RSSI 0, SNR 0.
+import asyncio
+import json
+import random
+import time
+
+from fp import frame as fr
+from fp import radio_frame as rf
+from fp.device import FW_VERSION, retry_ms
+from fp.link import EV_ACKED, EV_LOST, EV_RECEIVED, EV_REFUSED, EV_STARTED, Link
+from fp.linkio import LinkIO
+from fp.refusal import Refusals
+from micropython import const
+
+_LOG_BURST = const(10)  # LOG frames allowed at once; refilled one per second
+_MARGIN_MS = const(50)  # a downlink must end this long before the node's window closes
+
+
+class Bridge:
+    def __init__(self, dev, hal, beat=None, link=None):
+        self.dev = dev
+        self.hal = hal
+        self.cfg = dev.cfg
+        self.clock = hal.clock
+        self.modem = hal.modem
+        self.beat = beat or (lambda name: None)
+        hello = {"id": self.cfg["id"], "fw": FW_VERSION, "role": "bridge", "board": hal.name}
+        self.link = link or Link(hello, time.ticks_ms, accept=(fr.DOWNLINK,))
+        self.io = LinkIO(hal.uart, self.link, self.on_event, on_error=self._event_error)
+        self.tx_lock = asyncio.Lock()
+        self.c = {"rx": 0, "fwd": 0, "bad": 0, "tx": 0, "late": 0, "no_link": 0, "dl_deferred": 0,
+                  "edge_rej": 0, "bad_mic": 0, "sessions": 0, "lost": 0, "refused": 0, "logs_dropped": 0,
+                  "errors": 0}
+        self.boot_ms = self.clock.ms()
+        self.own_inflight = None
+        self.own_next_ms = 0  # no own uplink before this (backoff after the edge refused one)
+        self.own_refusals = 0  # refusals in a row, for the backoff
+        self.refusals = Refusals(dev.journal, dev.log)
+        self._log_tokens = _LOG_BURST
+        self._log_refill = time.ticks_ms()
+        self.fatal = None  # set when a task died: main() reboots
+
+    # --- LOG frames -----------------------------------------------------------
+
+    def log(self, lvl, msg):
+        now = time.ticks_ms()
+        refill = time.ticks_diff(now, self._log_refill) // 1000
+        if refill > 0:
+            self._log_tokens = min(_LOG_BURST, self._log_tokens + refill)
+            self._log_refill = now
+        if not self.link.up or not self.link.can_send() or self._log_tokens <= 0:
+            self.c["logs_dropped"] += 1
+            return
+        self._log_tokens -= 1
+        self.io.send(fr.LOG, json.dumps({"lvl": lvl, "msg": msg[:200]}).encode(), ("log",))
+
+    def _event_error(self, e):
+        self.c["errors"] += 1
+        self.log("error", "event handler: %r" % (e,))
+
+    # --- radio -> edge --------------------------------------------------------
+
+    def on_radio(self, pkt):
+        self.c["rx"] += 1
+        rx_ms = self.clock.ms()
+        try:
+            dev_id, fcnt, port = rf.check(pkt, rf.KIND_UPLINK)
+        except rf.RadioError as e:
+            self.c["bad"] += 1
+            self.log("warn", "radio frame rejected: %s: %s" % (e.args[0], e.args[1]))
+            return
+        if not self.link.up or not self.link.can_send():
+            self.c["no_link"] += 1  # the node keeps it in its journal and retries
+            return
+        payload = rf.serial_uplink(pkt.rssi, pkt.snr / 4, self.clock.time(), bytes(pkt))
+        self.io.send(fr.UPLINK, payload, ("n", rx_ms, fcnt))
+        self.c["fwd"] += 1
+
+    async def rx_loop(self):
+        while True:
+            self.beat("rx")
+            pkt = await self.modem.recv(timeout_ms=self._beat_ms())
+            if pkt is not None and not getattr(pkt, "crc_error", False):
+                self.on_radio(pkt)
+
+    def _beat_ms(self):
+        return int(self.cfg["watchdog_s"] * 250 * self.clock.scale) or 1000
+
+    async def tx_downlink(self, dl, rx_ms):
+        # The node listens for rx_window after its uplink ended (= when we heard it).
+        toa = self.modem.get_time_on_air_us(len(dl)) // 1000
+        deadline = rx_ms + int(self.cfg["rx_window"] * 1000) - toa - _MARGIN_MS
+        async with self.tx_lock:
+            now = self.clock.ms()
+            if now > deadline:
+                self.c["late"] += 1
+                self.log("warn", "downlink too late for the receive window by %d ms" % (now - deadline))
+                return
+            if self.dev.budget.wait_ms(now, toa) != 0:
+                self.c["dl_deferred"] += 1
+                self.dev.budget.deferred += 1
+                return
+            self.dev.budget.record(now, toa)
+            await self.modem.send(dl)
+            self.c["tx"] += 1
+
+    # --- link events ----------------------------------------------------------
+
+    def on_event(self, ev):
+        kind = ev[0]
+        if kind == EV_ACKED:
+            self._on_acked(ev[1], ev[2])
+        elif kind == EV_RECEIVED:
+            self._own_command(ev[1], ev[2], ev[3])
+        elif kind == EV_STARTED:
+            self.c["sessions"] += 1
+            t = ev[1].get("time")
+            if isinstance(t, (int, float)) and t > 0:
+                self.clock.set_time(t)  # no RTC: the edge's clock is ours
+        elif kind == EV_REFUSED:
+            self.c["refused"] += 1
+            token = ev[1]
+            if token and token[0] == "own":
+                self.own_inflight = None
+        elif kind == EV_LOST:
+            self.c["lost"] += 1
+
+    def _on_acked(self, token, result):
+        if not token:
+            return
+        if token[0] == "n":
+            try:
+                code, dl = rf.parse_ack(result)
+            except rf.RadioError:
+                self.c["edge_rej"] += 1
+                return
+            if code in (rf.ACK_STORED, rf.ACK_DUPLICATE) and dl:
+                asyncio.create_task(self.tx_downlink(dl, token[1]))
+            elif code not in (rf.ACK_STORED, rf.ACK_DUPLICATE):
+                self.c["edge_rej"] += 1
+                if code == rf.ACK_BAD_MIC:
+                    self.c["bad_mic"] += 1
+        elif token[0] == "own":
+            fcnt = token[1]
+            self.own_inflight = None
+            try:
+                code, dl = rf.parse_ack(result)
+            except rf.RadioError:
+                return
+            if code in (rf.ACK_STORED, rf.ACK_DUPLICATE):
+                self.own_refusals = 0
+                if not dl or not self.dev.handle_downlink(dl, fcnt):
+                    self.dev.journal.done(fcnt)  # stored at the edge either way
+            else:
+                self.c["edge_rej"] += 1
+                if code == rf.ACK_BAD_MIC:
+                    self.c["bad_mic"] += 1
+                # not at once again: back off as a node does on silence; given up after
+                # repeated refusals of the same frame (fp/refusal.py says why). Logged once
+                # a streak: the edge has logged each one, the LOG budget is for news.
+                self.own_refusals += 1
+                if self.own_refusals == 1:
+                    self.log("error", "edge refused own uplink %d: result %d" % (fcnt, code))
+                self.own_next_ms = self.clock.ms() + retry_ms(self.cfg, self.own_refusals, random.random())
+                self.refusals.refused(fcnt, code)
+
+    def _own_command(self, ftype, seq, payload):
+        if ftype != fr.DOWNLINK:
+            self.link.nack(seq, fr.NACK_UNSUPPORTED, "type")
+            return
+        try:
+            port, command = rf.open_downlink(payload, self.dev.dev_id, self.dev.key, None)
+        except rf.RadioError as e:
+            if e.args[0] == "mic":
+                self.c["bad_mic"] += 1
+            self.dev.reject(e.args[0], e.args[1])
+            self.link.nack(seq, fr.NACK_INVALID, "%s: %s" % (e.args[0], e.args[1]))
+            self.log("warn", "own downlink rejected: %s" % e.args[0])
+            return
+        if port == rf.DL_PORT_COMMAND:
+            self.dev.command(command)  # the answer is journaled and goes up on port 2
+        self.link.ack(seq)
+        self.io.flush()
+
+    # --- own uplinks, status ----------------------------------------------------
+
+    async def own_loop(self):
+        dev = self.dev
+        next_sample = self.clock.ms()
+        while True:
+            self.beat("own")
+            now = self.clock.ms()
+            if self.cfg["own_readings"] and now >= next_sample:
+                dev.take_reading()
+                next_sample = now + dev.cfg["interval"] * 1000
+            if dev.status_due:
+                dev.queue_status(self.uptime_s())
+            if dev.reboot_due and not len(dev.journal):
+                self.dev.reboot()
+            if (len(dev.journal) and self.own_inflight is None and now >= self.own_next_ms
+                    and self.link.up and self.link.can_send()):
+                frame = dev.next_uplink()  # signed now, with the current key
+                if frame is not None:
+                    fcnt = rf.fcnt_of(frame)
+                    self.own_inflight = fcnt
+                    self.io.send(fr.UPLINK, rf.serial_uplink(0, 0, self.clock.time(), frame), ("own", fcnt))
+            await asyncio.sleep_ms(50)
+
+    def uptime_s(self):
+        return (self.clock.ms() - self.boot_ms) // 1000
+
+    def status(self):
+        m = self.modem.counters if hasattr(self.modem, "counters") else {}
+        doc = {"heap_free": self.hal.heap_free(), "uptime": self.uptime_s(), "journal": len(self.dev.journal),
+               "rx": self.c["rx"], "tx": self.c["tx"], "bad_mic": self.c["bad_mic"],
+               "airtime_ms": self.dev.budget.total_ms, "deferred": self.dev.budget.deferred,
+               "fwd": self.c["fwd"], "bad": self.c["bad"], "late": self.c["late"],
+               "no_link": self.c["no_link"],
+               "edge_rej": self.c["edge_rej"], "given_up": self.dev.journal.refused,
+               "logs_dropped": self.c["logs_dropped"],
+               "radio_lost": m.get("lost", 0), "fw": FW_VERSION}
+        return json.dumps(doc).encode()
+
+    async def status_loop(self):
+        while True:
+            self.beat("status")
+            if self.link.up and self.link.can_send():
+                self.io.send(fr.STATUS, self.status(), ("status",))
+            await self._sleep_beating("status", int(self.cfg["status_every"] * 1000))
+
+    async def _sleep_beating(self, name, vms):
+        end = self.clock.ms() + vms
+        while True:
+            left = end - self.clock.ms()
+            if left <= 0:
+                return
+            self.beat(name)
+            await self.clock.sleep_ms(min(left, self._beat_ms()))
+
+    def tasks(self):
+        return (("link", self.io.run), ("rx", self.rx_loop), ("own", self.own_loop),
+                ("status", self.status_loop))

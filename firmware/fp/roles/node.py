@@ -1,0 +1,134 @@
+# Node role: sample on a schedule, journal, send the oldest unacknowledged
+# frame, listen for the downlink in the receive window, back off on silence.
+# One task; everything time-related goes through hal.clock, so the same loop
+# runs in real time on a board, scaled on a virtual module and stepped in the
+# simulated-day test.
+import random
+
+from fp import radio_frame as rf
+from fp.device import retry_ms
+from micropython import const
+
+_BEAT_MAX_MS = const(10000)  # sleep in slices no longer than this, so the supervisor sees us alive
+
+
+class Node:
+    def __init__(self, dev, hal, beat=None, rand=None, trace=None):
+        self.dev = dev
+        self.hal = hal
+        self.clock = hal.clock
+        self.modem = hal.modem
+        self.beat = beat or _noop
+        self.rand = rand or random.random
+        self.trace = trace  # called with (event, value) for tests and logs
+        self.attempts = 0
+        self.sent = 0
+        self.rx_ok = 0
+        self.too_long = 0
+        self._deferring = False
+        self.boot_ms = self.clock.ms()
+
+    def _t(self, event, value):
+        if self.trace:
+            self.trace(event, value)
+
+    def backoff_ms(self):
+        return retry_ms(self.dev.cfg, self.attempts, self.rand())
+
+    def uptime_s(self):
+        return (self.clock.ms() - self.boot_ms) // 1000
+
+    async def send_head(self, now):
+        # Returns the ms to wait before the next attempt (0: go on at once).
+        dev = self.dev
+        frame = dev.next_uplink()  # signed now, with the current key
+        if frame is None:
+            return -1
+        fcnt = rf.fcnt_of(frame)
+        toa = self.modem.get_time_on_air_us(len(frame)) // 1000
+        wait = dev.budget.wait_ms(now, toa)
+        if wait < 0 or len(frame) > dev.max_payload:
+            # can never be sent at this data rate: drop it rather than block the journal
+            self.too_long += 1
+            dev.journal.done(fcnt)
+            self._t("too_long", fcnt)
+            return 0
+        if wait > 0:
+            if not self._deferring:
+                self._deferring = True
+                dev.budget.deferred += 1
+                self._t("deferred", fcnt)
+            return wait
+        self._deferring = False
+        dev.budget.record(now, toa)
+        self._t("tx", (fcnt, now, toa))
+        self.hal.led(True)  # the status LED is lit while the radio transmits
+        try:
+            await self.modem.send(frame)
+        finally:
+            self.hal.led(False)
+        self.sent += 1
+        acked = await self.listen(fcnt)
+        if acked:
+            self.attempts = 0
+            self.rx_ok += 1
+            self._t("acked", fcnt)
+            return 0
+        self.attempts += 1
+        return self.backoff_ms()
+
+    async def listen(self, fcnt):
+        end = self.clock.ms() + int(self.dev.cfg["rx_window"] * 1000)
+        try:
+            while True:
+                left = end - self.clock.ms()
+                if left <= 0:
+                    return False
+                pkt = await self.modem.recv(timeout_ms=left)
+                if pkt is None:
+                    return False
+                if self.dev.handle_downlink(pkt, fcnt):
+                    return True
+        finally:
+            self.modem.standby()
+
+    async def run(self, until_ms=None):
+        dev = self.dev
+        clock = self.clock
+        next_sample = clock.ms()
+        next_try = next_sample
+        next_status = next_sample  # a status right after boot tells the edge we restarted
+        while until_ms is None or clock.ms() < until_ms:
+            self.beat()
+            now = clock.ms()
+            if now >= next_sample:
+                fcnt = dev.take_reading()
+                self._t("taken", fcnt)
+                interval = dev.cfg["interval"] * 1000
+                next_sample += interval
+                if next_sample <= now:  # fell behind (a long stall): skip, do not burst
+                    next_sample = now + interval
+            if dev.status_due or now >= next_status:
+                fcnt = dev.queue_status(self.uptime_s())
+                self._t("status", fcnt)
+                next_status = now + int(dev.cfg["status_every"] * 1000)
+            if dev.reboot_due and (not len(dev.journal) or self.attempts >= 3):
+                # after our own port-2 answer is through, or after 3 tries (it is
+                # journaled and goes out after the reboot)
+                self._t("reboot", 0)
+                self.dev.reboot()
+            if len(dev.journal) and now >= next_try:
+                wait = await self.send_head(now)
+                next_try = clock.ms() + (max(0, wait))
+                if wait == 0:
+                    continue
+            wake = next_sample
+            if len(dev.journal) and next_try < wake:
+                wake = next_try
+            delay = wake - clock.ms()
+            delay = min(delay, _BEAT_MAX_MS)
+            await clock.sleep_ms(max(0, delay))
+
+
+def _noop():
+    pass

@@ -1,0 +1,189 @@
+"""`fieldpost init`: turn a blank Pi into an appliance. Every step is safe to re-run.
+
+Paths are absolute inside the target system and placed under ``root`` ("/" on the
+Pi itself; a directory for tests and image builds), so nothing outside it is touched.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edge import config as edge_config
+from edge.db import connect, migrate, transaction
+from edge.errors import ConfigError
+from edge.registry import audit
+from provisioning import certs, systemd, udev
+from provisioning.schema import REPO_ROOT
+
+DEFAULT_CONFIG = Path("/etc/fieldpost/fieldpost.toml")
+DEFAULT_DB = Path("/var/lib/fieldpost/fieldpost.db")
+DEFAULT_TLS_DIR = Path("/etc/fieldpost/tls")
+UNITS_DIR = REPO_ROOT / "packaging"
+UDEV_DIR = Path("etc/udev/rules.d")
+
+
+@dataclass
+class InitOptions:
+    root: Path = Path("/")
+    config: Path = DEFAULT_CONFIG
+    db: Path = DEFAULT_DB
+    tls_dir: Path = DEFAULT_TLS_DIR
+    site: str = "site"
+    admin: str = "admin"
+    password: str | None = None  # None: generate one (shown once)
+    hosts: list[str] = field(default_factory=list)  # names/addresses for the panel certificate
+    systemd: bool = False
+    units_dir: Path = UNITS_DIR
+    # Filled in from the config file once it is written or found.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+
+@dataclass
+class InitReport:
+    steps: list[tuple[str, str]] = field(default_factory=list)  # (step, what happened)
+    generated_password: str | None = None
+    units: list[str] = field(default_factory=list)
+
+    def note(self, step: str, outcome: str) -> None:
+        self.steps.append((step, outcome))
+
+
+def under(root: Path, path: Path) -> Path:
+    """``path`` (absolute in the target system) placed under ``root``."""
+    return Path(root) / Path(path).relative_to("/") if Path(path).is_absolute() else Path(root) / path
+
+
+def default_hosts() -> list[str]:
+    name = socket.gethostname() or "fieldpost"
+    return [name, f"{name}.local", "localhost", "127.0.0.1"]
+
+
+def render_config(opts: InitOptions) -> str:
+    cert, key = opts.tls_dir / "panel.crt", opts.tls_dir / "panel.key"
+    return (
+        "# Fieldpost appliance configuration, written by `fieldpost init`.\n"
+        "# Every key has a default; see `fieldpost config example` for the edge sections.\n\n"
+        "[edge]\n"
+        f"db = {_q(opts.db)}\n"
+        f"site = {_q(opts.site)}\n\n"
+        "[webui]\n"
+        "tls = true\n"
+        f"tls_cert = {_q(cert)}\n"
+        f"tls_key = {_q(key)}\n"
+    )
+
+
+def _q(value: object) -> str:
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _write_private(path: Path, data: bytes, mode: int) -> None:
+    """Write atomically, with ``mode`` from the start (a key is never world-readable, even briefly)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
+        out.flush()
+        os.fsync(out.fileno())
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
+
+
+def write_config(opts: InitOptions, report: InitReport) -> None:
+    """Write the config unless one exists; then follow what it says (db, TLS paths) for the rest."""
+    path = under(opts.root, opts.config)
+    if path.exists():
+        report.note("config", f"kept {opts.config}")
+    else:
+        _write_private(path, render_config(opts).encode(), 0o640)
+        report.note("config", f"wrote {opts.config}")
+    # What we wrote (or found) must load: catches a hand-edited file with a bad value now, not at boot.
+    cfg = edge_config.load(path, env={})
+    from webui.config import from_edge_config
+
+    from_edge_config(cfg)  # and the panel's section must satisfy the panel
+    opts.db = Path(cfg.edge.db)
+    webui = cfg.section("webui")
+    opts.tls_cert = Path(webui.get("tls_cert", opts.tls_dir / "panel.crt"))
+    opts.tls_key = Path(webui.get("tls_key", opts.tls_dir / "panel.key"))
+
+
+def setup_database(opts: InitOptions, report: InitReport, *, now: float) -> None:
+    # The panel owns users and password hashing (argon2id); share its helpers so its login accepts ours.
+    from webui import accounts
+
+    path = under(opts.root, opts.db)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = connect(path)
+    try:
+        applied = migrate(conn)
+        report.note("database", f"applied {len(applied)} migrations" if applied else "up to date")
+        if accounts.find_user(conn, opts.admin) is not None:
+            report.note("admin", f"user {opts.admin!r} exists, password unchanged")
+            return
+        password = opts.password
+        if password is None:
+            password = secrets.token_urlsafe(15)  # 20 characters, ~120 bits
+            report.generated_password = password
+        with transaction(conn):
+            accounts.create_user(conn, opts.admin, password, "admin", now=now)
+            audit(
+                conn,
+                actor="cli",
+                action="user.create",
+                target=opts.admin,
+                detail={"role": "admin", "via": "init"},
+                now=now,
+            )
+        report.note("admin", f"created user {opts.admin!r}")
+    finally:
+        conn.close()
+
+
+def make_certificate(opts: InitOptions, report: InitReport, *, now: float) -> None:
+    # The panel's own certificate maker (webui/tls.py), so `fieldpost webui make-cert` and init agree.
+    from webui.tls import make_self_signed
+
+    cert_path = under(opts.root, opts.tls_cert or opts.tls_dir / "panel.crt")
+    key_path = under(opts.root, opts.tls_key or opts.tls_dir / "panel.key")
+    hosts = opts.hosts or default_hosts()
+    if (
+        cert_path.exists()
+        and key_path.exists()
+        and certs.certificate_covers(cert_path.read_bytes(), hosts, now=now)
+    ):
+        report.note("certificate", "kept (valid, covers every host)")
+        return
+    cert_path.parent.mkdir(parents=True, exist_ok=True)
+    make_self_signed(cert_path, key_path, names=hosts, now=now)
+    report.note("certificate", f"self-signed for {', '.join(hosts)}")
+
+
+def install_udev_rule(opts: InitOptions, report: InitReport) -> None:
+    path = under(opts.root, UDEV_DIR / udev.RULES_NAME)
+    text = udev.default_rules()
+    if path.exists() and path.read_text() == text:
+        report.note("udev", "rule up to date")
+        return
+    _write_private(path, text.encode(), 0o644)
+    report.note("udev", f"installed /{UDEV_DIR / udev.RULES_NAME}")
+
+
+def run_init(opts: InitOptions, *, now: float, run: systemd.Runner | None = None) -> InitReport:
+    if not opts.config.is_absolute() or not opts.db.is_absolute() or not opts.tls_dir.is_absolute():
+        raise ConfigError("init: --config, --db and the TLS directory must be absolute paths")
+    report = InitReport()
+    write_config(opts, report)
+    setup_database(opts, report, now=now)
+    make_certificate(opts, report, now=now)
+    install_udev_rule(opts, report)
+    if opts.systemd:
+        report.units = systemd.install_units(opts.units_dir, opts.root, run=run)
+        report.note("systemd", f"installed and enabled {', '.join(report.units)}")
+    return report

@@ -1,0 +1,392 @@
+"""`fieldpost provision module`: a blank (or outdated) module into a registered one.
+
+Order matters for "nothing half-registered": everything that can fail on the module
+(port, REPL, copy, packages, read-back, the firmware's own config check) happens
+before the edge database is touched, and the registration is one transaction.
+After it, the module is reset and must announce itself with a HELLO.
+
+Re-running with the same arguments changes nothing: the identity is read back from
+the module's config.json, files whose hash matches are skipped, and the device row
+is left alone when it already holds the same key and settings.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edge import registry
+from edge.db import connect
+from edge.errors import ProvisioningError, ValidationError
+from edge.radio import is_device_id
+from provisioning.boards import BOARDS_DIR, load_board
+from provisioning.bundle import CONFIG_NAME, FIRMWARE_DIR, build_bundle, sha256_hex
+from provisioning.hello import wait_for_hello
+from provisioning.journal import JOURNAL_DIR, is_segment, pending_fcnts
+from provisioning.repl import ModuleRepl
+
+log = logging.getLogger("fieldpost.provisioning")
+
+ROLES = ("node", "bridge")
+# micropython-lib's LoRa drivers, by chip (installed with mip; the unix board's air needs none).
+DRIVERS = {
+    "sx1276": "lora-sx127x",
+    "sx1277": "lora-sx127x",
+    "sx1278": "lora-sx127x",
+    "sx1279": "lora-sx127x",
+    "rfm95w": "lora-sx127x",
+    "sx1261": "lora-sx126x",
+    "sx1262": "lora-sx126x",
+    "sx1268": "lora-sx126x",
+}
+MIP_INDEX = "https://micropython.org/pi/v2"
+MIP_TARGET = "lib"  # relative to the module's cwd: /lib on a board, <module dir>/lib on the unix port
+
+Progress = Callable[[str, str], None]  # (stage, detail)
+Reset = Callable[[ModuleRepl], None]
+
+
+@dataclass
+class ModuleSpec:
+    port: str
+    board: str
+    role: str
+    device_id: str | None = None
+    name: str = ""
+    region: str | None = None
+    dr: int | None = None
+    interval: int | None = None
+    rotate_key: bool = False
+    packages: list[str] = field(default_factory=list)  # extra mip packages besides the radio driver
+    offline_packages: Path | None = None  # a local mip index (micropython.org/pi/v2 layout)
+    settings: dict[str, Any] = field(default_factory=dict)  # further config.json keys
+
+
+@dataclass
+class ProvisionResult:
+    device_id: str
+    board: str
+    role: str
+    copied: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    packages: dict[str, str] = field(default_factory=dict)  # package -> "installed" / "up to date"
+    registration: str = ""  # added, re-provisioned, key rotated, unchanged
+    key_rotated: bool = False
+    hello: dict | None = None
+    uplink_at: float | None = None  # when the edge stored its first uplink (wait_uplink)
+    stale_journal: int = 0  # frames pending on the module, signed with the key just replaced
+
+    @property
+    def changed(self) -> bool:
+        return (
+            bool(self.copied)
+            or self.registration != "unchanged"
+            or any(v != "up to date" for v in self.packages.values())
+        )
+
+
+def check_spec(spec: ModuleSpec) -> None:
+    if spec.role not in ROLES:
+        raise ValidationError("role", f"{spec.role!r} is not one of {', '.join(ROLES)}")
+    if spec.device_id is not None and not is_device_id(spec.device_id):
+        raise ValidationError("id", f"{spec.device_id!r} is not 16 lower-case hex digits")
+    if spec.interval is not None and not 10 <= spec.interval <= 86400:
+        raise ValidationError("interval", f"{spec.interval} is outside 10 .. 86400 seconds")
+    if spec.dr is not None and not 0 <= spec.dr <= 15:
+        raise ValidationError("dr", f"{spec.dr} is outside 0 .. 15")
+    if spec.offline_packages is not None and not Path(spec.offline_packages).is_dir():
+        raise ValidationError("offline_packages", f"{spec.offline_packages} is not a directory")
+    for key in ("id", "key", "role", "board"):
+        if key in spec.settings:
+            raise ValidationError(f"set.{key}", "is set by provisioning itself; use its own option")
+
+
+def region_default(profile: dict[str, Any]) -> tuple[str, int | None]:
+    region = profile.get("region", "EU868")
+    if isinstance(region, dict):
+        return region["name"], region.get("dr")
+    return region, None
+
+
+def module_config(
+    spec: ModuleSpec, profile: dict[str, Any], old: dict[str, Any], device_id: str, key: bytes
+) -> dict[str, Any]:
+    """config.json for the module: what it had, updated with this run's choices (firmware/fp/config.py)."""
+    region, dr = region_default(profile)
+    cfg = dict(old)
+    cfg.update(spec.settings)
+    cfg.update({"id": device_id, "key": key.hex(), "role": spec.role, "board": profile["name"]})
+    cfg["region"] = spec.region or old.get("region") or region
+    if spec.dr is not None:
+        cfg["dr"] = spec.dr
+    elif "dr" not in cfg and dr is not None:
+        cfg["dr"] = dr
+    if spec.interval is not None:
+        cfg["interval"] = spec.interval
+    return cfg
+
+
+def config_bytes(cfg: dict[str, Any]) -> bytes:
+    # Sorted and stable, so the same settings give the same bytes and the same hash on a re-run.
+    return (json.dumps(cfg, sort_keys=True, indent=1) + "\n").encode()
+
+
+def read_module_config(repl: ModuleRepl) -> dict[str, Any]:
+    raw = repl.read(CONFIG_NAME)
+    if raw is None:
+        return {}
+    try:
+        cfg = json.loads(raw)
+    except ValueError:
+        return {}  # unreadable: provisioning writes a fresh one
+    return cfg if isinstance(cfg, dict) else {}
+
+
+def choose_identity(spec: ModuleSpec, old: dict[str, Any]) -> tuple[str, bytes, bool]:
+    """(device id, key, whether the key is new). Keeps the module's own key unless told otherwise."""
+    old_id = old.get("id") if is_device_id(old.get("id")) else None
+    device_id = spec.device_id or old_id or registry.new_device_id()
+    old_key = None
+    if device_id == old_id:
+        with contextlib.suppress(ValidationError, AttributeError):
+            old_key = registry.parse_key(old.get("key", ""))
+    if old_key is not None and not spec.rotate_key:
+        return device_id, old_key, False
+    return device_id, secrets.token_bytes(registry.KEY_SIZE), True
+
+
+def install_packages(repl: ModuleRepl, packages: list[str], index: str) -> dict[str, str]:
+    """mip-install each package through this REPL session; mip skips files whose hash matches."""
+    from mpremote.commands import CommandError
+    from mpremote.mip import _install_package  # mpremote's `mip install`, on our open transport
+
+    outcome = {}
+    for package in packages:
+        out = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(out):
+                _install_package(repl._t, package, index.rstrip("/"), MIP_TARGET, None, True)
+        except CommandError as exc:
+            raise ProvisioningError(
+                "packages", f"mip could not install {package} from {index}: {exc}"
+            ) from None
+        outcome[package] = "installed" if "Installing:" in out.getvalue() else "up to date"
+    return outcome
+
+
+def pending_old_key_frames(repl: ModuleRepl) -> int:
+    """How many journaled frames (signed with the module's current key) are still unacknowledged."""
+    names = repl.listdir(JOURNAL_DIR)
+    segments = {n: repl.read(f"{JOURNAL_DIR}/{n}") or b"" for n in names if is_segment(n)}
+    return len(pending_fcnts(segments))
+
+
+def check_config_on_module(repl: ModuleRepl, data: bytes) -> None:
+    """Run the firmware's own config loader (fp.config, just copied) on the new config, under a
+    scratch name: a config the firmware would refuse never replaces the module's config.json."""
+    scratch = "config.check.json"
+    repl.write(scratch, data)
+    try:
+        repl.exec(f"from fp import config as _c\n_c.load({scratch!r})", step="config")
+    finally:
+        repl.remove(scratch)
+
+
+def verify(repl: ModuleRepl, files: dict[str, bytes]) -> None:
+    remote = repl.hashes(sorted(files))
+    bad = [path for path, data in sorted(files.items()) if remote.get(path) != sha256_hex(data)]
+    if bad:
+        raise ProvisioningError(
+            "verify", f"read-back hash differs for {', '.join(bad)}; nothing was registered"
+        )
+
+
+def register(
+    db_path: Path,
+    spec: ModuleSpec,
+    profile: dict[str, Any],
+    device_id: str,
+    key: bytes,
+    interval: int,
+    *,
+    now: float,
+) -> str:
+    conn = connect(db_path)
+    try:
+        existing = registry.get_device(conn, device_id)
+        if existing is not None:
+            same_key = bytes(existing["key"]) == key
+            same_settings = (existing["board"], existing["role"], existing["interval_s"]) == (
+                profile["name"],
+                spec.role,
+                interval,
+            ) and (not spec.name or existing["name"] == spec.name)
+            if same_key and same_settings:
+                return "unchanged"
+            if same_settings:
+                registry.rotate_key(conn, device_id, key=key, actor="cli", now=now)
+                return "key rotated"
+        registry.add_device(
+            conn,
+            device_id,
+            key=key,
+            name=spec.name or (existing or {}).get("name", ""),
+            board=profile["name"],
+            role=spec.role,
+            interval_s=interval,
+            actor="cli",
+            now=now,
+        )
+        return "added" if existing is None else "re-provisioned"
+    finally:
+        conn.close()
+
+
+def radio_driver(profile: dict[str, Any]) -> list[str]:
+    """The mip package of the board's radio driver (none for the unix board's loopback air)."""
+    radio = profile["radio"]
+    driver = radio.get("driver") or DRIVERS.get(radio["chip"])
+    return [driver] if driver else []
+
+
+def check_database(db_path: Path) -> None:
+    if not Path(db_path).exists():
+        raise ProvisioningError("register", f"no edge database at {db_path}; run `fieldpost init` first")
+    conn = connect(db_path)
+    try:
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'devices'").fetchone() is None:
+            raise ProvisioningError("register", f"{db_path} has no devices table; run `fieldpost db migrate`")
+    finally:
+        conn.close()
+
+
+def machine_reset(repl: ModuleRepl) -> None:
+    repl.reset()
+
+
+def provision_module(
+    spec: ModuleSpec,
+    *,
+    db_path: Path,
+    cache_dir: Path,
+    boards_dir: Path = BOARDS_DIR,
+    firmware_dir: Path = FIRMWARE_DIR,
+    reset: Reset | None = machine_reset,
+    wait_hello: bool | None = None,
+    repl_timeout: float = 10.0,
+    hello_timeout: float = 15.0,
+    wait_uplink: float | None = None,
+    progress: Progress | None = None,
+    clock: Callable[[], float] = time.time,
+) -> ProvisionResult:
+    """Provision one module; raises ValidationError / ProvisioningError with what went wrong.
+
+    ``reset`` restarts the module after registration (None: leave it running);
+    ``wait_hello`` (default: when the module is a bridge, the role with a serial link)
+    then waits for its HELLO. ``wait_uplink`` (seconds) waits until the edge has stored an
+    uplink from the device: the proof for a node, whose readings travel by radio and a bridge.
+    """
+    say = progress or (lambda stage, detail: None)
+    check_spec(spec)
+    profile = load_board(spec.board, boards_dir)
+    check_database(db_path)
+    packages = list(dict.fromkeys(radio_driver(profile) + spec.packages))
+
+    say("connect", spec.port)
+    with ModuleRepl(spec.port, timeout=repl_timeout) as repl:  # a wrong port fails before the compile
+        say("compile", f"{spec.board} ({profile.get('arch') or 'bytecode'})")
+        bundle = build_bundle(profile, cache_dir=cache_dir, firmware_dir=firmware_dir)
+        old = read_module_config(repl)
+        device_id, key, new_key = choose_identity(spec, old)
+        cfg = module_config(spec, profile, old, device_id, key)
+        files = dict(bundle)
+        files[CONFIG_NAME] = config_bytes(cfg)
+        stale = pending_old_key_frames(repl) if new_key and old.get("key") else 0
+        result = ProvisionResult(
+            device_id=device_id,
+            board=profile["name"],
+            role=spec.role,
+            key_rotated=new_key and bool(old.get("key")),
+            stale_journal=stale,
+        )
+
+        remote = repl.hashes(sorted(files))
+        firmware_first = sorted(files, key=lambda p: p == CONFIG_NAME)  # config.json last, once checked
+        for path in firmware_first:
+            if path == CONFIG_NAME:  # checked even when unchanged: the firmware may have changed
+                check_config_on_module(repl, files[path])
+            if remote.get(path) == sha256_hex(files[path]):
+                result.unchanged.append(path)
+                continue
+            say("copy", path)
+            if "/" in path:
+                repl.makedirs(path.rsplit("/", 1)[0])
+            repl.write(path, files[path])
+            result.copied.append(path)
+
+        if packages:
+            index = str(spec.offline_packages) if spec.offline_packages else MIP_INDEX
+            say("packages", ", ".join(packages))
+            result.packages = install_packages(repl, packages, index)
+
+        say("verify", f"{len(files)} files")
+        verify(repl, files)
+
+        say("register", device_id)
+        interval = int(cfg.get("interval", 300))
+        registered_at = clock()
+        result.registration = register(db_path, spec, profile, device_id, key, interval, now=registered_at)
+        log.info(
+            "provision device=%s board=%s role=%s copied=%d registration=%r",
+            device_id,
+            profile["name"],
+            spec.role,
+            len(result.copied),
+            result.registration,
+        )
+
+        if reset is not None:
+            say("reset", spec.port)
+            reset(repl)
+    if reset is not None and (spec.role == "bridge" if wait_hello is None else wait_hello):
+        say("hello", f"waiting for {device_id}")
+        result.hello = wait_for_hello(spec.port, device_id, timeout=hello_timeout)
+    if wait_uplink is not None:
+        say("uplink", f"waiting for {device_id} at the edge")
+        result.uplink_at = wait_for_uplink(db_path, device_id, since=registered_at, timeout=wait_uplink)
+    return result
+
+
+def wait_for_uplink(
+    db_path: Path,
+    device_id: str,
+    *,
+    since: float,
+    timeout: float,
+    clock: Callable[[], float] = time.monotonic,
+) -> float:
+    """When the edge (``fieldpost run``) stored the first uplink of ``device_id`` after ``since``."""
+    deadline = clock() + timeout
+    conn = connect(db_path, readonly=True)
+    try:
+        while True:
+            row = conn.execute("SELECT last_seen FROM devices WHERE id = ?", (device_id,)).fetchone()
+            if row is not None and row["last_seen"] is not None and row["last_seen"] >= since:
+                return row["last_seen"]
+            if clock() >= deadline:
+                raise ProvisioningError(
+                    "uplink",
+                    f"the edge stored no uplink from {device_id} within {timeout:g} s; is `fieldpost run` "
+                    "running with a bridge in radio range?",
+                )
+            time.sleep(0.1)
+    finally:
+        conn.close()

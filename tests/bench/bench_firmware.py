@@ -1,0 +1,99 @@
+"""Firmware benchmarks (issue 3): hot paths under the real `micropython`, against the
+same work on CPython measured in the same run, and the simulated day's speed and heap.
+
+Writes <out>/firmware.json. Not timed assertions: figures for `make bench`."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import struct
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from tests.firmware.conftest import MICROPYTHON, MP_SCRIPTS, mp_env
+
+DEV = bytes.fromhex("0123456789abcdef")
+KEY = bytes(range(1, 17))
+
+
+def _cpython_build_uplink_us(n: int) -> float:
+    t0 = time.perf_counter()
+    for i in range(n):
+        payload = struct.pack(">BBhBBBBBh", 1, 0x67, 215, 2, 0x68, 97, 3, 0x02, 371)
+        signed = struct.pack(">B8sIB", 0x40, DEV, i, 1) + payload
+        _ = signed + hmac.new(KEY, signed, hashlib.sha256).digest()[:4]
+    return (time.perf_counter() - t0) / n * 1e6
+
+
+def _cpython_append_us(n: int, path: Path) -> float:
+    t0 = time.perf_counter()
+    with open(path, "ab", buffering=0) as f:
+        for i in range(n):
+            f.write(struct.pack(">BBB", 0xA5, 1, 22) + bytes(22) + struct.pack(">I", i))
+    return (time.perf_counter() - t0) / n * 1e6
+
+
+def _sim_day(hours: int) -> dict:
+    from edge.tools.build_firmware import build_bundle, find_mpy_cross
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        build_bundle(root / "unix", None)
+        subprocess.run(
+            [find_mpy_cross(), "-o", str(root / "sim_day.mpy"), str(MP_SCRIPTS / "sim_day.py")], check=True
+        )
+        work = root / "work"
+        work.mkdir()
+        env = dict(os.environ, MICROPYPATH=f"{root / 'unix'}:{root}:.frozen")
+        t0 = time.perf_counter()
+        out = subprocess.run(
+            [str(MICROPYTHON), "-X", "heapsize=64K", "-m", "sim_day", str(hours), "60", "0", "0.1"],
+            cwd=work,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=True,
+        )
+        wall = time.perf_counter() - t0
+    summary = json.loads(out.stdout.splitlines()[-1])
+    return {"hours": hours, "wall_s": wall, "speedup": hours * 3600 / wall, **summary}
+
+
+def run(out_dir: Path, quick: bool) -> dict:
+    n = 200 if quick else 2000
+    with tempfile.TemporaryDirectory() as tmp:
+        mp = subprocess.run(
+            [str(MICROPYTHON), str(MP_SCRIPTS / "bench_ops.py"), str(n)],
+            cwd=tmp,
+            env=mp_env(),
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=True,
+        )
+        micro = json.loads(mp.stdout.splitlines()[-1])
+        cpy_build = _cpython_build_uplink_us(n)
+        cpy_append = _cpython_append_us(n, Path(tmp) / "baseline.j")
+    figures = {
+        "n": n,
+        "micropython_us": micro,
+        "cpython_baseline_us": {"build_uplink_us": cpy_build, "raw_file_append_us": cpy_append},
+        "ratio_micropython_over_cpython": {
+            "build_uplink": micro["build_uplink_us"] / cpy_build,
+            "journal_append": micro["journal_append_us"] / cpy_append,
+        },
+        "sim_day_64k": _sim_day(6 if quick else 24),
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "firmware.json").write_text(json.dumps(figures, indent=1) + "\n")
+    return figures
+
+
+if __name__ == "__main__":
+    print(json.dumps(run(Path("build/bench"), quick=True), indent=1))

@@ -1,0 +1,32 @@
+"""Builders shared by the edge tests: registered devices and the UPLINK payloads they send."""
+
+from __future__ import annotations
+
+from edge import registry
+from edge.codecs import lpp
+from edge.radio import build_serial_uplink, build_uplink
+
+STANDARD = [(1, "temperature", 21.5), (2, "humidity", 55.0), (3, "voltage", 3.7)]
+
+
+def add(db, device_id: str, *, now: float = 1_700_000_000.0, codec: str = "lpp") -> bytes:
+    return registry.add_device(db, device_id, codec=codec, actor="test", now=now)
+
+
+def uplink(
+    key: bytes,
+    device_id: str,
+    fcnt: int,
+    *,
+    port: int = 1,
+    payload: bytes | None = None,
+    rssi: int = -80,
+    snr: float = 7.25,
+    rx_time: int = 1_700_000_000,
+) -> bytes:
+    """A serial UPLINK payload: receive metadata + a radio frame signed with ``key``."""
+    if payload is None:
+        payload = lpp.encode(STANDARD)
+    return build_serial_uplink(
+        build_uplink(key, device_id, fcnt, port, payload), rssi=rssi, snr=snr, rx_time=rx_time
+    )

@@ -1,0 +1,157 @@
+import csv
+import io
+import json
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+from edge_helpers import uplink
+
+from edge import cli
+from edge.codecs import CodecRunner
+from edge.db import connect, transaction
+from edge.ingest import handle_uplink
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "cli.md"
+EDGE_GROUPS = ("run", "status", "devices", "db", "config")
+DEV = "00000000000000c1"
+
+
+def edge_commands():
+    return [(path, cmd) for path, cmd in cli.command_paths() if path.split()[1] in EDGE_GROUPS]
+
+
+def test_every_command_has_help():
+    for path, cmd in cli.command_paths():
+        assert cmd.help and cmd.help.strip(), f"{path} has no help text"
+        for param in cmd.params:
+            if isinstance(param, click.Option):
+                assert param.help, f"{path} {param.opts[0]} has no help text"
+
+
+def test_every_edge_command_is_documented():
+    text = DOCS.read_text()
+    for path, _ in edge_commands():
+        assert f"`{path}" in text, f"{path} is not in docs/cli.md"
+    assert "fieldpost devices adopt" in text and "fieldpost db export" in text
+
+
+@pytest.fixture
+def run(tmp_path):
+    config = tmp_path / "fieldpost.toml"
+    config.write_text(f'[edge]\ndb = "{tmp_path / "fp.db"}"\n[http]\nport = 0\n')
+    runner = CliRunner()
+
+    def invoke(*args, input=None, ok=True):
+        result = runner.invoke(
+            cli.main, ["--config", str(config), *args], input=input, catch_exceptions=False
+        )
+        if ok:
+            assert result.exit_code == 0, result.output
+        return result
+
+    invoke("db", "migrate")
+    return invoke
+
+
+def test_devices_lifecycle(run, tmp_path):
+    out = run("devices", "add", DEV, "--name", "pump house").output
+    key = out.split("key")[1].strip()
+    assert len(key) == 32
+    assert run("devices", "show-key", DEV).output.strip() == key
+    listed = json.loads(run("devices", "list", "--json").output)
+    assert [(d["id"], d["name"], d["last_fcnt"]) for d in listed] == [(DEV, "pump house", -1)]
+    assert "key" not in listed[0]
+    assert DEV in run("devices", "list").output
+    new_key = run("devices", "rotate-key", DEV).output.strip()
+    assert new_key != key and run("devices", "show-key", DEV).output.strip() == new_key
+    bad = run("devices", "add", "nothex", ok=False)
+    assert bad.exit_code != 0 and "device_id" in bad.output
+    bad = run("devices", "add", DEV, "--key", "abcd", ok=False)
+    assert "key: is 2 bytes" in bad.output
+    run("devices", "remove", DEV, "--yes")
+    assert json.loads(run("devices", "list", "--json").output) == []
+    conn = connect(tmp_path / "fp.db")
+    actions = [r[0] for r in conn.execute("SELECT action FROM audit_log WHERE actor = 'cli' ORDER BY id")]
+    assert actions == [
+        "device.add",
+        "device.show_key",
+        "device.rotate_key",
+        "device.show_key",
+        "device.remove",
+    ]
+    conn.close()
+
+
+def ingest(db_path, payload, now=1_700_000_000.0):
+    conn = connect(db_path)
+    try:
+        with transaction(conn):
+            return handle_uplink(conn, payload, bridge_id="b", codecs=CodecRunner(), now=now)
+    finally:
+        conn.close()
+
+
+def test_quarantine_and_adopt(run, tmp_path):
+    key = bytes(range(16))
+    ingest(tmp_path / "fp.db", uplink(key, DEV, 1))
+    q = json.loads(run("devices", "quarantine", "--json").output)
+    assert [(r["device_id"], r["count"]) for r in q] == [(DEV, 1)]
+    assert DEV in run("devices", "quarantine").output
+    assert (
+        "not in quarantine"
+        in run("devices", "adopt", "00000000000000ff", "--key", key.hex(), ok=False).output
+    )
+    run("devices", "adopt", DEV, "--key", key.hex(), "--name", "found")
+    assert json.loads(run("devices", "quarantine", "--json").output) == []
+    assert ingest(tmp_path / "fp.db", uplink(key, DEV, 2)).result == 0
+
+
+def test_db_commands_and_export(run, tmp_path):
+    out = run("devices", "add", DEV).output
+    key = bytes.fromhex(out.split("key")[1].strip())
+    for fcnt in (1, 2):
+        ingest(tmp_path / "fp.db", uplink(key, DEV, fcnt), now=1_700_000_000.0 + fcnt)
+    assert run("db", "check").output.strip() == "ok"
+    assert run("db", "migrate").output.strip() == "up to date"
+    rows = list(csv.reader(io.StringIO(run("db", "export").output)))
+    assert rows[0][:8] == ["device", "fcnt", "received_at", "port", "channel", "name", "value", "unit"]
+    assert rows[1][:8] == [DEV, "1", "1700000001.0", "1", "1", "temperature", "21.5", "°C"]
+    assert len(rows) == 1 + 2 * 3
+    lines = run(
+        "db", "export", "--format", "json", "--device", DEV, "--since", "1700000002"
+    ).output.splitlines()
+    assert [json.loads(line)["id"] for line in lines] == [f"{DEV}:2"]
+    backup = tmp_path / "backup.db"
+    run("db", "backup", str(backup))
+    assert "exists" in run("db", "backup", str(backup), ok=False).output
+    run("devices", "remove", DEV, "--purge", "--yes")
+    run("db", "restore", str(backup), "--yes")
+    assert len(json.loads(run("devices", "list", "--json").output)) == 1
+    assert "->" in run("db", "vacuum").output
+    status = json.loads(run("status", "--json").output)
+    assert (status["devices"], status["readings"], status["backlog"]) == (1, 2, 2)
+    assert status["daemon"]["reachable"] is False
+    assert "readings     2 stored" in run("status").output
+
+
+def test_restore_refuses_a_damaged_file(run, tmp_path):
+    bad = tmp_path / "bad.db"
+    bad.write_bytes(b"SQLite format 3\x00" + b"\xff" * 4000)
+    result = run("db", "restore", str(bad), "--yes", ok=False)
+    assert result.exit_code != 0 and "is damaged: integrity: file is not a database" in result.output
+
+
+def test_config_errors_name_the_key(tmp_path):
+    config = tmp_path / "bad.toml"
+    config.write_text("[ingest]\nhigh_water = -1\n")
+    result = CliRunner().invoke(cli.main, ["--config", str(config), "status"])
+    assert result.exit_code != 0 and "ingest.high_water: -1 must be >= 1" in result.output
+    result = CliRunner().invoke(cli.main, ["--config", str(tmp_path / "none.toml"), "config"])
+    assert "no such configuration file" in result.output
+
+
+def test_config_command_shows_values_and_example(run):
+    assert "high_water = 500000" in run("config").output
+    assert "[ingest]" in run("config", "--example").output

@@ -1,0 +1,223 @@
+import json
+import threading
+from pathlib import Path
+
+import pytest
+from edge_helpers import add, uplink
+
+from edge import downlinks, radio, registry
+from edge.db import connect, transaction
+from edge.ingest import Backpressure, Ingestor, handle_uplink
+from edge.radio import AckResult
+
+DEV = "00000000000000b1"
+
+
+def run(db, codecs, payload, now=1_700_000_100.0, bridge="bridge0000000001"):
+    with transaction(db):
+        return handle_uplink(db, payload, bridge_id=bridge, codecs=codecs, now=now)
+
+
+def test_new_reading_stored_decoded_with_outbox_and_ack(db, codecs):
+    key = add(db, DEV)
+    out = run(db, codecs, uplink(key, DEV, 5))
+    assert out.result == AckResult.STORED
+    assert out.ack[0] == 0
+    down = radio.parse_frame(out.ack[1:], kind=radio.KIND_DOWNLINK)
+    assert (down.device_id, down.fcnt, down.port) == (DEV, 5, 0) and down.mic_ok(key)
+    row = db.execute("SELECT * FROM readings").fetchone()
+    assert (row["fcnt"], row["rssi"], row["snr"], row["bridge_id"], row["decode_error"]) == (
+        5,
+        -80,
+        7.25,
+        "bridge0000000001",
+        None,
+    )
+    assert json.loads(row["decoded"])[0] == {"channel": 1, "name": "temperature", "value": 21.5, "unit": "°C"}
+    body = json.loads(db.execute("SELECT body FROM outbox WHERE msg_id = ?", (f"{DEV}:5",)).fetchone()[0])
+    assert body["values"][2] == {"channel": 3, "name": "voltage", "value": 3.7, "unit": "V"}
+    assert (body["id"], body["fcnt"], body["port"], body["bridge"]) == (f"{DEV}:5", 5, 1, "bridge0000000001")
+    dev = db.execute("SELECT last_fcnt, battery_v, last_rssi FROM devices").fetchone()
+    assert tuple(dev) == (5, 3.7, -80)  # the LPP voltage type
+    assert out.reading.values[1]["name"] == "humidity"
+
+
+def test_duplicate_is_acked_again_and_stored_once(db, codecs):
+    key = add(db, DEV)
+    assert run(db, codecs, uplink(key, DEV, 5)).result == AckResult.STORED
+    again = run(db, codecs, uplink(key, DEV, 5))
+    assert again.result == AckResult.DUPLICATE and again.ack[0] == 1 and len(again.ack) > 1
+    assert db.execute("SELECT count(*) FROM readings").fetchone()[0] == 1
+    assert db.execute("SELECT count(*) FROM outbox").fetchone()[0] == 1
+
+
+def test_bad_mic_replay_unknown_malformed(db, codecs):
+    key = add(db, DEV)
+    assert run(db, codecs, uplink(bytes(16), DEV, 1)).result == AckResult.BAD_MIC
+    assert run(db, codecs, uplink(key, DEV, 10)).result == AckResult.STORED
+    replay = run(db, codecs, uplink(key, DEV, 9))
+    assert replay.result == AckResult.REPLAYED and replay.ack == b"\x03"
+    unknown = run(db, codecs, uplink(key, "00000000000000ff", 1), bridge="b")
+    assert unknown.result == AckResult.UNKNOWN_DEVICE and unknown.ack == b"\x04"
+    assert run(db, codecs, b"\x00\x01garbage").result == AckResult.MALFORMED
+    q = db.execute("SELECT device_id, count, last_bridge FROM quarantine").fetchone()
+    assert tuple(q) == ("00000000000000ff", 1, "b")
+    assert db.execute("SELECT count(*) FROM readings").fetchone()[0] == 1
+
+
+def test_counter_reset_only_after_reprovisioning(db, codecs):
+    key = add(db, DEV)
+    assert run(db, codecs, uplink(key, DEV, 100)).result == AckResult.STORED
+    assert run(db, codecs, uplink(key, DEV, 0)).result == AckResult.REPLAYED
+    new_key = add(db, DEV, now=1_700_000_200.0)  # re-provisioned: new key, floor reset
+    assert run(db, codecs, uplink(new_key, DEV, 0), now=1_700_000_300.0).result == AckResult.STORED
+    # the old key no longer works, and the new counter is again protected
+    assert run(db, codecs, uplink(key, DEV, 1), now=1_700_000_301.0).result == AckResult.BAD_MIC
+    assert run(db, codecs, uplink(new_key, DEV, 0), now=1_700_000_302.0).result == AckResult.DUPLICATE
+    # a reset counter that reaches an fcnt stored under the old key cannot overwrite it
+    assert run(db, codecs, uplink(new_key, DEV, 100), now=1_700_000_303.0).result == AckResult.REPLAYED
+
+
+def test_decode_failure_keeps_raw_and_records_error(db, codecs):
+    key = add(db, DEV)
+    out = run(db, codecs, uplink(key, DEV, 1, payload=b"\x01\xee\x00"))
+    assert out.result == AckResult.STORED
+    row = db.execute("SELECT raw, decoded, decode_error FROM readings").fetchone()
+    assert (bytes(row["raw"]), row["decoded"]) == (b"\x01\xee\x00", None)
+    assert "unknown LPP type 238" in row["decode_error"]
+
+
+def test_downlink_rides_on_ack_and_result_on_port_2(db, codecs):
+    key = add(db, DEV)
+    dl = downlinks.queue(db, DEV, "set_interval", {"seconds": 60}, source="cli", now=1_700_000_000.0)
+    out = run(db, codecs, uplink(key, DEV, 1))
+    down = radio.parse_frame(out.ack[1:], kind=radio.KIND_DOWNLINK)
+    assert down.port == 3 and down.payload == radio.encode_command(dl, "set_interval", {"seconds": 60})
+    assert downlinks.get(db, dl)["status"] == "sent"
+    # the ACK was lost: the retransmitted uplink is a duplicate and gets the same downlink again
+    assert run(db, codecs, uplink(key, DEV, 1)).ack == b"\x01" + out.ack[1:]
+    res = run(db, codecs, uplink(key, DEV, 2, port=2, payload=dl.to_bytes(2, "big") + b"\x00"))
+    assert res.result == AckResult.STORED
+    assert downlinks.get(db, dl)["status"] == "acked"
+
+
+def test_status_port_updates_device(db, codecs):
+    key = add(db, DEV)
+    run(db, codecs, uplink(key, DEV, 1, port=3, payload=b'{"battery":3.9,"uptime":12}'))
+    assert json.loads(db.execute("SELECT status FROM devices").fetchone()[0]) == {
+        "battery": 3.9,
+        "uptime": 12,
+    }
+    assert db.execute("SELECT kind FROM outbox").fetchone()[0] == "status"
+
+
+def test_group_commit_acks_after_commit_and_runs_hooks(db_path, codecs, clock):
+    writer_conn = connect(db_path)
+    check = connect(db_path)
+    key = add(check, DEV)
+    seen_in_db_at_reply = []
+    hooked = []
+    ingest = Ingestor(writer_conn, codecs=codecs, clock=clock, batch_wait_s=0.05)
+    ingest.add_hook(lambda readings: hooked.extend(r.fcnt for r in readings))
+    ingest.add_hook(lambda readings: 1 / 0)  # a broken hook must not stop ingest
+    done = threading.Event()
+
+    def reply_for(fcnt):
+        def reply(ack):
+            # Another connection sees the reading when the ACK goes out: it was committed first.
+            n = check.execute("SELECT count(*) FROM readings WHERE fcnt = ?", (fcnt,)).fetchone()[0]
+            seen_in_db_at_reply.append((fcnt, ack[0], n))
+            if len(seen_in_db_at_reply) == 20:
+                done.set()
+
+        return reply
+
+    ingest.start()
+    try:
+        for fcnt in range(1, 21):
+            ingest.submit(uplink(key, DEV, fcnt), bridge_id="b", reply=reply_for(fcnt))
+        assert done.wait(10)
+    finally:
+        ingest.stop()
+        writer_conn.close()
+    assert sorted(seen_in_db_at_reply) == [(f, 0, 1) for f in range(1, 21)]
+    assert ingest.stats.batches < 20  # several frames per transaction
+    assert ingest.stats.results["stored"] == 20
+    assert sorted(hooked) == list(range(1, 21))
+    check.close()
+
+
+def test_stop_flushes_everything_submitted(db_path, codecs, clock):
+    conn = connect(db_path)
+    key = add(conn, DEV)
+    replies = []
+    ingest = Ingestor(conn, codecs=codecs, clock=clock, batch_wait_s=0.5)
+    ingest.start()
+    for fcnt in range(1, 6):
+        ingest.submit(uplink(key, DEV, fcnt), bridge_id=None, reply=replies.append)
+    ingest.stop()
+    assert len(replies) == 5
+    assert conn.execute("SELECT count(*) FROM readings").fetchone()[0] == 5
+    conn.close()
+
+
+def test_backpressure_hysteresis(db, clock):
+    bp = Backpressure(high_water=10, resume_below=5, clock=clock)
+    bp.refresh(db, force=True)
+    assert bp.busy() is None
+    bp.committed(10)
+    assert "backlog 10 >= 10" in bp.busy()
+    bp.unsynced = 7
+    bp.committed(0)
+    assert bp.busy() is not None  # still above the resume mark
+    bp.refresh(db, force=True)  # sync drained the outbox: the database says 0
+    assert bp.busy() is None
+    assert bp.busy_refusals == 2
+
+
+def test_commit_failure_acks_nothing(db_path, codecs, clock):
+    conn = connect(db_path)
+    key = add(conn, DEV)
+    blocker = connect(db_path, timeout=0.05)
+    conn.execute("PRAGMA busy_timeout=50")
+    blocker.execute("BEGIN IMMEDIATE")  # another writer holds the lock: the batch cannot commit
+    replies, failures = [], []
+    ingest = Ingestor(conn, codecs=codecs, clock=clock)
+    from edge.ingest.writer import Item
+
+    assert (
+        ingest.process_batch([Item(uplink(key, DEV, 1), None, replies.append, lambda: failures.append(1))])
+        is None
+    )
+    assert replies == [] and failures == [1] and ingest.stats.commit_failures == 1
+    blocker.execute("ROLLBACK")
+    assert conn.execute("SELECT count(*) FROM readings").fetchone()[0] == 0
+    blocker.close()
+    conn.close()
+
+
+VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "radio.json"
+
+
+@pytest.mark.skipif(not VECTORS.exists(), reason="tests/vectors/radio.json not written yet")
+def test_golden_bad_uplinks_get_their_ack_result(db, codecs):
+    data = json.loads(VECTORS.read_text())
+    vec0 = data["uplinks"][0]
+    registry.add_device(db, vec0["device"], key=bytes.fromhex(vec0["key"]), actor="test", now=1.0)
+    for vec in data["bad_uplinks"]:
+        payload = radio.build_serial_uplink(bytes.fromhex(vec["hex"]))
+        out = run(db, codecs, payload)
+        assert out.ack == bytes([vec["ack_result"]]), vec["name"]
+    for vec in data["uplinks"]:  # in fcnt order: 7, 16909060 ... skip those below the floor
+        out = run(db, codecs, radio.build_serial_uplink(bytes.fromhex(vec["hex"])))
+        assert out.result in (AckResult.STORED, AckResult.REPLAYED), vec["name"]
+    battery = db.execute("SELECT battery_v FROM devices").fetchone()[0]
+    assert battery == 2.9  # from the last stored standard reading, channel 3
+
+
+def test_backpressure_resumes_with_a_tiny_mark(db, clock):
+    bp = Backpressure(high_water=1, resume_below=0, clock=clock)
+    bp.committed(1)
+    assert bp.busy() is not None
+    bp.refresh(db, force=True)  # empty outbox
+    assert bp.busy() is None

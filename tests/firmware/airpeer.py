@@ -1,0 +1,91 @@
+"""TEST STAND-IN for "bridge + edge" on the loopback air: a CPython UDP peer that hears
+a node's uplinks, checks their MIC (CPython hmac) and their payload (readings decoded with
+the edge's own LPP codec, status as JSON) and answers with an acknowledging downlink, a
+given share of the time. Used where the test is about the node alone.
+
+The node signs each frame when it sends it, so a good MIC proves the key, not the journal
+record: the payload check is what would notice a damaged record that got through."""
+
+from __future__ import annotations
+
+import json
+import random
+import socket
+import struct
+import threading
+
+from edge.codecs import lpp
+from tests.firmware.edgepeer import mic, radio_frame
+
+HEADER_SF7 = b"FPA1" + bytes([7]) + (125).to_bytes(2, "big") + (868100).to_bytes(4, "big")
+
+
+class AirPeer:
+    def __init__(self, node_port: int, device: str, key: bytes, ack_share: float = 1.0, seed: int = 1):
+        self.node_port = node_port
+        self.device = device
+        self.key = key
+        self.ack_share = ack_share
+        self.rng = random.Random(seed)
+        self.frames: dict[int, bytes] = {}  # fcnt -> the frame first heard with it
+        self.repeats_with_other_bytes: list[int] = []  # a counter value reused for a different frame
+        self.bad_mic = 0
+        self.malformed: list[int] = []  # fcnts whose payload is not a reading or status the node makes
+        self.heard = 0
+        self.acked: set[int] = set()
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.05)
+        self.port = self.sock.getsockname()[1]
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def received(self) -> set[int]:
+        with self._lock:
+            return set(self.frames)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data = self.sock.recv(512)
+            except OSError:
+                continue
+            if not data.startswith(HEADER_SF7):
+                continue
+            frame = data[len(HEADER_SF7) :]
+            with self._lock:
+                self.heard += 1
+                if len(frame) < 18 or mic(self.key, frame[:-4]) != frame[-4:]:
+                    self.bad_mic += 1
+                    continue
+                fcnt = struct.unpack_from(">I", frame, 9)[0]
+                if not well_formed(frame[13], frame[14:-4]):
+                    self.malformed.append(fcnt)
+                first = self.frames.setdefault(fcnt, frame)
+                if first != frame:
+                    self.repeats_with_other_bytes.append(fcnt)
+                if self.rng.random() >= self.ack_share:
+                    continue
+                self.acked.add(fcnt)
+            dl = radio_frame(0x60, self.key, self.device, fcnt, 0)
+            self.sock.sendto(HEADER_SF7 + dl, ("127.0.0.1", self.node_port))
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+        self.sock.close()
+
+
+def well_formed(port: int, payload: bytes) -> bool:
+    """A standard reading (temperature, humidity, battery; LPP) or a status (JSON object)."""
+    try:
+        if port == 1:
+            values = lpp.decode(payload, analog_channels=lpp.FIELDPOST_ANALOG_CHANNELS)
+            return [v["channel"] for v in values] == [1, 2, 3]
+        if port == 3:
+            return isinstance(json.loads(payload), dict)
+    except (lpp.LppError, ValueError):
+        return False
+    return False

@@ -1,0 +1,39 @@
+"""Helpers for running firmware code under the real MicroPython unix port."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+FIRMWARE = REPO / "firmware"
+MP_SCRIPTS = Path(__file__).resolve().parent / "mp"
+MICROPYTHON = REPO / ".venv" / "bin" / "micropython"
+VECTORS = REPO / "tests" / "vectors"
+
+
+def mp_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["MICROPYPATH"] = f"{FIRMWARE}:{MP_SCRIPTS}:.frozen"
+    return env
+
+
+def run_mp(
+    script: str, *args: str, cwd: Path | None = None, heapsize: str | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Run tests/firmware/mp/<script> under micropython with the firmware on its path."""
+    cmd = [str(MICROPYTHON)]
+    if heapsize:
+        cmd += ["-X", f"heapsize={heapsize}"]
+    cmd += [str(MP_SCRIPTS / script), *args]
+    return subprocess.run(cmd, cwd=cwd, env=mp_env(), capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def micropython() -> Path:
+    if not MICROPYTHON.exists():
+        pytest.fail(f"{MICROPYTHON} missing: run `make venv`")
+    return MICROPYTHON

@@ -1,0 +1,97 @@
+"""Virtual node and bridge modules for the firmware tests: config files, air ports, traces."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+from pathlib import Path
+
+from tests.firmware.conftest import run_mp
+
+NODE_ID = "0123456789abcdef"
+NODE_KEY = bytes(range(1, 17))
+BRIDGE_ID = "fedcba9876543210"
+BRIDGE_KEY = bytes(range(201, 217))
+# SF7 (EU868 DR5), so the integration tests spend little airtime; the day test uses SF12.
+AIR_HEADER_SF7 = b"FPA1" + bytes([7]) + (125).to_bytes(2, "big") + (868100).to_bytes(4, "big")
+
+
+def free_udp_ports(n: int) -> list[int]:
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def module_dir(root: Path, name: str, **cfg) -> Path:
+    d = root / name
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "config.json").write_text(json.dumps(cfg))
+    return d
+
+
+def node_config(node_port: int, bridge_port: int, **over) -> dict:
+    cfg = {
+        "id": NODE_ID,
+        "key": NODE_KEY.hex(),
+        "role": "node",
+        "dr": 5,
+        "interval": 10,
+        "time_scale": 20,
+        "rx_window": 3,
+        "retry_base": 1,
+        "retry_max": 8,
+        "status_every": 3600,
+        "trace": True,
+        "seed": 7,
+        "air": {"port": node_port, "peers": [bridge_port], "rssi": -97, "snr": 6.5, "seed": 11},
+    }
+    cfg.update(over)
+    return cfg
+
+
+def bridge_config(bridge_port: int, node_port: int, **over) -> dict:
+    cfg = {
+        "id": BRIDGE_ID,
+        "key": BRIDGE_KEY.hex(),
+        "role": "bridge",
+        "dr": 5,
+        "interval": 60,
+        "time_scale": 20,
+        "rx_window": 3,
+        "status_every": 10,
+        "seed": 3,
+        "air": {"port": bridge_port, "peers": [node_port], "rssi": -97, "snr": 6.5, "seed": 5},
+    }
+    cfg.update(over)
+    return cfg
+
+
+_TRACE = re.compile(r"^T (\w+) (.*)$")
+
+
+def trace(vm, event: str) -> list[str]:
+    out = []
+    for line in list(vm.output):
+        m = _TRACE.match(line)
+        if m and m.group(1) == event:
+            out.append(m.group(2))
+    return out
+
+
+def taken(vm) -> list[int]:
+    return [int(v) for v in trace(vm, "taken")]
+
+
+def journal_pending(module: Path) -> list[int]:
+    """Open the module's journal with the firmware's own Journal, under micropython."""
+    out = run_mp("journal_pending.py", cwd=module)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.splitlines()[-1])

@@ -1,0 +1,39 @@
+# Prints JSON: time-on-air figures, region limits and duty-budget decisions, for pytest to check.
+import json
+
+from fp.airtime import DutyBudget, RegionError, region_params, time_on_air_us
+
+out = {
+    "toa": [
+        time_on_air_us(n, sf, bw, cr, pre)
+        for n, sf, bw, cr, pre in (
+            (13, 7, 125, 5, 8),
+            (51, 12, 125, 5, 8),
+            (29, 12, 125, 5, 8),
+            (10, 9, 125, 5, 8),
+            (20, 7, 250, 8, 12),
+        )
+    ],
+    "eu868": [region_params("EU868", dr) for dr in range(6)],
+    "us915_dr0": region_params("US915", 0),
+    "sigfox": region_params("sigfox", 0),
+}
+try:
+    region_params("EU868", 6)
+except RegionError as e:
+    out["bad_dr"] = str(e)
+b = DutyBudget(0.01)
+# 36 s per hour: 21 frames of 1.65 s fit, the 22nd must wait until the first leaves the window
+starts = []
+t = 0
+while len(starts) < 22:
+    w = b.wait_ms(t, 1647)
+    if w == 0:
+        b.record(t, 1647)
+        starts.append(t)
+        t += 1000
+    else:
+        t += w
+out["starts"] = starts
+out["too_big"] = b.wait_ms(t, 40000)
+print(json.dumps(out))

@@ -1,0 +1,126 @@
+# The MCU HAL (fp/hal/mcu.py) built from each real board profile with stand-in
+# hardware: a recording `machine` and `lora` module. Prints JSON per board.
+import json
+import struct
+import sys
+
+
+class Rec:
+    log = []
+
+
+class Pin:
+    OUT = 1
+    IN = 0
+
+    def __init__(self, n, mode=None, pull=None, value=None):
+        self.n = n
+        self.v = value or 0
+        Rec.log.append(("pin", n, mode))
+
+    def value(self, v=None):
+        if v is None:
+            return self.v
+        self.v = v
+        Rec.log.append(("set", self.n, v))
+
+
+class SPI:
+    def __init__(self, id, **kw):
+        self.id = id
+        self.kw = kw
+
+
+class I2C:
+    def __init__(self, id, sda, scl, freq):
+        self.id = id
+        self.sda = sda.n
+        self.scl = scl.n
+
+    def writeto(self, addr, data):
+        Rec.log.append(("i2c_w", addr, bytes(data)))
+
+    def readfrom_into(self, addr, buf):
+        # SHT31 raw words for 25.0 degC (0x6666) and 50 %RH (0x8000); CRC bytes not checked
+        buf[:] = struct.pack(">HBHB", 0x6666, 0, 0x8000, 0)
+
+
+class ADC:
+    def __init__(self, pin):
+        self.pin = pin.n
+
+    def read_uv(self):
+        return 1200000  # 1.2 V at the pin
+
+
+class WDT:
+    def __init__(self, timeout):
+        self.timeout = timeout
+
+
+class UART:
+    def __init__(self, id, **kw):
+        self.id = id
+        self.kw = kw
+
+
+class machine:
+    Pin = Pin
+    SPI = SPI
+    I2C = I2C
+    ADC = ADC
+    WDT = WDT
+    UART = UART
+
+
+class Modem:
+    def __init__(self, **kw):
+        self.kw = kw
+
+
+class AsyncSX1276(Modem):
+    chip = "sx1276"
+
+
+class AsyncSX1262(Modem):
+    chip = "sx1262"
+
+
+class lora:
+    AsyncSX1276 = AsyncSX1276
+    AsyncSX1262 = AsyncSX1262
+
+
+sys.modules["lora"] = lora
+from fp.hal import board  # noqa: E402
+
+for name in sys.argv[2:]:
+    profile = json.load(open(sys.argv[1] + "/" + name + ".json"))
+    cfg = {"role": "bridge", "region": "EU868", "dr": 0, "watchdog_s": 20, "board": name}
+    Rec.log = []
+    hal = board.make(cfg, profile=profile, machine=machine)
+    m = hal.modem
+    pins = {}
+    for k, v in m.kw.items():
+        if isinstance(v, Pin):
+            pins[k] = v.n
+    temp, rh = hal.read_climate()
+    hal.outputs[0](1)
+    print(
+        json.dumps(
+            {
+                "board": name,
+                "chip": m.chip,
+                "pins": pins,
+                "spi": [m.kw["spi"].id, m.kw["spi"].kw["baudrate"]],
+                "lora": m.kw["lora_cfg"],
+                "temp": round(temp, 2),
+                "rh": round(rh, 2),
+                "battery": hal.battery_v(),
+                "wdt_ms": hal.wdt.timeout,
+                "uart": [hal.uart.id, hal.uart.kw["tx"], hal.uart.kw["rx"]],
+                "output0": hal.output_state[0],
+                "sht_cmd": [e for e in Rec.log if e[0] == "i2c_w"][0][2] == b"\x24\x00",
+            }
+        )
+    )

@@ -1,0 +1,55 @@
+# The supervisor under micropython's asyncio: it feeds the watchdog while every task
+# beats, stops (and says why, with the traceback, through log) when one crashes or stalls.
+import asyncio
+
+from fp.supervisor import Supervisor
+
+
+class WDT:
+    fed = 0
+
+    def feed(self):
+        self.fed += 1
+
+
+logs = []
+
+
+def log(lvl, msg):
+    logs.append((lvl, msg))
+
+
+async def healthy(sup, name):
+    while True:
+        sup.beat(name)
+        await asyncio.sleep_ms(10)
+
+
+async def crashes_after(ms):
+    await asyncio.sleep_ms(ms)
+    raise ValueError("sensor bus fell off")
+
+
+async def stalls(sup):
+    sup.beat("staller")
+    await asyncio.sleep_ms(30)
+    while True:  # stops beating but keeps the loop alive
+        await asyncio.sleep_ms(10)
+
+
+async def scenario(kind):
+    wdt = WDT()
+    sup = Supervisor(wdt, 200, log)
+    sup.start("ok", lambda: healthy(sup, "ok"))
+    if kind == "crash":
+        sup.start("bad", lambda: crashes_after(100))
+    else:
+        sup.start("staller", lambda: stalls(sup))
+    why = await sup.run()
+    return why, wdt.fed
+
+
+why, fed = asyncio.run(scenario("crash"))
+print("crash", fed > 0, "sensor bus fell off" in why, "Traceback" in why, len(logs))
+why, fed = asyncio.run(scenario("stall"))
+print("stall", fed > 0, "staller stalled" in why, logs[-1][0])

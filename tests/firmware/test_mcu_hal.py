@@ -1,0 +1,36 @@
+"""The board HAL for real MCUs, built from each board profile with stand-in hardware
+objects (the HAL takes `machine` and the `lora` driver passed in), under micropython."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.firmware.conftest import REPO, run_mp
+
+pytestmark = pytest.mark.firmware
+
+
+def test_profiles_drive_the_hal(micropython):
+    boards = ["heltec_v2", "heltec_v3", "pico_rfm95w"]
+    out = run_mp("check_mcu_hal.py", str(REPO / "hardware" / "boards"), *boards)
+    assert out.returncode == 0, out.stderr
+    got = {d["board"]: d for d in map(json.loads, out.stdout.splitlines())}
+    profiles = {b: json.loads((REPO / "hardware" / "boards" / f"{b}.json").read_text()) for b in boards}
+    for b, d in got.items():
+        radio = profiles[b]["radio"]
+        # the driver gets exactly the profile's pins and SPI bus
+        for role, pin in radio["pins"].items():
+            assert d["pins"][role] == pin, (b, role)
+        assert d["spi"] == [radio["spi"]["id"], radio["spi"]["baudrate"]]
+        # SF12 at DR0 on the profile's frequency, private sync word
+        assert d["lora"]["sf"] == 12 and d["lora"]["bw"] == "125" and d["lora"]["freq_khz"] == 868100
+        # SHT31 conversion (datasheet formula) and the battery divider
+        assert d["sht_cmd"] and d["temp"] == 25.0 and d["rh"] == 50.0
+        assert d["battery"] == pytest.approx(1.2 * profiles[b]["battery"]["divider"])
+        assert d["wdt_ms"] == 20000 and d["output0"] == 1
+        u = profiles[b]["uart"]
+        assert d["uart"] == [u["id"], u["tx"], u["rx"]]
+    assert got["heltec_v2"]["chip"] == "sx1276" and got["pico_rfm95w"]["chip"] == "sx1276"
+    assert got["heltec_v3"]["chip"] == "sx1262"

@@ -1,0 +1,105 @@
+"""A simulated day of a node at a 1-minute interval at SF12 (EU868 DR0), time stepped
+through the HAL clock, under `micropython -X heapsize=64K`.
+
+The node code runs from a bytecode bundle built by edge.tools.build_firmware (as it
+runs on a board: compiled, not compiled at import); the medium is the SimMedium
+stand-in in tests/firmware/mp/sim_day.py. The duty cycle is checked here, from the
+transmissions the node made, not from the firmware's own accounting."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import pytest
+
+from edge.tools.build_firmware import build_bundle, find_mpy_cross
+from tests.firmware.conftest import MICROPYTHON, MP_SCRIPTS
+
+pytestmark = pytest.mark.firmware
+
+HOUR_MS = 3_600_000
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bundle")
+    build_bundle(out / "unix", None)
+    subprocess.run(
+        [find_mpy_cross(), "-o", str(out / "sim_day.mpy"), str(MP_SCRIPTS / "sim_day.py")], check=True
+    )
+    return out
+
+
+def run_day(bundle, cwd, *, hours=24, interval=60, dr=0, loss=0.1, heapsize="64K"):
+    env = dict(os.environ, MICROPYPATH=f"{bundle / 'unix'}:{bundle}:.frozen")
+    out = subprocess.run(
+        [
+            str(MICROPYTHON),
+            "-X",
+            f"heapsize={heapsize}",
+            "-m",
+            "sim_day",
+            str(hours),
+            str(interval),
+            str(dr),
+            str(loss),
+        ],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "MemoryError" not in out.stderr
+    lines = out.stdout.splitlines()
+    tx = [(int(a), int(b)) for _, a, b in (line.split() for line in lines if line.startswith("tx "))]
+    return tx, json.loads(lines[-1])
+
+
+def max_hour_airtime(tx: list[tuple[int, int]]) -> int:
+    """The most airtime in any one-hour window (windows starting at each transmission)."""
+    worst = 0
+    j = 0
+    total = 0
+    for i, (start, _) in enumerate(tx):
+        while j < len(tx) and tx[j][0] < start + HOUR_MS:
+            total += tx[j][1]
+            j += 1
+        worst = max(worst, total)
+        total -= tx[i][1]
+    return worst
+
+
+def test_day_at_sf12_one_minute_interval_keeps_duty_cycle_in_64k(bundle, tmp_path):
+    tx, summary = run_day(bundle, tmp_path)
+    assert summary["virtual_ms"] >= 24 * HOUR_MS
+    assert summary["taken"] == 24 * 60  # a reading every minute, none skipped
+    # a 29-byte frame at SF12 is 1.65 s on air: at most ~21 an hour fit in 1 %
+    assert all(toa >= 1600 for _, toa in tx)
+    assert max_hour_airtime(tx) <= 0.01 * HOUR_MS
+    assert summary["sent"] == len(tx)
+    # the rest waited: deferred sends are counted, and they are many
+    assert summary["deferred"] > 100
+    assert summary["deferred"] == summary["deferred_events"]
+    # the journal stayed bounded; what did not fit was dropped oldest-first and counted
+    assert summary["journal"] <= 128
+    assert summary["dropped"] > 0
+    # the frame counter was written in blocks, not per frame
+    assert summary["fcnt_writes"] < summary["taken"] / 10
+    assert summary["heap_peak_live"] < summary["heap_total"]
+    print(
+        f"sim day: sent={summary['sent']} deferred={summary['deferred']} "
+        f"airtime={summary['airtime_ms']} ms heap peak live={summary['heap_peak_live']} "
+        f"of {summary['heap_total']} bytes"
+    )
+
+
+def test_fast_data_rate_needs_no_deferral(bundle, tmp_path):
+    # the same day at SF7: 66 ms per frame, well inside 1 %: nothing waits
+    tx, summary = run_day(bundle, tmp_path, hours=6, dr=5, loss=0.0)
+    assert summary["deferred"] == 0
+    assert summary["taken"] == 6 * 60
+    assert max_hour_airtime(tx) <= 0.01 * HOUR_MS

@@ -1,0 +1,110 @@
+"""`fieldpost sync ...` and `python -m edge.sync ...`: status, retention, help on every command."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import click
+from click.testing import CliRunner
+from sync_helpers import REPO, buffer_readings, write_toml
+
+from edge.db import transaction
+from edge.sync import state
+from edge.sync.cli import sync_group
+
+
+def test_every_sync_command_has_help():
+    for name, command in sync_group.commands.items():
+        assert command.help and len(command.help) > 20, name
+        for param in command.params:
+            if isinstance(param, click.Option):
+                assert param.help, f"sync {name} {param.opts}"
+
+
+def test_status_as_json_and_text(db):
+    path, conn = db
+    buffer_readings(conn, 40)
+    with transaction(conn):
+        conn.execute("UPDATE outbox SET synced_at = 1 WHERE id <= 10")
+        state.record_error(conn, "mqtt", "mqtt connect 127.0.0.1:1: refused", 2.0)
+    runner = CliRunner()
+    out = runner.invoke(sync_group, ["status", "--db", str(path), "--json"])
+    assert out.exit_code == 0, out.output
+    doc = json.loads(out.output)
+    assert doc["backlog"] == 30 and doc["last_error"].endswith("refused")
+    out = runner.invoke(sync_group, ["status", "--db", str(path)])
+    assert "backlog: 30 messages" in out.output and "refused" in out.output
+
+
+def test_under_fieldpost_the_global_db_option_is_used(db):
+    from edge.cli import main
+
+    path, conn = db
+    buffer_readings(conn, 5)
+    out = CliRunner().invoke(main, ["--db", str(path), "sync", "status", "--json"])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.output)["backlog"] == 5
+
+
+def test_retention_command_applies_the_configured_policy(db, tmp_path):
+    path, conn = db
+    buffer_readings(conn, 100, created_at=1.0)
+    with transaction(conn):
+        conn.execute("UPDATE outbox SET synced_at = 2 WHERE id <= 60")
+    config = tmp_path / "f.toml"
+    config.write_text("[retention]\nmax_age_days = 1\n")
+    out = CliRunner().invoke(sync_group, ["retention", "--db", str(path), "--config", str(config), "--json"])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.output)["aged_out"] == 60
+    assert conn.execute("SELECT count(*) FROM outbox").fetchone()[0] == 40
+
+
+def test_run_refuses_a_bad_config_naming_the_key(db, tmp_path):
+    path, _ = db
+    config = write_toml(tmp_path / "s.toml", {"mqtt": {"qos": 2}})
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "edge.sync",
+            "run",
+            "--db",
+            str(path),
+            "--config",
+            str(config),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode != 0 and "sync.mqtt.qos" in proc.stderr
+
+
+def test_every_config_key_is_documented():
+    import dataclasses
+
+    from edge.retention import parse_retention_config
+    from edge.sync.config import HttpsConfig, MqttConfig, SyncConfig, TlsConfig
+
+    doc = (REPO / "docs" / "sync.md").read_text()
+    keys = [f.name for f in dataclasses.fields(SyncConfig) if f.name not in ("budget", "mqtt", "https")]
+    keys += [f.name for f in dataclasses.fields(MqttConfig) if f.name != "tls"]
+    keys += [f"tls.{f.name}" for f in dataclasses.fields(TlsConfig)]
+    keys += [f.name for f in dataclasses.fields(HttpsConfig)]
+    keys += ["budget.bytes_per_day", "budget.shares.alarms", "budget.shares.readings", "budget.shares.bulk"]
+    valid = {
+        "max_age_days": 1,
+        "max_db_bytes": 10**6,
+        "low_water": 0.5,
+        "min_free_disk_bytes": 0,
+        "chunk_rows": 100,
+        "interval_s": 10,
+    }
+    parse_retention_config(valid)  # the parser knows exactly these names (it refuses unknown keys)
+    retention = list(valid)
+    missing = [k for k in keys + retention if f"`{k}`" not in doc and f"`{k}`," not in doc]
+    assert not missing, f"keys missing from docs/sync.md: {missing}"

@@ -1,0 +1,157 @@
+"""End to end: real firmware (a node and a bridge under MicroPython, radio on loopback UDP, the bridge's
+UART on a pty), the real edge daemon with the panel attached to it (`webui.service:attach`, as
+`fieldpost run` does), and headless Chromium.
+
+- the overview shows the node's reading within 5 s of the daemon committing it;
+- a downlink queued in the browser reaches the node, which applies it; its status turns to acked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import time
+
+import pytest
+
+from edge import registry
+from edge.config import from_dict
+from edge.daemon import Daemon
+from edge.db import connect
+from tests.conftest import wait_until
+from tests.firmware.modules import (
+    BRIDGE_ID,
+    BRIDGE_KEY,
+    NODE_ID,
+    NODE_KEY,
+    bridge_config,
+    free_udp_ports,
+    module_dir,
+    node_config,
+)
+from tests.webui.browser import CHROMIUM, expect, launch, log_in, offline_page
+from tests.webui.helpers import make_user
+
+pytestmark = [
+    pytest.mark.firmware,
+    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chromium is not installed"),
+]
+
+SCALE = 5  # module seconds per real second: a 10 s interval is an uplink every 2 s
+
+
+def free_tcp_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def shown_fcnt(row) -> int:
+    """The frame counter the overview row shows for the module's last reading ('#123'), or -1."""
+    match = re.search(r"#(\d+)", row.locator(".last-reading").inner_text())
+    return int(match.group(1)) if match else -1
+
+
+def newest_reading(conn):
+    return conn.execute(
+        "SELECT id, fcnt, decoded FROM readings WHERE device_id = ? AND port = 1 ORDER BY id DESC LIMIT 1",
+        (NODE_ID,),
+    ).fetchone()
+
+
+def test_virtual_module_reading_and_downlink_in_the_browser(tmp_path, virtual_module):
+    db_path = str(tmp_path / "fieldpost.db")
+    conn = connect(db_path)
+    from edge.db import migrate
+
+    migrate(conn)
+    start = time.time()
+    registry.add_device(
+        conn,
+        NODE_ID,
+        key=NODE_KEY,
+        name="virtual node",
+        interval_s=10,
+        actor="test",
+        now=start,
+    )
+    registry.add_device(
+        conn,
+        BRIDGE_ID,
+        key=BRIDGE_KEY,
+        role="bridge",
+        name="virtual bridge",
+        actor="test",
+        now=start,
+    )
+    make_user(db_path, "oscar", "operator")
+    node_port, bridge_port = free_udp_ports(2)
+    timing = {"time_scale": SCALE, "rx_window": 3}
+    ndir = module_dir(
+        tmp_path,
+        "node",
+        **node_config(node_port, bridge_port, interval=10, trace=False, **timing),
+    )
+    bdir = module_dir(
+        tmp_path,
+        "bridge",
+        **bridge_config(bridge_port, node_port, status_every=3600, **timing),
+    )
+    bridge = virtual_module("main.py", ["config.json"], cwd=bdir, name="bridge")
+    port = free_tcp_port()
+    config = from_dict(
+        {
+            "edge": {"db": db_path},
+            "link": {"ports": [bridge.port], "discover": False},
+            "http": {"enabled": False},
+            "webui": {"host": "127.0.0.1", "port": port},
+        },
+        env={},
+    )
+    daemon = Daemon(config, attach_points=("webui.service:attach",)).start()
+    base = f"http://127.0.0.1:{port}"
+    try:
+        virtual_module("main.py", ["config.json"], cwd=ndir, name="node")
+        wait_until(lambda: newest_reading(conn), timeout=30, what="the node's first reading")
+        with launch() as browser, offline_page(browser) as page:
+            log_in(page, base)
+            row = page.locator(f"#device-{NODE_ID}")
+            expect(row).to_contain_text("online")
+            expect(page.locator("body")).to_have_attribute("data-live", "connected")
+            # The next reading the node sends, from the moment the edge has committed it.
+            before = newest_reading(conn)["id"]
+            fresh = wait_until(
+                lambda: (r := newest_reading(conn)) and r["id"] > before and r,
+                timeout=20,
+                what="a new reading",
+            )
+            committed = time.monotonic()
+            # The node keeps sending (every 2 s): the row may already show a newer frame than this one.
+            while shown_fcnt(row) < fresh["fcnt"] and time.monotonic() - committed < 5.0:
+                time.sleep(0.05)
+            assert time.monotonic() - committed < 5.0
+            temperature = next(v for v in json.loads(fresh["decoded"]) if v["name"] == "temperature")
+            assert temperature["unit"] == "°C"
+
+            # A downlink from the device page, applied by the real firmware.
+            page.goto(f"{base}/devices/{NODE_ID}")
+            page.get_by_label("Command").select_option("set_interval")
+            page.get_by_label("Interval (seconds, 10 to 86400)").fill("20")
+            page.get_by_role("button", name="Queue downlink").click()
+            expect(page.locator(".flash")).to_contain_text("queued")
+            dl_id = conn.execute("SELECT max(id) FROM downlinks").fetchone()[0]
+            expect(page.locator(f"#downlink-{dl_id} .dl-status")).to_have_text("acked", timeout=30_000)
+        assert json.loads((ndir / "config.json").read_text())["interval"] == 20
+        statuses = [
+            r[0]
+            for r in conn.execute(
+                "SELECT msg_id FROM outbox WHERE kind = 'downlink_status' AND ref_id = ? ORDER BY id",
+                (dl_id,),
+            )
+        ]
+        assert statuses == [f"downlink:{dl_id}:{s}" for s in ("queued", "sent", "acked")]
+    finally:
+        daemon.stop()
+        conn.close()

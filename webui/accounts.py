@@ -1,0 +1,182 @@
+"""Users, passwords, lockout and API tokens: small functions on a connection.
+
+Callers own the transaction. Passwords are hashed with argon2id (argon2-cffi); API tokens are
+random strings shown once and stored as their SHA-256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import sqlite3
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from edge.errors import ValidationError
+
+ROLES = ("viewer", "operator", "admin")
+ROLE_RANK = {role: rank for rank, role in enumerate(ROLES)}
+USERNAME_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,32}$")
+MIN_PASSWORD_LEN = 10
+MAX_PASSWORD_LEN = 256
+TOKEN_PREFIX = "fp_"
+
+_hasher = PasswordHasher()
+# Verified against when the user does not exist, so a wrong name costs as much time as a wrong password.
+_DUMMY_HASH = _hasher.hash(secrets.token_hex(16))
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(password_hash: str, password: str) -> bool:
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def burn_verify_time(password: str) -> None:
+    verify_password(_DUMMY_HASH, password)
+
+
+def has_rank(role: str, needed: str) -> bool:
+    return ROLE_RANK.get(role, -1) >= ROLE_RANK[needed]
+
+
+def validate_username(username: str) -> str:
+    username = (username or "").strip()
+    if not USERNAME_RE.match(username):
+        raise ValidationError("username", "Use 1 to 32 letters, digits or . _ @ -")
+    return username
+
+
+def validate_password(password: str) -> str:
+    password = password or ""
+    if len(password) < MIN_PASSWORD_LEN:
+        raise ValidationError("password", f"Use at least {MIN_PASSWORD_LEN} characters.")
+    if len(password) > MAX_PASSWORD_LEN:
+        raise ValidationError("password", f"Use at most {MAX_PASSWORD_LEN} characters.")
+    return password
+
+
+def validate_role(role: str) -> str:
+    if role not in ROLES:
+        raise ValidationError("role", "Choose admin, operator or viewer.")
+    return role
+
+
+def count_users(conn: sqlite3.Connection) -> int:
+    return conn.execute("SELECT count(*) FROM users").fetchone()[0]
+
+
+def create_user(
+    conn: sqlite3.Connection,
+    username: str,
+    password: str,
+    role: str,
+    *,
+    now: float,
+    hasher: PasswordHasher | None = None,
+) -> int:
+    """Add a user. ``hasher`` defaults to argon2id's recommended cost; verification reads the cost
+    from the stored hash, so users made with another hasher still log in."""
+    username = validate_username(username)
+    validate_password(password)
+    validate_role(role)
+    if conn.execute("SELECT 1 FROM users WHERE username = ?", (username,)).fetchone():
+        raise ValidationError("username", "This user name is taken.")
+    cur = conn.execute(
+        "INSERT INTO users (username, password_hash, role, created_at) VALUES (?, ?, ?, ?)",
+        (username, (hasher or _hasher).hash(password), role, now),
+    )
+    return cur.lastrowid
+
+
+def get_user(conn: sqlite3.Connection, user_id: int) -> sqlite3.Row | None:
+    return conn.execute("SELECT * FROM users WHERE id = ?", (user_id,)).fetchone()
+
+
+def find_user(conn: sqlite3.Connection, username: str) -> sqlite3.Row | None:
+    return conn.execute("SELECT * FROM users WHERE username = ?", ((username or "").strip(),)).fetchone()
+
+
+def list_users(conn: sqlite3.Connection) -> list[sqlite3.Row]:
+    return conn.execute("SELECT * FROM users ORDER BY username").fetchall()
+
+
+def is_locked(user: sqlite3.Row, now: float) -> bool:
+    return user["locked_until"] is not None and user["locked_until"] > now
+
+
+def record_failed_login(
+    conn: sqlite3.Connection,
+    user: sqlite3.Row,
+    *,
+    now: float,
+    max_failures: int,
+    lockout_s: float,
+) -> bool:
+    """Count a failed password; lock the account after ``max_failures``. True when it was just locked."""
+    failures = user["failed_logins"] + 1
+    if failures >= max_failures:
+        conn.execute(
+            "UPDATE users SET failed_logins = 0, locked_until = ? WHERE id = ?",
+            (now + lockout_s, user["id"]),
+        )
+        return True
+    conn.execute("UPDATE users SET failed_logins = ? WHERE id = ?", (failures, user["id"]))
+    return False
+
+
+def record_successful_login(conn: sqlite3.Connection, user: sqlite3.Row) -> None:
+    if user["failed_logins"] or user["locked_until"] is not None:
+        conn.execute(
+            "UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = ?",
+            (user["id"],),
+        )
+
+
+def session_stamp(user: sqlite3.Row) -> str:
+    """Changes whenever the password changes, so older sessions stop working."""
+    return hashlib.sha256(user["password_hash"].encode()).hexdigest()[:16]
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_token(conn: sqlite3.Connection, user_id: int, name: str, *, now: float) -> tuple[int, str]:
+    """Make an API token for a user; return (id, token). Only the hash is stored."""
+    name = (name or "").strip()
+    if not 1 <= len(name) <= 64:
+        raise ValidationError("name", "Give the token a name of 1 to 64 characters.")
+    if get_user(conn, user_id) is None:
+        raise ValidationError("user", "No such user.")
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    cur = conn.execute(
+        "INSERT INTO api_tokens (user_id, name, token_hash, created_at) VALUES (?, ?, ?, ?)",
+        (user_id, name, hash_token(token), now),
+    )
+    return cur.lastrowid, token
+
+
+def user_for_token(conn: sqlite3.Connection, token: str) -> sqlite3.Row | None:
+    """The active user a bearer token belongs to, with ``token_id``; None when unknown or disabled."""
+    if not token or not token.startswith(TOKEN_PREFIX) or len(token) > 200:
+        return None
+    return conn.execute(
+        "SELECT users.*, api_tokens.id AS token_id FROM api_tokens JOIN users ON users.id = api_tokens.user_id "
+        "WHERE api_tokens.token_hash = ? AND users.disabled = 0",
+        (hash_token(token),),
+    ).fetchone()
+
+
+def list_tokens(conn: sqlite3.Connection) -> list[sqlite3.Row]:
+    return conn.execute(
+        "SELECT api_tokens.id, api_tokens.name, api_tokens.created_at, api_tokens.last_used, users.username "
+        "FROM api_tokens JOIN users ON users.id = api_tokens.user_id ORDER BY api_tokens.id"
+    ).fetchall()

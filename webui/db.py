@@ -1,0 +1,46 @@
+"""One SQLite connection per request, on ``g``.
+
+The panel shares the buffer database with the edge daemon. WAL lets the panel read while ingest
+writes; the panel's own writes are short explicit transactions (``with write() as conn:``) so they
+never hold the write lock across template rendering or network I/O.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Iterator
+
+from flask import current_app, g
+
+from edge.db import connect, transaction
+
+
+def open_db() -> sqlite3.Connection:
+    """A fresh connection to the configured database (for streams that outlive a request)."""
+    return connect(current_app.config["DATABASE"], timeout=current_app.config["DB_TIMEOUT_S"])
+
+
+def get_db() -> sqlite3.Connection:
+    if "db" not in g:
+        g.db = open_db()
+    return g.db
+
+
+@contextlib.contextmanager
+def write() -> Iterator[sqlite3.Connection]:
+    """A short write transaction on the request's connection."""
+    conn = get_db()
+    with transaction(conn):
+        yield conn
+
+
+def close_db(_exc: BaseException | None = None) -> None:
+    conn = g.pop("db", None)
+    if conn is not None:
+        conn.close()
+
+
+def now() -> float:
+    """The panel's clock (config CLOCK), so tests can pin time."""
+    return float(current_app.config["CLOCK"]())

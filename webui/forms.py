@@ -1,0 +1,199 @@
+"""Forms (Flask-WTF: every POST form carries a CSRF token). Messages show next to their field."""
+
+from __future__ import annotations
+
+import re
+
+from flask_wtf import FlaskForm
+from wtforms import (
+    BooleanField,
+    IntegerField,
+    PasswordField,
+    SelectChoice,
+    SelectField,
+    StringField,
+)
+from wtforms.validators import (
+    URL,
+    DataRequired,
+    EqualTo,
+    InputRequired,
+    Length,
+    NumberRange,
+    Optional,
+    Regexp,
+)
+from wtforms.validators import ValidationError as FieldError
+
+from edge.errors import ConfigError
+from edge.sync.panel_settings import parse_endpoint
+from webui.accounts import MAX_PASSWORD_LEN, MIN_PASSWORD_LEN, ROLES
+
+
+class WholeNumberField(IntegerField):
+    """An integer field that refuses absurdly long input before WTForms turns it into a float."""
+
+    def process_formdata(self, valuelist):
+        if valuelist and len(str(valuelist[0]).strip()) > 12:
+            self.data = None
+            raise ValueError("Enter a whole number of at most 12 digits.")
+        try:
+            super().process_formdata(valuelist)
+        except ValueError:
+            raise ValueError("Enter a whole number.") from None
+
+
+ROLE_CHOICES = [SelectChoice(role, role) for role in ROLES]
+PASSWORD_LENGTH = Length(
+    min=MIN_PASSWORD_LEN,
+    max=MAX_PASSWORD_LEN,
+    message=f"Use at least {MIN_PASSWORD_LEN} characters (at most {MAX_PASSWORD_LEN}).",
+)
+PASSWORD = [DataRequired(message="Enter a password."), PASSWORD_LENGTH]
+
+
+class ActionForm(FlaskForm):
+    """A button that changes something: only the CSRF token."""
+
+
+class LoginForm(FlaskForm):
+    username = StringField("User name", [DataRequired(), Length(max=32)])
+    password = PasswordField("Password", [DataRequired(), Length(max=MAX_PASSWORD_LEN)])
+
+
+class SetupForm(FlaskForm):
+    setup_code = StringField("Setup code (printed in the log and in the .setup-code file)", [DataRequired()])
+    username = StringField(
+        "Admin user name",
+        [
+            DataRequired(),
+            Regexp(
+                r"^[A-Za-z0-9_.@-]{1,32}$",
+                message="Use 1 to 32 letters, digits or . _ @ -",
+            ),
+        ],
+    )
+    password = PasswordField("Password", PASSWORD)
+    confirm = PasswordField("Password again", [DataRequired(), EqualTo("password", "The passwords differ.")])
+
+
+DOWNLINK_COMMANDS = [
+    SelectChoice("set_interval", "Set sampling interval"),
+    SelectChoice("set_output", "Set output"),
+    SelectChoice("request_status", "Request status"),
+    SelectChoice("reboot", "Reboot"),
+]
+
+
+class DownlinkForm(FlaskForm):
+    command = SelectField("Command", choices=DOWNLINK_COMMANDS)
+    seconds = WholeNumberField("Interval (seconds, 10 to 86400)", [Optional()])
+    output = WholeNumberField("Output number", [Optional()])
+    value = SelectField(
+        "Output value",
+        choices=[
+            SelectChoice("", "—"),
+            SelectChoice("0", "off (0)"),
+            SelectChoice("1", "on (1)"),
+        ],
+        default="",
+    )
+
+    def args(self) -> dict:
+        """The command's arguments; edge.downlinks validates ranges and names the field on error."""
+        command = self.command.data
+        if command == "set_interval":
+            if self.seconds.data is None:
+                self.seconds.errors = ["Enter the interval in seconds."]
+                return {}
+            return {"seconds": self.seconds.data}
+        if command == "set_output":
+            missing = False
+            if self.output.data is None:
+                self.output.errors = ["Enter the output number."]
+                missing = True
+            if self.value.data not in ("0", "1"):
+                self.value.errors = ["Choose on or off."]
+                missing = True
+            return {} if missing else {"output": self.output.data, "value": int(self.value.data)}
+        return {}
+
+
+class AdoptForm(FlaskForm):
+    key = StringField(
+        "Device key (32 hex digits, from provisioning)",
+        [
+            DataRequired(),
+            Regexp(r"^\s*[0-9a-fA-F]{32}\s*$", message="Enter 32 hex digits."),
+        ],
+    )
+    name = StringField("Name", [Optional(), Length(max=64)])
+
+
+class DeleteDataForm(FlaskForm):
+    confirm = StringField("Type the device id to confirm", [DataRequired()])
+
+    def __init__(self, device_id: str, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._device_id = device_id
+
+    def validate_confirm(self, field):
+        if field.data.strip().lower() != self._device_id:
+            raise FieldError("This is not the device id; nothing was deleted.")
+
+
+ENDPOINT_RE = re.compile(r"^(mqtts?|https)://[^\s/?#]+(:\d{1,5})?(/[^\s]*)?$")
+
+
+class CloudForm(FlaskForm):
+    endpoint = StringField(
+        "Cloud endpoint (mqtts://host:8883, mqtt://host or https://host/path)",
+        [Optional(), Length(max=300)],
+    )
+
+    def validate_endpoint(self, field):
+        if field.data and not ENDPOINT_RE.match(field.data.strip()):
+            raise FieldError("Use mqtt://, mqtts:// or https:// followed by a host name.")
+        if field.data and field.data.strip().startswith("https://"):
+            URL(require_tld=False, message="Not a valid https URL.")(self, field)
+        if field.data:
+            # The sync service's own check (plaintext only to loopback, no path for MQTT), so the
+            # panel never stores an endpoint that sync would ignore for its syntax.
+            try:
+                parse_endpoint(field.data.strip())
+            except ConfigError as exc:
+                raise FieldError(str(exc).split(": ", 1)[-1]) from None
+
+
+class RetentionForm(FlaskForm):
+    max_age_days = WholeNumberField("Keep readings for (days)", [InputRequired(), NumberRange(1, 3650)])
+    max_db_mb = WholeNumberField(
+        "Largest buffer size (MiB; empty: no size limit)",
+        [Optional(), NumberRange(1, 1_000_000)],
+    )
+
+
+class UserForm(FlaskForm):
+    username = StringField(
+        "User name",
+        [
+            DataRequired(),
+            Regexp(
+                r"^[A-Za-z0-9_.@-]{1,32}$",
+                message="Use 1 to 32 letters, digits or . _ @ -",
+            ),
+        ],
+    )
+    role = SelectField("Role", choices=ROLE_CHOICES, default="viewer")
+    password = PasswordField("Password", PASSWORD)
+
+
+class UserEditForm(FlaskForm):
+    role = SelectField("Role", choices=ROLE_CHOICES)
+    disabled = BooleanField("Disabled")
+    password = PasswordField("New password (leave empty to keep)", [Optional(), PASSWORD_LENGTH])
+
+
+class TokenForm(FlaskForm):
+    user_id = SelectField("For user", coerce=int, choices=[])
+    name = StringField("Token name", [DataRequired(), Length(max=64)])

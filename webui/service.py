@@ -1,0 +1,42 @@
+"""The panel inside the edge daemon (``fieldpost run``): attach(daemon) starts it in background threads."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from webui.app import create_app
+from webui.config import from_edge_config
+from webui.server import Panel
+from webui.tls import make_self_signed
+
+log = logging.getLogger("fieldpost.webui")
+
+
+def attach(daemon: Any) -> Panel | None:
+    settings = from_edge_config(daemon.config)
+    if not settings.enabled:
+        log.info("event=panel_disabled")
+        return None
+    if settings.tls_cert and not Path(settings.tls_cert).exists():
+        # Set-up normally makes it (`fieldpost webui make-cert`); a missing one is made now, not skipped.
+        make_self_signed(settings.tls_cert, settings.tls_key, now=time.time())
+        log.warning("event=panel_cert_created cert=%s", settings.tls_cert)
+    app = create_app(settings.flask)
+    try:
+        panel = Panel(
+            app,
+            settings.host,
+            settings.port,
+            threads=settings.threads,
+            tls_cert=settings.tls_cert,
+            tls_key=settings.tls_key,
+        ).start()
+    except OSError as exc:
+        # A busy port must not stop ingest: the edge keeps storing readings without its panel.
+        log.error("event=panel_not_started host=%s port=%s error=%s", settings.host, settings.port, exc)
+        return None
+    daemon.add_closer(panel.close)
+    return panel

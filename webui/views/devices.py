@@ -1,0 +1,208 @@
+"""A device: latest values, charts, raw frames, airtime, downlinks; quarantine and adopt; delete data."""
+
+from __future__ import annotations
+
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+
+from edge.errors import ValidationError
+from webui import airtime, audit, queries
+from webui.db import get_db, now, write
+from webui.edge_adapters import downlinks, registry
+from webui.forms import AdoptForm, DeleteDataForm, DownlinkForm
+from webui.views.auth import actor, role_required
+
+bp = Blueprint("devices", __name__)
+
+
+def _device_or_404(device_id: str):
+    device = queries.get_device(get_db(), device_id)
+    if device is None:
+        abort(404)
+    return device
+
+
+def device_context(device_id: str) -> dict:
+    conn = get_db()
+    device = _device_or_404(device_id)
+    t = now()
+    cfg = current_app.config
+    latest = queries.latest_decoded_reading(conn, device_id)
+    lengths = queries.payload_lengths_since(conn, device_id, t - 3600)
+    use = airtime.duty_cycle_use(lengths, window_s=3600, sf=cfg["RADIO_SF"], bw_hz=cfg["RADIO_BW_HZ"])
+    d = queries.device_dict(device)
+    return {
+        "now": t,
+        "device": d,
+        "online": queries.is_online(device, t, cfg["ONLINE_INTERVALS"]),
+        "latest": queries.reading_dict(latest) if latest is not None else None,
+        "frames": [queries.reading_dict(r) for r in queries.raw_frames(conn, device_id)],
+        "airtime": use,
+        "duty_limit": cfg["DUTY_CYCLE_LIMIT"],
+        "radio": {"sf": cfg["RADIO_SF"], "bw_khz": cfg["RADIO_BW_HZ"] / 1000},
+        "downlinks": queries.downlinks_for(conn, device_id),
+        "alarms": queries.alarms(conn, device_id=device_id, state="open", limit=20),
+    }
+
+
+@bp.route("/devices/<device_id>")
+def show(device_id: str):
+    from webui.views.overview import _cursor_text
+
+    context = device_context(device_id)
+    return render_template(
+        "device.html",
+        form=DownlinkForm(),
+        delete_form=DeleteDataForm(device_id),
+        cursor=_cursor_text(queries.change_cursor(get_db())),
+        **context,
+    )
+
+
+FRAGMENTS = {
+    "latest": "_device_latest.html",
+    "downlinks": "_device_downlinks.html",
+    "radio": "_device_radio.html",
+}
+
+
+@bp.route("/devices/<device_id>/fragment")
+def fragment(device_id: str):
+    template = FRAGMENTS.get(request.args.get("part", "latest"))
+    if template is None:
+        abort(404)
+    return render_template(template, **device_context(device_id))
+
+
+@bp.route("/devices/<device_id>/series")
+def series(device_id: str):
+    _device_or_404(device_id)
+    window = request.args.get("window", "24h")
+    if window not in queries.WINDOWS:
+        return jsonify({"error": "window", "message": "Use 24h or 7d."}), 400
+    return jsonify(queries.series(get_db(), device_id, window_s=queries.WINDOWS[window], now=now()))
+
+
+@bp.route("/devices/<device_id>/downlinks", methods=["POST"])
+@role_required("operator")
+def send_downlink(device_id: str):
+    _device_or_404(device_id)
+    form = DownlinkForm()
+    if form.validate_on_submit():
+        args = form.args()
+        if not (form.seconds.errors or form.output.errors or form.value.errors):
+            try:
+                with write() as conn:
+                    dl_id = downlinks.queue(
+                        conn,
+                        device_id,
+                        form.command.data,
+                        args,
+                        source="panel",
+                        now=now(),
+                    )
+                    audit.record(
+                        conn,
+                        actor=actor(),
+                        action="downlink.queue",
+                        target=device_id,
+                        detail={
+                            "downlink": dl_id,
+                            "command": form.command.data,
+                            "args": args,
+                        },
+                        now=now(),
+                    )
+            except ValidationError as exc:
+                field = getattr(form, exc.field, None)
+                (field if field is not None else form.command).errors = [exc.message]
+            else:
+                flash(f"Downlink {dl_id} queued: it goes out with the module's next uplink.")
+                return redirect(url_for("devices.show", device_id=device_id) + "#downlinks")
+    context = device_context(device_id)
+    return render_template(
+        "device.html",
+        form=form,
+        delete_form=DeleteDataForm(device_id),
+        cursor="",
+        **context,
+    ), 400
+
+
+@bp.route("/devices/<device_id>/delete-data", methods=["POST"])
+@role_required("admin")
+def delete_data(device_id: str):
+    """The one way a person changes stored readings: delete all of a device's, after typing its id."""
+    _device_or_404(device_id)
+    form = DeleteDataForm(device_id)
+    if form.validate_on_submit():
+        with write() as conn:
+            readings = conn.execute("DELETE FROM readings WHERE device_id = ?", (device_id,)).rowcount
+            # What the cloud has not had yet must not leave the site after the operator deleted it.
+            pending = conn.execute(
+                "DELETE FROM outbox WHERE device_id = ? AND kind = 'reading' AND synced_at IS NULL",
+                (device_id,),
+            ).rowcount
+            audit.record(
+                conn,
+                actor=actor(),
+                action="device.delete_data",
+                target=device_id,
+                detail={"readings": readings, "unsynced_outbox": pending},
+                now=now(),
+            )
+        flash(f"Deleted {readings} readings of {device_id}.")
+        return redirect(url_for("devices.show", device_id=device_id))
+    context = device_context(device_id)
+    return render_template("device.html", form=DownlinkForm(), delete_form=form, cursor="", **context), 400
+
+
+@bp.route("/quarantine")
+def quarantine():
+    return render_template(
+        "quarantine.html",
+        rows=queries.quarantine(get_db()),
+        form=AdoptForm(),
+        errors_for=None,
+    )
+
+
+@bp.route("/quarantine/<device_id>/adopt", methods=["POST"])
+@role_required("operator")
+def adopt(device_id: str):
+    conn = get_db()
+    if conn.execute("SELECT 1 FROM quarantine WHERE device_id = ?", (device_id,)).fetchone() is None:
+        abort(404)
+    form = AdoptForm()
+    if form.validate_on_submit():
+        try:
+            key = registry.parse_key(form.key.data)
+            registry.adopt(
+                conn,
+                device_id,
+                key=key,
+                name=(form.name.data or "").strip(),
+                actor=actor(),
+                now=now(),
+            )
+        except ValidationError as exc:
+            field = getattr(form, exc.field, None)
+            (field if field is not None else form.key).errors = [exc.message]
+        else:
+            flash(f"Adopted {device_id}: its next uplink will be stored.")
+            return redirect(url_for("devices.show", device_id=device_id))
+    return render_template(
+        "quarantine.html",
+        rows=queries.quarantine(conn),
+        form=form,
+        errors_for=device_id,
+    ), 400

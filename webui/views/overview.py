@@ -1,0 +1,126 @@
+"""The overview page, its live fragment, and the Server-Sent Events stream every page listens to."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    render_template,
+    request,
+    stream_with_context,
+)
+
+from webui import queries
+from webui.db import get_db, now, open_db
+from webui.edge_adapters import sync_status
+
+bp = Blueprint("overview", __name__)
+
+
+def overview_context() -> dict:
+    conn = get_db()
+    t = now()
+    cfg = current_app.config
+    devices = queries.devices_overview(conn, t, cfg["ONLINE_INTERVALS"])
+    return {
+        "now": t,
+        "devices": devices,
+        "online": sum(1 for d in devices if d["online"]),
+        "alarms": queries.alarms(conn, state="open", limit=20),
+        "open_alarms": queries.open_alarm_count(conn),
+        "quarantined": queries.quarantine_count(conn),
+        "sync": sync_status(conn, t),
+        "disk": queries.buffer_disk(cfg["DATABASE"]),
+    }
+
+
+@bp.route("/")
+def index():
+    return render_template(
+        "overview.html",
+        cursor=_cursor_text(queries.change_cursor(get_db())),
+        **overview_context(),
+    )
+
+
+@bp.route("/fragments/overview")
+def fragment():
+    return render_template("_overview_body.html", **overview_context())
+
+
+def _cursor_text(cursor: dict[str, float]) -> str:
+    return ",".join(f"{k}:{v!r}" for k, v in sorted(cursor.items()))
+
+
+def _parse_cursor(text: str | None) -> dict[str, float] | None:
+    """A cursor from Last-Event-ID or ?cursor=; None when absent or malformed (then: start from now)."""
+    if not text or len(text) > 300:
+        return None
+    out = {}
+    try:
+        for part in text.split(","):
+            key, value = part.split(":", 1)
+            out[key] = float(value)
+    except ValueError:
+        return None
+    return out
+
+
+@bp.route("/events")
+def events():
+    """Tell the page what changed: new readings (by device), downlinks, alarms, quarantine, sync.
+
+    The stream polls the database for rows newer than its cursor, so it sees writes of the edge
+    daemon in another process. It ends after SSE_MAX_S and the browser reconnects with the last
+    event id, so no change is missed and no server thread is held forever.
+    """
+    cfg = current_app.config
+    poll_s, max_s = cfg["SSE_POLL_S"], cfg["SSE_MAX_S"]
+    start_cursor = _parse_cursor(request.headers.get("Last-Event-ID")) or _parse_cursor(
+        request.args.get("cursor")
+    )
+
+    stopping = current_app.extensions["fieldpost_stopping"]
+
+    def stream():
+        conn = open_db()
+        try:
+            cursor = queries.change_cursor(conn)
+            previous = dict(start_cursor) if start_cursor else dict(cursor)
+            deadline = time.monotonic() + max_s
+            yield "retry: 1000\n\n"
+            while True:
+                changed = {}
+                if cursor["r"] != previous.get("r"):
+                    devices, _ = queries.new_reading_devices(conn, int(previous.get("r", 0)))
+                    changed["readings"] = devices
+                for key, topic in (
+                    ("d", "downlinks"),
+                    ("a", "alarms"),
+                    ("q", "quarantine"),
+                    ("s", "sync"),
+                ):
+                    if cursor[key] != previous.get(key):
+                        changed[topic] = True
+                if changed:
+                    yield f"id: {_cursor_text(cursor)}\nevent: change\ndata: {json.dumps(changed)}\n\n"
+                    previous = cursor
+                else:
+                    yield ": keep-alive\n\n"
+                if time.monotonic() >= deadline:
+                    return
+                if stopping.wait(poll_s):  # the server is shutting down
+                    return
+                cursor = queries.change_cursor(conn)
+        finally:
+            conn.close()
+
+    return Response(
+        stream_with_context(stream()),
+        mimetype="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )

@@ -1,0 +1,30 @@
+"""Cloud sync status: backlog and its age, last success and error, bytes used today, per sink."""
+
+from __future__ import annotations
+
+from flask import Blueprint, render_template
+
+from webui import queries
+from webui.db import get_db, now
+from webui.edge_adapters import sync_status
+
+bp = Blueprint("sync", __name__)
+
+
+@bp.route("/sync")
+def index():
+    from webui.views.overview import _cursor_text
+
+    conn = get_db()
+    t = now()
+    by_kind = conn.execute(
+        "SELECT kind, count(*) AS n, min(created_at) AS oldest FROM outbox WHERE synced_at IS NULL GROUP BY kind"
+        " ORDER BY kind"
+    ).fetchall()
+    return render_template(
+        "sync.html",
+        sync=sync_status(conn, t),
+        by_kind=by_kind,
+        now=t,
+        cursor=_cursor_text(queries.change_cursor(conn)),
+    )
