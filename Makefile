@@ -9,14 +9,14 @@ BUILD := build
 # Debian packages the tests and the demo use; installed only when missing.
 APT_PACKAGES := mosquitto chromium
 
-.PHONY: help venv deps demo test test-fast lint firmware bench clean
+.PHONY: help venv deps demo test test-fast lint firmware bench bench-quick clean
 
 help:
 	@echo "make demo      run the appliance: virtual modules, edge, panel"
 	@echo "make test      set up and run every test"
 	@echo "make lint      ruff"
 	@echo "make firmware  mpy-cross every firmware file into $(BUILD)/"
-	@echo "make bench     run the benchmarks, figures in $(BUILD)/bench/"
+	@echo "make bench     run the benchmarks, figures in $(BUILD)/bench/ (bench-quick: small sizes)"
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,9 +45,15 @@ lint: $(STAMP)
 firmware: $(STAMP)
 	$(BIN)/python -m edge.tools.build_firmware --out $(BUILD)/firmware
 
+# Full sizes (10 M readings, a 1 M backlog): tens of minutes and several GB of disk.
 bench: $(STAMP) deps
 	mkdir -p $(BUILD)/bench
 	$(BIN)/python -m tests.bench --out $(BUILD)/bench
+
+# The same measurements at small sizes, in a few minutes.
+bench-quick: $(STAMP) deps
+	mkdir -p $(BUILD)/bench
+	$(BIN)/python -m tests.bench --quick --out $(BUILD)/bench
 
 clean:
 	rm -rf $(BUILD) .pytest_cache

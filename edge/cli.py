@@ -109,10 +109,16 @@ def status(ctx: Context, as_json: bool) -> None:
     """Show devices, readings, the sync backlog, quarantine, downlinks and the daemon's health."""
     conn = ctx.connect()
     try:
-        info = _status(conn)
+        now = time.time()
+        info = _status(conn, now)
+        info["sync"] = _sync_status(conn, now)
     finally:
         conn.close()
-    info["sync"] = _sync_status(ctx)
+    sync = info["sync"]
+    if sync is not None:  # the sync area's view of the backlog: counted by priority, with its age
+        info["backlog"] = sync["backlog"]
+        info["backlog_oldest_at"] = sync["oldest_unsynced_at"]
+        info["backlog_age_s"] = sync["backlog_age_s"]
     info["daemon"] = _daemon_health(ctx.config)
     if as_json:
         click.echo(json.dumps(info, indent=2, default=str))
@@ -120,15 +126,24 @@ def status(ctx: Context, as_json: bool) -> None:
     click.echo(f"database     {ctx.db_path}")
     click.echo(f"devices      {info['devices']} registered, {info['devices_seen_1h']} heard in the last hour")
     click.echo(f"readings     {info['readings']} stored, last at {_ts(info['last_reading_at'])}")
-    click.echo(f"backlog      {info['backlog']} unsynced, oldest {_ts(info['backlog_oldest_at'])}")
+    backlog = f"backlog      {info['backlog']} unsynced"
+    if sync is not None:
+        backlog += " (" + ", ".join(f"{k} {v}" for k, v in sync["backlog_by_priority"].items()) + ")"
+    backlog += f", oldest {_ts(info['backlog_oldest_at'])}"
+    if info.get("backlog_age_s") is not None:
+        backlog += f" ({_age(info['backlog_age_s'])} ago)"
+    click.echo(backlog)
     click.echo(f"quarantine   {info['quarantine']} unknown device(s)")
     click.echo("downlinks    " + (", ".join(f"{k} {v}" for k, v in info["downlinks"].items()) or "none"))
-    sync = info["sync"]
     if sync is not None:
-        click.echo(
-            f"sync         last success {_ts(sync.get('last_success'))}, last error {sync.get('last_error') or '-'}, "
-            f"{sync.get('bytes_today', 0)} bytes today"
-        )
+        click.echo(f"sync         {_sync_state(sync)}, {sync['bytes_today']} bytes today")
+        click.echo(f"  last success {_ts(sync['last_success'])}")
+        click.echo(f"  last error   {_error(sync['last_error'], sync['last_error_at'])}")
+        for name, sink in sync["sinks"].items() if len(sync["sinks"]) > 1 else ():
+            click.echo(
+                f"  {name}: last success {_ts(sink['last_success'])}, last error "
+                f"{_error(sink['last_error'], sink['last_error_at'])}, {sink['bytes_today']} bytes today"
+            )
     daemon = info["daemon"]
     if daemon.get("reachable"):
         click.echo(f"daemon       {daemon.get('status')}, {daemon.get('links_up')} link(s) up")
@@ -138,9 +153,7 @@ def status(ctx: Context, as_json: bool) -> None:
         click.echo(f"daemon       not reachable ({daemon.get('error')})")
 
 
-def _status(conn: sqlite3.Connection) -> dict[str, Any]:
-    now = time.time()
-
+def _status(conn: sqlite3.Connection, now: float) -> dict[str, Any]:
     def one(sql: str, *args: Any) -> Any:
         return conn.execute(sql, args).fetchone()[0]
 
@@ -156,17 +169,31 @@ def _status(conn: sqlite3.Connection) -> dict[str, Any]:
     }
 
 
-def _sync_status(ctx: Context) -> dict[str, Any] | None:
-    """The cloud sync area's view (edge.sync.state), when that area is installed."""
+def _sync_status(conn: sqlite3.Connection, now: float) -> dict[str, Any] | None:
+    """The cloud sync area's summary (edge.sync.state.sync_status), when that area is installed:
+    backlog count, by priority and age, and per sink last success, last error, bytes today."""
     try:
         from edge.sync.state import sync_status
     except ImportError:
         return None
-    conn = ctx.connect()
-    try:
-        return sync_status(conn, time.time())
-    finally:
-        conn.close()
+    return sync_status(conn, now)
+
+
+def _sync_state(sync: dict[str, Any]) -> str:
+    if not sync["sinks"]:
+        return "never attempted (no cloud configured, or the daemon has not tried yet)"
+    return "ok" if sync["healthy"] else "failing (the last error is newer than the last success)"
+
+
+def _error(message: str | None, at: float | None) -> str:
+    return "-" if not message else f"{message} (at {_ts(at)})"
+
+
+def _age(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f} {unit}"
+    return f"{seconds:.0f} s"
 
 
 def _daemon_health(cfg: config_mod.Config) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from edge import downlinks
+from edge import bridge_downlinks, downlinks
 from edge.codecs import CodecRunner
 from edge.config import Config
 from edge.db import connect, migrate
@@ -80,6 +80,7 @@ class Daemon:
         self.codecs: CodecRunner | None = None
         self.backpressure: Backpressure | None = None
         self._timer: threading.Thread | None = None
+        self._bridge_probe: bridge_downlinks.QueuedProbe | None = None
 
     # --- for other areas --------------------------------------------------------------------
 
@@ -139,7 +140,11 @@ class Daemon:
             "reconnect_min_s": link.reconnect_min_s,
             "reconnect_max_s": link.reconnect_max_s,
             "scan_interval_s": link.scan_interval_s,
+            "clock": self.clock,  # a bridge's own downlinks are dropped from memory past their expiry
         }
+        # which connected bridges have commands queued: read aside, not through the ingest writer
+        self._bridge_probe = bridge_downlinks.QueuedProbe(self.db_path, clock=self.clock)
+        options["queued"] = self._bridge_probe
         options.update(self._manager_overrides)
         self.manager = LinkManager(ingest=self.ingest, busy=self._busy, hello=self._hello, **options)
         self.metrics_sources.ports = self.manager.figures
@@ -167,6 +172,8 @@ class Daemon:
             self.ingest.stop()  # commit and ACK what was handed in
         if self.manager is not None:
             self.manager.stop()
+        if self._bridge_probe is not None:
+            self._bridge_probe.close()
         for closer in reversed(self._closers):
             try:
                 closer()

@@ -31,6 +31,7 @@ import threading
 import time
 from typing import TextIO
 
+from edge.errors import FieldpostError
 from edge.link.frame import FrameType
 from edge.link.port import LinkPort, PortClosed
 from edge.link.session import Acked, LinkLost, Received, Refused, SessionStarted
@@ -473,15 +474,19 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    if args.link_only:
-        print("Fieldpost demo: virtual modules -> serial link -> edge. Ctrl-C stops.", flush=True)
-        return run(args, stop=stop)
-    print(
-        "Fieldpost demo: virtual nodes -> radio -> bridge -> serial link -> edge -> SQLite, "
-        "web panel, cloud sync, rules. Ctrl-C stops.",
-        flush=True,
-    )
-    return run_site(args, stop=stop)
+    try:
+        if args.link_only:
+            print("Fieldpost demo: virtual modules -> serial link -> edge. Ctrl-C stops.", flush=True)
+            return run(args, stop=stop)
+        print(
+            "Fieldpost demo: virtual nodes -> radio -> bridge -> serial link -> edge -> SQLite, "
+            "web panel, cloud sync, rules. Ctrl-C stops.",
+            flush=True,
+        )
+        return run_site(args, stop=stop)
+    except FieldpostError as exc:  # no micropython, a bad option value...: one line, not a traceback
+        print(f"demo: {exc}", file=sys.stderr, flush=True)
+        return 1
 
 
 if __name__ == "__main__":

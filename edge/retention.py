@@ -39,6 +39,7 @@ from typing import Any
 from edge.db import connect, transaction
 from edge.errors import ConfigError
 from edge.sync.panel_settings import SettingsWatch
+from edge.sync.worker_thread import ThreadedLoop
 
 log = logging.getLogger("fieldpost.retention")
 
@@ -347,7 +348,7 @@ def policy_with_settings(base: RetentionPolicy, values: Mapping[str, Any]) -> Re
     return policy
 
 
-class RetentionWorker:
+class RetentionWorker(ThreadedLoop):
     """Runs ``apply_retention`` every ``policy.interval_s`` on its own thread and connection.
 
     ``policy`` is the config file's; with ``panel_settings`` the worker lays the panel's stored values
@@ -376,15 +377,8 @@ class RetentionWorker:
         self._settings_poll_s = settings_poll_s
 
     def start(self) -> RetentionWorker:
-        self._thread = threading.Thread(target=self._run, name="fieldpost-retention", daemon=True)
-        self._thread.start()
+        self._start_thread(self._run, "fieldpost-retention")
         return self
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
 
     def _run(self) -> None:
         conn = connect(self.db_path)
@@ -422,20 +416,16 @@ class RetentionWorker:
 
     def _wait(self, conn: sqlite3.Connection, delay: float) -> None:
         """Sleep until the next pass, or until the panel changes the policy (then pass at once)."""
-        deadline = time.monotonic() + delay
-        while not self._stop.is_set():
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return
-            if self._settings is None:
-                self._stop.wait(left)
-                return
-            self._stop.wait(min(left, self._settings_poll_s))
+
+        def policy_changed() -> bool:
             try:
-                if self._follow_settings(conn):
-                    return
+                return self._follow_settings(conn)
             except sqlite3.Error:
                 log.exception("retention=settings_read_failed")
+                return False
+
+        poll_s = None if self._settings is None else self._settings_poll_s
+        self._sleep_unless_changed(delay, poll_s, policy_changed)
 
 
 def attach(daemon: Any) -> RetentionWorker:

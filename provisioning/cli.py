@@ -275,9 +275,9 @@ def _summary(result: ProvisionResult) -> list[str]:
         )
     if result.uplink_at is not None:
         lines.append("uplink     stored by the edge")
-    if result.stale_journal:
+    if result.journal_pending_at_rotation:
         lines.append(
-            f"note       {result.stale_journal} reading(s) waiting in the module's journal will be sent signed "
+            f"note       {result.journal_pending_at_rotation} reading(s) waiting in the module's journal will be sent signed "
             "with the new key"
         )
     lines.append("result     " + ("changed" if result.changed else "nothing to change"))

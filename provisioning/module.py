@@ -82,7 +82,8 @@ class ProvisionResult:
     key_rotated: bool = False
     hello: dict | None = None
     uplink_at: float | None = None  # when the edge stored its first uplink (wait_uplink)
-    stale_journal: int = 0  # frames pending on the module, signed with the key just replaced
+    # readings still journaled when the key was rotated (they are re-signed on send)
+    journal_pending_at_rotation: int = 0
 
     @property
     def changed(self) -> bool:
@@ -182,8 +183,8 @@ def install_packages(repl: ModuleRepl, packages: list[str], index: str) -> dict[
     return outcome
 
 
-def pending_old_key_frames(repl: ModuleRepl) -> int:
-    """How many journaled frames (signed with the module's current key) are still unacknowledged."""
+def pending_journal_frames(repl: ModuleRepl) -> int:
+    """How many journaled frames (signed at send time with the key in its config.json) are still unacknowledged."""
     names = repl.listdir(JOURNAL_DIR)
     segments = {n: repl.read(f"{JOURNAL_DIR}/{n}") or b"" for n in names if is_segment(n)}
     return len(pending_fcnts(segments))
@@ -309,13 +310,13 @@ def provision_module(
         cfg = module_config(spec, profile, old, device_id, key)
         files = dict(bundle)
         files[CONFIG_NAME] = config_bytes(cfg)
-        stale = pending_old_key_frames(repl) if new_key and old.get("key") else 0
+        pending = pending_journal_frames(repl) if new_key and old.get("key") else 0
         result = ProvisionResult(
             device_id=device_id,
             board=profile["name"],
             role=spec.role,
             key_rotated=new_key and bool(old.get("key")),
-            stale_journal=stale,
+            journal_pending_at_rotation=pending,
         )
 
         remote = repl.hashes(sorted(files))

@@ -8,6 +8,7 @@ from typing import TypeVar
 
 import pytest
 
+from edge.db import connect, migrate
 from edge.sim import VirtualModule
 
 T = TypeVar("T")
@@ -46,6 +47,16 @@ def virtual_module():
         finally:
             if vm.output:
                 print(f"--- output of {vm!r} ---\n{vm.output_text()}")
+
+
+@pytest.fixture
+def db_path(tmp_path):
+    """A SQLite file with the real schema, migrated and closed again (an area may override this)."""
+    path = tmp_path / "fieldpost.db"
+    conn = connect(path)
+    migrate(conn)
+    conn.close()
+    return path
 
 
 @pytest.fixture(name="wait_until")

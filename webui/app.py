@@ -187,17 +187,15 @@ def _error_pages(app: Flask) -> None:
             getattr(exc, "description", "") or "The request was not understood.",
         )
 
-    @app.errorhandler(401)
-    def unauthorized(exc):
-        return page(401, "Log in first", "This needs a signed-in user.")
+    def fixed_page(status: int, title: str, message: str) -> None:
+        """An error page that reads the same whatever raised the error."""
+        app.register_error_handler(status, lambda _exc: page(status, title, message))
 
-    @app.errorhandler(403)
-    def forbidden(exc):
-        return page(403, "Not allowed", "Your role does not allow this.")
-
-    @app.errorhandler(404)
-    def not_found(exc):
-        return page(404, "Not found", "There is nothing here.")
+    fixed_page(401, "Log in first", "This needs a signed-in user.")
+    fixed_page(403, "Not allowed", "Your role does not allow this.")
+    fixed_page(404, "Not found", "There is nothing here.")
+    fixed_page(413, "Too large", "The request body is larger than the panel accepts.")
+    fixed_page(429, "Too many attempts", "Too many requests; wait a minute and try again.")
 
     @app.errorhandler(405)
     def method_not_allowed(exc):
@@ -206,11 +204,3 @@ def _error_pages(app: Flask) -> None:
         if getattr(exc, "valid_methods", None):
             response.headers["Allow"] = ", ".join(exc.valid_methods)
         return response
-
-    @app.errorhandler(413)
-    def too_large(exc):
-        return page(413, "Too large", "The request body is larger than the panel accepts.")
-
-    @app.errorhandler(429)
-    def too_many(exc):
-        return page(429, "Too many attempts", "Too many requests; wait a minute and try again.")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -37,17 +38,23 @@ def _settings(ctx: click.Context, db: str):
         raise click.ClickException(str(exc)) from exc
 
 
+def _db_option(help: str = "SQLite database (default: the edge's)."):
+    """The --db option every command here takes; without it the parent command's database is used."""
+    return click.option("--db", type=click.Path(dir_okay=False), help=help)
+
+
+def _password_option(help: str):
+    """A password option that is asked for (hidden, twice) when not given on the command line."""
+    return click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True, help=help)
+
+
 @click.group(name="webui")
 def webui_group() -> None:
     """The web panel: serve it on its own, make its HTTPS certificate."""
 
 
 @webui_group.command()
-@click.option(
-    "--db",
-    type=click.Path(dir_okay=False),
-    help="SQLite database (default: the edge's).",
-)
+@_db_option()
 @click.option("--host", default=None, help="Address to listen on (default [webui] host, 0.0.0.0).")
 @click.option(
     "--port",
@@ -97,11 +104,7 @@ def serve(
 
 
 @webui_group.command("make-cert")
-@click.option(
-    "--db",
-    type=click.Path(dir_okay=False),
-    help="SQLite database; files go next to it.",
-)
+@_db_option("SQLite database; files go next to it.")
 @click.option(
     "--cert",
     type=click.Path(dir_okay=False),
@@ -142,18 +145,21 @@ def users_group() -> None:
     """Panel users: add one, list them, reset a password."""
 
 
-def _open(ctx: click.Context, db: str | None):
+@contextmanager
+def _user_db(ctx: click.Context, db: str | None):
+    """A migrated connection for one users command, always closed; bad input becomes a one-line error."""
     conn = connect(_db_path(ctx, db))
     migrate(conn)
-    return conn
+    try:
+        yield conn
+    except ValidationError as exc:
+        raise click.ClickException(f"{exc.field}: {exc.message}") from exc
+    finally:
+        conn.close()
 
 
 @users_group.command("add")
-@click.option(
-    "--db",
-    type=click.Path(dir_okay=False),
-    help="SQLite database (default: the edge's).",
-)
+@_db_option()
 @click.option(
     "--role",
     type=click.Choice(accounts.ROLES),
@@ -161,76 +167,46 @@ def _open(ctx: click.Context, db: str | None):
     show_default=True,
     help="Role.",
 )
-@click.option(
-    "--password",
-    prompt=True,
-    hide_input=True,
-    confirmation_prompt=True,
-    help="Password (asked when not given).",
-)
+@_password_option("Password (asked when not given).")
 @click.argument("username")
 @click.pass_context
 def add_user(ctx: click.Context, db: str | None, role: str, password: str, username: str) -> None:
     """Add a panel user (the first admin can also be made in the browser on first run)."""
-    conn = _open(ctx, db)
-    try:
-        with transaction(conn):
-            accounts.create_user(conn, username, password, role, now=time.time())
-            audit.record(
-                conn,
-                actor="cli",
-                action="user.create",
-                target=username,
-                detail={"role": role},
-                now=time.time(),
-            )
-    except ValidationError as exc:
-        raise click.ClickException(f"{exc.field}: {exc.message}") from exc
-    finally:
-        conn.close()
+    with _user_db(ctx, db) as conn, transaction(conn):
+        accounts.create_user(conn, username, password, role, now=time.time())
+        audit.record(
+            conn,
+            actor="cli",
+            action="user.create",
+            target=username,
+            detail={"role": role},
+            now=time.time(),
+        )
     click.echo(f"user {username} ({role}) added")
 
 
 @users_group.command("list")
-@click.option(
-    "--db",
-    type=click.Path(dir_okay=False),
-    help="SQLite database (default: the edge's).",
-)
+@_db_option()
 @click.pass_context
 def list_users(ctx: click.Context, db: str | None) -> None:
     """List panel users with their role and state."""
-    conn = _open(ctx, db)
-    try:
+    with _user_db(ctx, db) as conn:
         now = time.time()
         for user in accounts.list_users(conn):
             state = (
                 "disabled" if user["disabled"] else "locked" if accounts.is_locked(user, now) else "active"
             )
             click.echo(f"{user['username']:<32} {user['role']:<9} {state}")
-    finally:
-        conn.close()
 
 
 @users_group.command("set-password")
-@click.option(
-    "--db",
-    type=click.Path(dir_okay=False),
-    help="SQLite database (default: the edge's).",
-)
-@click.option(
-    "--password",
-    prompt=True,
-    hide_input=True,
-    confirmation_prompt=True,
-    help="New password (asked when not given).",
-)
+@_db_option()
+@_password_option("New password (asked when not given).")
 @click.argument("username")
 @click.pass_context
 def set_password(ctx: click.Context, db: str | None, password: str, username: str) -> None:
     """Reset a user's password and unlock the account."""
-    conn = _open(ctx, db)
-    try:
+    with _user_db(ctx, db) as conn:
         accounts.validate_password(password)
         with transaction(conn):
             user = accounts.find_user(conn, username)
@@ -248,10 +224,6 @@ def set_password(ctx: click.Context, db: str | None, password: str, username: st
                 detail={"password": "reset"},
                 now=time.time(),
             )
-    except ValidationError as exc:
-        raise click.ClickException(f"{exc.field}: {exc.message}") from exc
-    finally:
-        conn.close()
     click.echo(f"password of {username} reset")
 
 

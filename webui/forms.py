@@ -25,9 +25,16 @@ from wtforms.validators import (
 )
 from wtforms.validators import ValidationError as FieldError
 
-from edge.errors import ConfigError
+from edge.errors import ConfigError, ValidationError
 from edge.sync.panel_settings import parse_endpoint
 from webui.accounts import MAX_PASSWORD_LEN, MIN_PASSWORD_LEN, ROLES
+
+
+def show_error(form: FlaskForm, exc: ValidationError, fallback) -> None:
+    """Show a ValidationError from the edge next to the form field it names, or on ``fallback`` when the
+    form has no field of that name (the edge's names are not always the form's)."""
+    field = getattr(form, exc.field, None)
+    (field if field is not None else fallback).errors = [exc.message]
 
 
 class WholeNumberField(IntegerField):

@@ -18,6 +18,21 @@ def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
 NUM = {"type": "number"}
 INT = {"type": "integer"}
 STR = {"type": "string"}
+BOOL = {"type": "boolean"}
+# A JSON object whose keys the API does not fix (args, status, a sink's figures).
+ANY_OBJECT = {"type": "object", "additionalProperties": True}
+
+
+def _enum(*values: str) -> dict[str, Any]:
+    return {"type": "string", "enum": list(values)}
+
+
+def _int_range(minimum: int, maximum: int) -> dict[str, Any]:
+    return {"type": "integer", "minimum": minimum, "maximum": maximum}
+
+
+# The commands edge.downlinks.queue accepts; a Downlink row and a DownlinkRequest share them.
+DOWNLINK_COMMAND = _enum("set_interval", "set_output", "request_status", "reboot", "config")
 
 VALUE = {
     "type": "object",
@@ -49,7 +64,7 @@ DEVICE = {
         "name": STR,
         "codec": STR,
         "board": STR,
-        "role": {"type": "string", "enum": ["node", "bridge"]},
+        "role": _enum("node", "bridge"),
         "firmware": STR,
         "interval_s": INT,
         "last_fcnt": INT,
@@ -60,8 +75,8 @@ DEVICE = {
         "last_snr": _nullable(NUM),
         "last_bridge": _nullable(STR),
         "battery_v": _nullable(NUM),
-        "status": _nullable({"type": "object", "additionalProperties": True}),
-        "online": {"type": "boolean"},
+        "status": _nullable(ANY_OBJECT),
+        "online": BOOL,
         "latest": _nullable({"$ref": "#/components/schemas/Reading"}),
     },
 }
@@ -80,24 +95,12 @@ DOWNLINK = {
     "properties": {
         "id": INT,
         "device_id": STR,
-        "command": {
-            "type": "string",
-            "enum": [
-                "set_interval",
-                "set_output",
-                "request_status",
-                "reboot",
-                "config",
-            ],
-        },
-        "args": {"type": "object", "additionalProperties": True},
+        "command": DOWNLINK_COMMAND,
+        "args": ANY_OBJECT,
         "source": STR,
         "created_at": NUM,
         "expires_at": NUM,
-        "status": {
-            "type": "string",
-            "enum": ["queued", "sent", "acked", "failed", "expired"],
-        },
+        "status": _enum("queued", "sent", "acked", "failed", "expired"),
         "status_at": NUM,
         "sent_fcnt": _nullable(INT),
         "result": _nullable(STR),
@@ -108,16 +111,7 @@ DOWNLINK_REQUEST = {
     "required": ["command"],
     "additionalProperties": False,
     "properties": {
-        "command": {
-            "type": "string",
-            "enum": [
-                "set_interval",
-                "set_output",
-                "request_status",
-                "reboot",
-                "config",
-            ],
-        },
+        "command": DOWNLINK_COMMAND,
         "args": {
             "type": "object",
             "description": "set_interval {seconds: 10..86400}; set_output {output: 0..255, value: 0|1}; "
@@ -138,8 +132,8 @@ ALARM = {
         "id": INT,
         "rule": STR,
         "device_id": _nullable(STR),
-        "severity": {"type": "string", "enum": ["info", "warning", "critical"]},
-        "state": {"type": "string", "enum": ["raised", "acknowledged", "cleared"]},
+        "severity": _enum("info", "warning", "critical"),
+        "state": _enum("raised", "acknowledged", "cleared"),
         "message": STR,
         "reading_id": _nullable(INT),
         "value": _nullable(NUM),
@@ -166,10 +160,7 @@ SYNC = {
         "last_error": _nullable(STR),
         "last_error_at": _nullable(NUM),
         "bytes_today": INT,
-        "sinks": {
-            "type": "array",
-            "items": {"type": "object", "additionalProperties": True},
-        },
+        "sinks": {"type": "array", "items": ANY_OBJECT},
     },
     "additionalProperties": True,
 }
@@ -214,8 +205,8 @@ RULE = {
     "properties": {
         "id": INT,
         "name": STR,
-        "source": {"type": "string", "enum": ["config", "panel"]},
-        "enabled": {"type": "boolean"},
+        "source": _enum("config", "panel"),
+        "enabled": BOOL,
         "definition": {
             "type": "object",
             "description": "the validated rule (docs/rules.md): name, kind, severity and the kind's fields",
@@ -258,12 +249,17 @@ ERRORS = {
 }
 NOT_FOUND = {"404": _json(_ref("Error"), "No such device or alarm")}
 FORBIDDEN = {"403": _json(_ref("Error"), "The token's user lacks the role")}
-DEVICE_PARAM = {
-    "name": "device_id",
-    "in": "path",
-    "required": True,
-    "schema": DEVICE_ID,
-}
+
+
+def _path_param(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": schema}
+
+
+def _query_param(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "in": "query", "schema": schema}
+
+
+DEVICE_PARAM = _path_param("device_id", DEVICE_ID)
 
 
 def _get(summary: str, schema: dict, params: list | None = None, not_found: bool = False) -> dict[str, Any]:
@@ -316,10 +312,7 @@ def document() -> dict[str, Any]:
                         "required": ["username", "role"],
                         "properties": {
                             "username": STR,
-                            "role": {
-                                "type": "string",
-                                "enum": ["admin", "operator", "viewer"],
-                            },
+                            "role": _enum("admin", "operator", "viewer"),
                         },
                     },
                 )
@@ -346,26 +339,10 @@ def document() -> dict[str, Any]:
                     },
                     [
                         DEVICE_PARAM,
-                        {"name": "start", "in": "query", "schema": time_param},
-                        {"name": "end", "in": "query", "schema": time_param},
-                        {
-                            "name": "limit",
-                            "in": "query",
-                            "schema": {
-                                "type": "integer",
-                                "minimum": 1,
-                                "maximum": 5000,
-                            },
-                        },
-                        {
-                            "name": "after_id",
-                            "in": "query",
-                            "schema": {
-                                "type": "integer",
-                                "minimum": 0,
-                                "maximum": 4611686018427387904,
-                            },
-                        },
+                        _query_param("start", time_param),
+                        _query_param("end", time_param),
+                        _query_param("limit", _int_range(1, 5000)),
+                        _query_param("after_id", _int_range(0, 4611686018427387904)),
                     ],
                     not_found=True,
                 ),
@@ -376,11 +353,7 @@ def document() -> dict[str, Any]:
                     _ref("Series"),
                     [
                         DEVICE_PARAM,
-                        {
-                            "name": "window",
-                            "in": "query",
-                            "schema": {"type": "string", "enum": ["24h", "7d"]},
-                        },
+                        _query_param("window", _enum("24h", "7d")),
                     ],
                     not_found=True,
                 ),
@@ -412,55 +385,23 @@ def document() -> dict[str, Any]:
                     "Alarms, open ones first",
                     _list("alarms", "Alarm"),
                     [
-                        {
-                            "name": "state",
-                            "in": "query",
-                            "schema": {
-                                "type": "string",
-                                "enum": [
-                                    "open",
-                                    "all",
-                                    "raised",
-                                    "acknowledged",
-                                    "cleared",
-                                ],
-                            },
-                        },
-                        {"name": "device", "in": "query", "schema": STR},
-                        {
-                            "name": "limit",
-                            "in": "query",
-                            "schema": {
-                                "type": "integer",
-                                "minimum": 1,
-                                "maximum": 1000,
-                            },
-                        },
+                        _query_param("state", _enum("open", "all", "raised", "acknowledged", "cleared")),
+                        _query_param("device", STR),
+                        _query_param("limit", _int_range(1, 1000)),
                     ],
                 ),
             },
             "/api/v1/alarms/{alarm_id}/acknowledge": {
                 "post": {
                     "summary": "Acknowledge a raised alarm (operator)",
-                    "parameters": [
-                        {
-                            "name": "alarm_id",
-                            "in": "path",
-                            "required": True,
-                            "schema": {
-                                "type": "integer",
-                                "minimum": 0,
-                                "maximum": 9223372036854775807,
-                            },
-                        }
-                    ],
+                    "parameters": [_path_param("alarm_id", _int_range(0, 9223372036854775807))],
                     "responses": {
                         "200": _json(
                             {
                                 "type": "object",
                                 "required": ["acknowledged", "alarm"],
                                 "properties": {
-                                    "acknowledged": {"type": "boolean"},
+                                    "acknowledged": BOOL,
                                     "alarm": _ref("Alarm"),
                                 },
                             },

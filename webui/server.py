@@ -71,9 +71,18 @@ class Panel:
         self.scheme = "https" if self.relay else "http"
         self._threads: list[threading.Thread] = []
 
+    def _run_waitress(self) -> None:
+        try:
+            self.waitress.run()
+        except OSError:
+            # close() closes the sockets under the loop's select(); that EBADF is the loop
+            # ending as asked, anything else while serving is a real error.
+            if not self.app.extensions["fieldpost_stopping"].is_set():
+                raise
+
     def start(self) -> Panel:
         """Serve in background threads."""
-        targets = [self.waitress.run] + ([self.relay.serve_forever] if self.relay else [])
+        targets = [self._run_waitress] + ([self.relay.serve_forever] if self.relay else [])
         for target in targets:
             thread = threading.Thread(target=target, daemon=True, name="fieldpost-panel")
             thread.start()
@@ -84,10 +93,10 @@ class Panel:
     def run(self) -> None:
         """Serve in this thread until interrupted."""
         if self.relay:
-            threading.Thread(target=self.waitress.run, daemon=True, name="fieldpost-panel").start()
+            threading.Thread(target=self._run_waitress, daemon=True, name="fieldpost-panel").start()
             self.relay.serve_forever()
         else:
-            self.waitress.run()
+            self._run_waitress()
 
     def close(self) -> None:
         """Stop accepting, end the live-update streams, let the workers finish, close every socket."""

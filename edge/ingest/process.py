@@ -43,6 +43,7 @@ STATUS_KEYS = {
     "r": ("rejects", ""),
     "m": ("bad_mic", ""),
     "x": ("dropped", ""),
+    "f": ("given_up", ""),  # own frames the module gave up after repeated refusals (fp/refusal.py)
 }
 
 
@@ -120,10 +121,9 @@ def _handle(conn, payload, *, bridge_id, codecs, now) -> Outcome:
         return _reject(AckResult.BAD_MIC, "MIC does not match the registered key", dev, fcnt)
 
     stored = conn.execute(
-        "SELECT id, received_at FROM readings WHERE device_id = ? AND fcnt = ?", (dev, fcnt)
+        "SELECT id, received_at, port, raw FROM readings WHERE device_id = ? AND fcnt = ?", (dev, fcnt)
     ).fetchone()
-    rotated = device["key_rotated_at"]
-    if stored is not None and (rotated is None or stored["received_at"] >= rotated):
+    if stored is not None and _is_same_reading(stored, frame, device["key_rotated_at"]):
         # Stored before (a retransmission whose ACK was lost): ACK again, with the same downlink.
         pending = downlinks.sent_on(conn, dev, fcnt)
         down = build_downlink(key, dev, fcnt, pending.encode() if pending else None)
@@ -192,6 +192,20 @@ def _handle(conn, payload, *, bridge_id, codecs, now) -> Outcome:
     down = build_downlink(key, dev, fcnt, pending.encode() if pending else None)
     extra = {"downlink": pending.id} if pending else {}
     return Outcome(AckResult.STORED, build_ack(AckResult.STORED, down), dev, fcnt, reading, extra=extra)
+
+
+def _is_same_reading(stored: sqlite3.Row, frame, rotated_at: float | None) -> bool:
+    """Whether a verified frame at a stored (device, fcnt) is that stored reading sent again.
+
+    Under the key it was stored with, a valid MIC says so. A reading stored before a key
+    rotation is the same one if port and payload match: the firmware signs journaled frames
+    when it sends them, so a frame whose ACK was lost comes back under the new key, and
+    answering it "replayed" would wedge the node's journal on it. A different payload at a
+    stored fcnt is a reset counter colliding with an old reading: a replay.
+    """
+    if rotated_at is None or stored["received_at"] >= rotated_at:
+        return True
+    return stored["port"] == frame.port and bytes(stored["raw"]) == bytes(frame.payload)
 
 
 def _decode(conn, codecs: CodecRunner, dev: str, codec: str, port: int, payload: bytes, now: float):

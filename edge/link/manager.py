@@ -11,6 +11,13 @@ or two.
 Frames: UPLINK goes to the ingest writer and is ACKed from there after the commit;
 STATUS is stored (devices.status of the module) and ACKed after its commit; LOG is
 logged and ACKed at once (nothing to keep).
+
+Downlinks for a bridge itself go the other way, as serial DOWNLINK frames
+(edge.bridge_downlinks): every ``bridge_poll_s`` (and at once when a session starts) the
+supervisor asks ``queued`` (a read-only probe) which connected bridges have commands queued,
+has the ingest writer mark those sent, and after that commit hands their frames to the port,
+within its window. The bridge's NACK of one
+marks it failed; its answer on uplink port 2 comes back through ingest like any uplink.
 """
 
 from __future__ import annotations
@@ -25,13 +32,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from edge import bridge_downlinks
 from edge.errors import LinkError
 from edge.link.frame import Frame, FrameType, NackReason
 from edge.link.port import LinkPort, PortClosed
-from edge.link.session import LinkLost, Received, SessionStarted
+from edge.link.session import Acked, LinkLost, Received, Refused, SessionStarted
 from edge.logs import kv
 
 log = logging.getLogger("fieldpost.link")
+
+TAKE_STALE_S = 10.0  # a look for bridge downlinks with no answer by then failed in the writer: look again
 
 
 def discover(usb_ids: list[str], comports: Callable[[], list[Any]] | None = None) -> list[str]:
@@ -127,6 +137,9 @@ class LinkManager:
         comports: Callable[[], list[Any]] | None = None,
         port_factory: Callable[..., LinkPort] = LinkPort,
         rng: random.Random | None = None,
+        bridge_poll_s: float = 0.5,
+        clock: Callable[[], float] = time.time,
+        queued: Callable[[list[str]], set[str]] | None = None,
     ):
         self._ingest = ingest
         self._configured = list(ports)
@@ -148,6 +161,16 @@ class LinkManager:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_scan = float("-inf")
+        self._bridge_poll = bridge_poll_s
+        self._clock = clock  # wall clock, for downlink expiry
+        self._last_bridge_poll = float("-inf")
+        self._inflight = bridge_downlinks.InFlight()
+        self._taking: dict[str, float] = {}  # bridge id -> when its look for downlinks was submitted
+        # which connected modules are bridges with queued downlinks (bridge_downlinks.QueuedProbe);
+        # None: ask the writer at every poll, which keeps it from ever idling (tests only; the
+        # daemon passes a probe)
+        self._queued = queued
+        self._probe_failing = False
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -188,6 +211,9 @@ class LinkManager:
                 if self._stop.is_set():
                     break
                 self._open(state)
+            if now - self._last_bridge_poll >= self._bridge_poll:
+                self._last_bridge_poll = now
+                self._poll_bridges(now)
             self._wake.wait(0.05)
             self._wake.clear()
 
@@ -270,6 +296,13 @@ class LinkManager:
                 ),
             )
             self._ingest.submit_call(lambda conn, now, peer=dict(event.peer): _note_peer(conn, peer, now))
+            with self._lock:
+                self._last_bridge_poll = float("-inf")  # a bridge's waiting commands go now
+            self._wake.set()
+        elif isinstance(event, Acked):
+            self._on_downlink_acked(port, event.token)
+        elif isinstance(event, Refused):
+            self._on_downlink_refused(event)
         elif isinstance(event, LinkLost):
             log.warning("link lost %s", kv(port=state.path, reason=event.reason))
         elif isinstance(event, PortClosed):
@@ -281,6 +314,7 @@ class LinkManager:
                 state.port = None
                 state.up_since = None
                 state.last_error = event.reason
+                self._inflight.port_closed(port)  # not ACKed by the bridge: to its next link
                 state.next_try = time.monotonic() + (0 if self._stop.is_set() else self._min)
             if event.reason != "closed":
                 log.warning("link down %s", kv(port=state.path, reason=event.reason))
@@ -322,6 +356,102 @@ class LinkManager:
             port.ack(seq)
         else:
             port.nack(seq, NackReason.UNSUPPORTED, f"frame type 0x{frame.type:02x}")
+
+    # --- a bridge's own downlinks (serial DOWNLINK) ------------------------------------------
+
+    def _bridge_links(self) -> dict[str, LinkPort]:
+        """The ports whose session is up, by the module id their HELLO gave."""
+        with self._lock:
+            return {
+                s.peer["id"]: s.port
+                for s in self._states.values()
+                if s.port is not None and s.port.up and isinstance(s.peer.get("id"), str)
+            }
+
+    def _poll_bridges(self, mono: float) -> None:
+        # frames taken before (window full, port gone) go first; a bridge gets new ones after them
+        ready = [dev for dev, port in self._bridge_links().items() if self._send_waiting(dev, port)]
+        if ready and self._queued is not None:
+            try:
+                wanted = self._queued(ready)
+            except Exception as exc:  # a locked or missing database must not stop the supervisor
+                if not self._probe_failing:
+                    log.warning("bridge downlink probe failed %s", kv(error=exc))
+                self._probe_failing = True
+                return
+            self._probe_failing = False
+            ready = [dev for dev in ready if dev in wanted]
+        for device_id in ready:
+            self._request_take(device_id, mono)
+
+    def _request_take(self, device_id: str, mono: float) -> None:
+        """Ask the writer to mark the bridge's queued downlinks sent; send them after the commit.
+
+        Looks at every connected module: edge.bridge_downlinks.take answers nothing for a
+        module not registered as a bridge. One look per bridge at a time.
+        """
+        with self._lock:
+            since = self._taking.get(device_id)
+            if since is not None and mono - since < TAKE_STALE_S:
+                return
+            self._taking[device_id] = mono
+        taken: list[bridge_downlinks.BridgeDownlink] = []
+
+        def look(conn, now) -> None:
+            taken.extend(bridge_downlinks.take(conn, device_id, now=now))
+
+        def committed() -> None:
+            with self._lock:
+                self._taking.pop(device_id, None)
+                self._inflight.add(taken)
+            if taken:
+                port = self._bridge_links().get(device_id)
+                if port is not None:
+                    self._send_waiting(device_id, port)
+
+        self._ingest.submit_call(look, reply=committed)
+
+    def _send_waiting(self, device_id: str, port: LinkPort) -> bool:
+        """Hand the bridge's waiting DOWNLINK frames to ``port``; True when none is left waiting."""
+        with self._lock:
+            for item in self._inflight.waiting(device_id, now=self._clock()):
+                # A closed port is checked under the lock: its PortClosed handler (which takes the
+                # lock) then runs after this send and puts the frame back to wait.
+                if port.closed.is_set() or not port.can_send():
+                    return False
+                try:
+                    port.send(FrameType.DOWNLINK, item.frame, ("downlink", device_id, item.id))
+                except OverflowError:
+                    return False
+                self._inflight.handed(device_id, item.id, port)
+                log.info("downlink to bridge %s", kv(port=port.path, device=device_id, downlink=item.id))
+            return True
+
+    def _on_downlink_acked(self, port: LinkPort, token: Any) -> None:
+        if not (isinstance(token, tuple) and token and token[0] == "downlink"):
+            return
+        _, device_id, dl_id = token
+        with self._lock:
+            self._inflight.done(device_id, dl_id)
+        # the bridge answers on uplink port 2; meanwhile its window has room for the next one
+        self._send_waiting(device_id, port)
+
+    def _on_downlink_refused(self, event: Refused) -> None:
+        token = event.token
+        if not (isinstance(token, tuple) and token and token[0] == "downlink"):
+            return
+        _, device_id, dl_id = token
+        with self._lock:
+            self._inflight.done(device_id, dl_id)
+        log.warning(
+            "downlink refused by bridge %s",
+            kv(device=device_id, downlink=dl_id, reason=event.reason.name, text=event.text),
+        )
+        self._ingest.submit_call(
+            lambda conn, now: bridge_downlinks.refused(
+                conn, device_id, dl_id, event.reason.name, event.text, now=now
+            )
+        )
 
 
 def _note_peer(conn, peer: dict[str, Any], now: float) -> None:

@@ -303,9 +303,7 @@ class Session:
             if peer is not None and (self._yields or self._hello_due is None):
                 isn = self._rng.randrange(0x10000)
                 peer["isn"] = int(peer["isn"]) & 0xFFFF  # _parse_hello checked it is a number
-                self._write(
-                    encode(FrameType.HELLO_ACK, 0, self._hello_payload(isn, answering=peer["isn"]))
-                )
+                self._write(encode(FrameType.HELLO_ACK, 0, self._hello_payload(isn, answering=peer["isn"])))
                 self._start(isn, peer)
         elif ftype == FrameType.HELLO_ACK:
             peer = self._parse_hello(frame.payload)

@@ -8,7 +8,10 @@ group's context object (config file and database), so ``--config``/``--db`` give
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 import click
 
@@ -18,12 +21,23 @@ from edge.errors import FieldpostError
 from edge.rules.service import load_config
 from edge.rules.store import list_rules
 
+T = TypeVar("T")
+
 
 def _root(ctx: click.Context):
     obj = ctx.find_root().obj
     if obj is None or not hasattr(obj, "connect"):
         raise click.ClickException("run this as `fieldpost rules ...`")
     return obj
+
+
+def _read(ctx: click.Context, query: Callable[[sqlite3.Connection], T]) -> T:
+    """Run ``query`` on a connection of its own, closed again before the command prints anything."""
+    conn = _root(ctx).connect()
+    try:
+        return query(conn)
+    finally:
+        conn.close()
 
 
 @click.group("rules")
@@ -47,11 +61,7 @@ def check_command(ctx: click.Context) -> None:
 @click.pass_context
 def list_command(ctx: click.Context, as_json: bool) -> None:
     """List the rules in the database (from the config file and from the panel)."""
-    conn = _root(ctx).connect()
-    try:
-        rules = list_rules(conn)
-    finally:
-        conn.close()
+    rules = _read(ctx, list_rules)
     if as_json:
         click.echo(
             json.dumps(
@@ -79,11 +89,7 @@ def list_command(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def alarms_command(ctx: click.Context, as_json: bool) -> None:
     """List the open alarms (raised or acknowledged), most severe first."""
-    conn = _root(ctx).connect()
-    try:
-        open_ = alarms.open_alarms(conn)
-    finally:
-        conn.close()
+    open_ = _read(ctx, alarms.open_alarms)
     if as_json:
         click.echo(json.dumps([a.as_dict() for a in open_], indent=2))
         return

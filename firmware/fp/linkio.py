@@ -1,12 +1,13 @@
 # Pumps bytes between a UART and a Link (fp/link.py) in one asyncio task.
 #
 # API (small and stable; the bridge role builds on it):
-#   lio = LinkIO(uart, link, on_event, idle_ms=5, on_error=None)
+#   lio = LinkIO(uart, link, on_event, idle_ms=5, on_error=None, beat=None)
 #     uart      readinto(buf) -> int|None without blocking (machine.UART with timeout=0,
 #               or fp.hal.unix_uart.UnixUART); write(data) -> int|None
 #     on_event  called with each event tuple of fp.link (EV_STARTED, EV_RECEIVED, ...)
 #     on_error  called with an exception raised by on_event (the pump keeps running);
 #               default: sys.print_exception to stderr
+#     beat      called once per round of run(): the supervisor's liveness beat
 #   asyncio.create_task(lio.run())      runs for ever; sends HELLO first (link.connect())
 #   lio.send(ftype, payload, token)     link.send() + write now; OverflowError when full
 #   lio.flush()                         write the link's pending output now
@@ -29,8 +30,9 @@ _MAX_PENDING = const(4096)  # more than this unsent: the peer is not reading, dr
 
 
 class LinkIO:
-    def __init__(self, uart, link, on_event, idle_ms=5, on_error=None):
+    def __init__(self, uart, link, on_event, idle_ms=5, on_error=None, beat=None):
         self.uart = uart
+        self._beat = beat
         self.link = link
         self._on_event = on_event
         self._on_error = on_error
@@ -81,7 +83,10 @@ class LinkIO:
         buf = self._buf
         lk.connect()
         self.flush()
+        beat = self._beat
         while self._running:
+            if beat is not None:
+                beat()
             n = self.uart.readinto(buf) or 0
             if n:
                 self.counters["rx_bytes"] += n

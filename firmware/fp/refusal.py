@@ -20,9 +20,10 @@
 #   tries (doubling up to retry_max) limits the loss to about one reading per
 #   LIMIT * retry_max seconds while the operator fixes the key, and the journal
 #   keeps the rest for when the keys match again.
-# - replayed counter: the edge's floor is above this fcnt, or it stored this fcnt
-#   before a key rotation and its ACK was lost (so the reading is there already):
-#   resending can never succeed.
+# - replayed counter: the edge's floor is above this fcnt, or it holds another
+#   reading at this fcnt (stored before a key rotation): resending can never
+#   succeed. (The same reading stored before a rotation whose ACK was lost is
+#   answered "duplicate" with its downlink: same port and payload, edge/ingest.)
 # - malformed: the same bytes stay malformed.
 # - unknown device: not about this frame. The edge quarantined the device; when an
 #   operator adopts it, everything journaled is wanted. Kept, never counted here.

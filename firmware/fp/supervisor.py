@@ -1,7 +1,13 @@
 # The watchdog is fed only by the supervisor, and only while every task is
-# alive: each task calls beat(name) at least every timeout/4; a task that
-# stops beating, or ends, or raises, stops the feeding and the board resets
+# alive: each watched task calls beat(name) at least every timeout/4; a task
+# that stops beating, or ends, or raises, stops the feeding and the board resets
 # (on the unix port: main() returns and main.py restarts the firmware).
+# Beats and the timeout are in real ticks_ms, whatever the clock's time_scale:
+# the roles sleep in scaled slices (clock.sleep_ms) short enough in real time.
+# A task that does not beat (a plain timer) is started with watch=False: its
+# crash or end still restarts, but it cannot be "stalled" (before that option,
+# the boot-stable timer, which never beat, restarted every module once
+# watchdog_s of real time had passed: every 30 s, 600 virtual s at time_scale 20).
 import asyncio
 import sys
 from time import ticks_diff, ticks_ms
@@ -30,8 +36,9 @@ class Supervisor:
     def beat(self, name):
         self.beats[name] = ticks_ms()
 
-    def start(self, name, fn):
-        self.beats.setdefault(name, ticks_ms())
+    def start(self, name, fn, watch=True):
+        if watch:
+            self.beats.setdefault(name, ticks_ms())
         self.tasks.append((name, asyncio.create_task(self._guard(name, fn))))
 
     async def _guard(self, name, fn):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from edge.codecs import CodecRunner
-from edge.db import connect, migrate
+from edge.db import connect
 
 
 class FakeClock:
@@ -17,15 +17,6 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
-
-
-@pytest.fixture
-def db_path(tmp_path):
-    path = tmp_path / "fieldpost.db"
-    conn = connect(path)
-    migrate(conn)
-    conn.close()
-    return path
 
 
 @pytest.fixture

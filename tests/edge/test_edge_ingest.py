@@ -74,8 +74,67 @@ def test_counter_reset_only_after_reprovisioning(db, codecs):
     # the old key no longer works, and the new counter is again protected
     assert run(db, codecs, uplink(key, DEV, 1), now=1_700_000_301.0).result == AckResult.BAD_MIC
     assert run(db, codecs, uplink(new_key, DEV, 0), now=1_700_000_302.0).result == AckResult.DUPLICATE
-    # a reset counter that reaches an fcnt stored under the old key cannot overwrite it
-    assert run(db, codecs, uplink(new_key, DEV, 100), now=1_700_000_303.0).result == AckResult.REPLAYED
+    # a reset counter that reaches an fcnt stored under the old key with another reading cannot
+    # overwrite it (the same reading sent again is a duplicate: see the key rotation test below)
+    other = uplink(new_key, DEV, 100, payload=b"\x01\x67\x00\x00")
+    assert run(db, codecs, other, now=1_700_000_303.0).result == AckResult.REPLAYED
+
+
+def test_reading_stored_before_key_rotation_is_a_duplicate_when_resent_under_the_new_key(db, codecs):
+    # The wedge this prevents: fcnt 7 stored and its ACK (with a downlink) lost, then the key rotated.
+    # The node's journal keeps frames unsigned and signs them when sent, so fcnt 7 comes back under
+    # the new key; "replayed" would make it retry that frame for ever, blocking everything behind it.
+    key = add(db, DEV)
+    dl = downlinks.queue(db, DEV, "set_interval", {"seconds": 60}, source="cli", now=1_700_000_000.0)
+    first = run(db, codecs, uplink(key, DEV, 7), now=1_700_000_100.0)
+    assert first.result == AckResult.STORED and downlinks.get(db, dl)["status"] == "sent"
+    new_key = registry.rotate_key(db, DEV, actor="test", now=1_700_000_200.0)
+
+    again = run(db, codecs, uplink(new_key, DEV, 7, rssi=-90), now=1_700_000_300.0)
+    assert again.result == AckResult.DUPLICATE and again.ack[0] == 1
+    # the ACK carries the downlink frame for fcnt 7 under the NEW key, with the command sent before
+    down = radio.parse_frame(again.ack[1:], kind=radio.KIND_DOWNLINK)
+    assert (down.device_id, down.fcnt, down.port) == (DEV, 7, 3) and down.mic_ok(new_key)
+    assert not down.mic_ok(key)
+    assert down.payload == radio.encode_command(dl, "set_interval", {"seconds": 60})
+    # the same answer each time it comes back; nothing stored twice, nothing overwritten
+    assert run(db, codecs, uplink(new_key, DEV, 7), now=1_700_000_301.0).result == AckResult.DUPLICATE
+    row = db.execute("SELECT count(*), max(received_at), max(rssi) FROM readings").fetchone()
+    assert tuple(row) == (1, 1_700_000_100.0, -80)
+    assert db.execute("SELECT count(*) FROM outbox WHERE kind = 'reading'").fetchone()[0] == 1
+    # the node's queue moves on
+    assert run(db, codecs, uplink(new_key, DEV, 8), now=1_700_000_302.0).result == AckResult.STORED
+
+    # another payload, or another port, at the stored fcnt is not that reading: a replay
+    other = uplink(new_key, DEV, 7, payload=b"\x01\x67\x00\x00")
+    assert run(db, codecs, other, now=1_700_000_303.0).result == AckResult.REPLAYED
+    same_bytes_port_3 = run(
+        db,
+        codecs,
+        uplink(
+            new_key,
+            DEV,
+            7,
+            port=3,
+            payload=bytes(db.execute("SELECT raw FROM readings WHERE fcnt = 7").fetchone()[0]),
+        ),
+        now=1_700_000_304.0,
+    )
+    assert same_bytes_port_3.result == AckResult.REPLAYED
+    # and the old key is refused, whatever it signs
+    assert run(db, codecs, uplink(key, DEV, 7), now=1_700_000_305.0).result == AckResult.BAD_MIC
+    assert db.execute("SELECT count(*) FROM readings").fetchone()[0] == 2
+
+
+def test_node_status_given_up_key_has_a_name(db, codecs):
+    # the node's port-3 status (fp/device.py) says "f" for frames given up after refusals
+    key = add(db, DEV)
+    out = run(db, codecs, uplink(key, DEV, 1, port=3, payload=b'{"j":2,"f":3,"w":"mic"}'))
+    assert out.result == AckResult.STORED
+    assert {"channel": 0, "name": "given_up", "value": 3, "unit": ""} in out.reading.values
+    assert {"channel": 0, "name": "journal", "value": 2, "unit": ""} in out.reading.values
+    body = json.loads(db.execute("SELECT body FROM outbox WHERE kind = 'status'").fetchone()[0])
+    assert [v["name"] for v in body["values"]] == ["journal", "given_up"]
 
 
 def test_decode_failure_keeps_raw_and_records_error(db, codecs):

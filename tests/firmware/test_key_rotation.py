@@ -168,6 +168,56 @@ def test_key_rotated_mid_backlog_delivers_everything(tmp_path, virtual_module, r
     assert statuses and all(st.get("given_up", 0) == 0 for st in statuses)
 
 
+def test_node_whose_acks_were_lost_before_a_rotation_drains_its_journal(tmp_path, virtual_module, real_edge):
+    """The wedge of a radio node: readings stored by the edge whose downlinks (ACKs) the node never
+    heard, then a key rotation. The node sends them again under the new key; the real edge answers
+    "duplicate" (same port and payload as stored) with the ACK, so the node's journal drains. The
+    node learns nothing from a rejection (the bridge cannot sign one): an edge answering "replayed"
+    had it retry the first such frame for ever, every later reading stuck behind it."""
+    edge = real_edge
+    edge.register(NODE_ID, NODE_KEY)
+    edge.register(BRIDGE_ID, BRIDGE_KEY, role="bridge")
+    node_port, bridge_port = free_udp_ports(2)
+    bdir = module_dir(tmp_path, "bridge", **bridge_config(bridge_port, node_port))
+    ncfg = node_config(node_port, bridge_port, interval=30)
+    ncfg["air"]["loss"] = 1.0  # the node hears nothing: every downlink (ACK) is lost
+    ndir = module_dir(tmp_path, "node", **ncfg)
+    bridge = virtual_module("main.py", ["config.json"], cwd=bdir, name="bridge")
+    peer = EdgePeer(bridge.port, {}, ingest=edge)
+    try:
+        node = virtual_module("main.py", ["config.json"], cwd=ndir, name="node")
+        # the head of its journal stored, and sent again since the node never heard the ACK
+        wait_until(lambda: edge.answers(AckResult.DUPLICATE), timeout=20, what="a frame stored and resent")
+        node.stop()
+        pending = journal_pending(ndir)
+        assert trace(node, "acked") == []
+        stored_unacked = [f for f in pending if f in edge.stored(NODE_ID)]
+        assert stored_unacked and pending[0] == stored_unacked[0] and len(pending) >= 2
+
+        # rotation, as provisioning does it; the node hears again
+        rotated_at = len(edge.results)
+        ncfg = json.loads((ndir / "config.json").read_text())
+        ncfg["key"] = NEW_NODE_KEY.hex()
+        ncfg["air"]["loss"] = 0.0
+        (ndir / "config.json").write_text(json.dumps(ncfg))
+        edge.rotate_key(NODE_ID, NEW_NODE_KEY)
+        node.start()
+        wait_until(
+            lambda: {str(f) for f in pending} <= set(trace(node, "acked")),
+            timeout=30,
+            what="every frame of the backlog acknowledged to the node",
+        )
+        node.stop()
+    finally:
+        peer.close()
+    after = [(f, r) for d, f, r in edge.results[rotated_at:] if d == NODE_ID]
+    assert [(f, r) for f, r in after if r not in (AckResult.STORED, AckResult.DUPLICATE)] == []
+    # the frames stored before the rotation came back under the new key: duplicates, then the rest stored
+    assert set(stored_unacked) <= {f for f, r in after if r == AckResult.DUPLICATE}
+    assert set(pending) - set(stored_unacked) <= {f for f, r in after if r == AckResult.STORED}
+    assert all(f > max(pending) for f in journal_pending(ndir))
+
+
 def test_bridge_gives_up_a_frame_refused_for_good_and_keeps_an_unknown_devices(tmp_path, virtual_module):
     node_port, bridge_port = free_udp_ports(2)
     bdir = module_dir(

@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -254,3 +255,39 @@ def test_site_demo_stops_cleanly_on_ctrl_c(tmp_path, wait_until):
     if MOSQUITTO_PRESENT:
         # The broker is not in the signalled group: the demo stops it itself, after the edge.
         assert synced > 0 and re.search(r"^stopped: the cloud received \d+ message\(s\)", out, re.M)
+
+
+def test_panel_port_is_8080_unless_taken_then_any_free_one():
+    from edge.demo import panel_port
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        assert panel_port(taken) == 0  # 0: waitress picks a free port, and the demo prints it
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        free = probe.getsockname()[1]
+    assert panel_port(free) == free
+
+
+def test_demo_admin_gets_a_new_password_every_run(tmp_path):
+    from edge.db import connect, migrate
+    from edge.demo import DEMO_ADMIN, ensure_demo_admin
+    from webui import accounts
+
+    conn = connect(tmp_path / "demo.db")
+    try:
+        migrate(conn)
+        first = ensure_demo_admin(conn, now=1.0)
+        second = ensure_demo_admin(conn, now=2.0)  # a reused --db: the old password stops working
+        user = accounts.find_user(conn, DEMO_ADMIN)
+        assert first != second and len(second) >= accounts.MIN_PASSWORD_LEN
+        assert user["role"] == "admin" and accounts.verify_password(user["password_hash"], second)
+        assert not accounts.verify_password(user["password_hash"], first)
+        actions = [
+            r[0] for r in conn.execute("SELECT action FROM audit_log WHERE actor = 'demo' ORDER BY id")
+        ]
+        assert actions == ["user.create", "user.update"]
+    finally:
+        conn.close()

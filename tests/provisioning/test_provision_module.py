@@ -484,7 +484,7 @@ def test_port_held_by_another_program(blank_module, edge_db, mpy_cache):
     assert device_rows(edge_db) == []
 
 
-def test_rotate_key_warns_about_readings_signed_with_the_old_key(blank_module, edge_db, mpy_cache):
+def test_rotate_key_notes_waiting_readings_go_out_under_the_new_key(blank_module, edge_db, mpy_cache):
     from provisioning.journal import pending_fcnts
 
     first = invoke(
@@ -501,7 +501,7 @@ def test_rotate_key_warns_about_readings_signed_with_the_old_key(blank_module, e
     assert first.exit_code == 0, first.output
     journal = blank_module.flash / "journal"
 
-    def pending():  # no edge answers: the module's readings stay in its journal, signed with the old key
+    def pending():  # no edge answers: the module's readings stay in its journal (unsigned, format 2)
         return (
             pending_fcnts({p.name: p.read_bytes() for p in journal.glob("s*.j")})
             if journal.exists()

@@ -1,17 +1,9 @@
-"""Fixtures for the rules and alarms tests: a real SQLite file with the real schema."""
+"""Fixtures for the rules and alarms tests: a connection to a real SQLite file with the real schema
+(``db_path``, shared with the other areas, is in tests/conftest.py)."""
 
 import pytest
 
-from edge.db import connect, migrate
-
-
-@pytest.fixture
-def db_path(tmp_path):
-    path = tmp_path / "fieldpost.db"
-    conn = connect(path)
-    migrate(conn)
-    conn.close()
-    return path
+from edge.db import connect
 
 
 @pytest.fixture

@@ -16,21 +16,11 @@ import time
 
 import pytest
 
-from edge import alarms, registry
-from edge.config import from_dict
+from edge import alarms
 from edge.daemon import Daemon
 from tests.conftest import wait_until
-from tests.firmware.modules import (
-    BRIDGE_ID,
-    BRIDGE_KEY,
-    NODE_ID,
-    NODE_KEY,
-    bridge_config,
-    free_udp_ports,
-    module_dir,
-    node_config,
-)
 from tests.rules.helpers import alarm_rows, history_states
+from tests.sitekit import NODE_ID, register_modules, site_config, start_bridge
 
 pytestmark = pytest.mark.firmware
 
@@ -56,51 +46,44 @@ def test_virtual_node_rising_temperature_raises_once_after_duration_and_clears(
     tmp_path, conn, db_path, virtual_module
 ):
     start = time.time()
-    registry.add_device(conn, NODE_ID, key=NODE_KEY, actor="test", now=start)
-    registry.add_device(conn, BRIDGE_ID, key=BRIDGE_KEY, role="bridge", actor="test", now=start)
-    node_port, bridge_port = free_udp_ports(2)
+    register_modules(conn, now=start)
     timing = {"time_scale": SCALE, "rx_window": 30}
-    ndir = module_dir(
-        tmp_path, "node", **node_config(node_port, bridge_port, interval=300, seed=150, trace=False, **timing)
+    site = start_bridge(
+        tmp_path,
+        virtual_module,
+        node={"interval": 300, "seed": 150, "trace": False, **timing},
+        bridge={"status_every": 3600, **timing},
     )
-    bdir = module_dir(
-        tmp_path, "bridge", **bridge_config(bridge_port, node_port, status_every=3600, **timing)
-    )
-    bridge = virtual_module("main.py", ["config.json"], cwd=bdir, name="bridge")
 
     m0 = time.monotonic()
 
     def clock():  # the edge's clock, scaled like the modules'
         return start + (time.monotonic() - m0) * SCALE
 
-    config = from_dict(
-        {
-            "edge": {"db": str(db_path)},
-            "link": {"ports": [bridge.port], "discover": False},
-            "http": {"enabled": False},
-            "rules": [
-                {
-                    "name": "warm",
-                    "kind": "threshold",
-                    "metric": "temperature",
-                    "above": LIMIT,
-                    "hysteresis": HYSTERESIS,
-                    "for_s": FOR_S,
-                    "severity": "critical",
-                    "action": {
-                        "command": "set_output",
-                        "args": {"output": 1, "value": 1},
-                        "cooldown_s": 86400,
-                    },
+    config = site_config(
+        db_path,
+        site.bridge,
+        rules=[
+            {
+                "name": "warm",
+                "kind": "threshold",
+                "metric": "temperature",
+                "above": LIMIT,
+                "hysteresis": HYSTERESIS,
+                "for_s": FOR_S,
+                "severity": "critical",
+                "action": {
+                    "command": "set_output",
+                    "args": {"output": 1, "value": 1},
+                    "cooldown_s": 86400,
                 },
-                {"name": "silent", "kind": "silent", "intervals": 3},
-            ],
-        },
-        env={},
+            },
+            {"name": "silent", "kind": "silent", "intervals": 3},
+        ],
     )
     daemon = Daemon(config, clock=clock, attach_points=("edge.rules.service:attach",)).start()
     try:
-        node = virtual_module("main.py", ["config.json"], cwd=ndir, name="node")
+        node = site.start_node()
         raised = wait_until(lambda: alarm_rows(conn, "warm"), timeout=30, what="the alarm to be raised")
         alarm_id = raised[0]["id"]
         assert alarms.acknowledge(conn, alarm_id, by="operator", now=clock())

@@ -18,6 +18,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.db import connect, migrate, transaction
 from edge.sync import encoding
+from tests.conftest import wait_until
 
 MOSQUITTO = "/usr/sbin/mosquitto"
 REPO = Path(__file__).resolve().parents[2]
@@ -30,14 +31,8 @@ def free_port() -> int:
 
 
 def wait_for(predicate, timeout: float = 10.0, what: str = "", interval: float = 0.01):
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
-        time.sleep(interval)
+    """tests.conftest.wait_until with ``what`` third, as the sync tests pass it: ``wait_for(p, 30, "what")``."""
+    return wait_until(predicate, timeout, interval, what)
 
 
 class Mosquitto:

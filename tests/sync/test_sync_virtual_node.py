@@ -13,20 +13,9 @@ import time
 import pytest
 from sync_helpers import CloudSubscriber, sync_config, wait_for
 
-from edge import registry
-from edge.config import from_dict
 from edge.daemon import Daemon
 from edge.db import connect, migrate
-from tests.firmware.modules import (
-    BRIDGE_ID,
-    BRIDGE_KEY,
-    NODE_ID,
-    NODE_KEY,
-    bridge_config,
-    free_udp_ports,
-    module_dir,
-    node_config,
-)
+from tests.sitekit import NODE_ID, register_modules, site_config, start_bridge
 
 pytestmark = pytest.mark.firmware
 
@@ -49,33 +38,16 @@ def test_cloud_downlink_reaches_the_virtual_node_is_applied_and_reported(broker,
     db_path = tmp_path / "edge.db"
     conn = connect(db_path)
     migrate(conn)
-    now = time.time()
-    registry.add_device(conn, NODE_ID, key=NODE_KEY, actor="test", now=now)
-    registry.add_device(conn, BRIDGE_ID, key=BRIDGE_KEY, role="bridge", actor="test", now=now)
-    node_port, bridge_port = free_udp_ports(2)
-    ndir = module_dir(
-        tmp_path,
-        "node",
-        **node_config(node_port, bridge_port, interval=10, trace=False),
-    )
-    bdir = module_dir(tmp_path, "bridge", **bridge_config(bridge_port, node_port))
-    bridge = virtual_module("main.py", ["config.json"], cwd=bdir, name="bridge")
+    register_modules(conn, now=time.time())
+    site = start_bridge(tmp_path, virtual_module, node={"interval": 10, "trace": False}, bridge={})
 
     section = sync_config(broker.port)
     section.pop("site")
-    config = from_dict(
-        {
-            "edge": {"db": str(db_path), "site": "testsite"},
-            "link": {"ports": [bridge.port], "discover": False},
-            "http": {"enabled": False},
-            "sync": section,
-        },
-        env={},
-    )
+    config = site_config(db_path, site.bridge, edge={"site": "testsite"}, sync=section)
     sub = CloudSubscriber(broker.port, ["fieldpost/testsite/+/up"]).start()
     daemon = Daemon(config, attach_points=("edge.sync.service:attach",)).start()
     try:
-        virtual_module("main.py", ["config.json"], cwd=ndir, name="node")
+        site.start_node()
         wait_for(
             lambda: any(i.startswith(f"{NODE_ID}:") for i in sub.arrivals.get(NODE_ID, [])),
             30,
@@ -118,5 +90,5 @@ def test_cloud_downlink_reaches_the_virtual_node_is_applied_and_reported(broker,
     row = conn.execute("SELECT status, source, sent_fcnt FROM downlinks WHERE id = ?", (dl_id,)).fetchone()
     assert (row["status"], row["source"]) == ("acked", "cloud") and row["sent_fcnt"] is not None
     # Applied: the node's own configuration file now has the new interval.
-    assert json.loads((ndir / "config.json").read_text())["interval"] == 30
+    assert json.loads((site.node_dir / "config.json").read_text())["interval"] == 30
     conn.close()

@@ -16,21 +16,10 @@ import time
 
 import pytest
 
-from edge import registry
-from edge.config import from_dict
 from edge.daemon import Daemon
 from edge.db import connect
 from tests.conftest import wait_until
-from tests.firmware.modules import (
-    BRIDGE_ID,
-    BRIDGE_KEY,
-    NODE_ID,
-    NODE_KEY,
-    bridge_config,
-    free_udp_ports,
-    module_dir,
-    node_config,
-)
+from tests.sitekit import NODE_ID, register_modules, site_config, start_bridge
 from tests.webui.browser import CHROMIUM, expect, launch, log_in, offline_page
 from tests.webui.helpers import make_user
 
@@ -67,53 +56,26 @@ def test_virtual_module_reading_and_downlink_in_the_browser(tmp_path, virtual_mo
     from edge.db import migrate
 
     migrate(conn)
-    start = time.time()
-    registry.add_device(
+    register_modules(
         conn,
-        NODE_ID,
-        key=NODE_KEY,
-        name="virtual node",
-        interval_s=10,
-        actor="test",
-        now=start,
-    )
-    registry.add_device(
-        conn,
-        BRIDGE_ID,
-        key=BRIDGE_KEY,
-        role="bridge",
-        name="virtual bridge",
-        actor="test",
-        now=start,
+        now=time.time(),
+        node={"name": "virtual node", "interval_s": 10},
+        bridge={"name": "virtual bridge"},
     )
     make_user(db_path, "oscar", "operator")
-    node_port, bridge_port = free_udp_ports(2)
     timing = {"time_scale": SCALE, "rx_window": 3}
-    ndir = module_dir(
+    site = start_bridge(
         tmp_path,
-        "node",
-        **node_config(node_port, bridge_port, interval=10, trace=False, **timing),
+        virtual_module,
+        node={"interval": 10, "trace": False, **timing},
+        bridge={"status_every": 3600, **timing},
     )
-    bdir = module_dir(
-        tmp_path,
-        "bridge",
-        **bridge_config(bridge_port, node_port, status_every=3600, **timing),
-    )
-    bridge = virtual_module("main.py", ["config.json"], cwd=bdir, name="bridge")
     port = free_tcp_port()
-    config = from_dict(
-        {
-            "edge": {"db": db_path},
-            "link": {"ports": [bridge.port], "discover": False},
-            "http": {"enabled": False},
-            "webui": {"host": "127.0.0.1", "port": port},
-        },
-        env={},
-    )
+    config = site_config(db_path, site.bridge, webui={"host": "127.0.0.1", "port": port})
     daemon = Daemon(config, attach_points=("webui.service:attach",)).start()
     base = f"http://127.0.0.1:{port}"
     try:
-        virtual_module("main.py", ["config.json"], cwd=ndir, name="node")
+        site.start_node()
         wait_until(lambda: newest_reading(conn), timeout=30, what="the node's first reading")
         with launch() as browser, offline_page(browser) as page:
             log_in(page, base)
@@ -143,7 +105,7 @@ def test_virtual_module_reading_and_downlink_in_the_browser(tmp_path, virtual_mo
             expect(page.locator(".flash")).to_contain_text("queued")
             dl_id = conn.execute("SELECT max(id) FROM downlinks").fetchone()[0]
             expect(page.locator(f"#downlink-{dl_id} .dl-status")).to_have_text("acked", timeout=30_000)
-        assert json.loads((ndir / "config.json").read_text())["interval"] == 20
+        assert json.loads((site.node_dir / "config.json").read_text())["interval"] == 20
         statuses = [
             r[0]
             for r in conn.execute(

@@ -34,11 +34,11 @@ def alarms_context() -> dict:
 
 @bp.route("/alarms")
 def index():
-    from webui.views.overview import _cursor_text
+    from webui.views.overview import page_cursor
 
     return render_template(
         "alarms.html",
-        cursor=_cursor_text(queries.change_cursor(get_db())),
+        cursor=page_cursor(get_db()),
         **alarms_context(),
     )
 

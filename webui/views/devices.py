@@ -18,7 +18,7 @@ from edge.errors import ValidationError
 from webui import airtime, audit, queries
 from webui.db import get_db, now, write
 from webui.edge_adapters import downlinks, registry
-from webui.forms import AdoptForm, DeleteDataForm, DownlinkForm
+from webui.forms import AdoptForm, DeleteDataForm, DownlinkForm, show_error
 from webui.views.auth import actor, role_required
 
 bp = Blueprint("devices", __name__)
@@ -56,14 +56,14 @@ def device_context(device_id: str) -> dict:
 
 @bp.route("/devices/<device_id>")
 def show(device_id: str):
-    from webui.views.overview import _cursor_text
+    from webui.views.overview import page_cursor
 
     context = device_context(device_id)
     return render_template(
         "device.html",
         form=DownlinkForm(),
         delete_form=DeleteDataForm(device_id),
-        cursor=_cursor_text(queries.change_cursor(get_db())),
+        cursor=page_cursor(get_db()),
         **context,
     )
 
@@ -123,8 +123,7 @@ def send_downlink(device_id: str):
                         now=now(),
                     )
             except ValidationError as exc:
-                field = getattr(form, exc.field, None)
-                (field if field is not None else form.command).errors = [exc.message]
+                show_error(form, exc, fallback=form.command)
             else:
                 flash(f"Downlink {dl_id} queued: it goes out with the module's next uplink.")
                 return redirect(url_for("devices.show", device_id=device_id) + "#downlinks")
@@ -195,8 +194,7 @@ def adopt(device_id: str):
                 now=now(),
             )
         except ValidationError as exc:
-            field = getattr(form, exc.field, None)
-            (field if field is not None else form.key).errors = [exc.message]
+            show_error(form, exc, fallback=form.key)
         else:
             flash(f"Adopted {device_id}: its next uplink will be stored.")
             return redirect(url_for("devices.show", device_id=device_id))

@@ -42,7 +42,7 @@ def overview_context() -> dict:
 def index():
     return render_template(
         "overview.html",
-        cursor=_cursor_text(queries.change_cursor(get_db())),
+        cursor=page_cursor(get_db()),
         **overview_context(),
     )
 
@@ -54,6 +54,11 @@ def fragment():
 
 def _cursor_text(cursor: dict[str, float]) -> str:
     return ",".join(f"{k}:{v!r}" for k, v in sorted(cursor.items()))
+
+
+def page_cursor(conn) -> str:
+    """The change cursor a full page is rendered at; its event stream sends what changed after it."""
+    return _cursor_text(queries.change_cursor(conn))
 
 
 def _parse_cursor(text: str | None) -> dict[str, float] | None:

@@ -24,6 +24,7 @@ from webui.forms import (
     TokenForm,
     UserEditForm,
     UserForm,
+    show_error,
 )
 from webui.views import ROW_ID
 from webui.views.auth import actor, role_required
@@ -158,7 +159,7 @@ def add_user():
                     now=now(),
                 )
         except ValidationError as exc:
-            getattr(form, exc.field, form.username).errors = [exc.message]
+            show_error(form, exc, fallback=form.username)
         else:
             flash(f"User {form.username.data} created.")
             return redirect(url_for("settings.index"))
@@ -224,7 +225,7 @@ def add_token():
                     now=now(),
                 )
         except ValidationError as exc:
-            getattr(form, exc.field, form.name).errors = [exc.message]
+            show_error(form, exc, fallback=form.name)
         else:
             # Shown once: only its hash is stored.
             return _page(200, new_token=token)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from flask import Blueprint, render_template
 
-from webui import queries
 from webui.db import get_db, now
 from webui.edge_adapters import sync_status
 
@@ -13,7 +12,7 @@ bp = Blueprint("sync", __name__)
 
 @bp.route("/sync")
 def index():
-    from webui.views.overview import _cursor_text
+    from webui.views.overview import page_cursor
 
     conn = get_db()
     t = now()
@@ -26,5 +25,5 @@ def index():
         sync=sync_status(conn, t),
         by_kind=by_kind,
         now=t,
-        cursor=_cursor_text(queries.change_cursor(conn)),
+        cursor=page_cursor(conn),
     )

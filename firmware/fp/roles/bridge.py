@@ -30,7 +30,8 @@ class Bridge:
         self.beat = beat or (lambda name: None)
         hello = {"id": self.cfg["id"], "fw": FW_VERSION, "role": "bridge", "board": hal.name}
         self.link = link or Link(hello, time.ticks_ms, accept=(fr.DOWNLINK,))
-        self.io = LinkIO(hal.uart, self.link, self.on_event, on_error=self._event_error)
+        self.io = LinkIO(hal.uart, self.link, self.on_event, on_error=self._event_error,
+                         beat=lambda: self.beat("link"))
         self.tx_lock = asyncio.Lock()
         self.c = {"rx": 0, "fwd": 0, "bad": 0, "tx": 0, "late": 0, "no_link": 0, "dl_deferred": 0,
                   "edge_rej": 0, "bad_mic": 0, "sessions": 0, "lost": 0, "refused": 0, "logs_dropped": 0,

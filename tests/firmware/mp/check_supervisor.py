@@ -37,12 +37,21 @@ async def stalls(sup):
         await asyncio.sleep_ms(10)
 
 
+async def timer_then_crash(ms):
+    # a plain timer (like app.py's boot-stable timer): never beats, then fails
+    await asyncio.sleep_ms(ms)
+    raise ValueError("timer broke")
+
+
 async def scenario(kind):
     wdt = WDT()
     sup = Supervisor(wdt, 200, log)
     sup.start("ok", lambda: healthy(sup, "ok"))
     if kind == "crash":
         sup.start("bad", lambda: crashes_after(100))
+    elif kind == "timer":
+        # unwatched: 5 timeouts without a beat are not a stall, its crash still is a failure
+        sup.start("timer", lambda: timer_then_crash(1000), watch=False)
     else:
         sup.start("staller", lambda: stalls(sup))
     why = await sup.run()
@@ -53,3 +62,5 @@ why, fed = asyncio.run(scenario("crash"))
 print("crash", fed > 0, "sensor bus fell off" in why, "Traceback" in why, len(logs))
 why, fed = asyncio.run(scenario("stall"))
 print("stall", fed > 0, "staller stalled" in why, logs[-1][0])
+why, fed = asyncio.run(scenario("timer"))
+print("timer", fed > 0, why.startswith("task timer crashed"), "stalled" not in why)
