@@ -82,6 +82,7 @@ class SyncConfig:
     backoff_max_s: float = 300.0
     ack_timeout_s: float = 30.0
     poll_interval_s: float = 0.5
+    flush_on_stop_s: float = 3.0  # on stop, keep draining a healthy connection this long (0: stop at once)
     budget: BudgetConfig = field(default_factory=BudgetConfig)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     https: HttpsConfig = field(default_factory=HttpsConfig)
@@ -125,6 +126,8 @@ def parse_sync_config(section: Mapping[str, Any] | None, *, site: str | None = N
         backoff_max_s=r.float("backoff_max_s", 300.0, lo=0.001, hi=86400.0),
         ack_timeout_s=r.float("ack_timeout_s", 30.0, lo=0.1, hi=3600.0),
         poll_interval_s=r.float("poll_interval_s", 0.5, lo=0.001, hi=60.0),
+        # At most 20 s: with the other closers it must stay within systemd's TimeoutStopSec=30.
+        flush_on_stop_s=r.float("flush_on_stop_s", 3.0, lo=0.0, hi=20.0),
         budget=budget,
         mqtt=_parse_mqtt(r.table("mqtt")),
         https=_parse_https(r.table("https")),

@@ -2,7 +2,7 @@
 
     service = SyncService(db_path, config_section, clock=time.time)
     service.start()   # returns at once; runs until stop()
-    service.stop()
+    service.stop()    # a last bounded flush on a healthy connection (flush_on_stop_s), then returns
 
 One loop, one thread, one database connection: connect (with backoff), fill the
 pipeline with batches, poll the network for acks and downlinks, mark acked rows
@@ -134,6 +134,10 @@ class SyncService(ThreadedLoop):
         self._start_thread(self.run, "fieldpost-sync")
         return self
 
+    def stop(self, timeout: float | None = None) -> None:
+        """Ask the loop to end and wait for it: by default long enough for the final flush to finish."""
+        super().stop(10.0 + self.config.flush_on_stop_s if timeout is None else timeout)
+
     def run(self) -> None:
         """The loop; returns after stop(). ``start`` runs it on a thread, the CLI on the main one."""
         if not self.config.enabled:
@@ -164,6 +168,7 @@ class SyncService(ThreadedLoop):
                 except Exception as exc:  # a bug must not end sync for good: log it, back off, start over
                     log.exception("sync=%s event=internal_error", self.sink.name)
                     self._failed(conn, f"internal error: {exc!r}")
+            self._flush_on_stop(conn)
         finally:
             self.sink.close()
             try:
@@ -181,8 +186,48 @@ class SyncService(ThreadedLoop):
         self._scanner.reset()
         self.reconnects += 1
 
-    def _fill(self, conn: sqlite3.Connection) -> float:
-        """Send what may be sent now; return how long the next poll may wait."""
+    def _flush_on_stop(self, conn: sqlite3.Connection) -> None:
+        """After stop(): drain for at most ``flush_on_stop_s`` on the connection we already have.
+
+        Only a healthy sink is used (down or backing off: stop at once; never a connection attempt
+        here). Rows are still marked synced only on their ack; what is not acked by the deadline
+        stays unsynced and goes after the next start.
+        """
+        limit = self.config.flush_on_stop_s
+        if limit <= 0 or not self.connected:
+            return
+        started = time.monotonic()
+        acked_before = self.messages_acked
+        try:
+            while (left := started + limit - time.monotonic()) > 0:
+                self._fill(conn, final=True)
+                if not self._scanner.in_flight_count():
+                    break  # nothing left that may be sent, nothing awaiting its ack
+                acked = self.sink.poll(min(left, self.config.poll_interval_s))
+                if acked:
+                    self._commit(conn, acked)
+        except SinkUnavailable as exc:
+            self._failed(conn, str(exc))
+        except SinkRejected as exc:
+            self._failed(conn, f"rejected: {exc}")
+        except sqlite3.Error as exc:
+            self._failed(conn, f"database: {exc}")
+        except Exception as exc:  # shutdown must go on whatever happened
+            log.exception("sync=%s event=internal_error", self.sink.name)
+            self._failed(conn, f"internal error: {exc!r}")
+        log.info(
+            "sync=%s event=flushed_on_stop acked=%d unacked=%d seconds=%.3f",
+            self.sink.name,
+            self.messages_acked - acked_before,
+            self._scanner.in_flight_count(),
+            time.monotonic() - started,
+        )
+
+    def _fill(self, conn: sqlite3.Connection, *, final: bool = False) -> float:
+        """Send what may be sent now; return how long the next poll may wait.
+
+        ``final`` (the flush on stop): partial batches go at once instead of waiting for company.
+        """
         cfg = self.config
         free = self.sink.free_slots()
         # Refill when half the pipeline is free (or it is empty), not after every single ack:
@@ -216,7 +261,9 @@ class SyncService(ThreadedLoop):
         else:
             # Batching by time: a partial batch goes once its oldest message has waited batch_max_wait_s.
             ripe_at = [b.oldest_created_at + cfg.batch_max_wait_s for b in partial]
-            candidates = urgent + full + [b for b, at in zip(partial, ripe_at, strict=True) if at <= now]
+            candidates = (
+                urgent + full + [b for b, at in zip(partial, ripe_at, strict=True) if final or at <= now]
+            )
             waiting = [at - now for at in ripe_at if at > now]
             if waiting:
                 wait = min(wait, max(0.01, min(waiting)))
