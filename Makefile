@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BUILD := build
 # Debian packages the tests and the demo use; installed only when missing.
-APT_PACKAGES := mosquitto chromium
+APT_PACKAGES := mosquitto chromium strace
 
 .PHONY: help venv deps demo test test-fast lint firmware bench bench-quick clean
 

@@ -49,8 +49,23 @@ def latest_reading(conn: sqlite3.Connection, device_id: str) -> sqlite3.Row | No
     ).fetchone()
 
 
+READINGS_PORT = 1  # docs/radio.md: port 1 carries sensor readings; 2 downlink results, 3 module status
+
+
 def latest_decoded_reading(conn: sqlite3.Connection, device_id: str, *, scan: int = 50) -> sqlite3.Row | None:
-    """The newest reading with values (status and downlink-result uplinks carry none)."""
+    """The newest sensor reading with values.
+
+    Downlink results (port 2) and module status (port 3) decode to values too, but an
+    operator asking "what does it measure" wants the sensors; those ports are shown only
+    for a module that has never sent a sensor reading.
+    """
+    row = conn.execute(
+        "SELECT * FROM readings WHERE device_id = ? AND port = ? AND decoded IS NOT NULL"
+        " ORDER BY received_at DESC, id DESC LIMIT 1",
+        (device_id, READINGS_PORT),
+    ).fetchone()
+    if row is not None:
+        return row
     for row in conn.execute(
         "SELECT * FROM readings WHERE device_id = ? ORDER BY received_at DESC, id DESC LIMIT ?",
         (device_id, scan),
