@@ -61,24 +61,24 @@ def wait_for(predicate, timeout, what):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def traced_child(strace_pid: int, marker: str, timeout: float = 10.0) -> int:
-    """The pid of the program strace started: its child whose command line has ``marker``.
+def traced_child(strace_pid: int, program: str, timeout: float = 10.0) -> int:
+    """The pid of the program strace started: its child that has exec'd ``program``.
 
-    strace also forks short-lived children of its own at start-up (feature probes), so
-    "its first child" may be one of those.
+    strace also forks short-lived children of its own at start-up (feature probes), which
+    carry strace's own command line until they exit; only the tracee has exec'd ``program``.
     """
     children = Path(f"/proc/{strace_pid}/task/{strace_pid}/children")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for pid in children.read_text().split():
             try:
-                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+                argv0 = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]
             except FileNotFoundError:
                 continue  # a probe that has exited meanwhile
-            if marker.encode() in cmdline:
+            if argv0 == program.encode():
                 return int(pid)
         time.sleep(0.01)
-    raise AssertionError(f"strace started no {marker!r}")
+    raise AssertionError(f"strace started no {program}")
 
 
 def test_every_uplink_ack_follows_the_wal_fsync_of_its_commit(db_path, db, tmp_path, record_property):
@@ -100,15 +100,17 @@ def test_every_uplink_ack_follows_the_wal_fsync_of_its_commit(db_path, db, tmp_p
             env=env,
             stdout=edge_log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # strace and the daemon in a group of their own, for the cleanup
         )
         try:
-            daemon = traced_child(tracer.pid, "edge.daemon")
+            daemon = traced_child(tracer.pid, sys.executable)
             wait_for(lambda: peer.pending == 0 and len(peer.log.acked) == READINGS, 25, "every reading ACKed")
             os.kill(daemon, signal.SIGTERM)
             assert tracer.wait(15) == 0  # strace exits with the daemon's status: a clean stop
         finally:
+            # A killed strace detaches and leaves its tracee running: kill the whole group.
             if tracer.poll() is None:
-                tracer.kill()
+                os.killpg(tracer.pid, signal.SIGKILL)
                 tracer.wait()
             peer.close()
 
