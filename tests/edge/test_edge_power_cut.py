@@ -23,6 +23,7 @@ from edge_module_peer import ModulePeer, Node
 from syscall_trace import TRACED, check_acks_after_wal_sync
 
 from edge.db import connect
+from tests.conftest import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 STRACE = "/usr/bin/strace"
@@ -50,15 +51,6 @@ def need_strace():
     reason = strace_can_trace()
     if reason is not None:
         pytest.skip(reason)
-
-
-def wait_for(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def traced_child(strace_pid: int, program: str, timeout: float = 10.0) -> int:
@@ -104,7 +96,9 @@ def test_every_uplink_ack_follows_the_wal_fsync_of_its_commit(db_path, db, tmp_p
         )
         try:
             daemon = traced_child(tracer.pid, sys.executable)
-            wait_for(lambda: peer.pending == 0 and len(peer.log.acked) == READINGS, 25, "every reading ACKed")
+            wait_until(
+                lambda: peer.pending == 0 and len(peer.log.acked) == READINGS, 25, what="every reading ACKed"
+            )
             os.kill(daemon, signal.SIGTERM)
             assert tracer.wait(15) == 0  # strace exits with the daemon's status: a clean stop
         finally:
