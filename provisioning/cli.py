@@ -18,7 +18,7 @@ from edge import config as edge_config
 from edge.errors import FieldpostError, ProvisioningError, ValidationError
 from provisioning.init import DEFAULT_CONFIG, DEFAULT_DB, DEFAULT_TLS_DIR, UNITS_DIR, InitOptions, run_init
 from provisioning.manifest import read_manifest
-from provisioning.module import ModuleSpec, ProvisionResult, machine_reset, provision_module
+from provisioning.module import ROLES, ModuleSpec, ProvisionResult, machine_reset, provision_module
 
 
 class _AbsPath(click.Path):
@@ -227,37 +227,56 @@ def _reset_hook(ctx: click.Context):
     return machine_reset
 
 
-def _run_one(
-    ctx, spec: ModuleSpec, *, db_path, cache_dir, no_reset, timeout, hello_timeout, wait_uplink, show_progress
+def _runner(
+    ctx,
+    *,
+    config_path,
+    db,
+    packages,
+    offline_packages,
+    no_reset,
+    timeout,
+    hello_timeout,
+    wait_uplink,
+    cache_dir,
 ):
-    with click.progressbar(
-        length=len(STAGES),
-        label=f"{spec.port}",
-        show_eta=False,
-        item_show_func=lambda item: item,
-        file=None if show_progress else io.StringIO(),
-    ) as bar:
-        seen = []
+    """The options of _module_options as one function: run(spec, show_progress) -> ProvisionResult."""
+    db_path = _db_path(ctx, config_path, db)
+    reset = None if no_reset else _reset_hook(ctx)
 
-        def progress(stage: str, detail: str) -> None:
-            if stage not in seen:
-                seen.append(stage)
-                bar.update(1, f"{stage}: {detail}")
-            else:
-                bar.update(0, f"{stage}: {detail}")
+    def run(spec: ModuleSpec, *, show_progress: bool):
+        spec.packages = list(packages)
+        spec.offline_packages = offline_packages
+        with click.progressbar(
+            length=len(STAGES),
+            label=f"{spec.port}",
+            show_eta=False,
+            item_show_func=lambda item: item,
+            file=None if show_progress else io.StringIO(),
+        ) as bar:
+            seen = []
 
-        result = provision_module(
-            spec,
-            db_path=db_path,
-            cache_dir=_cache_dir(cache_dir),
-            reset=None if no_reset else _reset_hook(ctx),
-            repl_timeout=timeout,
-            hello_timeout=hello_timeout,
-            wait_uplink=None if no_reset else wait_uplink,
-            progress=progress,
-        )
-        bar.update(len(STAGES) - len(seen), "done")
-    return result
+            def progress(stage: str, detail: str) -> None:
+                if stage not in seen:
+                    seen.append(stage)
+                    bar.update(1, f"{stage}: {detail}")
+                else:
+                    bar.update(0, f"{stage}: {detail}")
+
+            result = provision_module(
+                spec,
+                db_path=db_path,
+                cache_dir=_cache_dir(cache_dir),
+                reset=reset,
+                repl_timeout=timeout,
+                hello_timeout=hello_timeout,
+                wait_uplink=None if no_reset else wait_uplink,
+                progress=progress,
+            )
+            bar.update(len(STAGES) - len(seen), "done")
+        return result
+
+    return run
 
 
 def _summary(result: ProvisionResult) -> list[str]:
@@ -297,7 +316,7 @@ def _failure(exc: FieldpostError) -> str:
     "--port", required=True, help="Serial port of the module, e.g. /dev/ttyUSB0 or /dev/fieldpost/..."
 )
 @click.option("--board", required=True, help="Board profile name (hardware/boards/<name>.json).")
-@click.option("--role", required=True, type=click.Choice(["node", "bridge"]), help="What the module will be.")
+@click.option("--role", required=True, type=click.Choice(ROLES), help="What the module will be.")
 @click.option(
     "--id", "device_id", default=None, help="Device id, 16 hex digits. Default: the module's own, else new."
 )
@@ -316,26 +335,7 @@ def _failure(exc: FieldpostError) -> str:
 @_module_options
 @click.pass_context
 def provision_module_command(
-    ctx,
-    port,
-    board,
-    role,
-    device_id,
-    name,
-    region,
-    dr,
-    interval,
-    rotate_key,
-    settings,
-    config_path,
-    db,
-    packages,
-    offline_packages,
-    no_reset,
-    timeout,
-    hello_timeout,
-    wait_uplink,
-    cache_dir,
+    ctx, port, board, role, device_id, name, region, dr, interval, rotate_key, settings, **options
 ):
     """Turn the module on PORT into a registered Fieldpost module.
 
@@ -356,23 +356,11 @@ def provision_module_command(
         dr=dr,
         interval=interval,
         rotate_key=rotate_key,
-        packages=list(packages),
-        offline_packages=offline_packages,
         settings=_parse_settings(settings),
     )
-    db_path = _db_path(ctx, config_path, db)
+    run = _runner(ctx, **options)
     try:
-        result = _run_one(
-            ctx,
-            spec,
-            db_path=db_path,
-            cache_dir=cache_dir,
-            no_reset=no_reset,
-            timeout=timeout,
-            hello_timeout=hello_timeout,
-            wait_uplink=wait_uplink,
-            show_progress=True,
-        )
+        result = run(spec, show_progress=True)
     except FieldpostError as exc:
         raise click.ClickException(_failure(exc)) from None
     for line in _summary(result):
@@ -383,19 +371,7 @@ def provision_module_command(
 @click.argument("manifest", type=_AbsPath(dir_okay=False, exists=True))
 @_module_options
 @click.pass_context
-def provision_batch_command(
-    ctx,
-    manifest,
-    config_path,
-    db,
-    packages,
-    offline_packages,
-    no_reset,
-    timeout,
-    hello_timeout,
-    wait_uplink,
-    cache_dir,
-):
+def provision_batch_command(ctx, manifest, **options):
     """Provision every module listed in a CSV MANIFEST, one result line per row.
 
     Columns: port, board, role (required), id, name, region, dr, interval, and 'set'
@@ -406,23 +382,11 @@ def provision_batch_command(
         rows = read_manifest(manifest)
     except FieldpostError as exc:
         raise click.ClickException(str(exc)) from None
-    db_path = _db_path(ctx, config_path, db)
+    run = _runner(ctx, **options)
     failed = 0
     for line, spec in rows:
-        spec.packages = list(packages)
-        spec.offline_packages = offline_packages
         try:
-            result = _run_one(
-                ctx,
-                spec,
-                db_path=db_path,
-                cache_dir=cache_dir,
-                no_reset=no_reset,
-                timeout=timeout,
-                hello_timeout=hello_timeout,
-                wait_uplink=wait_uplink,
-                show_progress=False,
-            )
+            result = run(spec, show_progress=False)
         except FieldpostError as exc:
             failed += 1
             click.echo(f"row {line}  {spec.port}  FAILED  {_failure(exc)}")

@@ -16,7 +16,6 @@ import contextlib
 import io
 import json
 import logging
-import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,7 +34,7 @@ from provisioning.repl import ModuleRepl
 
 log = logging.getLogger("fieldpost.provisioning")
 
-ROLES = ("node", "bridge")
+ROLES = registry.ROLES
 # micropython-lib's LoRa drivers, by chip (installed with mip; the unix board's air needs none).
 DRIVERS = {
     "sx1276": "lora-sx127x",
@@ -161,7 +160,7 @@ def choose_identity(spec: ModuleSpec, old: dict[str, Any]) -> tuple[str, bytes, 
             old_key = registry.parse_key(old.get("key", ""))
     if old_key is not None and not spec.rotate_key:
         return device_id, old_key, False
-    return device_id, secrets.token_bytes(registry.KEY_SIZE), True
+    return device_id, registry.new_key(), True
 
 
 def install_packages(repl: ModuleRepl, packages: list[str], index: str) -> dict[str, str]:

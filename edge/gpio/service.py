@@ -14,7 +14,6 @@ raised at that moment. Both are written to the audit log (actor "button").
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +24,7 @@ from edge.errors import ConfigError, ValidationError
 from edge.gpio.indicators import Indicators, NullIndicators, detect_pin_factory, open_indicators
 from edge.gpio.pinmap import DEFAULT_GPIO_MAP, load_pin_map
 from edge.gpio.status import status_from_db
+from edge.registry import audit
 
 log = logging.getLogger("fieldpost.gpio")
 
@@ -64,10 +64,7 @@ def _audit(daemon: Any, action: str) -> None:
         return
 
     def write(conn, now):
-        conn.execute(
-            "INSERT INTO audit_log (at, actor, action, target, detail) VALUES (?, 'button', ?, NULL, ?)",
-            (now, action, json.dumps({"source": "gpio"})),
-        )
+        audit(conn, actor="button", action=action, target=None, detail={"source": "gpio"}, now=now)
 
     ingest.submit_call(write)
 

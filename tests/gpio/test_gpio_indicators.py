@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import logging
-import time
 
 import pytest
 from gpiozero.pins.mock import MockFactory
@@ -14,15 +13,6 @@ from edge.gpio import CLOUD_DOWN, CLOUD_OK, Indicators, NullIndicators, Status, 
 from edge.gpio.pinmap import BlinkCode
 
 FAST = BlinkCode(on_s=0.01, off_s=0.01)
-
-
-def wait_for(predicate, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.005)
-    return predicate()
 
 
 def toggles(pin) -> int:
@@ -56,14 +46,19 @@ def calls():
     return {"silence": 0, "sync": 0}
 
 
-@pytest.fixture
-def indicators(pin_map, factory, calls):
-    ind = Indicators(
+def counting_indicators(pin_map, factory, calls) -> Indicators:
+    """Indicators whose button callbacks count into ``calls``."""
+    return Indicators(
         pin_map,
         factory,
         on_silence=lambda: calls.__setitem__("silence", calls["silence"] + 1),
         on_force_sync=lambda: calls.__setitem__("sync", calls["sync"] + 1),
     )
+
+
+@pytest.fixture
+def indicators(pin_map, factory, calls):
+    ind = counting_indicators(pin_map, factory, calls)
     try:
         yield ind
     finally:
@@ -75,11 +70,11 @@ def pin(factory, pin_map, name):
     return factory.pin(spec.pin)
 
 
-def test_cloud_led_blinks_while_sink_down_and_is_steady_when_back(indicators, factory, pin_map):
+def test_cloud_led_blinks_while_sink_down_and_is_steady_when_back(indicators, factory, pin_map, wait_until):
     cloud = pin(factory, pin_map, "cloud")
     indicators.show(Status(link_up=True, cloud=CLOUD_DOWN))
     cloud.clear_states()
-    assert wait_for(lambda: toggles(cloud) >= 4), cloud.states
+    assert wait_until(lambda: toggles(cloud) >= 4), cloud.states
     states = [s.state for s in cloud.states]
     assert all(a != b for a, b in itertools.pairwise(states))  # on, off, on, off: a blink, not a glitch
 
@@ -88,17 +83,17 @@ def test_cloud_led_blinks_while_sink_down_and_is_steady_when_back(indicators, fa
     assert cloud.state is True and indicators.leds["cloud"].value == 1
 
 
-def test_link_led_blinks_while_link_down_power_is_steady(indicators, factory, pin_map):
+def test_link_led_blinks_while_link_down_power_is_steady(indicators, factory, pin_map, wait_until):
     link, power = pin(factory, pin_map, "link"), pin(factory, pin_map, "power")
     indicators.show(Status(link_up=False, cloud=CLOUD_OK))
     link.clear_states()
-    assert wait_for(lambda: toggles(link) >= 4)
+    assert wait_until(lambda: toggles(link) >= 4)
     assert power.state is True
     indicators.show(Status(link_up=True, cloud=CLOUD_OK))
     assert link.state is True
 
 
-def test_buzzer_sounds_on_alarm_and_short_press_silences_it(indicators, factory, pin_map, calls):
+def test_buzzer_sounds_on_alarm_and_short_press_silences_it(indicators, factory, pin_map, calls, wait_until):
     buzzer, button = pin(factory, pin_map, "buzzer"), pin(factory, pin_map, "button")
     alarm_led = pin(factory, pin_map, "alarm")
     indicators.show(Status(link_up=True, cloud=CLOUD_OK))
@@ -107,7 +102,7 @@ def test_buzzer_sounds_on_alarm_and_short_press_silences_it(indicators, factory,
     indicators.show(Status(link_up=True, cloud=CLOUD_OK, raised_alarms=frozenset({7}), open_alarms=1))
     buzzer.clear_states()
     alarm_led.clear_states()
-    assert wait_for(lambda: toggles(buzzer) >= 4 and toggles(alarm_led) >= 4)
+    assert wait_until(lambda: toggles(buzzer) >= 4 and toggles(alarm_led) >= 4)
 
     button.drive_low()  # pressed (pull-up: the button shorts the pin to ground)
     button.drive_high()  # released well before the hold time: a short press
@@ -121,26 +116,21 @@ def test_buzzer_sounds_on_alarm_and_short_press_silences_it(indicators, factory,
     assert buzzer.state is False
     indicators.show(Status(link_up=True, cloud=CLOUD_OK, raised_alarms=frozenset({7, 8}), open_alarms=2))
     buzzer.clear_states()
-    assert wait_for(lambda: toggles(buzzer) >= 2)
+    assert wait_until(lambda: toggles(buzzer) >= 2)
 
     # Everything cleared: alarm LED and buzzer off.
     indicators.show(Status(link_up=True, cloud=CLOUD_OK))
     assert buzzer.state is False and alarm_led.state is False
 
 
-def test_long_press_forces_a_sync_and_does_not_silence(pin_map, factory, calls):
+def test_long_press_forces_a_sync_and_does_not_silence(pin_map, factory, calls, wait_until):
     quick_hold = dataclasses.replace(pin_map, button=dataclasses.replace(pin_map.button, long_press_s=0.05))
-    ind = Indicators(
-        quick_hold,
-        factory,
-        on_silence=lambda: calls.__setitem__("silence", calls["silence"] + 1),
-        on_force_sync=lambda: calls.__setitem__("sync", calls["sync"] + 1),
-    )
+    ind = counting_indicators(quick_hold, factory, calls)
     try:
         ind.show(Status(link_up=True, cloud=CLOUD_OK, raised_alarms=frozenset({3}), open_alarms=1))
         button = pin(factory, quick_hold, "button")
         button.drive_low()
-        assert wait_for(lambda: calls["sync"] == 1)  # fires once the hold time has passed
+        assert wait_until(lambda: calls["sync"] == 1)  # fires once the hold time has passed
         button.drive_high()
         assert calls == {"silence": 0, "sync": 1}
         assert ind.silenced == frozenset()

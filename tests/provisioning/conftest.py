@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 
-from edge.db import connect, migrate
 from provisioning.testing import BlankModule
+
+# the edge tests' firmware helpers (tests/edge/edge_firmware_site.py) serve these tests too
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "edge"))
 
 
 @pytest.fixture
@@ -26,11 +31,6 @@ def mpy_cache(tmp_path_factory):
 
 
 @pytest.fixture
-def edge_db(tmp_path):
-    path = tmp_path / "edge.db"
-    conn = connect(path)
-    try:
-        migrate(conn)
-    finally:
-        conn.close()
-    return path
+def edge_db(db_path):
+    """The edge database modules are registered with: the shared migrated db_path (tests/conftest.py)."""
+    return db_path

@@ -12,6 +12,7 @@ import time
 
 import pytest
 from click.testing import CliRunner
+from edge_firmware_site import free_udp_ports  # tests/edge, put on sys.path by conftest.py
 
 from edge.codecs import CodecRunner
 from edge.db import connect, transaction
@@ -26,6 +27,8 @@ from provisioning.cli import provision_group
 from provisioning.testing import BlankModule
 
 TEST_PACKAGE = "fp-test-driver"
+# a module that sends its own readings, its time running 200x, one reading every 10 s
+RUNNING = ("--set", "own_readings=true", "--set", "time_scale=200", "--interval", "10")
 
 
 @pytest.fixture(scope="session")
@@ -143,12 +146,7 @@ def provision_and_run(blank_module, edge_db, mpy_cache, offline_index):
         blank_module,
         edge_db,
         mpy_cache,
-        "--set",
-        "own_readings=true",
-        "--set",
-        "time_scale=200",
-        "--interval",
-        "10",
+        *RUNNING,
         "--name",
         "tank-1",
         "--package",
@@ -217,12 +215,7 @@ def test_rotate_key(blank_module, edge_db, mpy_cache):
         edge_db,
         mpy_cache,
         "--no-reset",
-        "--set",
-        "own_readings=true",
-        "--set",
-        "time_scale=200",
-        "--interval",
-        "10",
+        *RUNNING,
         "--name",
         "tank-1",
     )
@@ -235,12 +228,7 @@ def test_rotate_key(blank_module, edge_db, mpy_cache):
         edge_db,
         mpy_cache,
         "--rotate-key",
-        "--set",
-        "own_readings=true",
-        "--set",
-        "time_scale=200",
-        "--interval",
-        "10",
+        *RUNNING,
         "--name",
         "tank-1",
     )
@@ -366,19 +354,6 @@ def test_batch(tmp_path, edge_db, mpy_cache):
     ]
 
 
-def free_udp_ports(n):
-    import socket
-
-    socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
 def test_node_through_a_provisioned_bridge(tmp_path, edge_db, mpy_cache):
     """A bridge and then a node provisioned on the loopback air, with the real edge daemon running:
     `--wait-uplink` returns once the daemon stored a node reading, carried by the bridge and signed
@@ -491,12 +466,7 @@ def test_rotate_key_notes_waiting_readings_go_out_under_the_new_key(blank_module
         blank_module,
         edge_db,
         mpy_cache,
-        "--set",
-        "own_readings=true",
-        "--set",
-        "time_scale=200",
-        "--interval",
-        "10",
+        *RUNNING,
     )
     assert first.exit_code == 0, first.output
     journal = blank_module.flash / "journal"
@@ -519,12 +489,7 @@ def test_rotate_key_notes_waiting_readings_go_out_under_the_new_key(blank_module
         edge_db,
         mpy_cache,
         "--rotate-key",
-        "--set",
-        "own_readings=true",
-        "--set",
-        "time_scale=200",
-        "--interval",
-        "10",
+        *RUNNING,
     )
     assert rotated.exit_code == 0, rotated.output
     # the firmware signs journaled readings when it sends them (firmware/fp/journal.py): they go

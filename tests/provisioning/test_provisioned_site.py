@@ -14,16 +14,7 @@ from edge.gpio.service import attach
 from provisioning.module import ModuleSpec, provision_module
 
 
-def wait_for(predicate, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
-
-
-def test_daemon_link_and_alarm_show_on_the_panel(blank_module, edge_db, mpy_cache):
+def test_daemon_link_and_alarm_show_on_the_panel(blank_module, edge_db, mpy_cache, wait_until):
     result = provision_module(
         ModuleSpec(port=blank_module.port, board="unix", role="bridge"),
         db_path=edge_db,
@@ -51,8 +42,9 @@ def test_daemon_link_and_alarm_show_on_the_panel(blank_module, edge_db, mpy_cach
         button = factory.pin(pins.button.pin)
 
         # The link LED turns steady once the provisioned bridge's HELLO is answered.
-        assert wait_for(
-            lambda: daemon.manager.links_up() == 1 and service.indicators._shown.get("link").kind == "on"
+        assert wait_until(
+            lambda: daemon.manager.links_up() == 1 and service.indicators._shown.get("link").kind == "on",
+            timeout=15,
         )
         assert (
             link_led.state is True and service.indicators._shown["cloud"].kind == "off"
@@ -71,7 +63,7 @@ def test_daemon_link_and_alarm_show_on_the_panel(blank_module, edge_db, mpy_cach
                 )
         finally:
             conn.close()
-        assert wait_for(lambda: service.indicators._shown["buzzer"].kind == "blink")
+        assert wait_until(lambda: service.indicators._shown["buzzer"].kind == "blink", timeout=15)
 
         button.drive_low()
         button.drive_high()  # short press: silence, audited as the button
@@ -89,7 +81,7 @@ def test_daemon_link_and_alarm_show_on_the_panel(blank_module, edge_db, mpy_cach
             finally:
                 c.close()
 
-        assert wait_for(audited)
+        assert wait_until(audited, timeout=15)
     finally:
         daemon.stop()
         factory.reset()
