@@ -199,7 +199,7 @@ class Session:
 
     def nack(self, seq: int, reason: NackReason, text: str = "") -> None:
         """The application refuses frame ``seq`` (INVALID or UNSUPPORTED)."""
-        self.counters.nacks_tx[reason.name] = self.counters.nacks_tx.get(reason.name, 0) + 1
+        self._count_nack_tx(reason)
         self._settle(seq, encode(FrameType.NACK, seq, bytes([reason]) + text.encode()[:200]))
 
     def receive(self, data: bytes) -> list[Event]:
@@ -273,12 +273,9 @@ class Session:
             self._hello_due = self._clock() + HELLO_RETRY
 
     def _start(self, my_isn: int, peer: dict[str, Any]) -> None:
-        try:
-            peer_isn = int(peer["isn"]) & 0xFFFF
-            peer_win = int(peer.get("win", 8))
-        except (KeyError, TypeError, ValueError, OverflowError):  # OverflowError: int(Infinity)
-            self.counters.frame_errors["hello"] = self.counters.frame_errors.get("hello", 0) + 1
-            return
+        # _parse_hello has checked both numbers
+        peer_isn = int(peer["isn"]) & 0xFFFF
+        peer_win = int(peer.get("win", 8))
         self.up = True
         self.peer = peer
         self.counters.sessions += 1
@@ -473,11 +470,11 @@ class Session:
             return
         if reason == NackReason.VERSION:
             return
-        i = self._find(frame.seq)
         if reason == NackReason.GAP:
             if len(data) >= 2:
                 self._go_back_to(int.from_bytes(data[:2], "big"))
             return
+        i = self._find(frame.seq)
         if i is None:
             return
         if reason == NackReason.BUSY:

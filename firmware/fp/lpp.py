@@ -6,8 +6,6 @@ import struct
 
 from micropython import const
 
-DIGITAL_INPUT = const(0x00)
-DIGITAL_OUTPUT = const(0x01)
 ANALOG_INPUT = const(0x02)  # 0.01 signed
 TEMPERATURE = const(0x67)  # 0.1 degC signed
 HUMIDITY = const(0x68)  # 0.5 %RH unsigned
@@ -38,12 +36,6 @@ def analog(buf, ch, value):
     buf.append(ch)
     buf.append(ANALOG_INPUT)
     buf.extend(struct.pack(">h", _clamp(int(round(value * 100)), -32768, 32767)))
-
-
-def digital(buf, ch, value, output=False):
-    buf.append(ch)
-    buf.append(DIGITAL_OUTPUT if output else DIGITAL_INPUT)
-    buf.append(1 if value else 0)
 
 
 def standard_reading(temp_c, rh, battery_v):

@@ -11,8 +11,6 @@ KIND_DOWNLINK = const(0x60)
 HEADER = const(14)  # kind, device id (8), fcnt (4), port
 OVERHEAD = const(18)  # HEADER + MIC
 MAX_FRAME = const(255)  # what a LoRa modem can carry in one packet
-ID_SIZE = const(8)
-
 # uplink ports
 PORT_READINGS = const(1)
 PORT_RESULT = const(2)
@@ -88,10 +86,6 @@ def build_downlink(dev_id, key, fcnt, command=None):
 
 def fcnt_of(frame):
     return struct.unpack_from(">I", frame, 9)[0]
-
-
-def port_of(frame):
-    return frame[13]
 
 
 def check(frame, kind):

@@ -142,6 +142,8 @@ class Channel:
         self.cut = False  # True: nothing gets through (cable pulled)
         self.queue: list[tuple[float, bytes]] = []
         self.frames = 0
+        self.lose_next = 0  # this many of the next non-empty frames are lost (see lost)
+        self.lost: list[bytes] = []
 
     def put(self, now: float, data: bytes) -> None:
         if not data:
@@ -153,6 +155,10 @@ class Channel:
         for piece in pieces:
             self.frames += 1
             if self.cut or self.rng.random() < self.loss:
+                continue
+            if self.lose_next and piece.strip(b"\x00"):
+                self.lose_next -= 1
+                self.lost.append(piece)
                 continue
             if self.byte_error:
                 b = bytearray(piece)
