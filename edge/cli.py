@@ -13,6 +13,8 @@ import sqlite3
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +53,17 @@ class Context:
         conn = connect(path)
         migrate(conn)
         return conn
+
+    @contextmanager
+    def db(self, *, must_exist: bool = True) -> Iterator[sqlite3.Connection]:
+        """A migrated connection, closed afterwards; a library error becomes a clean CLI error."""
+        conn = self.connect(must_exist=must_exist)
+        try:
+            yield conn
+        except FieldpostError as exc:
+            raise _fail(exc) from exc
+        finally:
+            conn.close()
 
 
 pass_ctx = click.make_pass_decorator(Context)
@@ -107,13 +120,10 @@ def run(ctx: Context) -> None:
 @pass_ctx
 def status(ctx: Context, as_json: bool) -> None:
     """Show devices, readings, the sync backlog, quarantine, downlinks and the daemon's health."""
-    conn = ctx.connect()
-    try:
+    with ctx.db() as conn:
         now = time.time()
         info = _status(conn, now)
         info["sync"] = _sync_status(conn, now)
-    finally:
-        conn.close()
     sync = info["sync"]
     if sync is not None:  # the sync area's view of the backlog: counted by priority, with its age
         info["backlog"] = sync["backlog"]
@@ -226,11 +236,8 @@ def devices() -> None:
 @pass_ctx
 def devices_list(ctx: Context, as_json: bool) -> None:
     """List registered devices with their last frame counter, last contact and battery."""
-    conn = ctx.connect()
-    try:
+    with ctx.db() as conn:
         rows = registry.list_devices(conn)
-    finally:
-        conn.close()
     for row in rows:
         row.pop("key")
     if as_json:
@@ -280,8 +287,7 @@ def devices_add(
     Adding an id that exists re-provisions it: new key, and its frame counter may start over.
     """
     device_id = device_id or registry.new_device_id()
-    conn = ctx.connect(must_exist=False)
-    try:
+    with ctx.db(must_exist=False) as conn:
         key = registry.parse_key(key_hex) if key_hex else None
         key = registry.add_device(
             conn,
@@ -295,10 +301,6 @@ def devices_add(
             actor="cli",
             now=time.time(),
         )
-    except FieldpostError as exc:
-        raise _fail(exc) from exc
-    finally:
-        conn.close()
     click.echo(f"device {device_id}\nkey    {key.hex()}")
 
 
@@ -311,13 +313,8 @@ def devices_remove(ctx: Context, device_id: str, purge: bool, yes: bool) -> None
     """Unregister a device. A device with stored readings needs --purge."""
     if not yes:
         click.confirm(f"Remove {device_id}{' and delete its readings' if purge else ''}?", abort=True)
-    conn = ctx.connect()
-    try:
+    with ctx.db() as conn:
         deleted = registry.remove_device(conn, device_id, purge=purge, actor="cli", now=time.time())
-    except FieldpostError as exc:
-        raise _fail(exc) from exc
-    finally:
-        conn.close()
     click.echo(f"removed {device_id} ({deleted} readings deleted)")
 
 
@@ -326,8 +323,7 @@ def devices_remove(ctx: Context, device_id: str, purge: bool, yes: bool) -> None
 @pass_ctx
 def devices_show_key(ctx: Context, device_id: str) -> None:
     """Print a device's key (32 hex digits), e.g. to provision a replacement module."""
-    conn = ctx.connect()
-    try:
+    with ctx.db() as conn:
         dev = registry.get_device(conn, device_id)
         if dev is None:
             raise click.ClickException(f"device_id: no registered device {device_id!r}")
@@ -335,8 +331,6 @@ def devices_show_key(ctx: Context, device_id: str) -> None:
             registry.audit(
                 conn, actor="cli", action="device.show_key", target=device_id, detail={}, now=time.time()
             )
-    finally:
-        conn.close()
     click.echo(bytes(dev["key"]).hex())
 
 
@@ -346,8 +340,7 @@ def devices_show_key(ctx: Context, device_id: str) -> None:
 @pass_ctx
 def devices_rotate_key(ctx: Context, device_id: str, key_hex: str | None) -> None:
     """Give a device a new key (after re-provisioning it); its frame counter may start over."""
-    conn = ctx.connect()
-    try:
+    with ctx.db() as conn:
         key = registry.rotate_key(
             conn,
             device_id,
@@ -355,10 +348,6 @@ def devices_rotate_key(ctx: Context, device_id: str, key_hex: str | None) -> Non
             actor="cli",
             now=time.time(),
         )
-    except FieldpostError as exc:
-        raise _fail(exc) from exc
-    finally:
-        conn.close()
     click.echo(key.hex())
 
 
@@ -367,11 +356,8 @@ def devices_rotate_key(ctx: Context, device_id: str, key_hex: str | None) -> Non
 @pass_ctx
 def devices_quarantine(ctx: Context, as_json: bool) -> None:
     """List unknown devices that were heard: first and last seen, how often, through which bridge."""
-    conn = ctx.connect()
-    try:
+    with ctx.db() as conn:
         rows = registry.list_quarantine(conn)
-    finally:
-        conn.close()
     for r in rows:
         r["last_frame"] = bytes(r["last_frame"]).hex() if r["last_frame"] is not None else None
     if as_json:
@@ -395,8 +381,7 @@ def devices_quarantine(ctx: Context, as_json: bool) -> None:
 @pass_ctx
 def devices_adopt(ctx: Context, device_id: str, key_hex: str, name: str, codec: str) -> None:
     """Register a device from quarantine with its key; its next uplinks are stored."""
-    conn = ctx.connect()
-    try:
+    with ctx.db() as conn:
         registry.adopt(
             conn,
             device_id,
@@ -406,10 +391,6 @@ def devices_adopt(ctx: Context, device_id: str, key_hex: str, name: str, codec: 
             actor="cli",
             now=time.time(),
         )
-    except FieldpostError as exc:
-        raise _fail(exc) from exc
-    finally:
-        conn.close()
     click.echo(f"adopted {device_id}")
 
 
@@ -474,15 +455,12 @@ def db_backup(ctx: Context, destination: str) -> None:
     dest = Path(destination)
     if dest.exists():
         raise click.ClickException(f"{dest} exists; choose a new file")
-    conn = ctx.connect()
-    try:
+    with ctx.db() as conn:
         target = sqlite3.connect(dest)
         try:
             conn.backup(target)
         finally:
             target.close()
-    finally:
-        conn.close()
     click.echo(f"backed up {ctx.db_path} to {dest} ({dest.stat().st_size} bytes)")
 
 
@@ -531,8 +509,7 @@ def db_restore(ctx: Context, source: str, yes: bool) -> None:
 @pass_ctx
 def db_vacuum(ctx: Context, full: bool) -> None:
     """Hand free pages back to the file system (incremental vacuum, WAL checkpoint)."""
-    conn = ctx.connect()
-    try:
+    with ctx.db() as conn:
         before = ctx.db_path.stat().st_size
         if full:
             conn.execute("VACUUM")
@@ -540,8 +517,6 @@ def db_vacuum(ctx: Context, full: bool) -> None:
             conn.execute("PRAGMA incremental_vacuum")
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         after = ctx.db_path.stat().st_size
-    finally:
-        conn.close()
     click.echo(f"{before} -> {after} bytes")
 
 
@@ -561,8 +536,9 @@ def db_vacuum(ctx: Context, full: bool) -> None:
 @pass_ctx
 def db_export(ctx: Context, device_id, since, until, fmt, output) -> None:
     """Export readings (decoded values with units, raw payload, radio metadata), streamed."""
-    conn = ctx.connect()
-    try:
+    from edge.ingest.process import CommittedReading, outbox_body
+
+    with ctx.db() as conn:
         sql = (
             "SELECT id, device_id, fcnt, port, received_at, rssi, snr, bridge_id, raw, decoded, decode_error"
             " FROM readings WHERE 1 = 1"
@@ -600,25 +576,20 @@ def db_export(ctx: Context, device_id, since, until, fmt, output) -> None:
         for row in conn.execute(sql, args):
             values = json.loads(row["decoded"]) if row["decoded"] else []
             if writer is None:
-                output.write(
-                    json.dumps(
-                        {
-                            "id": f"{row['device_id']}:{row['fcnt']}",
-                            "device": row["device_id"],
-                            "fcnt": row["fcnt"],
-                            "ts": row["received_at"],
-                            "port": row["port"],
-                            "values": values,
-                            "raw": bytes(row["raw"]).hex(),
-                            "rssi": row["rssi"],
-                            "snr": row["snr"],
-                            "bridge": row["bridge_id"],
-                            "decode_error": row["decode_error"],
-                        },
-                        ensure_ascii=False,
-                    )
-                    + "\n"
+                reading = CommittedReading(
+                    id=row["id"],
+                    device_id=row["device_id"],
+                    fcnt=row["fcnt"],
+                    port=row["port"],
+                    received_at=row["received_at"],
+                    values=values,
+                    raw=bytes(row["raw"]),
+                    rssi=row["rssi"],
+                    snr=row["snr"],
+                    bridge_id=row["bridge_id"],
                 )
+                doc = {**outbox_body(reading), "decode_error": row["decode_error"]}
+                output.write(json.dumps(doc, ensure_ascii=False) + "\n")
                 continue
             base = [row["device_id"], row["fcnt"], row["received_at"], row["port"]]
             tail = [row["rssi"], row["snr"], bytes(row["raw"]).hex(), row["decode_error"] or ""]
@@ -626,8 +597,6 @@ def db_export(ctx: Context, device_id, since, until, fmt, output) -> None:
                 writer.writerow(base + ["", "", "", ""] + tail)
             for v in values:
                 writer.writerow(base + [v["channel"], v["name"], v["value"], v["unit"]] + tail)
-    finally:
-        conn.close()
 
 
 # --- config ----------------------------------------------------------------------------------

@@ -182,7 +182,7 @@ def _handle(conn, payload, *, bridge_id, codecs, now) -> Outcome:
             conn,
             msg_id=reading.msg_id,
             kind="reading" if frame.port == PORT_READINGS else "status",
-            body=_outbox_body(reading),
+            body=outbox_body(reading),
             device_id=dev,
             ref_id=reading.id,
             priority=outbox.PRIORITY_READING,
@@ -248,7 +248,8 @@ def _decode(conn, codecs: CodecRunner, dev: str, codec: str, port: int, payload:
     return None, f"no decoder for port {port}"
 
 
-def _outbox_body(r: CommittedReading) -> dict[str, Any]:
+def outbox_body(r: CommittedReading) -> dict[str, Any]:
+    """The document the cloud receives for a reading (also what ``fieldpost db export --format json`` writes)."""
     return {
         "id": r.msg_id,
         "device": r.device_id,

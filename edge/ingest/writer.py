@@ -87,7 +87,6 @@ class Ingestor:
         self._hook_queue: queue.Queue[list[CommittedReading] | None] = queue.Queue()
         self._hook_thread: threading.Thread | None = None
         self.stats = IngestStats()
-        self._extra_work: list[Callable[[sqlite3.Connection], None]] = []
 
     # --- API -------------------------------------------------------------------------------
 

@@ -67,6 +67,20 @@ class ForkedEdges:
         )
         self.pid: int | None = None
 
+    @classmethod
+    def for_port(cls, workdir, db_path, port, *, log_file) -> ForkedEdges:
+        """Daemons on ``db_path`` with ``port`` as their only link (no discovery, services or HTTP
+        server), their config file and working directory in ``workdir``."""
+        from pathlib import Path
+
+        cfg = Path(workdir) / "fieldpost.toml"
+        cfg.write_text(
+            f'[edge]\ndb = "{db_path}"\nservices = false\n[link]\nports = ["{port}"]\ndiscover = false\n'
+            '[http]\nenabled = false\n[log]\nlevel = "WARNING"\ntimestamps = true\n'
+        )
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+        return cls(cfg, cwd=workdir, env=env, log_file=log_file)
+
     def _ask(self, line: str) -> int:
         self._proc.stdin.write(line + "\n")
         self._proc.stdin.flush()

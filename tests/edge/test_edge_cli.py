@@ -123,6 +123,15 @@ def test_db_commands_and_export(run, tmp_path):
         "db", "export", "--format", "json", "--device", DEV, "--since", "1700000002"
     ).output.splitlines()
     assert [json.loads(line)["id"] for line in lines] == [f"{DEV}:2"]
+    # docs/cli.md: the JSON export is the document the cloud receives, plus the decode error
+    exported = json.loads(lines[0])
+    assert exported.pop("decode_error") is None
+    conn = connect(tmp_path / "fp.db")
+    try:
+        (body,) = conn.execute("SELECT body FROM outbox WHERE msg_id = ?", (f"{DEV}:2",)).fetchone()
+    finally:
+        conn.close()
+    assert exported == json.loads(body)
     backup = tmp_path / "backup.db"
     run("db", "backup", str(backup))
     assert "exists" in run("db", "backup", str(backup), ok=False).output

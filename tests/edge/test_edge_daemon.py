@@ -15,18 +15,10 @@ from edge import config as config_mod
 from edge import registry
 from edge.daemon import Daemon
 from edge.db import connect, transaction
+from tests.conftest import wait_until
 
 NODES = ["0000000000000a01", "0000000000000a02", "0000000000000a03"]
 BRIDGE = "00000000000000b0"
-
-
-def wait_for(predicate, timeout=10.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture
@@ -63,7 +55,7 @@ def test_three_nodes_through_a_bridge_land_decoded(db_path, db, peer, keys):
                 peer.add_reading(
                     dev, values=[(1, "temperature", 20 + i / 10), (2, "humidity", 40.5), (3, "voltage", 3.3)]
                 )
-        wait_for(lambda: len(peer.log.acked) == 30, what="30 ACKs")
+        wait_until(lambda: len(peer.log.acked) == 30, what="30 ACKs")
         rows = db.execute(
             "SELECT device_id, fcnt, decoded, bridge_id, rssi FROM readings ORDER BY id"
         ).fetchall()
@@ -98,7 +90,7 @@ def test_rejections_counted_and_quarantined(db_path, db, peer, keys):
             good, 0, uplink(keys[good], good, 0, payload=b"\x01\x67\x00\x01")
         )  # replayed (old) counter
         peer.add_raw(other, 1, uplink(bytes(16), other, 1))  # unknown device
-        wait_for(lambda: peer.pending == 0 and daemon.ingest.stats.frames == 6, what="all answered")
+        wait_until(lambda: peer.pending == 0 and daemon.ingest.stats.frames == 6, what="all answered")
         results = daemon.ingest.stats.results
         assert (
             results["bad_mic"],
@@ -126,7 +118,7 @@ def test_rejections_counted_and_quarantined(db_path, db, peer, keys):
         # adopting the quarantined device makes its next uplinks count
         registry.adopt(db, other, key=bytes(16), actor="test", now=time.time())
         peer.add_raw(other, 2, uplink(bytes(16), other, 2))
-        wait_for(lambda: daemon.ingest.stats.results["stored"] == 3, what="adopted device stored")
+        wait_until(lambda: daemon.ingest.stats.results["stored"] == 3, what="adopted device stored")
     finally:
         daemon.stop()
 
@@ -140,17 +132,17 @@ def test_unplug_and_replug_link_up_within_2_s(db_path, db, keys, tmp_path):
     second = None
     try:
         first.add_reading(NODES[0])
-        wait_for(lambda: len(first.log.acked) == 1, what="first ACK")
+        wait_until(lambda: len(first.log.acked) == 1, what="first ACK")
         first.close()  # unplug
         link.unlink()
-        wait_for(lambda: daemon.manager.links_up() == 0, what="link down")
+        wait_until(lambda: daemon.manager.links_up() == 0, what="link down")
         second = ModulePeer(BRIDGE, [Node(d, k, next_fcnt=2) for d, k in keys.items()]).start()
         second.add_reading(NODES[0])
         plugged = time.monotonic()
         link.symlink_to(second.path)  # replug
-        wait_for(lambda: second.up and daemon.manager.links_up() == 1, timeout=5, what="link up again")
+        wait_until(lambda: second.up and daemon.manager.links_up() == 1, timeout=5, what="link up again")
         assert time.monotonic() - plugged < 2.0
-        wait_for(lambda: len(second.log.acked) == 1, what="ACK after replug")
+        wait_until(lambda: len(second.log.acked) == 1, what="ACK after replug")
         (fig,) = daemon.manager.figures()
         assert fig["reconnects"] == 1
     finally:
@@ -171,7 +163,7 @@ def test_backpressure_busy_nacks_and_module_keeps_readings(db_path, db, peer, ke
     try:
         for dev in NODES:
             peer.add_reading(dev)
-        wait_for(lambda: peer.log.busy_nacks_rx >= 1, what="a BUSY NACK")
+        wait_until(lambda: peer.log.busy_nacks_rx >= 1, what="a BUSY NACK")
         time.sleep(0.3)
         assert peer.pending == 3 and peer.log.acked == {}  # the module still holds all three
         assert db.execute("SELECT count(*) FROM readings").fetchone()[0] == 0
@@ -180,7 +172,7 @@ def test_backpressure_busy_nacks_and_module_keeps_readings(db_path, db, peer, ke
         # the cloud drains the backlog: ingest resumes and the held readings arrive
         with transaction(db):
             db.execute("UPDATE outbox SET synced_at = 1")
-        wait_for(lambda: len(peer.log.acked) == 3, timeout=15, what="held readings stored after the drain")
+        wait_until(lambda: len(peer.log.acked) == 3, timeout=15, what="held readings stored after the drain")
     finally:
         daemon.stop()
     assert db.execute("SELECT count(*) FROM readings").fetchone()[0] == 3
@@ -190,7 +182,7 @@ def test_sigterm_style_stop_flushes(db_path, db, peer, keys):
     daemon = make_daemon(db_path, [peer.path]).start()
     for i in range(50):
         peer.add_reading(NODES[i % 3])
-    wait_for(lambda: len(peer.log.acked) >= 10, what="some ACKs")
+    wait_until(lambda: len(peer.log.acked) >= 10, what="some ACKs")
     daemon.stop()
     stored = {(r[0], r[1]) for r in connect(db_path).execute("SELECT device_id, fcnt FROM readings")}
     assert set(peer.log.acked) <= stored
@@ -204,9 +196,9 @@ def test_queued_downlink_rides_on_ack_and_unsent_ones_expire(db_path, db, peer, 
     dl = downlinks.queue(db, dev, "set_interval", {"seconds": 120}, source="cli", now=time.time())
     daemon = make_daemon(db_path, [peer.path]).start()
     try:
-        wait_for(lambda: downlinks.get(db, late)["status"] == "expired", what="the unsent downlink expired")
+        wait_until(lambda: downlinks.get(db, late)["status"] == "expired", what="the unsent downlink expired")
         peer.add_reading(dev)
-        wait_for(lambda: len(peer.log.acked) == 1, what="ACK")
+        wait_until(lambda: len(peer.log.acked) == 1, what="ACK")
         row = downlinks.get(db, dl)
         assert (row["status"], row["sent_fcnt"]) == ("sent", 1)
         statuses = [
@@ -220,7 +212,7 @@ def test_queued_downlink_rides_on_ack_and_unsent_ones_expire(db_path, db, peer, 
         peer.add_raw(
             dev, 2, uplink(keys[dev], dev, 2, port=2, payload=(dl & 0xFFFF).to_bytes(2, "big") + b"\x00")
         )
-        wait_for(lambda: downlinks.get(db, dl)["status"] == "acked", what="downlink acked")
+        wait_until(lambda: downlinks.get(db, dl)["status"] == "acked", what="downlink acked")
     finally:
         daemon.stop()
 
@@ -251,8 +243,8 @@ def test_other_areas_attach_hooks_timers_and_closers(db_path, db, peer, keys, tm
     daemon = Daemon(cfg, attach_points=("fp_test_service:attach", "fp_not_installed.service:attach")).start()
     try:
         peer.add_reading(NODES[0])
-        wait_for(lambda: fp_test_service.seen == [(NODES[0], 1, "temperature")], what="the hook's reading")
-        wait_for(lambda: len(fp_test_service.ticks) >= 2, what="the periodic job")
+        wait_until(lambda: fp_test_service.seen == [(NODES[0], 1, "temperature")], what="the hook's reading")
+        wait_until(lambda: len(fp_test_service.ticks) >= 2, what="the periodic job")
     finally:
         daemon.stop()
     assert fp_test_service.ticks[-1] == "closed"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from edge_firmware_site import free_udp_ports, module_config, module_dir, traced
+from edge_firmware_site import free_udp_ports, start_module, traced
 
 from edge import config as config_mod
 from edge import registry
@@ -22,17 +22,16 @@ def test_three_virtual_nodes_through_a_virtual_bridge(tmp_path, db_path, db, vir
     keys = {dev: registry.add_device(db, dev, actor="test", now=1.0) for dev in NODE_IDS}
     bridge_key = registry.add_device(db, BRIDGE_ID, role="bridge", actor="test", now=1.0)
     bridge_port, *node_ports = free_udp_ports(4)
-    bridge = virtual_module(
-        "main.py",
-        ["config.json"],
-        name="bridge",
-        cwd=module_dir(
-            tmp_path,
-            "bridge",
-            module_config(
-                BRIDGE_ID, bridge_key, "bridge", bridge_port, node_ports, interval=60, status_every=10
-            ),
-        ),
+    bridge = start_module(
+        virtual_module,
+        tmp_path,
+        BRIDGE_ID,
+        bridge_key,
+        "bridge",
+        bridge_port,
+        node_ports,
+        interval=60,
+        status_every=10,
     )
     cfg = config_mod.from_dict(
         {
@@ -45,11 +44,8 @@ def test_three_virtual_nodes_through_a_virtual_bridge(tmp_path, db_path, db, vir
     try:
         wait_until(lambda: daemon.manager.links_up() == 1, timeout=15, what="the bridge's HELLO")
         nodes = {
-            dev: virtual_module(
-                "main.py",
-                ["config.json"],
-                name=f"node-{dev[-2:]}",
-                cwd=module_dir(tmp_path, dev, module_config(dev, keys[dev], "node", port, [bridge_port])),
+            dev: start_module(
+                virtual_module, tmp_path, dev, keys[dev], "node", port, [bridge_port], name=f"node-{dev[-2:]}"
             )
             for dev, port in zip(NODE_IDS, node_ports, strict=True)
         }
@@ -108,14 +104,7 @@ def test_unplug_and_replug_the_real_bridge(tmp_path, db_path, db, virtual_module
 
     bridge_key = registry.add_device(db, BRIDGE_ID, role="bridge", actor="test", now=1.0)
     (bridge_port, node_port) = free_udp_ports(2)
-    bridge = virtual_module(
-        "main.py",
-        ["config.json"],
-        name="bridge",
-        cwd=module_dir(
-            tmp_path, "bridge", module_config(BRIDGE_ID, bridge_key, "bridge", bridge_port, [node_port])
-        ),
-    )
+    bridge = start_module(virtual_module, tmp_path, BRIDGE_ID, bridge_key, "bridge", bridge_port, [node_port])
     alias = tmp_path / "serial-bridge"
     alias.symlink_to(bridge.port)
     cfg = config_mod.from_dict(
@@ -156,14 +145,7 @@ def test_backpressure_with_the_real_firmware(tmp_path, db_path, db, virtual_modu
                 "INSERT INTO outbox (msg_id, kind, body, created_at) VALUES (?, 'event', '{}', 0)", (f"e{i}",)
             )
     bridge_port, node_port = free_udp_ports(2)
-    bridge = virtual_module(
-        "main.py",
-        ["config.json"],
-        name="bridge",
-        cwd=module_dir(
-            tmp_path, "bridge", module_config(BRIDGE_ID, bridge_key, "bridge", bridge_port, [node_port])
-        ),
-    )
+    bridge = start_module(virtual_module, tmp_path, BRIDGE_ID, bridge_key, "bridge", bridge_port, [node_port])
     cfg = config_mod.from_dict(
         {
             "edge": {"db": str(db_path), "services": False},
@@ -175,12 +157,7 @@ def test_backpressure_with_the_real_firmware(tmp_path, db_path, db, virtual_modu
     daemon = Daemon(cfg).start()
     try:
         wait_until(lambda: daemon.manager.links_up() == 1, timeout=15, what="the bridge's HELLO")
-        vm = virtual_module(
-            "main.py",
-            ["config.json"],
-            name="node",
-            cwd=module_dir(tmp_path, node, module_config(node, key, "node", node_port, [bridge_port])),
-        )
+        vm = start_module(virtual_module, tmp_path, node, key, "node", node_port, [bridge_port], name="node")
         wait_until(lambda: daemon.manager.figures()[0]["busy_nacks"] >= 1, timeout=20, what="a BUSY NACK")
         wait_until(lambda: len(traced(vm, "taken")) >= 2, timeout=20, what="two readings taken")
         assert db.execute("SELECT count(*) FROM readings").fetchone()[0] == 0

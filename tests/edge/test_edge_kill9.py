@@ -15,7 +15,6 @@ import random
 import signal
 import threading
 import time
-from pathlib import Path
 
 import pytest
 from edge_forkserver import ForkedEdges
@@ -23,32 +22,17 @@ from edge_helpers import add
 from edge_module_peer import ModulePeer, Node
 
 from edge.db import connect
+from tests.conftest import wait_until
 
 NODES = ["0000000000000c01", "0000000000000c02", "0000000000000c03"]
 KILLS = int(os.environ.get("FP_KILLS", "50"))
 SEED = 20261122
-REPO = Path(__file__).resolve().parents[2]
-
-
-def wait_for(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.005)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.mark.slow
 def test_kill9_during_ingest_loses_nothing_acked(db_path, db, tmp_path):
     keys = {dev: add(db, dev) for dev in NODES}
     peer = ModulePeer("00000000000000c0", [Node(d, k) for d, k in keys.items()]).start()
-    cfg = tmp_path / "fieldpost.toml"
-    cfg.write_text(
-        f'[edge]\ndb = "{db_path}"\nservices = false\n[link]\nports = ["{peer.path}"]\ndiscover = false\n'
-        '[http]\nenabled = false\n[log]\nlevel = "WARNING"\ntimestamps = true\n'
-    )
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
     rng = random.Random(SEED)
     generating = threading.Event()
     generating.set()
@@ -65,13 +49,15 @@ def test_kill9_during_ingest_loses_nothing_acked(db_path, db, tmp_path):
     producer = threading.Thread(target=produce, daemon=True)
     producer.start()
     edge_log = (tmp_path / "edge.log").open("ab")
-    edges = ForkedEdges(cfg, cwd=tmp_path, env=env, log_file=edge_log)
+    edges = ForkedEdges.for_port(tmp_path, db_path, peer.path, log_file=edge_log)
     acked_at_kill = []
     try:
         for _ in range(KILLS):
             sessions = peer.log.sessions
             edges.start()
-            wait_for(lambda s=sessions: peer.log.sessions > s, 10, "the edge's HELLO")
+            wait_until(
+                lambda s=sessions: peer.log.sessions > s, timeout=10, interval=0.005, what="the edge's HELLO"
+            )
             time.sleep(rng.uniform(0.0, 0.25))  # somewhere in the middle of ingest
             assert edges.stop(signal.SIGKILL) == -signal.SIGKILL
             acked_at_kill.append(len(peer.log.acked))
@@ -80,10 +66,15 @@ def test_kill9_during_ingest_loses_nothing_acked(db_path, db, tmp_path):
         # a last, clean run: the module resends what was never ACKed
         sessions = peer.log.sessions
         edges.start()
-        wait_for(lambda: peer.log.sessions > sessions, 10, "the last edge's HELLO")
+        wait_until(
+            lambda: peer.log.sessions > sessions, timeout=10, interval=0.005, what="the last edge's HELLO"
+        )
         drain_started = time.monotonic()
-        wait_for(
-            lambda: peer.pending == 0 and len(peer.log.acked) == len(produced), 60, "the journal drained"
+        wait_until(
+            lambda: peer.pending == 0 and len(peer.log.acked) == len(produced),
+            timeout=60,
+            interval=0.005,
+            what="the journal drained",
         )
         drain_s = time.monotonic() - drain_started
         assert edges.stop(signal.SIGTERM) == 0  # SIGTERM: a clean stop

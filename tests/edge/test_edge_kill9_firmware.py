@@ -12,10 +12,9 @@ import os
 import random
 import signal
 import time
-from pathlib import Path
 
 import pytest
-from edge_firmware_site import free_udp_ports, module_config, module_dir, traced
+from edge_firmware_site import free_udp_ports, start_module, traced
 from edge_forkserver import ForkedEdges
 
 from edge import registry
@@ -27,34 +26,26 @@ BRIDGE_ID = "00000000000000d0"
 NODE_IDS = ["00000000000000d1", "00000000000000d2", "00000000000000d3"]
 KILLS = int(os.environ.get("FP_KILLS", "50"))
 SEED = 4242
-REPO = Path(__file__).resolve().parents[2]
 
 
 def test_kill9_with_real_firmware(tmp_path, db_path, db, virtual_module, wait_until):
     keys = {dev: registry.add_device(db, dev, actor="test", now=1.0) for dev in NODE_IDS}
     bridge_key = registry.add_device(db, BRIDGE_ID, role="bridge", actor="test", now=1.0)
     bridge_port, *node_ports = free_udp_ports(4)
-    bridge = virtual_module(
-        "main.py",
-        ["config.json"],
-        name="bridge",
-        cwd=module_dir(
-            tmp_path,
-            "bridge",
-            module_config(
-                BRIDGE_ID, bridge_key, "bridge", bridge_port, node_ports, interval=60, status_every=5
-            ),
-        ),
+    bridge = start_module(
+        virtual_module,
+        tmp_path,
+        BRIDGE_ID,
+        bridge_key,
+        "bridge",
+        bridge_port,
+        node_ports,
+        interval=60,
+        status_every=5,
     )
-    cfg = tmp_path / "fieldpost.toml"
-    cfg.write_text(
-        f'[edge]\ndb = "{db_path}"\nservices = false\n[link]\nports = ["{bridge.port}"]\ndiscover = false\n'
-        '[http]\nenabled = false\n[log]\nlevel = "WARNING"\ntimestamps = true\n'
-    )
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
     rng = random.Random(SEED)
     log_file = (tmp_path / "edge.log").open("ab")
-    edges = ForkedEdges(cfg, cwd=tmp_path, env=env, log_file=log_file)
+    edges = ForkedEdges.for_port(tmp_path, db_path, bridge.port, log_file=log_file)
     check = connect(db_path)
 
     def stored_count():
@@ -63,11 +54,8 @@ def test_kill9_with_real_firmware(tmp_path, db_path, db, virtual_module, wait_un
     try:
         edges.start()
         nodes = {
-            dev: virtual_module(
-                "main.py",
-                ["config.json"],
-                name=f"node-{dev[-2:]}",
-                cwd=module_dir(tmp_path, dev, module_config(dev, keys[dev], "node", port, [bridge_port])),
+            dev: start_module(
+                virtual_module, tmp_path, dev, keys[dev], "node", port, [bridge_port], name=f"node-{dev[-2:]}"
             )
             for dev, port in zip(NODE_IDS, node_ports, strict=True)
         }

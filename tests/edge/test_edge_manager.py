@@ -8,6 +8,7 @@ from edge.codecs import CodecRunner
 from edge.db import connect
 from edge.ingest import Ingestor
 from edge.link.manager import LinkManager, discover
+from tests.conftest import wait_until
 
 CP210X = "10c4:ea60"
 
@@ -25,15 +26,6 @@ def test_discover_filters_by_usb_id():
     ]
     assert discover([CP210X, "2e8a:0005"], lambda: ports) == ["/dev/ttyACM0", "/dev/ttyUSB0"]
     assert discover([], lambda: ports) == []
-
-
-def wait_for(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return False
 
 
 def test_discovered_port_is_opened_ingested_and_forgotten_when_gone(db_path, tmp_path, clock):
@@ -58,9 +50,9 @@ def test_discovered_port_is_opened_ingested_and_forgotten_when_gone(db_path, tmp
     )
     manager.start()
     try:
-        assert wait_for(lambda: manager.links_up() == 1)
+        assert wait_until(lambda: manager.links_up() == 1)
         peer.add_reading("0000000000000e01")
-        assert wait_for(lambda: len(peer.log.acked) == 1)
+        assert wait_until(lambda: len(peer.log.acked) == 1)
         time.sleep(0.2)  # several discovery scans
         assert [f["path"] for f in manager.figures()] == [str(alias)]
         (fig,) = manager.figures()
@@ -69,7 +61,7 @@ def test_discovered_port_is_opened_ingested_and_forgotten_when_gone(db_path, tmp
         visible.clear()
         alias.unlink()
         peer.close()
-        assert wait_for(lambda: manager.links_up() == 0)
+        assert wait_until(lambda: manager.links_up() == 0)
         (fig,) = manager.figures()
         assert fig["up"] is False and fig["frames_rx"] >= 1  # counters survive the port
     finally:
