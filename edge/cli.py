@@ -536,6 +536,7 @@ def db_vacuum(ctx: Context, full: bool) -> None:
 @pass_ctx
 def db_export(ctx: Context, device_id, since, until, fmt, output) -> None:
     """Export readings (decoded values with units, raw payload, radio metadata), streamed."""
+    from edge.export import value_rows
     from edge.ingest.process import CommittedReading, outbox_body
 
     with ctx.db() as conn:
@@ -593,10 +594,7 @@ def db_export(ctx: Context, device_id, since, until, fmt, output) -> None:
                 continue
             base = [row["device_id"], row["fcnt"], row["received_at"], row["port"]]
             tail = [row["rssi"], row["snr"], bytes(row["raw"]).hex(), row["decode_error"] or ""]
-            if not values:
-                writer.writerow(base + ["", "", "", ""] + tail)
-            for v in values:
-                writer.writerow(base + [v["channel"], v["name"], v["value"], v["unit"]] + tail)
+            writer.writerows(value_rows(base, values, tail))
 
 
 # --- config ----------------------------------------------------------------------------------

@@ -164,3 +164,17 @@ def test_config_errors_name_the_key(tmp_path):
 def test_config_command_shows_values_and_example(run):
     assert "high_water = 500000" in run("config").output
     assert "[ingest]" in run("config", "--example").output
+
+
+def test_csv_export_defuses_spreadsheet_formulas_in_decoded_text(run, tmp_path):
+    # A custom codec's names and units are not trusted: "=..." must not become a formula.
+    run("devices", "add", DEV)
+    conn = connect(tmp_path / "fp.db")
+    with transaction(conn):
+        conn.execute(
+            "INSERT INTO readings (device_id, fcnt, port, received_at, raw, decoded) VALUES (?, 7, 1, 1.0, ?, ?)",
+            (DEV, b"\x01", json.dumps([{"channel": 1, "name": "=HYPERLINK(1)", "value": 2, "unit": "@x"}])),
+        )
+    conn.close()
+    rows = list(csv.reader(io.StringIO(run("db", "export").output)))
+    assert rows[1][4:8] == ["1", "'=HYPERLINK(1)", "2", "'@x"]

@@ -18,6 +18,7 @@ from flask import (
 )
 
 from edge.errors import ValidationError
+from edge.export import value_rows
 from webui import queries
 from webui.db import get_db, now, open_db
 from webui.timeparse import iso, parse_time
@@ -140,29 +141,12 @@ def stream_csv(device: str, start: float, end: float) -> Iterator[str]:
             r["port"],
         ]
         tail = [r["rssi"], r["snr"], r["raw"], r["decode_error"] or ""]
-        for v in r["values"] or [{}]:
-            writer.writerow(
-                common
-                + [
-                    _csv_safe(v.get("channel")),
-                    _csv_safe(v.get("name")),
-                    _csv_safe(v.get("value")),
-                    _csv_safe(v.get("unit")),
-                ]
-                + tail
-            )
+        writer.writerows(value_rows(common, r["values"], tail))
         if buf.tell() > 32768:
             yield buf.getvalue()
             buf.seek(0)
             buf.truncate()
     yield buf.getvalue()
-
-
-def _csv_safe(value):
-    # A text cell starting with = + - @ would run as a formula in a spreadsheet.
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@"):
-        return "'" + value
-    return "" if value is None else value
 
 
 def iso_seconds(ts: float) -> str:
