@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import math
 
-# Radio frame overhead around the application payload (docs/radio.md section 2): kind, id, fcnt, port, MIC.
-FRAME_OVERHEAD = 18
+from edge.radio import OVERHEAD as FRAME_OVERHEAD  # kind, id, fcnt, port, MIC around the payload
 
 
 def time_on_air_s(

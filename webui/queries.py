@@ -276,18 +276,16 @@ def buffer_disk(db_path: str) -> dict[str, Any]:
 
 def change_cursor(conn: sqlite3.Connection) -> dict[str, float]:
     """Markers that move whenever something the live view shows changes (see views/overview.events)."""
-    reading = conn.execute("SELECT max(id) FROM readings").fetchone()[0] or 0
-    downlink = conn.execute("SELECT max(status_at), count(*) FROM downlinks").fetchone()
-    alarm = conn.execute("SELECT max(id) FROM alarm_history").fetchone()[0] or 0
-    quarantined = conn.execute("SELECT max(last_seen), count(*) FROM quarantine").fetchone()
-    synced = conn.execute("SELECT max(last_success), max(last_error_at) FROM sync_state").fetchone()
-    return {
-        "r": reading,
-        "d": (downlink[0] or 0) + downlink[1],
-        "a": alarm,
-        "q": (quarantined[0] or 0) + quarantined[1],
-        "s": (synced[0] or 0) + (synced[1] or 0),
-    }
+    # One statement: the event stream runs this every SSE_POLL_S for every open page.
+    r, d, a, q, s = conn.execute(
+        "SELECT"
+        " (SELECT coalesce(max(id), 0) FROM readings),"
+        " (SELECT coalesce(max(status_at), 0) + count(*) FROM downlinks),"
+        " (SELECT coalesce(max(id), 0) FROM alarm_history),"
+        " (SELECT coalesce(max(last_seen), 0) + count(*) FROM quarantine),"
+        " (SELECT coalesce(max(last_success), 0) + coalesce(max(last_error_at), 0) FROM sync_state)"
+    ).fetchone()
+    return {"r": r, "d": d, "a": a, "q": q, "s": s}
 
 
 def new_reading_devices(conn: sqlite3.Connection, after_id: int, limit: int = 5000) -> tuple[list[str], int]:

@@ -17,6 +17,11 @@ DEV = "0011223344556677"
 OTHER = "8899aabbccddeeff"
 
 
+def send_downlink(client, token: str, **fields):
+    """Post the device page's downlink form, as the browser does."""
+    return client.post(f"/devices/{DEV}/downlinks", data={"csrf_token": token, **fields})
+
+
 @pytest.fixture
 def site(app, db_path):
     """Two modules: one heard just now through the real ingest path, one silent for a day."""
@@ -106,30 +111,21 @@ def test_sql_injection_strings_in_filters_return_normal_results(site, admin, db_
 
 def test_downlink_validation_messages_next_to_fields(site, operator, db_path):
     token = csrf_token(operator, f"/devices/{DEV}")
-    too_short = operator.post(
-        f"/devices/{DEV}/downlinks",
-        data={"csrf_token": token, "command": "set_interval", "seconds": "5"},
-    )
+    too_short = send_downlink(operator, token, command="set_interval", seconds="5")
     assert too_short.status_code == 400
     page = too_short.get_data(as_text=True)
     assert 'id="seconds-error"' in page and "outside 10 .. 86400" in page
     assert 'aria-invalid="true"' in page
-    missing = operator.post(f"/devices/{DEV}/downlinks", data={"csrf_token": token, "command": "set_output"})
+    missing = send_downlink(operator, token, command="set_output")
     assert 'id="output-error"' in missing.get_data(as_text=True)
-    bogus = operator.post(
-        f"/devices/{DEV}/downlinks",
-        data={"csrf_token": token, "command": "format_disk"},
-    )
+    bogus = send_downlink(operator, token, command="format_disk")
     assert bogus.status_code == 400 and 'id="command-error"' in bogus.get_data(as_text=True)
     assert connect(db_path).execute("SELECT count(*) FROM downlinks").fetchone()[0] == 0
 
 
 def test_downlink_is_queued_audited_and_its_status_follows_the_module(site, operator, db_path):
     token = csrf_token(operator, f"/devices/{DEV}")
-    sent = operator.post(
-        f"/devices/{DEV}/downlinks",
-        data={"csrf_token": token, "command": "set_interval", "seconds": "120"},
-    )
+    sent = send_downlink(operator, token, command="set_interval", seconds="120")
     assert sent.status_code == 302
     conn = connect(db_path)
     dl = conn.execute("SELECT * FROM downlinks").fetchone()

@@ -31,6 +31,8 @@ def test_time_on_air_matches_the_semtech_calculator():
 def test_duty_cycle_use_of_an_hour():
     use = airtime.duty_cycle_use([11] * 10, window_s=3600, sf=12, bw_hz=125_000)
     per_frame = airtime.time_on_air_s(11 + airtime.FRAME_OVERHEAD, sf=12)
+    # 11 bytes of payload in an 18-byte frame envelope: 29 bytes at SF12/125 kHz, 50.25 symbols of 32.768 ms.
+    assert per_frame == pytest.approx(1.646592)
     assert use["frames"] == 10 and use["airtime_s"] == pytest.approx(10 * per_frame)
     assert use["fraction"] == pytest.approx(10 * per_frame / 3600)
 

@@ -10,6 +10,7 @@ from webui.edge_adapters import alarms as edge_alarms
 from webui.forms import ActionForm
 from webui.views import ROW_ID
 from webui.views.auth import actor, role_required
+from webui.views.overview import page_cursor
 
 bp = Blueprint("alarms", __name__)
 
@@ -34,8 +35,6 @@ def alarms_context() -> dict:
 
 @bp.route("/alarms")
 def index():
-    from webui.views.overview import page_cursor
-
     return render_template(
         "alarms.html",
         cursor=page_cursor(get_db()),

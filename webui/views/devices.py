@@ -20,6 +20,7 @@ from webui.db import get_db, now, write
 from webui.edge_adapters import downlinks, registry
 from webui.forms import AdoptForm, DeleteDataForm, DownlinkForm, show_error
 from webui.views.auth import actor, role_required
+from webui.views.overview import page_cursor
 
 bp = Blueprint("devices", __name__)
 
@@ -56,8 +57,6 @@ def device_context(device_id: str) -> dict:
 
 @bp.route("/devices/<device_id>")
 def show(device_id: str):
-    from webui.views.overview import page_cursor
-
     context = device_context(device_id)
     return render_template(
         "device.html",

@@ -6,14 +6,13 @@ from flask import Blueprint, render_template
 
 from webui.db import get_db, now
 from webui.edge_adapters import sync_status
+from webui.views.overview import page_cursor
 
 bp = Blueprint("sync", __name__)
 
 
 @bp.route("/sync")
 def index():
-    from webui.views.overview import page_cursor
-
     conn = get_db()
     t = now()
     by_kind = conn.execute(
