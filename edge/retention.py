@@ -38,6 +38,7 @@ from typing import Any
 
 from edge.db import connect, transaction
 from edge.errors import ConfigError
+from edge.sync.config import SectionReader
 from edge.sync.panel_settings import SettingsWatch
 from edge.sync.worker_thread import ThreadedLoop
 
@@ -57,44 +58,27 @@ class RetentionPolicy:
 def parse_retention_config(section: Mapping[str, Any] | None) -> RetentionPolicy:
     """Validate the ``[retention]`` table; a bad value raises ConfigError naming the key."""
     raw = dict(section or {})
-    known = {
-        "max_age_days",
-        "max_db_bytes",
-        "low_water",
-        "min_free_disk_bytes",
-        "chunk_rows",
-        "interval_s",
-    }
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise ConfigError(f"retention.{unknown[0]}: unknown key (see docs/sync.md)")
+    r = SectionReader(raw, "retention")
 
-    def number(key: str, default: Any, lo: float, hi: float, *, integer: bool = False) -> Any:
-        value = raw.get(key, default)
-        if value is None:
+    def optional(read: Callable[..., Any], key: str, default: Any, lo: float, hi: float) -> Any:
+        # The panel's null (no limit) passes through; the config file's checks apply otherwise.
+        if raw.get(key, default) is None:
+            r.seen.add(key)
             return None
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, (int, float))
-            or (integer and not isinstance(value, int))
-        ):
-            raise ConfigError(
-                f"retention.{key}: must be {'an integer' if integer else 'a number'}, not {value!r}"
-            )
-        if not lo <= value <= hi:
-            raise ConfigError(f"retention.{key}: {value} is outside {lo} .. {hi}")
-        return value
+        return read(key, default, lo=lo, hi=hi)
 
-    age_days = number("max_age_days", 90, 0.0001, 36500)
-    max_bytes = number("max_db_bytes", None, 64 * 1024, 2**50, integer=True)
-    return RetentionPolicy(
-        max_age_s=None if age_days is None else float(age_days) * 86400,
+    age_days = optional(r.float, "max_age_days", 90, 0.0001, 36500)
+    max_bytes = optional(r.int, "max_db_bytes", None, 64 * 1024, 2**50)
+    policy = RetentionPolicy(
+        max_age_s=None if age_days is None else age_days * 86400,
         max_db_bytes=max_bytes,
-        low_water=float(number("low_water", 0.8, 0.1, 1.0)),
-        min_free_disk_bytes=number("min_free_disk_bytes", 0, 0, 2**50, integer=True),
-        chunk_rows=number("chunk_rows", 2000, 10, 1_000_000, integer=True),
-        interval_s=float(number("interval_s", 300, 1, 86400)),
+        low_water=r.float("low_water", 0.8, lo=0.1, hi=1.0),
+        min_free_disk_bytes=r.int("min_free_disk_bytes", 0, lo=0, hi=2**50),
+        chunk_rows=r.int("chunk_rows", 2000, lo=10, hi=1_000_000),
+        interval_s=r.float("interval_s", 300, lo=1, hi=86400),
     )
+    r.done()
+    return policy
 
 
 @dataclass

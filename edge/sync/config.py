@@ -95,14 +95,14 @@ class SyncConfig:
 def parse_sync_config(section: Mapping[str, Any] | None, *, site: str | None = None) -> SyncConfig:
     """Validate the ``[sync]`` table; ``site`` (from ``[edge] site``) is used when it has none."""
     raw = dict(section or {})
-    r = _Reader(raw, "sync")
+    r = SectionReader(raw, "sync")
     cfg_site = r.str("site", site or "site", nonempty=True)
     if "/" in cfg_site or "+" in cfg_site or "#" in cfg_site:
         raise ConfigError(f"sync.site: {cfg_site!r} must not contain '/', '+' or '#' (it is a topic level)")
     budget_raw = r.table("budget")
-    b = _Reader(budget_raw, "sync.budget")
+    b = SectionReader(budget_raw, "sync.budget")
     shares_raw = b.table("shares")
-    s = _Reader(shares_raw, "sync.budget.shares")
+    s = SectionReader(shares_raw, "sync.budget.shares")
     budget = BudgetConfig(
         bytes_per_day=b.int("bytes_per_day", 0, lo=0),
         shares=(
@@ -141,9 +141,9 @@ def parse_sync_config(section: Mapping[str, Any] | None, *, site: str | None = N
 
 
 def _parse_mqtt(raw: dict[str, Any]) -> MqttConfig:
-    r = _Reader(raw, "sync.mqtt")
+    r = SectionReader(raw, "sync.mqtt")
     tls_raw = r.table("tls")
-    t = _Reader(tls_raw, "sync.mqtt.tls")
+    t = SectionReader(tls_raw, "sync.mqtt.tls")
     tls = TlsConfig(
         enabled=t.bool("enabled", True),
         ca_file=t.path("ca_file"),
@@ -184,7 +184,7 @@ def _parse_mqtt(raw: dict[str, Any]) -> MqttConfig:
 
 
 def _parse_https(raw: dict[str, Any]) -> HttpsConfig:
-    r = _Reader(raw, "sync.https")
+    r = SectionReader(raw, "sync.https")
     url = r.str("url", "")
     if url:
         parts = urllib.parse.urlsplit(url)
@@ -216,7 +216,7 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-class _Reader:
+class SectionReader:
     """Typed access to one TOML table that remembers which keys were read (unknown keys are errors)."""
 
     def __init__(self, raw: Any, prefix: str):

@@ -128,26 +128,42 @@ def accept(
             now=now,
         )
         # Tells the cloud which edge downlink id its request became (later statuses carry that id).
-        outbox.enqueue(
+        _answer(
             conn,
-            msg_id=msg_id,
-            kind="downlink_status",
-            body={
-                "id": msg_id,
-                "request": req.request_id,
-                "downlink": dl_id,
-                "device": req.device_id,
-                "command": req.command,
-                "status": "queued",
-                "result": None,
-                "ts": now,
-            },
-            device_id=req.device_id,
-            ref_id=dl_id,
-            priority=outbox.PRIORITY_READING,
-            now=now,
+            msg_id,
+            req.request_id,
+            req.device_id,
+            now,
+            downlink=dl_id,
+            command=req.command,
+            status="queued",
+            result=None,
         )
     return dl_id, True
+
+
+def _answer(
+    conn: sqlite3.Connection,
+    msg_id: str,
+    request_id: str | None,
+    device: str | None,
+    now: float,
+    *,
+    downlink: int | None,
+    **fields: Any,
+) -> None:
+    """Enqueue the 'downlink_status' answer to a cloud request (inside the caller's transaction)."""
+    body = {"id": msg_id, "request": request_id, "downlink": downlink, "device": device, **fields, "ts": now}
+    outbox.enqueue(
+        conn,
+        msg_id=msg_id,
+        kind="downlink_status",
+        body=body,
+        device_id=device,
+        ref_id=downlink,
+        priority=outbox.PRIORITY_READING,
+        now=now,
+    )
 
 
 def reject(
@@ -165,23 +181,16 @@ def reject(
     if request_id is None:
         msg_id += f":{int(now * 1000)}"
     with transaction(conn):
-        outbox.enqueue(
+        _answer(
             conn,
-            msg_id=msg_id,
-            kind="downlink_status",
-            body={
-                "id": msg_id,
-                "request": request_id,
-                "downlink": None,
-                "device": device,
-                "status": "failed",
-                "result": f"{error.field}: {error.message}",
-                "field": error.field,
-                "ts": now,
-            },
-            device_id=device,
-            priority=outbox.PRIORITY_READING,
-            now=now,
+            msg_id,
+            request_id,
+            device,
+            now,
+            downlink=None,
+            status="failed",
+            result=f"{error.field}: {error.message}",
+            field=error.field,
         )
 
 

@@ -109,9 +109,13 @@ def decode_envelope(payload: bytes) -> dict[str, Any]:
 # ---------------------------------------------------------------- ThingsBoard gateway API
 
 
-def thingsboard_values(msg: OutboxMessage) -> dict[str, Any]:
-    """Flatten one outbox body into ThingsBoard telemetry key/values (msg_id kept for dedupe)."""
-    body = json.loads(msg.body)
+def thingsboard_values(msg: OutboxMessage, body: Any = None) -> dict[str, Any]:
+    """Flatten one outbox body into ThingsBoard telemetry key/values (msg_id kept for dedupe).
+
+    ``body`` is ``msg.body`` already decoded, when the caller has it.
+    """
+    if body is None:
+        body = json.loads(msg.body)
     values: dict[str, Any] = {"msg_id": msg.msg_id}
     if msg.kind == "reading":
         names_seen: set[str] = set()
@@ -137,23 +141,23 @@ def thingsboard_values(msg: OutboxMessage) -> dict[str, Any]:
     return values
 
 
-def _ts_ms(msg: OutboxMessage) -> int:
-    try:
-        ts = json.loads(msg.body).get("ts")
-    except (ValueError, AttributeError):
-        ts = None
-    return round(float(ts if isinstance(ts, (int, float)) else msg.created_at) * 1000)
+def _point(msg: OutboxMessage) -> dict[str, Any]:
+    """One telemetry point ``{"ts": ms, "values": {...}}``, decoding the body once."""
+    body = json.loads(msg.body)
+    ts = body.get("ts") if isinstance(body, dict) else None
+    ts_ms = round(float(ts if isinstance(ts, (int, float)) else msg.created_at) * 1000)
+    return {"ts": ts_ms, "values": thingsboard_values(msg, body)}
 
 
 def thingsboard_telemetry(batch: Batch) -> bytes:
     """``{"<device>": [{"ts": ms, "values": {...}}, ...]}`` for v1/gateway/telemetry,
     or ``[{"ts": ms, "values": {...}}]`` for the gateway's own v1/devices/me/telemetry."""
     if batch.route == EDGE_ROUTE:
-        doc: Any = [{"ts": _ts_ms(m), "values": thingsboard_values(m)} for m in batch.messages]
+        doc: Any = [_point(m) for m in batch.messages]
     else:
         doc = {}
         for m in batch.messages:
-            doc.setdefault(m.device_id, []).append({"ts": _ts_ms(m), "values": thingsboard_values(m)})
+            doc.setdefault(m.device_id, []).append(_point(m))
     return json.dumps(doc, separators=(",", ":")).encode()
 
 

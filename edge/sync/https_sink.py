@@ -63,6 +63,8 @@ class HttpsSink:
         self._acked: list[Batch] = []
         self._up = False
         self.requests_sent = 0
+        # The last batch encoded: the budget check (wire_size) and submit encode the same batch.
+        self._encoded: tuple[Batch, bytes] | None = None
 
     @property
     def connected(self) -> bool:
@@ -88,7 +90,10 @@ class HttpsSink:
         return None
 
     def payload(self, batch: Batch) -> bytes:
-        return gzip.compress(encoding.envelope_json(batch, self.config.site), compresslevel=6, mtime=0)
+        if self._encoded is None or self._encoded[0] is not batch:
+            raw = encoding.envelope_json(batch, self.config.site)
+            self._encoded = (batch, gzip.compress(raw, compresslevel=6, mtime=0))
+        return self._encoded[1]
 
     def wire_size(self, batch: Batch) -> int:
         return len(self.payload(batch)) + 300  # headers, roughly

@@ -71,6 +71,8 @@ class MqttSink:
         self._acked: list[Batch] = []
         self._rejected: list[tuple[Batch, str]] = []
         self._announced: set[str] = set()  # ThingsBoard devices connected in this session
+        # The last batch encoded: the budget check (wire_size) and submit encode the same batch.
+        self._encoded: tuple[Batch, tuple[str, bytes]] | None = None
 
     # ------------------------------------------------------------------ connection
 
@@ -210,6 +212,11 @@ class MqttSink:
         return min((e.sent_at for e in self._inflight.values()), default=None)
 
     def topic_and_payload(self, batch: Batch) -> tuple[str, bytes]:
+        if self._encoded is None or self._encoded[0] is not batch:
+            self._encoded = (batch, self._encode(batch))
+        return self._encoded[1]
+
+    def _encode(self, batch: Batch) -> tuple[str, bytes]:
         cfg = self.mqtt
         if cfg.profile == "thingsboard":
             topic = (

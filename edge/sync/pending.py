@@ -104,7 +104,3 @@ def count_attempt(conn: sqlite3.Connection, row_ids: Iterable[int]) -> None:
         "UPDATE outbox SET attempts = attempts + 1 WHERE id = ?",
         [(i,) for i in row_ids],
     )
-
-
-def pending_count(conn: sqlite3.Connection) -> int:
-    return int(conn.execute("SELECT count(*) FROM outbox WHERE synced_at IS NULL").fetchone()[0])

@@ -248,3 +248,24 @@ def test_sync_status_reports_backlog_errors_and_bytes(db):
     with transaction(conn):
         state.add_bytes(conn, "mqtt", 10, now + 86400)
     assert sync_status(conn, now + 86400)["bytes_today"] == 10
+
+
+def test_retention_config_is_checked_key_by_key():
+    from edge.retention import RetentionPolicy, parse_retention_config, policy_with_settings
+
+    assert parse_retention_config(None) == RetentionPolicy()
+    policy = parse_retention_config({"max_age_days": 2, "max_db_bytes": 1 << 20, "low_water": 0.5})
+    assert (policy.max_age_s, policy.max_db_bytes, policy.low_water) == (2 * 86400.0, 1 << 20, 0.5)
+    for section, error in (
+        ({"max_age_day": 2}, r"retention\.max_age_day: unknown key"),
+        ({"chunk_rows": 2.5}, r"retention\.chunk_rows: must be an integer"),
+        ({"low_water": "high"}, r"retention\.low_water: must be a number"),
+        ({"max_db_bytes": 1}, r"retention\.max_db_bytes: 1 is outside"),
+        ({"interval_s": True}, r"retention\.interval_s: must be a number"),
+    ):
+        with pytest.raises(ConfigError, match=error):
+            parse_retention_config(section)
+    # The panel's null: no size limit; a null age is refused and the config file's age stays.
+    limited = parse_retention_config({"max_db_bytes": 1 << 20})
+    panel = policy_with_settings(limited, {"retention.max_db_bytes": None, "retention.max_age_days": None})
+    assert panel.max_db_bytes is None and panel.max_age_s == limited.max_age_s
