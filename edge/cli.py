@@ -1,4 +1,4 @@
-"""The ``fieldpost`` command: a thin layer over the library (edge.registry, edge.db, edge.daemon).
+"""The ``fieldpost`` command: a thin layer over the library (edge.registry, edge.store, edge.daemon).
 
 Every command has help text, and every command is listed in docs/cli.md (a test
 checks both). Other areas register their own groups below with a guarded import.
@@ -21,9 +21,10 @@ from typing import Any
 import click
 
 from edge import config as config_mod
-from edge import logs, outbox, registry
-from edge.db import MIGRATIONS, applied_migrations, connect, migrate, transaction
+from edge import logs, registry
 from edge.errors import ConfigError, FieldpostError
+from edge.store import MIGRATIONS, applied_migrations, backlog, connect, migrate, transaction
+from edge.store.query import ReadingReader
 
 
 class Context:
@@ -171,9 +172,9 @@ def _status(conn: sqlite3.Connection, now: float) -> dict[str, Any]:
         "devices": one("SELECT count(*) FROM devices"),
         "devices_seen_1h": one("SELECT count(*) FROM devices WHERE last_seen >= ?", now - 3600),
         "readings": one("SELECT count(*) FROM readings"),
-        "last_reading_at": one("SELECT max(received_at) FROM readings"),
-        "backlog": outbox.unsynced_count(conn),
-        "backlog_oldest_at": outbox.oldest_unsynced_at(conn),
+        "last_reading_at": one("SELECT max(last_seen) FROM devices"),
+        "backlog": backlog.unsynced(conn),
+        "backlog_oldest_at": backlog.oldest_unsynced_at(conn),
         "quarantine": one("SELECT count(*) FROM quarantine"),
         "downlinks": dict(conn.execute("SELECT status, count(*) FROM downlinks GROUP BY status").fetchall()),
     }
@@ -238,8 +239,13 @@ def devices_list(ctx: Context, as_json: bool) -> None:
     """List registered devices with their last frame counter, last contact and battery."""
     with ctx.db() as conn:
         rows = registry.list_devices(conn)
-    for row in rows:
-        row.pop("key")
+        reader = ReadingReader(conn)
+        try:
+            for row in rows:
+                row.pop("key")
+                row["battery_v"] = reader.battery(row["id"])
+        finally:
+            reader.close()
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -537,24 +543,14 @@ def db_vacuum(ctx: Context, full: bool) -> None:
 def db_export(ctx: Context, device_id, since, until, fmt, output) -> None:
     """Export readings (decoded values with units, raw payload, radio metadata), streamed."""
     from edge.export import value_rows
-    from edge.ingest.process import CommittedReading, outbox_body
+    from edge.store.document import reading_document
 
     with ctx.db() as conn:
-        sql = (
-            "SELECT id, device_id, fcnt, port, received_at, rssi, snr, bridge_id, raw, decoded, decode_error"
-            " FROM readings WHERE 1 = 1"
-        )
-        args: list[Any] = []
+        reader = ReadingReader(conn)
         if device_id:
-            sql += " AND device_id = ?"
-            args.append(device_id)
-        if since is not None:
-            sql += " AND received_at >= ?"
-            args.append(since)
-        if until is not None:
-            sql += " AND received_at < ?"
-            args.append(until)
-        sql += " ORDER BY device_id, fcnt"
+            found = reader.device_readings(device_id, start=since, end=until)
+        else:
+            found = reader.all_readings(start=since, end=until)
         writer = None
         if fmt == "csv":
             writer = csv.writer(output)
@@ -574,27 +570,28 @@ def db_export(ctx: Context, device_id, since, until, fmt, output) -> None:
                     "decode_error",
                 ]
             )
-        for row in conn.execute(sql, args):
-            values = json.loads(row["decoded"]) if row["decoded"] else []
-            if writer is None:
-                reading = CommittedReading(
-                    id=row["id"],
-                    device_id=row["device_id"],
-                    fcnt=row["fcnt"],
-                    port=row["port"],
-                    received_at=row["received_at"],
-                    values=values,
-                    raw=bytes(row["raw"]),
-                    rssi=row["rssi"],
-                    snr=row["snr"],
-                    bridge_id=row["bridge_id"],
-                )
-                doc = {**outbox_body(reading), "decode_error": row["decode_error"]}
-                output.write(json.dumps(doc, ensure_ascii=False) + "\n")
-                continue
-            base = [row["device_id"], row["fcnt"], row["received_at"], row["port"]]
-            tail = [row["rssi"], row["snr"], bytes(row["raw"]).hex(), row["decode_error"] or ""]
-            writer.writerows(value_rows(base, values, tail))
+        try:
+            for r in found:
+                values, error = reader.decode(r)
+                if writer is None:
+                    doc = reading_document(
+                        r.device_id,
+                        r.fcnt,
+                        r.received_ms,
+                        r.port,
+                        values,
+                        r.raw,
+                        r.rssi,
+                        r.snr_q,
+                        r.bridge_id,
+                    )
+                    output.write(json.dumps({**doc, "decode_error": error}, ensure_ascii=False) + "\n")
+                    continue
+                base = [r.device_id, r.fcnt, r.received_at, r.port]
+                tail = [r.rssi, r.snr, r.raw.hex(), error or ""]
+                writer.writerows(value_rows(base, values or [], tail))
+        finally:
+            reader.close()
 
 
 # --- config ----------------------------------------------------------------------------------

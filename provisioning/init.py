@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edge import config as edge_config
-from edge.db import connect, migrate, transaction
 from edge.errors import ConfigError
 from edge.registry import audit
+from edge.store import connect, migrate, transaction
 from provisioning import certs, systemd, udev
 from provisioning.schema import REPO_ROOT
 

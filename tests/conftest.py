@@ -8,7 +8,7 @@ from typing import TypeVar
 
 import pytest
 
-from edge.db import connect, migrate
+from edge.store import connect, migrate
 from edge.sim import VirtualModule
 
 T = TypeVar("T")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import multiprocessing
+import threading
 import time
 from importlib.metadata import entry_points
 from typing import Any
@@ -85,10 +86,12 @@ def _worker_main(pipe) -> None:
 
 
 class CodecRunner:
-    """Decodes payloads for the ingest path. One per daemon; not thread-safe."""
+    """Decodes payloads for whoever reads readings (sync, rules, panel, export). Thread-safe: plug-in
+    calls take turns on the one worker process; the built-in codecs run in the caller's thread."""
 
     def __init__(self, *, timeout_s: float = 1.0):
         self.timeout_s = timeout_s
+        self._lock = threading.Lock()
         self._ctx = multiprocessing.get_context("spawn")
         self._proc = None
         self._pipe = None
@@ -101,7 +104,8 @@ class CodecRunner:
                 return lpp.decode(payload, analog_channels=lpp.FIELDPOST_ANALOG_CHANNELS), None
             if codec == "raw":
                 return [], None
-            return self._decode_plugin(codec, port, payload), None
+            with self._lock:
+                return self._decode_plugin(codec, port, payload), None
         except (CodecError, lpp.LppError) as exc:
             return None, f"{codec}: {exc}"
 
@@ -141,6 +145,10 @@ class CodecRunner:
         self._proc = self._pipe = None
 
     def close(self) -> None:
+        with self._lock:
+            self._close()
+
+    def _close(self) -> None:
         if self._proc is not None:
             deadline = time.monotonic() + 1
             self._pipe.close()

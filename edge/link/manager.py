@@ -324,10 +324,16 @@ class LinkManager:
         seq = frame.seq
         bridge = state.peer.get("id")
         if frame.type == FrameType.UPLINK:
-            # fail: the commit failed, nothing was ACKed; a new session makes the module resend
-            # at once instead of after its link-down timeout.
+            # The ACK is queued for the port's own thread to write (after the commit). refuse: the
+            # commit failed and nothing was ACKed; a new session makes the module resend its frames,
+            # and while the edge stays unable to store them it answers them BUSY (daemon._busy), so
+            # the module backs off instead of restarting sessions.
             self._ingest.submit(
-                frame.payload, bridge_id=bridge, reply=lambda ack: port.ack(seq, ack), fail=port.reconnect
+                frame.payload,
+                bridge_id=bridge,
+                reply=lambda ack: port.ack_later(seq, ack),
+                refuse=lambda _reason: port.reconnect_later(),
+                source=port,
             )
         elif frame.type == FrameType.STATUS:
             try:
@@ -340,7 +346,7 @@ class LinkManager:
                 port.nack(seq, NackReason.INVALID, f"STATUS: {why}")
                 return
             self._ingest.submit_call(
-                lambda conn, now: _store_status(conn, bridge, status), reply=lambda: port.ack(seq)
+                lambda conn, now: _store_status(conn, bridge, status), reply=lambda: port.ack_later(seq)
             )
         elif frame.type == FrameType.LOG:
             try:

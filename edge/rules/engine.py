@@ -14,7 +14,6 @@ a savepoint, so one broken rule cannot undo another's work.
 
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import sqlite3
@@ -25,7 +24,6 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from edge import alarms
-from edge.db import transaction
 from edge.rules import state as rule_state
 from edge.rules import store
 from edge.rules.actions import run_action
@@ -44,6 +42,8 @@ from edge.rules.evaluate import (
 )
 from edge.rules.model import Rule
 from edge.rules.status import SiteStatus, Snapshot, StatusProvider
+from edge.store import transaction
+from edge.store.query import ReadingReader
 
 log = logging.getLogger("fieldpost.rules")
 
@@ -61,7 +61,7 @@ class StoredReading:
 
 
 class RuleEngine:
-    """``conn_factory()`` opens the engine's own connection (edge.db.connect on the buffer file).
+    """``conn_factory()`` opens the engine's own connection (edge.store.connect on the buffer file).
 
     ``clock`` gives the time for :meth:`tick` when no ``now`` is passed; ``status``
     supplies link, cloud and buffer state (default: cloud state from sync_state only).
@@ -79,6 +79,7 @@ class RuleEngine:
         self._status = status or SiteStatus()
         self._conn: sqlite3.Connection | None = None
         self._feed: alarms.AlarmFeed | None = None
+        self._reader: ReadingReader | None = None  # decodes readings (its codec worker is started lazily)
         self._pending_listeners: list[alarms.AlarmListener] = []
         self._lock = threading.RLock()
         self._queue: queue.Queue[list[int] | None] = queue.Queue()
@@ -155,7 +156,7 @@ class RuleEngine:
                 conn = self._connection()
                 rules = [r for r in store.load_enabled(conn) if r.kind in READING_KINDS]
                 if rules:
-                    stored = load_readings(conn, ids)
+                    stored = load_readings(self._reader_for(conn), ids)
                     with transaction(conn):
                         for reading in stored:
                             for rule in rules:
@@ -199,12 +200,22 @@ class RuleEngine:
             self._worker.join(30)
             self._worker = None
         with self._lock:
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
                 self._feed = None
 
     # ------------------------------------------------------------------ readings
+
+    def _reader_for(self, conn: sqlite3.Connection) -> ReadingReader:
+        if self._reader is None or self._reader.conn is not conn:
+            if self._reader is not None:
+                self._reader.close()
+            self._reader = ReadingReader(conn)
+        return self._reader
 
     def _on_reading(self, conn: sqlite3.Connection, rule: Rule, reading: StoredReading) -> None:
         dev, at = reading.device_id, reading.received_at
@@ -251,12 +262,13 @@ class RuleEngine:
                     )
                     self._apply(conn, rule, subject, dev, sample, current=current)
             if rule.kind == "battery":
-                rows = conn.execute(
-                    "SELECT id, battery_v FROM devices WHERE battery_v IS NOT NULL"
-                ).fetchall()
-                for dev, volts in rows:
+                # The battery now: from each device's newest reading (nothing decoded is stored).
+                reader = self._reader_for(conn)
+                for (dev,) in conn.execute("SELECT id FROM devices").fetchall():
                     if rule.applies_to(dev):
-                        self._apply(conn, rule, dev, dev, level_sample(rule, float(volts), now))
+                        volts = reader.battery(dev)
+                        if volts is not None:
+                            self._apply(conn, rule, dev, dev, level_sample(rule, volts, now))
             return
 
         seen: set[str] = set()
@@ -386,7 +398,7 @@ class RuleEngine:
 
 
 def metric_names(rule: Rule) -> set[str]:
-    # The LPP codec names a voltage channel "voltage"; ingest takes it as the battery (devices.battery_v).
+    # The LPP codec names a voltage channel "voltage"; it is taken as the battery (edge.store.decode.battery_of).
     if rule.kind == "battery" and rule.metric == "battery":
         return {"battery", "voltage"}
     return {rule.metric}
@@ -404,26 +416,8 @@ def reading_ids(readings: Iterable[Any]) -> list[int]:
     return ids
 
 
-def load_readings(conn: sqlite3.Connection, ids: list[int]) -> list[StoredReading]:
-    out = []
-    for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
-        marks = ",".join("?" * len(chunk))
-        rows = conn.execute(
-            f"SELECT id, device_id, received_at, decoded FROM readings WHERE id IN ({marks})", chunk
-        ).fetchall()
-        for row in rows:
-            try:
-                values = json.loads(row["decoded"]) if row["decoded"] else []
-            except ValueError:
-                values = []
-            out.append(
-                StoredReading(
-                    row["id"],
-                    row["device_id"],
-                    float(row["received_at"]),
-                    values if isinstance(values, list) else [],
-                )
-            )
+def load_readings(reader: ReadingReader, ids: list[int]) -> list[StoredReading]:
+    """The readings with these ids, decoded from their raw payloads (edge.store.decode)."""
+    out = [StoredReading(r.id, r.device_id, r.received_at, reader.values(r)) for r in reader.by_ids(ids)]
     out.sort(key=lambda r: (r.received_at, r.id))
     return out

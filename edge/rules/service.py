@@ -14,13 +14,13 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from edge.db import connect
 from edge.errors import ConfigError, ValidationError
 from edge.notify import Notifier, NotifyConfig, parse_notify
 from edge.rules.engine import RuleEngine
 from edge.rules.model import parse_rules
 from edge.rules.status import LinkStatus, SiteStatus
 from edge.rules.store import sync_config_rules
+from edge.store import connect
 
 log = logging.getLogger("fieldpost.rules")
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from edge import config as config_mod
 from edge.codecs import CodecRunner, lpp
 from edge.daemon import Daemon
-from edge.db import connect, migrate, transaction
+from edge.store import connect, migrate, transaction
 from edge.ingest import Ingestor
 from edge.ingest.writer import Item
 from edge.link.frame import FrameType, encode

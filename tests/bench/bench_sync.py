@@ -26,7 +26,7 @@ import time
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge.db import connect, migrate, transaction
+from edge.store import connect, migrate, transaction
 from edge.sync import encoding
 from edge.sync.service import SyncService
 

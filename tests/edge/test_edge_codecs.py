@@ -1,6 +1,3 @@
-import sys
-import textwrap
-
 import pytest
 
 from edge.codecs import CodecError, CodecRunner, available, lpp, normalise
@@ -53,40 +50,6 @@ def test_normalise_rejects_bad_codec_output():
     ):
         with pytest.raises(CodecError):
             normalise(bad)
-
-
-PLUGIN = """
-import time
-
-def good(payload, port):
-    return [{"channel": 1, "name": "level", "value": payload[0] * 2, "unit": "cm"}]
-
-def slow(payload, port):
-    while True:
-        time.sleep(0.01)
-
-def broken(payload, port):
-    raise ValueError("byte 0 out of range")
-
-def wrong(payload, port):
-    return {"level": 1}
-"""
-
-
-@pytest.fixture
-def plugin_path(tmp_path, monkeypatch):
-    """An installed plug-in: a module plus a dist-info with fieldpost.codecs entry points."""
-    (tmp_path / "fp_test_codecs.py").write_text(textwrap.dedent(PLUGIN))
-    info = tmp_path / "fp_test_codecs-1.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fp-test-codecs\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text(
-        "[fieldpost.codecs]\n"
-        + "".join(f"tank_{n} = fp_test_codecs:{n}\n" for n in ("good", "slow", "broken", "wrong"))
-    )
-    monkeypatch.syspath_prepend(str(tmp_path))
-    yield tmp_path
-    sys.modules.pop("fp_test_codecs", None)
 
 
 def test_plugins_are_listed(plugin_path):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from edge import registry
 from edge.codecs import CodecRunner
-from edge.db import connect, migrate, transaction
+from edge.store import connect, migrate, transaction
 from edge.ingest import handle_uplink
 from edge.radio import AckResult
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from click.testing import CliRunner
 from gpiozero.pins.mock import MockFactory
 
-from edge.db import connect, migrate, transaction
+from edge.store import connect, migrate, transaction
 from edge.gpio.cli import gpio_group
 from edge.gpio.indicators import Indicators
 from edge.gpio.pinmap import load_pin_map

@@ -272,7 +272,7 @@ def test_panel_port_is_8080_unless_taken_then_any_free_one():
 
 
 def test_demo_admin_gets_a_new_password_every_run(tmp_path):
-    from edge.db import connect, migrate
+    from edge.store import connect, migrate
     from edge.demo import DEMO_ADMIN, ensure_demo_admin
     from webui import accounts
 

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from edge_firmware_site import free_udp_ports  # tests/edge, put on sys.path by conftest.py
 
 from edge.codecs import CodecRunner
-from edge.db import connect, transaction
+from edge.store import connect, transaction
 from edge.ingest.process import handle_uplink
 from edge.link.frame import FrameType
 from edge.link.port import LinkPort

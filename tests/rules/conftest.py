@@ -3,7 +3,7 @@
 
 import pytest
 
-from edge.db import connect
+from edge.store import connect
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 import json
 
-from edge.db import transaction
+from edge.store import transaction
 
 NODE = "a1b2c3d4e5f60708"
 OTHER = "0102030405060708"

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from edge.db import connect
+from edge.store import connect
 from edge.rules import RuleEngine, save_rule
 from tests.rules.helpers import NODE, OTHER, FakeClock, add_device, add_reading, alarm_rows
 

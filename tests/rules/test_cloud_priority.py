@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from edge.db import connect
+from edge.store import connect
 from edge.rules import RuleEngine, save_rule
 from edge.sync import SyncService, encoding
 from tests.rules.helpers import NODE, add_device, add_reading, alarm_rows

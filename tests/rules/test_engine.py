@@ -5,7 +5,7 @@ import json
 import pytest
 
 from edge import alarms
-from edge.db import connect, transaction
+from edge.store import connect, transaction
 from edge.rules import LinkStatus, RuleEngine, SiteStatus, save_rule, set_enabled
 from tests.rules.helpers import NODE, OTHER, FakeClock, add_device, add_reading, alarm_rows, history_states
 

@@ -8,7 +8,7 @@ import pytest
 
 from edge import alarms, registry
 from edge.codecs import CodecRunner, lpp
-from edge.db import connect
+from edge.store import connect
 from edge.ingest import Ingestor
 from edge.radio import build_serial_uplink, build_uplink
 from edge.rules import RuleEngine, save_rule

@@ -10,7 +10,7 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from edge import alarms
-from edge.db import connect
+from edge.store import connect
 from edge.errors import ValidationError
 from edge.notify import Notifier, backoff_delay, parse_notify
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge.db import connect, migrate, transaction
+from edge.store import connect, migrate, transaction
 from edge.sync import encoding
 from tests.conftest import wait_until
 

@@ -10,7 +10,7 @@ import click
 from click.testing import CliRunner
 from sync_helpers import REPO, buffer_readings, write_toml
 
-from edge.db import transaction
+from edge.store import transaction
 from edge.sync import state
 from edge.sync.cli import sync_group
 
@@ -87,7 +87,7 @@ def test_run_refuses_a_bad_config_naming_the_key(db, tmp_path):
 def test_every_config_key_is_documented():
     import dataclasses
 
-    from edge.retention import parse_retention_config
+    from edge.store.retention import parse_retention_config
     from edge.sync.config import HttpsConfig, MqttConfig, SyncConfig, TlsConfig
 
     doc = (REPO / "docs" / "sync.md").read_text()

@@ -11,7 +11,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from sync_helpers import DEVICES, CloudSubscriber, add_devices, sync_config, wait_for
 
 from edge import downlinks
-from edge.db import transaction
+from edge.store import transaction
 from edge.radio import DownlinkResult
 from edge.sync import SyncService
 

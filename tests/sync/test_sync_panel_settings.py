@@ -12,9 +12,10 @@ import trustme
 from click.testing import CliRunner
 from sync_helpers import CloudSubscriber, add_devices, buffer_readings, sync_config, unsynced, wait_for
 
-from edge.db import transaction
+from edge.store import transaction
 from edge.errors import ConfigError
-from edge.retention import RetentionWorker, parse_retention_config, policy_with_settings
+from edge.store.retention import parse_retention_config, policy_with_settings
+from edge.store.retention_worker import RetentionWorker
 from edge.sync import SyncService, parse_sync_config
 from edge.sync.cli import sync_group
 from edge.sync.panel_settings import sync_config_with, with_endpoint

@@ -10,9 +10,9 @@ import pytest
 from sync_helpers import add_devices, buffer_readings, unsynced
 
 from edge import alarms
-from edge.db import transaction
+from edge.store import transaction
 from edge.errors import ConfigError
-from edge.retention import (
+from edge.store.retention import (
     RetentionPolicy,
     apply_retention,
     parse_retention_config,

@@ -9,7 +9,7 @@ import random
 import pytest
 from sync_helpers import buffer_readings
 
-from edge.db import transaction
+from edge.store import transaction
 from edge.errors import ConfigError
 from edge.sync import budget, encoding, parse_sync_config, state, sync_status
 from edge.sync.backoff import Backoff
@@ -251,7 +251,7 @@ def test_sync_status_reports_backlog_errors_and_bytes(db):
 
 
 def test_retention_config_is_checked_key_by_key():
-    from edge.retention import RetentionPolicy, parse_retention_config, policy_with_settings
+    from edge.store.retention import RetentionPolicy, parse_retention_config, policy_with_settings
 
     assert parse_retention_config(None) == RetentionPolicy()
     policy = parse_retention_config({"max_age_days": 2, "max_db_bytes": 1 << 20, "low_water": 0.5})

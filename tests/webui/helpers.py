@@ -11,7 +11,7 @@ from argon2 import PasswordHasher
 
 from edge import registry
 from edge.codecs import CodecRunner, lpp
-from edge.db import connect, transaction
+from edge.store import connect, transaction
 from edge.ingest.process import handle_uplink
 from edge.radio import AckResult, build_serial_uplink, build_uplink
 from webui import accounts

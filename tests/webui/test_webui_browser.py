@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.db import connect
+from edge.store import connect
 from tests.webui.browser import (
     CHROMIUM,
     expect,
@@ -94,7 +94,7 @@ def panel(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("panel")
     db_path = str(tmp / "fieldpost.db")
     conn = connect(db_path)
-    from edge.db import migrate
+    from edge.store import migrate
 
     migrate(conn)
     conn.close()

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from edge.db import connect, migrate, transaction
+from edge.store import connect, migrate, transaction
 from webui import queries
 
 DEVICE = "7a4b000000000002"

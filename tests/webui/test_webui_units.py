@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from edge.config import from_dict
-from edge.db import connect
+from edge.store import connect
 from edge.errors import ConfigError, ValidationError
 from webui import airtime, create_app, formatting
 from webui.cli import standalone

@@ -17,7 +17,7 @@ import time
 import pytest
 
 from edge.daemon import Daemon
-from edge.db import connect
+from edge.store import connect
 from tests.conftest import wait_until
 from tests.sitekit import NODE_ID, register_modules, site_config, start_bridge
 from tests.webui.browser import CHROMIUM, expect, launch, log_in, offline_page
@@ -53,7 +53,7 @@ def newest_reading(conn):
 def test_virtual_module_reading_and_downlink_in_the_browser(tmp_path, virtual_module):
     db_path = str(tmp_path / "fieldpost.db")
     conn = connect(db_path)
-    from edge.db import migrate
+    from edge.store import migrate
 
     migrate(conn)
     register_modules(

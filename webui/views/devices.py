@@ -15,8 +15,11 @@ from flask import (
 )
 
 from edge.errors import ValidationError
+from edge.store import cursor, numbers
+from edge.store import readings as store_readings
+from edge.store.decode import battery_of
 from webui import airtime, audit, queries
-from webui.db import get_db, now, write
+from webui.db import get_db, get_reader, now, write
 from webui.edge_adapters import downlinks, registry
 from webui.forms import AdoptForm, DeleteDataForm, DownlinkForm, show_error
 from webui.views.auth import actor, role_required
@@ -37,16 +40,21 @@ def device_context(device_id: str) -> dict:
     device = _device_or_404(device_id)
     t = now()
     cfg = current_app.config
-    latest = queries.latest_decoded_reading(conn, device_id)
-    lengths = queries.payload_lengths_since(conn, device_id, t - 3600)
+    reader = get_reader()
+    latest = queries.latest_decoded_reading(reader, device_id)
+    lengths = queries.payload_lengths_since(reader, device_id, t - 3600)
     use = airtime.duty_cycle_use(lengths, window_s=3600, sf=cfg["RADIO_SF"], bw_hz=cfg["RADIO_BW_HZ"])
     d = queries.device_dict(device)
+    latest_dict = queries.reading_dict(reader, latest) if latest is not None else None
+    d["battery_v"] = battery_of(latest_dict["values"]) if latest_dict else None
+    if d["battery_v"] is None:
+        d["battery_v"] = reader.battery(device_id)
     return {
         "now": t,
         "device": d,
         "online": queries.is_online(device, t, cfg["ONLINE_INTERVALS"]),
-        "latest": queries.reading_dict(latest) if latest is not None else None,
-        "frames": [queries.reading_dict(r) for r in queries.raw_frames(conn, device_id)],
+        "latest": latest_dict,
+        "frames": [queries.reading_dict(reader, r) for r in queries.raw_frames(reader, device_id)],
         "airtime": use,
         "duty_limit": cfg["DUTY_CYCLE_LIMIT"],
         "radio": {"sf": cfg["RADIO_SF"], "bw_khz": cfg["RADIO_BW_HZ"] / 1000},
@@ -88,7 +96,7 @@ def series(device_id: str):
     window = request.args.get("window", "24h")
     if window not in queries.WINDOWS:
         return jsonify({"error": "window", "message": "Use 24h or 7d."}), 400
-    return jsonify(queries.series(get_db(), device_id, window_s=queries.WINDOWS[window], now=now()))
+    return jsonify(queries.series(get_reader(), device_id, window_s=queries.WINDOWS[window], now=now()))
 
 
 @bp.route("/devices/<device_id>/downlinks", methods=["POST"])
@@ -144,18 +152,22 @@ def delete_data(device_id: str):
     form = DeleteDataForm(device_id)
     if form.validate_on_submit():
         with write() as conn:
-            readings = conn.execute("DELETE FROM readings WHERE device_id = ?", (device_id,)).rowcount
-            # What the cloud has not had yet must not leave the site after the operator deleted it.
-            pending = conn.execute(
-                "DELETE FROM outbox WHERE device_id = ? AND kind = 'reading' AND synced_at IS NULL",
-                (device_id,),
-            ).rowcount
+            # Every reading of the device, synced or not: what the cloud has not had yet must not
+            # leave the site after the operator deleted it.
+            number = numbers.number_of(conn, device_id)
+            low, high = store_readings.device_bounds(number) if number is not None else (0, -1)
+            unsynced = store_readings.count_between(
+                conn,
+                max(low, cursor.load(conn).get(number, low - 1) + 1),
+                high,  # type: ignore[arg-type]
+            )
+            readings = store_readings.delete_between(conn, low, high)
             audit.record(
                 conn,
                 actor=actor(),
                 action="device.delete_data",
                 target=device_id,
-                detail={"readings": readings, "unsynced_outbox": pending},
+                detail={"readings": readings, "unsynced": unsynced},
                 now=now(),
             )
         flash(f"Deleted {readings} readings of {device_id}.")
