@@ -140,20 +140,17 @@ def first_at_or_after(conn: sqlite3.Connection, number: int, since_ms: int) -> i
         return None
     lo, hi = bounds
     probe = "SELECT id, received_ms FROM readings WHERE id >= ? ORDER BY id LIMIT 1"
-    # Invariant: every reading below ``lo`` was received before since_ms; the answer is in [lo, hi].
-    if conn.execute(probe, (lo,)).fetchone()[1] >= since_ms:
-        return lo
-    last = conn.execute(probe, (hi,)).fetchone()
-    if last[1] < since_ms:
+    if conn.execute(probe, (hi,)).fetchone()[1] < since_ms:
         return None
+    # The smallest key x in [lo, hi] whose first reading at or after x was received at or after
+    # since_ms; hi qualifies, and the property only turns from false to true as x grows.
     while lo < hi:
         mid = (lo + hi) // 2
-        rid, ms = conn.execute(probe, (mid,)).fetchone()
-        if ms >= since_ms:
-            hi = rid
+        if conn.execute(probe, (mid,)).fetchone()[1] >= since_ms:
+            hi = mid
         else:
-            lo = rid + 1
-    return lo
+            lo = mid + 1
+    return conn.execute(probe, (lo,)).fetchone()[0]
 
 
 def iter_device(

@@ -42,6 +42,11 @@ class Batch:
     size_estimate: int = 0
 
     @property
+    def row_ids(self) -> list[int]:
+        """Every message's row id (outbox ids and reading ids: see ``source``)."""
+        return [m.row_id for m in self.messages]
+
+    @property
     def outbox_ids(self) -> list[int]:
         return [m.row_id for m in self.messages if m.source == OUTBOX]
 
