@@ -7,6 +7,8 @@ import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
+WAL_SIZE_LIMIT = 4 * 1024 * 1024
+
 
 def connect(path: str | Path, *, readonly: bool = False, timeout: float = 10.0) -> sqlite3.Connection:
     """Open the buffer database.
@@ -25,6 +27,9 @@ def connect(path: str | Path, *, readonly: bool = False, timeout: float = 10.0) 
         conn = sqlite3.connect(str(path), timeout=timeout, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
         conn.execute("PRAGMA journal_mode=WAL")
+        # After a checkpoint the WAL is cut back to this size instead of keeping its largest size on
+        # disk for ever (a retention pass or a backlog can grow it by many MB).
+        conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA foreign_keys=ON")

@@ -36,6 +36,7 @@ SQLITE_FULL = 13
 SQLITE_IOERR = 10
 PAUSE_INITIAL_S = 0.5
 PAUSE_MAX_S = 10.0
+MIN_RESERVE = 256 * 1024
 
 
 def is_disk_full(exc: BaseException) -> bool:
@@ -70,29 +71,33 @@ class SpaceGuard:
         self._pause = 0.0
         self.on_full: list[Callable[[], None]] = []  # e.g. retention's "run a pass now"
         self.times_full = 0
+        self.reserved = 0  # bytes of the reserve made by this guard (0: none)
 
     # ------------------------------------------------------------------ reserve
 
     def prepare(self) -> bool:
-        """Make the reserve if it is missing and the disk has room for it; True if it is there."""
+        """Make the reserve if it is missing; True if there is one.
+
+        On a disk with little room the reserve is smaller (a quarter of what is free, down to
+        MIN_RESERVE): a small one still lets the edge write its alarm and checkpoint.
+        """
         if self.reserve_bytes <= 0:
             return True
         try:
-            if self.reserve_path.exists() and self.reserve_path.stat().st_size >= self.reserve_bytes:
+            if self.reserve_path.exists() and self.reserve_path.stat().st_size > 0:
                 return True
-            if self._free(self.db_path.parent) < 2 * self.reserve_bytes:
-                log.warning(
-                    "store reserve not made %s",
-                    kv(path=self.reserve_path, need=self.reserve_bytes, why="not enough free space"),
-                )
+            size = min(self.reserve_bytes, self._free(self.db_path.parent) // 4)
+            if size < MIN_RESERVE:
+                log.warning("store reserve not made %s", kv(path=self.reserve_path, why="not enough free space"))
                 return False
             fd = os.open(self.reserve_path, os.O_WRONLY | os.O_CREAT, 0o600)
             try:
                 # posix_fallocate really allocates the blocks (a sparse file would free nothing)
-                os.posix_fallocate(fd, 0, self.reserve_bytes)
+                os.posix_fallocate(fd, 0, size)
                 os.fsync(fd)
             finally:
                 os.close(fd)
+            self.reserved = size
             return True
         except OSError as exc:
             log.warning("store reserve not made %s", kv(path=self.reserve_path, error=exc))
@@ -163,8 +168,10 @@ class SpaceGuard:
         with self._lock:
             if not self.full:
                 return False
+            # Room for the reserve again and as much to write into: taking uplinks on a disk that
+            # refills at once would only trade one full disk for another.
             free = self._free(self.db_path.parent)
-            if free < 2 * self.reserve_bytes + 1024 * 1024:
+            if free < 2 * max(self.reserved, MIN_RESERVE) + 1024 * 1024:
                 return False
             self.full = False
             self.full_since = None

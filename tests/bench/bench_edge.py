@@ -26,11 +26,11 @@ from pathlib import Path
 from edge import config as config_mod
 from edge.codecs import CodecRunner, lpp
 from edge.daemon import Daemon
-from edge.store import connect, migrate, transaction
 from edge.ingest import Ingestor
 from edge.ingest.writer import Item
 from edge.link.frame import FrameType, encode
 from edge.radio import build_serial_uplink, build_uplink
+from edge.store import connect, migrate, transaction
 from tests.edge.edge_module_peer import ModulePeer, Node
 
 BAUD = 921_600

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from edge.store import connect
 from edge.rules import RuleEngine, save_rule
+from edge.store import connect
 from edge.sync import SyncService, encoding
 from tests.rules.helpers import NODE, add_device, add_reading, alarm_rows
 from tests.rules.netgate import InternetGate

@@ -5,8 +5,8 @@ import json
 import pytest
 
 from edge import alarms
-from edge.store import connect, transaction
 from edge.rules import LinkStatus, RuleEngine, SiteStatus, save_rule, set_enabled
+from edge.store import connect, transaction
 from tests.rules.helpers import NODE, OTHER, FakeClock, add_device, add_reading, alarm_rows, history_states
 
 T0 = 1_000_000.0

@@ -8,10 +8,10 @@ import pytest
 
 from edge import alarms, registry
 from edge.codecs import CodecRunner, lpp
-from edge.store import connect
 from edge.ingest import Ingestor
 from edge.radio import build_serial_uplink, build_uplink
 from edge.rules import RuleEngine, save_rule
+from edge.store import connect
 from tests.conftest import wait_until
 from tests.rules.helpers import FakeClock, alarm_rows, history_states
 

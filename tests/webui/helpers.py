@@ -11,9 +11,9 @@ from argon2 import PasswordHasher
 
 from edge import registry
 from edge.codecs import CodecRunner, lpp
-from edge.store import connect, transaction
 from edge.ingest.process import handle_uplink
 from edge.radio import AckResult, build_serial_uplink, build_uplink
+from edge.store import connect, transaction
 from webui import accounts
 
 PASSWORD = "correct horse battery"
