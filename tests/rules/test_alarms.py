@@ -5,8 +5,8 @@ import json
 import pytest
 
 from edge import alarms
-from edge.store import transaction
 from edge.errors import ValidationError
+from edge.store import transaction
 
 
 def _outbox(conn):
