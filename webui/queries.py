@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from edge.radio import is_device_id
+from edge.store import readings as store_readings
 from edge.store.decode import battery_of
 from edge.store.query import ReadingReader
 from edge.store.query import reading_dict as store_reading_dict
@@ -97,13 +98,34 @@ def readings(
     limit: int,
     after_id: int = 0,
 ) -> list[Reading]:
-    """A page of a device's readings in [start, end), oldest first; ``after_id`` continues a page."""
-    out = []
-    for reading in reader.device_readings(device_id, start=start, end=end, chunk=min(2000, limit + 1)):
-        if reading.id > after_id:
-            out.append(reading)
-            if len(out) >= limit:
-                break
+    """A page of a device's readings received in [start, end), oldest first.
+
+    ``after_id`` (the last id of the previous page) continues a page: the next page is read
+    from that key on, not found by skipping the pages before it, so paging through a long
+    range costs the same per page.
+    """
+    conn = reader.conn
+    number = reader.numbers.number(conn, device_id)
+    if number is None:
+        return []
+    start_ms, end_ms = round(start * 1000), round(end * 1000)
+    first = store_readings.first_at_or_after(conn, number, start_ms)
+    if first is None:
+        return []
+    low, high = max(first, after_id + 1), store_readings.device_bounds(number)[1]
+    out: list[Reading] = []
+    while len(out) < limit:
+        want = limit - len(out)
+        rows = store_readings.select_rows(conn, low, high, limit=want)
+        for row in rows:
+            received_ms = row[1]
+            if received_ms >= end_ms:
+                return out
+            if received_ms >= start_ms:  # a clock stepped back can put one before the start
+                out.append(reader.reading(row))
+        if len(rows) < want:
+            return out
+        low = rows[-1][0] + 1
     return out
 
 

@@ -26,6 +26,7 @@ from webui.views.auth import actor, role_required
 from webui.views.overview import page_cursor
 
 bp = Blueprint("devices", __name__)
+DELETE_CHUNK = 2000  # readings deleted per transaction: ingest waits milliseconds, not seconds
 
 
 def _device_or_404(device_id: str):
@@ -151,29 +152,56 @@ def delete_data(device_id: str):
     _device_or_404(device_id)
     form = DeleteDataForm(device_id)
     if form.validate_on_submit():
-        with write() as conn:
-            # Every reading of the device, synced or not: what the cloud has not had yet must not
-            # leave the site after the operator deleted it.
-            number = numbers.number_of(conn, device_id)
-            low, high = store_readings.device_bounds(number) if number is not None else (0, -1)
-            unsynced = store_readings.count_between(
-                conn,
-                max(low, cursor.load(conn).get(number, low - 1) + 1),
-                high,  # type: ignore[arg-type]
-            )
-            readings = store_readings.delete_between(conn, low, high)
-            audit.record(
-                conn,
-                actor=actor(),
-                action="device.delete_data",
-                target=device_id,
-                detail={"readings": readings, "unsynced": unsynced},
-                now=now(),
-            )
+        readings = _delete_readings(device_id)
         flash(f"Deleted {readings} readings of {device_id}.")
         return redirect(url_for("devices.show", device_id=device_id))
     context = device_context(device_id)
     return render_template("device.html", form=DownlinkForm(), delete_form=form, cursor="", **context), 400
+
+
+def _delete_readings(device_id: str) -> int:
+    """Delete every reading the device has stored, synced or not (what the cloud has not had yet
+    must not leave the site after the operator deleted it); return how many went.
+
+    The decision is audited first, then the readings go in short transactions, oldest first, so
+    the ingest writer never waits long for the lock. Readings that arrive meanwhile are kept.
+    """
+    with write() as conn:
+        low, last = 0, -1  # a device never heard from has nothing stored
+        stored = unsynced = 0
+        number = numbers.number_of(conn, device_id)
+        found = None if number is None else store_readings.last_id(conn, number)
+        if number is not None and found is not None:
+            low, last = store_readings.device_bounds(number)[0], found
+            stored = store_readings.count_between(conn, low, last)
+            synced_to = cursor.load(conn).get(number, low - 1)
+            unsynced = store_readings.count_between(
+                conn, max(low, synced_to + 1), last, ports=store_readings.SYNCED_PORTS
+            )
+        audit.record(
+            conn,
+            actor=actor(),
+            action="device.delete_data",
+            target=device_id,
+            detail={"readings": stored, "unsynced": unsynced},
+            now=now(),
+        )
+    deleted = 0
+    while low <= last:
+        with write() as conn:
+            end = _chunk_end(conn, low, last)
+            deleted += store_readings.delete_between(conn, low, end)
+        low = end + 1
+    return deleted
+
+
+def _chunk_end(conn, low: int, high: int) -> int:
+    """The id that ends a chunk of DELETE_CHUNK stored readings starting at ``low`` (at most ``high``)."""
+    row = conn.execute(
+        "SELECT id FROM readings WHERE id BETWEEN ? AND ? ORDER BY id LIMIT 1 OFFSET ?",
+        (low, high, DELETE_CHUNK - 1),
+    ).fetchone()
+    return high if row is None else row[0]
 
 
 @bp.route("/quarantine")
