@@ -12,8 +12,7 @@ from typing import Any
 from edge.radio import is_device_id
 from edge.store import readings as store_readings
 from edge.store.decode import battery_of
-from edge.store.query import ReadingReader
-from edge.store.query import reading_dict as store_reading_dict
+from edge.store.query import ReadingReader, reading_dict
 from edge.store.readings import Reading
 
 WINDOWS = {"24h": 86400, "7d": 7 * 86400}
@@ -22,10 +21,6 @@ ALARM_STATES = ("raised", "acknowledged", "cleared")
 
 
 READINGS_PORT = 1  # docs/radio.md: port 1 carries sensor readings; 2 downlink results, 3 module status
-
-
-def reading_dict(reader: ReadingReader, reading: Reading) -> dict[str, Any]:
-    return store_reading_dict(reader, reading)
 
 
 def latest_decoded_reading(reader: ReadingReader, device_id: str, *, scan: int = 50) -> Reading | None:
@@ -44,6 +39,19 @@ def latest_decoded_reading(reader: ReadingReader, device_id: str, *, scan: int =
     return None
 
 
+def latest_values(reader: ReadingReader, device_id: str) -> dict[str, Any] | None:
+    """The newest sensor reading with values, as the panel and the API show it (reading_dict)."""
+    latest = latest_decoded_reading(reader, device_id)
+    return None if latest is None else reading_dict(reader, latest)
+
+
+def battery_v(reader: ReadingReader, device_id: str, latest: dict[str, Any] | None) -> float | None:
+    """The battery voltage to show: from the latest values when they carry it, else from the
+    newest readings that do (a module status reports it too)."""
+    volts = battery_of(latest["values"]) if latest else None
+    return volts if volts is not None else reader.battery(device_id)
+
+
 def is_online(device: sqlite3.Row | dict, now: float, intervals: int) -> bool:
     last_seen = device["last_seen"]
     return last_seen is not None and now - last_seen <= intervals * max(device["interval_s"], 10)
@@ -52,13 +60,10 @@ def is_online(device: sqlite3.Row | dict, now: float, intervals: int) -> bool:
 def devices_overview(reader: ReadingReader, now: float, online_intervals: int) -> list[dict[str, Any]]:
     out = []
     for device in reader.conn.execute("SELECT * FROM devices ORDER BY name, id").fetchall():
-        latest = latest_decoded_reading(reader, device["id"])
         d = device_dict(device)
         d["online"] = is_online(device, now, online_intervals)
-        d["latest"] = reading_dict(reader, latest) if latest is not None else None
-        d["battery_v"] = battery_of(d["latest"]["values"]) if d["latest"] else None
-        if d["battery_v"] is None:
-            d["battery_v"] = reader.battery(device["id"])
+        d["latest"] = latest_values(reader, device["id"])
+        d["battery_v"] = battery_v(reader, device["id"], d["latest"])
         out.append(d)
     return out
 

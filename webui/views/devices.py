@@ -17,7 +17,6 @@ from flask import (
 from edge.errors import ValidationError
 from edge.store import cursor, numbers
 from edge.store import readings as store_readings
-from edge.store.decode import battery_of
 from webui import airtime, audit, queries
 from webui.db import get_db, get_reader, now, write
 from webui.edge_adapters import downlinks, registry
@@ -42,19 +41,16 @@ def device_context(device_id: str) -> dict:
     t = now()
     cfg = current_app.config
     reader = get_reader()
-    latest = queries.latest_decoded_reading(reader, device_id)
+    latest = queries.latest_values(reader, device_id)
     lengths = queries.payload_lengths_since(reader, device_id, t - 3600)
     use = airtime.duty_cycle_use(lengths, window_s=3600, sf=cfg["RADIO_SF"], bw_hz=cfg["RADIO_BW_HZ"])
     d = queries.device_dict(device)
-    latest_dict = queries.reading_dict(reader, latest) if latest is not None else None
-    d["battery_v"] = battery_of(latest_dict["values"]) if latest_dict else None
-    if d["battery_v"] is None:
-        d["battery_v"] = reader.battery(device_id)
+    d["battery_v"] = queries.battery_v(reader, device_id, latest)
     return {
         "now": t,
         "device": d,
         "online": queries.is_online(device, t, cfg["ONLINE_INTERVALS"]),
-        "latest": latest_dict,
+        "latest": latest,
         "frames": [queries.reading_dict(reader, r) for r in queries.raw_frames(reader, device_id)],
         "airtime": use,
         "duty_limit": cfg["DUTY_CYCLE_LIMIT"],
