@@ -30,12 +30,22 @@ def latest_decoded_reading(reader: ReadingReader, device_id: str, *, scan: int =
     operator asking "what does it measure" wants the sensors; those ports are shown only
     for a module that has never sent a sensor reading.
     """
-    for reading in reader.newest(device_id, limit=scan, ports=(READINGS_PORT,)):
-        if reader.values(reading):
-            return reading
-    for reading in reader.newest(device_id, limit=scan):
-        if reader.values(reading):
-            return reading
+    for ports in ((READINGS_PORT,), None):
+        found = _newest_with_values(reader, device_id, ports, scan)
+        if found is not None:
+            return found
+    return None
+
+
+def _newest_with_values(
+    reader: ReadingReader, device_id: str, ports: tuple[int, ...] | None, scan: int
+) -> Reading | None:
+    # The newest reading nearly always decodes: more rows are read (and turned into readings,
+    # most of the overview's time) only when it does not.
+    for limit in (1, scan):
+        for reading in reader.newest(device_id, limit=limit, ports=ports):
+            if reader.values(reading):
+                return reading
     return None
 
 
