@@ -58,3 +58,12 @@ def test_a_module_without_sensor_readings_still_shows_what_it_sent(conn, reader)
     put_readings(conn, DEVICE, [1], received_at=100.0, port=3, raw=status(j=0))
     latest = queries.latest_decoded_reading(reader, DEVICE)
     assert latest.port == 3 and reader.values(latest)[0]["name"] == "journal"
+
+
+def test_a_reading_that_does_not_decode_leaves_the_last_values_shown(conn, reader):
+    put_readings(conn, DEVICE, [1], received_at=100.0, port=1, raw=SENSORS)
+    put_readings(conn, DEVICE, [2], received_at=200.0, port=1, raw=b"\x01")  # cut short: not LPP
+    latest = queries.latest_decoded_reading(reader, DEVICE)
+    assert latest.fcnt == 1 and reader.values(latest)[0]["value"] == 4.5
+    frames = queries.raw_frames(reader, DEVICE)
+    assert [queries.reading_dict(reader, r)["decode_error"] is not None for r in frames] == [True, False]
