@@ -21,6 +21,7 @@ from tests.rules.helpers import (
     decoded,
     history_states,
 )
+from tests.storekit import mark_synced, put_readings
 
 T0 = 1_000_000.0
 FREEZER = {
@@ -273,6 +274,24 @@ def test_link_cloud_and_buffer_rules(db_path, conn, clock):
             conn.execute("UPDATE outbox SET synced_at = ? WHERE msg_id = 'e2'", (T0 + 730,))
         sync_alarm_messages(conn)
         engine.tick(T0 + 730)  # 30 %
+        assert alarm_rows(conn, "buffer")[0]["state"] == "cleared"
+    finally:
+        engine.close()
+
+
+def test_buffer_counts_the_readings_past_the_sync_cursor(db_path, conn, clock):
+    status = SiteStatus(buffer_capacity=10)
+    engine = RuleEngine(lambda: connect(db_path), clock, status=status)
+    try:
+        save_rule(
+            conn, {"name": "buffer", "kind": "buffer", "above": 50, "hysteresis": 20}, actor="a", now=T0
+        )
+        put_readings(conn, NODE, range(6), received_at=T0)  # 6 of 10 waiting for the cloud: 60 %
+        engine.tick(T0 + 1)
+        assert [(r["rule"], r["value"]) for r in alarm_rows(conn)] == [("buffer", 60.0)]
+        mark_synced(conn, NODE, 3)  # the cloud took fcnt 0 .. 3; the alarm's own message too
+        sync_alarm_messages(conn)
+        engine.tick(T0 + 2)  # 20 %
         assert alarm_rows(conn, "buffer")[0]["state"] == "cleared"
     finally:
         engine.close()
