@@ -1,8 +1,9 @@
 """The rule engine: runs the enabled rules on committed readings and on a timer.
 
 Wiring (the daemon): ingest calls ``engine.on_readings(readings)`` after each
-commit, with the readings just stored (from memory: their raw payloads are decoded
-here, not read back); a timer calls ``engine.tick()`` every few seconds. Both are safe to call from different threads. Neither ever raises into
+commit, with the readings just stored (evaluated from memory: their raw payloads
+are decoded here, not read back); a timer calls ``engine.tick()`` every few
+seconds. Both are safe to call from different threads. Neither ever raises into
 its caller: ingest must keep ingesting whatever a rule does; errors are logged and
 counted in ``engine.stats``.
 
@@ -409,7 +410,7 @@ class RuleEngine:
 
 
 def metric_names(rule: Rule) -> set[str]:
-    # The LPP codec names a voltage channel "voltage"; it is taken as the battery (edge.store.decode.battery_of).
+    # The LPP codec names a voltage channel "voltage"; it is the battery too (edge.store.decode.battery_of).
     if rule.kind == "battery" and rule.metric == "battery":
         return {"battery", "voltage"}
     return {rule.metric}
