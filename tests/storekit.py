@@ -61,3 +61,21 @@ def unsynced_ids(conn, sink: str = cursor.CLOUD) -> list[int]:
             )
         ]
     return out
+
+
+def put_backlog(
+    conn, n: int, devices: list[str], *, received_at: float = 1_700_000_000.0, start_fcnt: int = 0
+) -> list[str]:
+    """``n`` readings round-robin over ``devices``, a millisecond apart, nothing of them synced
+    (a backlog that built up while offline); returns their message ids in the order written."""
+    per_device: dict[str, list[tuple[int, float]]] = {d: [] for d in devices}
+    msg_ids = []
+    for i in range(n):
+        device = devices[i % len(devices)]
+        fcnt = start_fcnt + i // len(devices)
+        per_device[device].append((fcnt, received_at + i * 1e-3))
+        msg_ids.append(f"{device}:{fcnt}")
+    for device, items in per_device.items():
+        if items:
+            put_readings(conn, device, [f for f, _ in items], received_at=[t for _, t in items])
+    return msg_ids

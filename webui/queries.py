@@ -10,9 +10,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from edge.radio import is_device_id
+from edge.store import readings as store_readings
 from edge.store.decode import battery_of
-from edge.store.query import ReadingReader
-from edge.store.query import reading_dict as store_reading_dict
+from edge.store.query import ReadingReader, reading_dict
 from edge.store.readings import Reading
 
 WINDOWS = {"24h": 86400, "7d": 7 * 86400}
@@ -23,10 +23,6 @@ ALARM_STATES = ("raised", "acknowledged", "cleared")
 READINGS_PORT = 1  # docs/radio.md: port 1 carries sensor readings; 2 downlink results, 3 module status
 
 
-def reading_dict(reader: ReadingReader, reading: Reading) -> dict[str, Any]:
-    return store_reading_dict(reader, reading)
-
-
 def latest_decoded_reading(reader: ReadingReader, device_id: str, *, scan: int = 50) -> Reading | None:
     """The newest sensor reading with values.
 
@@ -34,13 +30,36 @@ def latest_decoded_reading(reader: ReadingReader, device_id: str, *, scan: int =
     operator asking "what does it measure" wants the sensors; those ports are shown only
     for a module that has never sent a sensor reading.
     """
-    for reading in reader.newest(device_id, limit=scan, ports=(READINGS_PORT,)):
-        if reader.values(reading):
-            return reading
-    for reading in reader.newest(device_id, limit=scan):
-        if reader.values(reading):
-            return reading
+    for ports in ((READINGS_PORT,), None):
+        found = _newest_with_values(reader, device_id, ports, scan)
+        if found is not None:
+            return found
     return None
+
+
+def _newest_with_values(
+    reader: ReadingReader, device_id: str, ports: tuple[int, ...] | None, scan: int
+) -> Reading | None:
+    # The newest reading nearly always decodes: more rows are read (and turned into readings,
+    # most of the overview's time) only when it does not.
+    for limit in (1, scan):
+        for reading in reader.newest(device_id, limit=limit, ports=ports):
+            if reader.values(reading):
+                return reading
+    return None
+
+
+def latest_values(reader: ReadingReader, device_id: str) -> dict[str, Any] | None:
+    """The newest sensor reading with values, as the panel and the API show it (reading_dict)."""
+    latest = latest_decoded_reading(reader, device_id)
+    return None if latest is None else reading_dict(reader, latest)
+
+
+def battery_v(reader: ReadingReader, device_id: str, latest: dict[str, Any] | None) -> float | None:
+    """The battery voltage to show: from the latest values when they carry it, else from the
+    newest readings that do (a module status reports it too)."""
+    volts = battery_of(latest["values"]) if latest else None
+    return volts if volts is not None else reader.battery(device_id)
 
 
 def is_online(device: sqlite3.Row | dict, now: float, intervals: int) -> bool:
@@ -51,13 +70,10 @@ def is_online(device: sqlite3.Row | dict, now: float, intervals: int) -> bool:
 def devices_overview(reader: ReadingReader, now: float, online_intervals: int) -> list[dict[str, Any]]:
     out = []
     for device in reader.conn.execute("SELECT * FROM devices ORDER BY name, id").fetchall():
-        latest = latest_decoded_reading(reader, device["id"])
         d = device_dict(device)
         d["online"] = is_online(device, now, online_intervals)
-        d["latest"] = reading_dict(reader, latest) if latest is not None else None
-        d["battery_v"] = battery_of(d["latest"]["values"]) if d["latest"] else None
-        if d["battery_v"] is None:
-            d["battery_v"] = reader.battery(device["id"])
+        d["latest"] = latest_values(reader, device["id"])
+        d["battery_v"] = battery_v(reader, device["id"], d["latest"])
         out.append(d)
     return out
 
@@ -97,13 +113,34 @@ def readings(
     limit: int,
     after_id: int = 0,
 ) -> list[Reading]:
-    """A page of a device's readings in [start, end), oldest first; ``after_id`` continues a page."""
-    out = []
-    for reading in reader.device_readings(device_id, start=start, end=end, chunk=min(2000, limit + 1)):
-        if reading.id > after_id:
-            out.append(reading)
-            if len(out) >= limit:
-                break
+    """A page of a device's readings received in [start, end), oldest first.
+
+    ``after_id`` (the last id of the previous page) continues a page: the next page is read
+    from that key on, not found by skipping the pages before it, so paging through a long
+    range costs the same per page.
+    """
+    conn = reader.conn
+    number = reader.numbers.number(conn, device_id)
+    if number is None:
+        return []
+    start_ms, end_ms = round(start * 1000), round(end * 1000)
+    first = store_readings.first_at_or_after(conn, number, start_ms)
+    if first is None:
+        return []
+    low, high = max(first, after_id + 1), store_readings.device_bounds(number)[1]
+    out: list[Reading] = []
+    while len(out) < limit:
+        want = limit - len(out)
+        rows = store_readings.select_rows(conn, low, high, limit=want)
+        for row in rows:
+            received_ms = row[1]
+            if received_ms >= end_ms:
+                return out
+            if received_ms >= start_ms:  # a clock stepped back can put one before the start
+                out.append(reader.reading(row))
+        if len(rows) < want:
+            return out
+        low = rows[-1][0] + 1
     return out
 
 

@@ -25,6 +25,7 @@ def attach(daemon: Any) -> Panel | None:
         make_self_signed(settings.tls_cert, settings.tls_key, now=time.time())
         log.warning("event=panel_cert_created cert=%s", settings.tls_cert)
     app = create_app(settings.flask)
+    app.extensions["fieldpost_numbers"] = daemon.numbers  # one device-number cache in the process
     try:
         panel = Panel(
             app,

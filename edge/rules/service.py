@@ -54,7 +54,9 @@ def attach(daemon: Any) -> None:
         return [LinkStatus(f["path"], bool(f["up"])) for f in manager.figures()]
 
     status = SiteStatus(links=links, buffer_capacity=daemon.config.ingest.high_water)
-    engine = RuleEngine(lambda: connect(daemon.db_path), daemon.clock, status=status).start()
+    engine = RuleEngine(
+        lambda: connect(daemon.db_path), daemon.clock, status=status, numbers=daemon.numbers
+    ).start()
     daemon.add_hook(engine.on_readings)
     daemon.add_periodic(TICK_S, engine.tick)
     daemon.add_closer(engine.close)

@@ -88,7 +88,9 @@ class SpaceGuard:
                 return True
             size = min(self.reserve_bytes, self._free(self.db_path.parent) // 4)
             if size < MIN_RESERVE:
-                log.warning("store reserve not made %s", kv(path=self.reserve_path, why="not enough free space"))
+                log.warning(
+                    "store reserve not made %s", kv(path=self.reserve_path, why="not enough free space")
+                )
                 return False
             fd = os.open(self.reserve_path, os.O_WRONLY | os.O_CREAT, 0o600)
             try:

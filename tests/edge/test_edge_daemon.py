@@ -85,7 +85,9 @@ def test_rejections_counted_and_quarantined(db_path, db, peer, keys):
         peer.add_raw(good, 1, uplink(bytes(16), good, 1))  # wrong MIC
         peer.add_reading(good)  # fcnt 1, stored
         # the same frame again (its ACK lost): a duplicate
-        peer.add_raw(good, 1, uplink(keys[good], good, 1, payload=lpp.encode(PEER_DEFAULT), rssi=-90, snr=5.0))
+        peer.add_raw(
+            good, 1, uplink(keys[good], good, 1, payload=lpp.encode(PEER_DEFAULT), rssi=-90, snr=5.0)
+        )
         peer.add_reading(good)  # fcnt 2
         peer.add_raw(
             good, 0, uplink(keys[good], good, 0, payload=b"\x01\x67\x00\x01")

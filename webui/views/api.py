@@ -14,7 +14,6 @@ from flask import Blueprint, abort, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from edge.errors import ValidationError
-from edge.store.decode import battery_of
 from webui import accounts, audit, openapi, queries
 from webui.db import get_db, get_reader, now, write
 from webui.edge_adapters import alarms as edge_alarms
@@ -148,9 +147,8 @@ def device(device_id: str):
     d = queries.device_dict(row)
     d["online"] = queries.is_online(row, now(), current_app.config["ONLINE_INTERVALS"])
     reader = get_reader()
-    latest = queries.latest_decoded_reading(reader, device_id)
-    d["latest"] = queries.reading_dict(reader, latest) if latest is not None else None
-    d["battery_v"] = battery_of(d["latest"]["values"]) if d["latest"] else reader.battery(device_id)
+    d["latest"] = queries.latest_values(reader, device_id)
+    d["battery_v"] = queries.battery_v(reader, device_id, d["latest"])
     return jsonify(d)
 
 
