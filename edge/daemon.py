@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from edge import alarms, bridge_downlinks, downlinks
+from edge.codecs import CodecRunner
 from edge.config import Config
 from edge.ingest import Backpressure, Ingestor
 from edge.link.manager import LinkManager
@@ -35,6 +36,7 @@ log = logging.getLogger("fieldpost.daemon")
 
 BACKLOG_RECOUNT_S = 5.0  # the backlog figure is kept in memory; recounted from the database this often
 SPACE_CHECK_S = 1.0  # while the disk is full: how often to look whether space is back
+CHECKPOINT_S = 1.0  # how often the WAL is written back into the database file
 
 
 @functools.cache
@@ -84,6 +86,8 @@ class Daemon:
         self.backpressure: Backpressure | None = None
         self.space: SpaceGuard | None = None
         self.numbers = Numbers()  # device id <-> number, shared by everything in this process
+        # Decoding stored payloads (sync, rules, panel share it): one plug-in codec worker at most.
+        self.codecs = CodecRunner(timeout_s=config.ingest.codec_timeout_s)
         self._reader = None  # a read connection for the timer's counts (never the writer's)
         self._disk_alarm: int | None = None
         self._raising_disk_alarm = False
@@ -114,6 +118,10 @@ class Daemon:
         applied = migrate(self.conn)
         if applied:
             log.info("db migrated %s", kv(db=self.db_path, applied=",".join(applied)))
+        # The writer never checkpoints: a checkpoint copies the WAL into the file and fsyncs it, which
+        # on an SD card can take longer than any ACK may wait. The timer does it (PASSIVE: alongside
+        # the writer, never blocking it).
+        self.conn.execute("PRAGMA wal_autocheckpoint=0")
         self.space = SpaceGuard(self.db_path, reserve_bytes=int(cfg.edge.disk_reserve_mb * 1024 * 1024))
         self.space.prepare()
         self.backpressure = Backpressure(
@@ -139,6 +147,7 @@ class Daemon:
         self.add_periodic(cfg.edge.expire_interval_s, self._expire_downlinks)
         self.add_periodic(BACKLOG_RECOUNT_S, self._recount_backlog)
         self.add_periodic(SPACE_CHECK_S, self._check_space)
+        self.add_periodic(CHECKPOINT_S, self._checkpoint)
         if cfg.edge.services:
             self._attach()
         if cfg.http.enabled:
@@ -196,6 +205,7 @@ class Daemon:
                 log.exception("closer failed")
         if self.http is not None:
             self.http.stop()
+        self.codecs.close()
         if self._reader is not None:
             self._reader.close()
         if self.conn is not None:
@@ -235,6 +245,10 @@ class Daemon:
     def _commit_failed(self, exc: Exception) -> str:
         assert self.space is not None
         return self.space.commit_failed(exc)
+
+    def _checkpoint(self) -> None:
+        if self._reader is not None:
+            self._reader.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
     def _recount_backlog(self) -> None:
         if self.backpressure is not None and self._reader is not None:

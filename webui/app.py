@@ -91,6 +91,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     # Decoding readings for the pages: one codec runner (its plug-in worker starts on first use)
     # and one cache of device numbers for every request.
     app.extensions["fieldpost_codecs"] = CodecRunner()
+    app.extensions["fieldpost_codecs_owned"] = True
     app.extensions["fieldpost_numbers"] = Numbers()
 
     from webui.views import alarms, api, auth, devices, export, overview, rules, settings, sync

@@ -106,7 +106,8 @@ class Panel:
             self.relay.close()
         self.waitress.task_dispatcher.shutdown(timeout=5)
         wasyncore.close_all(self.waitress._map)  # also ends the waitress loop: its map is empty
-        self.app.extensions["fieldpost_codecs"].close()  # the plug-in codec worker, if pages started it
+        if self.app.extensions.get("fieldpost_codecs_owned", True):
+            self.app.extensions["fieldpost_codecs"].close()  # the plug-in codec worker, if pages started it
 
 
 def serve(

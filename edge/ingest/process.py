@@ -31,7 +31,7 @@ from edge.radio import (
     parse_frame,
     parse_serial_uplink,
 )
-from edge.store import readings
+from edge.store import cursor, readings
 from edge.store.decode import parse_status
 from edge.store.numbers import Numbers
 
@@ -181,6 +181,16 @@ def handle_batch(
 
     if rows:
         readings.insert_many(conn, rows)
+        # A counter that started over (re-provisioning, a new key) can store a reading below a sync
+        # cursor; the cursor goes back to just before it, so it is sent (the cloud deduplicates the
+        # synced readings sent again after it by their ids). Nothing stored is ever below a cursor
+        # without having been sent.
+        first_new: dict[int, int] = {}
+        for row in rows:
+            n = row[0] >> readings.FCNT_BITS
+            if row[0] < first_new.get(n, row[0] + 1):
+                first_new[n] = row[0]
+        cursor.rewind(conn, first_new)
         conn.executemany(
             "UPDATE devices SET last_fcnt = ?, last_seen = ?, last_rssi = ?, last_snr = ?, last_bridge = ?"
             " WHERE id = ?",

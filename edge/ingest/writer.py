@@ -72,6 +72,7 @@ class IngestStats:
     last_batch_size: int = 0
     commit_seconds_total: float = 0.0
     slow_path_batches: int = 0  # batches re-run frame by frame after an unexpected error
+    longest_batch_s: float = 0.0  # the longest transaction (work + commit) so far, uplinks or not
 
 
 class Ingestor:
@@ -248,6 +249,7 @@ class Ingestor:
             self._commit_failed(exc, batch, calls)
             return None
         self.last_commit_at = time.monotonic()
+        self.stats.longest_batch_s = max(self.stats.longest_batch_s, self.last_commit_at - started)
         for call in calls:
             if call.reply is not None:
                 try:

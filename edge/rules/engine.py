@@ -85,6 +85,7 @@ class RuleEngine:
         *,
         status: StatusProvider | None = None,
         numbers: Numbers | None = None,
+        codecs: CodecRunner | None = None,
     ):
         self._conn_factory = conn_factory
         self._clock = clock
@@ -92,7 +93,8 @@ class RuleEngine:
         self._conn: sqlite3.Connection | None = None
         self._feed: alarms.AlarmFeed | None = None
         # Decoding raw payloads: a plug-in codec's worker process starts only when one is needed.
-        self._codecs = CodecRunner()
+        self._own_codecs = codecs is None  # a runner passed in (the daemon's) is its owner's to close
+        self._codecs = codecs or CodecRunner()
         self._numbers = numbers or Numbers()
         self._pending_listeners: list[alarms.AlarmListener] = []
         self._lock = threading.RLock()
@@ -216,7 +218,8 @@ class RuleEngine:
             self._worker.join(30)
             self._worker = None
         with self._lock:
-            self._codecs.close()
+            if self._own_codecs:
+                self._codecs.close()
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None

@@ -55,7 +55,11 @@ def attach(daemon: Any) -> None:
 
     status = SiteStatus(links=links, buffer_capacity=daemon.config.ingest.high_water)
     engine = RuleEngine(
-        lambda: connect(daemon.db_path), daemon.clock, status=status, numbers=daemon.numbers
+        lambda: connect(daemon.db_path),
+        daemon.clock,
+        status=status,
+        numbers=daemon.numbers,
+        codecs=daemon.codecs,
     ).start()
     daemon.add_hook(engine.on_readings)
     daemon.add_periodic(TICK_S, engine.tick)

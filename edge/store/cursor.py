@@ -47,6 +47,15 @@ def advance(conn: sqlite3.Connection, marks: Mapping[int, int], sink: str = CLOU
     )
 
 
+def rewind(conn: sqlite3.Connection, first_new: Mapping[int, int]) -> None:
+    """New readings were stored ({device number: lowest new id}): every sink's cursor that is past one
+    goes back to just below it. Call inside the transaction that stores them."""
+    conn.executemany(
+        "UPDATE sync_cursor SET synced_to = ?1 - 1 WHERE device = ?2 AND synced_to >= ?1",
+        [(rid, n) for n, rid in first_new.items()],
+    )
+
+
 @dataclass(frozen=True)
 class Pending:
     device: int  # device number

@@ -69,6 +69,7 @@ class SyncService(ThreadedLoop):
         self._conn: sqlite3.Connection | None = None
         self._backoff = Backoff(self.config.backoff_initial_s, self.config.backoff_max_s, rng)
         self._scanner = PendingScanner()
+        self._own_codecs = codecs is None  # the daemon's shared runner is the daemon's to close
         self._codecs = codecs or CodecRunner()
         self._readings = ReadingScanner(self._codecs)
         self._on_synced = on_synced  # the daemon's backpressure: this many fewer wait for the cloud
@@ -186,7 +187,8 @@ class SyncService(ThreadedLoop):
                 log.error("sync=%s event=state_write_failed error=%r", self.sink.name, exc)
             conn.close()
             self._conn = None
-            self._codecs.close()
+            if self._own_codecs:
+                self._codecs.close()
 
     # ------------------------------------------------------------------ steps
 
@@ -512,7 +514,7 @@ def attach(daemon: Any) -> SyncService | None:
         clock=daemon.clock,
         site=daemon.config.edge.site,
         on_synced=None if backpressure is None else backpressure.synced,
-        codecs=CodecRunner(timeout_s=daemon.config.ingest.codec_timeout_s),
+        codecs=daemon.codecs,
     )
     if not service.config.enabled:
         log.info("sync=off reason='sync.enabled = false'")

@@ -333,3 +333,17 @@ def test_backpressure_resumes_with_a_tiny_mark(db, clock):
     assert bp.busy() is not None
     bp.refresh(db)  # nothing waits for the cloud
     assert bp.busy() is None
+
+
+def test_a_reading_stored_below_the_sync_cursor_after_a_counter_restart_is_still_sent(db, codecs):
+    from tests.storekit import mark_synced, unsynced_ids
+
+    key = add(db, DEV)
+    for fcnt in (10, 11, 12):
+        assert run(db, codecs, uplink(key, DEV, fcnt)).result == AckResult.STORED
+    mark_synced(db, DEV, 12)  # the cloud has all three
+    assert unsynced_ids(db) == []
+    new_key = add(db, DEV, now=1_700_000_200.0)  # re-provisioned: the counter starts over
+    assert run(db, codecs, uplink(new_key, DEV, 0), now=1_700_000_300.0).result == AckResult.STORED
+    # fcnt 0 waits for the cloud; the synced ones after it go again (the cloud drops them by id)
+    assert [rid & 0xFFFFFFFF for rid in unsynced_ids(db)] == [0, 10, 11, 12]
