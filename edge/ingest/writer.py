@@ -73,6 +73,7 @@ class IngestStats:
     commit_seconds_total: float = 0.0
     slow_path_batches: int = 0  # batches re-run frame by frame after an unexpected error
     longest_batch_s: float = 0.0  # the longest transaction (work + commit) so far, uplinks or not
+    longest_call_s: float = 0.0  # the longest task another part ran in a transaction (retention)
 
 
 class Ingestor:
@@ -369,8 +370,10 @@ class Ingestor:
 
     def _run_call(self, call: Call, now: float) -> None:
         self._conn.execute("SAVEPOINT call")
+        started = time.monotonic()
         try:
             call.fn(self._conn, now)
+            self.stats.longest_call_s = max(self.stats.longest_call_s, time.monotonic() - started)
         except sqlite3.OperationalError:
             raise  # the database itself is failing: the whole batch fails
         except Exception:  # a task's bug must not sink the uplinks of its batch
