@@ -9,7 +9,6 @@ tests/vectors/radio.json.
 from __future__ import annotations
 
 import enum
-import hashlib
 import hmac
 import json
 import struct
@@ -73,7 +72,7 @@ class RadioFormatError(ValueError):
 
 def mic(key: bytes, signed: bytes) -> bytes:
     """First 4 bytes of HMAC-SHA256(key, every byte before the MIC)."""
-    return hmac.new(key, signed, hashlib.sha256).digest()[:MIC_SIZE]
+    return hmac.digest(key, signed, "sha256")[:MIC_SIZE]
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,9 +124,17 @@ def build_uplink(key: bytes, device_id: str, fcnt: int, port: int, payload: byte
 
 def build_downlink(key: bytes, device_id: str, fcnt: int, command: bytes | None = None) -> bytes:
     """The downlink that acknowledges uplink ``fcnt`` and may carry one encoded command."""
+    return downlink_for(key, device_id_bytes(device_id), fcnt, command)
+
+
+def downlink_for(key: bytes, device: bytes, fcnt: int, command: bytes | None = None) -> bytes:
+    """:func:`build_downlink` for a device id already in bytes (8, as the uplink carried it): the
+    ingest writer builds one per reading stored."""
     if command is None:
-        return build_frame(KIND_DOWNLINK, key, device_id, fcnt, DOWNLINK_PORT_ACK)
-    return build_frame(KIND_DOWNLINK, key, device_id, fcnt, DOWNLINK_PORT_COMMAND, command)
+        signed = HEADER.pack(KIND_DOWNLINK, device, fcnt, DOWNLINK_PORT_ACK)
+    else:
+        signed = HEADER.pack(KIND_DOWNLINK, device, fcnt, DOWNLINK_PORT_COMMAND) + command
+    return signed + hmac.digest(key, signed, "sha256")[:MIC_SIZE]
 
 
 def device_id_bytes(device_id: str) -> bytes:

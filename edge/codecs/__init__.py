@@ -11,6 +11,7 @@ loops forever is killed, the reading keeps its raw payload and records the error
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import multiprocessing
@@ -24,6 +25,7 @@ from edge.codecs import lpp
 log = logging.getLogger("fieldpost.codecs")
 
 ENTRY_POINT_GROUP = "fieldpost.codecs"
+_json_text = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 BUILTIN = ("lpp", "raw")
 
 
@@ -108,6 +110,17 @@ class CodecRunner:
                 return self._decode_plugin(codec, port, payload), None
         except (CodecError, lpp.LppError) as exc:
             return None, f"{codec}: {exc}"
+
+    def decode_json(self, codec: str, port: int, payload: bytes) -> tuple[str | None, str | None]:
+        """Like :meth:`decode`, with the values as compact JSON text (what sync sends): the
+        built-in LPP codec writes the text directly, without a dict per value."""
+        if codec == "lpp":
+            try:
+                return lpp.decode_json(payload, analog_channels=lpp.FIELDPOST_ANALOG_CHANNELS), None
+            except lpp.LppError as exc:
+                return None, f"{codec}: {exc}"
+        values, error = self.decode(codec, port, payload)
+        return (None, error) if values is None else (_json_text(values), None)
 
     def _decode_plugin(self, codec: str, port: int, payload: bytes) -> list[dict[str, Any]]:
         if self._proc is None or not self._proc.is_alive():

@@ -26,7 +26,7 @@ from edge.radio import (
     RadioFrame,
     RxUplink,
     build_ack,
-    build_downlink,
+    downlink_for,
     parse_downlink_result,
     parse_frame,
     parse_serial_uplink,
@@ -152,7 +152,7 @@ def handle_batch(
         if earlier is not None and _is_same_reading(earlier, frame):
             # Stored before (a retransmission whose ACK was lost): ACK again, with the same downlink.
             pending = downlinks.sent_on(conn, frame.device_id, frame.fcnt)
-            down = build_downlink(dev.key, frame.device_id, frame.fcnt, pending.encode() if pending else None)
+            down = downlink_for(dev.key, frame.signed[1:9], frame.fcnt, pending.encode() if pending else None)
             outcomes[i] = Outcome(
                 AckResult.DUPLICATE,
                 build_ack(AckResult.DUPLICATE, down),
@@ -210,7 +210,7 @@ def handle_batch(
             if frame.device_id in with_downlinks
             else None
         )
-        down = build_downlink(dev.key, frame.device_id, frame.fcnt, pending.encode() if pending else None)
+        down = downlink_for(dev.key, frame.signed[1:9], frame.fcnt, pending.encode() if pending else None)
         reading = CommittedReading(
             id=candidates[i],
             device_id=frame.device_id,

@@ -80,6 +80,19 @@ def decode_payload(
     return None, f"no decoder for port {port}"
 
 
+_json_text = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+def decode_payload_json(
+    codecs: CodecRunner, codec: str, port: int, raw: bytes
+) -> tuple[str | None, str | None]:
+    """:func:`decode_payload` with the values as compact JSON text (what sync sends)."""
+    if port == PORT_READINGS:
+        return codecs.decode_json(codec, port, raw)
+    values, error = decode_payload(codecs, codec, port, raw)
+    return (None, error) if values is None else (_json_text(values), None)
+
+
 def battery_of(values: Values | None) -> float | None:
     """The battery voltage among decoded values (LPP names it "battery" or "voltage", in V)."""
     for v in values or ():

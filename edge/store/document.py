@@ -21,18 +21,20 @@ def reading_json(
     fcnt: int,
     received_ms: int,
     port: int,
-    values: list[dict[str, Any]] | None,
+    values: list[dict[str, Any]] | str | None,
     raw: bytes,
     rssi: int | None,
     snr_q: int | None,
     bridge_id: str | None,
 ) -> str:
+    """The document as JSON text; ``values`` may already be JSON text (CodecRunner.decode_json)."""
     # Device and bridge ids are 16 hex digits (checked at registration): no escaping needed.
     bridge = "null" if bridge_id is None else f'"{bridge_id}"'
     snr = "null" if snr_q is None else repr(snr_q / 4)
+    values_text = values if isinstance(values, str) else _dumps(values or [])
     return (
         f'{{"id":"{device_id}:{fcnt}","device":"{device_id}","fcnt":{fcnt},"ts":{received_ms / 1000!r},'
-        f'"port":{port},"values":{_dumps(values or [])},"raw":"{bytes(raw).hex()}",'
+        f'"port":{port},"values":{values_text},"raw":"{bytes(raw).hex()}",'
         f'"rssi":{"null" if rssi is None else int(rssi)},"snr":{snr},"bridge":{bridge}}}'
     )
 

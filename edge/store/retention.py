@@ -478,7 +478,8 @@ class _Pass:
             free = self.conn.execute("PRAGMA freelist_count").fetchone()[0]
             if not free:
                 break
-            self._step(lambda c, n=min(free, VACUUM_PAGES): free_pages(c, n))
+            pages = min(free, VACUUM_PAGES)
+            self._step(lambda c, n=pages: free_pages(c, n))
         checkpoint(self.conn)
 
 

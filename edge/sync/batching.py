@@ -11,14 +11,17 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 OUTBOX = "outbox"
 READING = "reading"
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
-    """One thing to send: an outbox row (alarm, downlink status, event) or a stored reading."""
+class Message(NamedTuple):
+    """One thing to send: an outbox row (alarm, downlink status, event) or a stored reading.
+
+    A named tuple: sync makes one per reading sent, and a tuple is the cheapest immutable record.
+    """
 
     row_id: int  # outbox.id, or readings.id (device number << 32 | fcnt)
     msg_id: str

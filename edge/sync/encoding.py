@@ -20,7 +20,7 @@ from typing import Any
 
 import cbor2
 
-from edge.sync.batching import Batch, Message
+from edge.sync.batching import READING, Batch, Message
 
 EDGE_ROUTE = "_edge"  # messages about the site itself (no device); device ids are 16 hex chars
 TB_TELEMETRY = "v1/gateway/telemetry"
@@ -69,7 +69,11 @@ def envelope_json(batch: Batch, site: str) -> bytes:
     # Bodies are already JSON text in the outbox: splice them in rather than parse and re-dump.
     device = None if batch.route in (EDGE_ROUTE, "all") else batch.route
     items = ",".join(
-        f'{{"kind":{json.dumps(m.kind)},"id":{json.dumps(m.msg_id)},"body":{m.body}}}' for m in batch.messages
+        # A reading's kind and id are known to need no escaping ("reading", "<16 hex>:<digits>").
+        f'{{"kind":"{m.kind}","id":"{m.msg_id}","body":{m.body}}}'
+        if m.source == READING
+        else f'{{"kind":{json.dumps(m.kind)},"id":{json.dumps(m.msg_id)},"body":{m.body}}}'
+        for m in batch.messages
     )
     head = (
         f'{{"v":1,"site":{json.dumps(site)},"device":{json.dumps(device)},"batch":"{batch.key}","messages":['

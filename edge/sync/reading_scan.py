@@ -20,7 +20,7 @@ from collections.abc import Iterable
 
 from edge.codecs import CodecRunner
 from edge.store import cursor, readings
-from edge.store.decode import decode_payload
+from edge.store.decode import decode_payload_json
 from edge.store.document import reading_json
 from edge.store.numbers import Numbers
 from edge.sync.batching import READING, Message
@@ -39,6 +39,7 @@ class ReadingScanner:
         self._sent: dict[int, int] = {}  # device number -> highest id handed out
         self._waiting: dict[int, deque[int]] = {}  # device number -> ids sent, in order, not yet acked
         self._acked: set[int] = set()
+        self._built: dict[int, list[Message]] = {}  # device number -> messages built, not handed out
         self._device_codecs: dict[str, str] = {}
         self._codecs_read_at = float("-inf")
 
@@ -47,6 +48,7 @@ class ReadingScanner:
     def reset(self) -> None:
         """The connection dropped: forget what is in flight; read again from the committed cursor."""
         self._cursor = None
+        self._built.clear()
         self._sent.clear()
         self._waiting.clear()
         self._acked.clear()
@@ -60,8 +62,8 @@ class ReadingScanner:
         """Up to ``limit`` unsynced readings not yet handed out, at most ``per_device`` per device.
 
         Devices are taken in number order, each for a run of up to ``per_device`` readings, so a
-        backlog drains in full batches; a device whose run is handed out gets the next run first
-        at the next call (its readings are older than the rest of the backlog of its own).
+        backlog drains in full batches. Messages built but not handed out (the tail of a run that
+        did not fill a batch) are kept and given again first, so no document is built twice.
         """
         if self._cursor is None:
             self._cursor = cursor.load(conn, self.sink)
@@ -72,46 +74,47 @@ class ReadingScanner:
                 break
             n = pending.device
             after = max(pending.after, self._sent.get(n, pending.after))
+            want = min(per_device, limit - len(out))
+            run = [m for m in self._built.get(n, ()) if m.row_id > after][:want]
+            if run:
+                after = run[-1].row_id
             _, high = readings.device_bounds(n)
-            if after >= high:
-                continue
-            rows = readings.select_rows(conn, after + 1, high, limit=min(per_device, limit - len(out)))
-            if not rows:
-                continue
-            device_id = self._numbers.device_id(conn, n)
-            if device_id is None:
-                continue
-            codec = self._device_codecs.get(device_id, "lpp")
-            for rid, ms, port, rssi, snr_q, bridge, _skew, raw in rows:
-                kind = KIND_BY_PORT.get(port)
-                fcnt = rid & readings.FCNT_MASK
-                if kind is None:  # e.g. a downlink result: not sent, but the cursor moves over it
-                    body = ""
-                else:
-                    values, _error = decode_payload(self._codecs, codec, port, raw)
-                    body = reading_json(
-                        device_id,
-                        fcnt,
-                        ms,
-                        port,
-                        values,
-                        raw,
-                        rssi,
-                        snr_q,
-                        self._numbers.device_id(conn, bridge),
-                    )
-                out.append(
-                    Message(
-                        rid,
-                        f"{device_id}:{fcnt}",
-                        kind or "",
-                        PRIORITY_READING,
-                        device_id,
-                        body,
-                        ms / 1000,
-                        READING,
-                    )
+            if len(run) < want and after < high:
+                run += self._build(
+                    conn, n, readings.select_rows(conn, after + 1, high, limit=want - len(run))
                 )
+            self._built[n] = run
+            out += run
+        return out
+
+    def _build(self, conn: sqlite3.Connection, n: int, rows: list[readings.Row]) -> list[Message]:
+        """Messages for a device's rows: its document, built once from the row and its decoded values."""
+        device_id = self._numbers.device_id(conn, n)
+        if device_id is None:
+            return []
+        codec = self._device_codecs.get(device_id, "lpp")
+        out = []
+        for rid, ms, port, rssi, snr_q, bridge, _skew, raw in rows:
+            kind = KIND_BY_PORT.get(port)
+            fcnt = rid & readings.FCNT_MASK
+            if kind is None:  # e.g. a downlink result: not sent, but the cursor moves over it
+                body = ""
+            else:
+                values, _error = decode_payload_json(self._codecs, codec, port, raw)
+                bridge_id = self._numbers.device_id(conn, bridge)
+                body = reading_json(device_id, fcnt, ms, port, values, raw, rssi, snr_q, bridge_id)
+            out.append(
+                Message(
+                    rid,
+                    f"{device_id}:{fcnt}",
+                    kind or "",
+                    PRIORITY_READING,
+                    device_id,
+                    body,
+                    ms / 1000,
+                    READING,
+                )
+            )
         return out
 
     def _refresh_codecs(self, conn: sqlite3.Connection) -> None:

@@ -258,7 +258,9 @@ class SyncService(ThreadedLoop):
         if self._budget_day is not None and self._budget_day != day:
             self._budget_floor = None
             self._budget_day = None
-        window = min(_MAX_WINDOW, cfg.max_inflight * cfg.batch_max_messages)
+        # Read what the free part of the pipeline can take now: rows read and not sent are read
+        # (and their documents built) again next time.
+        window = min(_MAX_WINDOW, free * cfg.batch_max_messages)
         # Alarms and other outbox messages first, then readings from past the cursor.
         outbox_rows = self._scanner.next_rows(conn, window, below_priority=self._budget_floor)
         reading_rows: list[Message] = []

@@ -1,4 +1,8 @@
+import json
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edge.codecs import CodecError, CodecRunner, available, lpp, normalise
 
@@ -85,3 +89,24 @@ def test_plugin_time_limit_kills_and_recovers(plugin_path):
         assert runner.decode("tank_good", 1, b"\x02")[0][0]["value"] == 4  # a fresh worker took over
     finally:
         runner.close()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 255), st.sampled_from(sorted(lpp.TYPES)), st.binary(min_size=9, max_size=9)),
+        max_size=6,
+    ),
+    st.booleans(),
+)
+def test_lpp_json_text_is_exactly_the_json_of_the_decoded_values(parts, fieldpost_channels):
+    # what sync sends (decode_json, built as text) must be what json.dumps of decode() would give
+    payload = b"".join(bytes([ch, code]) + data[: lpp.TYPES[code].size] for ch, code, data in parts)
+    channels = lpp.FIELDPOST_ANALOG_CHANNELS if fieldpost_channels else None
+    expected = json.dumps(
+        lpp.decode(payload, analog_channels=channels), separators=(",", ":"), ensure_ascii=False
+    )
+    assert lpp.decode_json(payload, analog_channels=channels) == expected
+    truncated = payload + b"\x01"
+    with pytest.raises(lpp.LppError):
+        lpp.decode_json(truncated)
