@@ -166,6 +166,33 @@ def parse_serial_uplink(payload: bytes) -> RxUplink:
     return RxUplink(rssi, snr_q / 4.0, rx_time, payload[RX_META.size :])
 
 
+_SERIAL_UPLINK = struct.Struct(">hbIB8sIB")  # RX_META then HEADER: one unpack for both
+
+
+def split_serial_uplink(payload: bytes) -> tuple[int, int, int, bytes, int, int, bytes, bytes, bytes]:
+    """(rssi, snr quarter dB, rx time, device id bytes, fcnt, port, app payload, signed, mic) of an
+    UPLINK payload, in one unpack: :func:`parse_serial_uplink` and :func:`parse_frame` in one go, for
+    the ingest writer (no object per frame). Raises RadioFormatError as they do; the MIC is not checked."""
+    if len(payload) < RX_META.size + OVERHEAD:
+        raise RadioFormatError(f"UPLINK payload of {len(payload)} bytes, at least {RX_META.size + OVERHEAD}")
+    rssi, snr_q, rx_time, kind, dev, fcnt, port = _SERIAL_UPLINK.unpack_from(payload)
+    if kind != KIND_UPLINK:
+        raise RadioFormatError(f"kind 0x{kind:02x}, expected 0x{KIND_UPLINK:02x}")
+    if port not in UPLINK_PORTS:
+        raise RadioFormatError(f"unknown port {port}")
+    return (
+        rssi,
+        snr_q,
+        rx_time,
+        dev,
+        fcnt,
+        port,
+        payload[_SERIAL_UPLINK.size : -MIC_SIZE],
+        payload[RX_META.size : -MIC_SIZE],
+        payload[-MIC_SIZE:],
+    )
+
+
 def build_serial_uplink(frame: bytes, *, rssi: int = 0, snr: float = 0.0, rx_time: int = 0) -> bytes:
     return RX_META.pack(rssi, max(-128, min(127, round(snr * 4))), rx_time) + bytes(frame)
 

@@ -13,23 +13,22 @@ from __future__ import annotations
 import hmac
 import json
 import sqlite3
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 from edge import downlinks, registry
 from edge.radio import (
     MIC_SIZE,
     PORT_DOWNLINK_RESULT,
+    PORT_READINGS,
     PORT_STATUS,
+    RX_META,
     AckResult,
     RadioFormatError,
-    RadioFrame,
-    RxUplink,
     build_ack,
     downlink_for,
     parse_downlink_result,
-    parse_frame,
-    parse_serial_uplink,
+    split_serial_uplink,
 )
 from edge.store import cursor, readings
 from edge.store.decode import parse_status
@@ -64,7 +63,7 @@ class Outcome:
     fcnt: int | None = None
     reading: CommittedReading | None = None
     detail: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)
@@ -83,10 +82,6 @@ def _reject(result: AckResult, detail: str, device_id: str | None = None, fcnt: 
     return Outcome(result, build_ack(result), device_id, fcnt, detail=detail)
 
 
-def mic_ok(key: bytes, frame: RadioFrame) -> bool:
-    return hmac.compare_digest(hmac.digest(key, frame.signed, "sha256")[:MIC_SIZE], frame.mic)
-
-
 def handle_uplink(
     conn: sqlite3.Connection, payload: bytes, *, bridge_id: str | None, numbers: Numbers, now: float
 ) -> Outcome:
@@ -102,6 +97,22 @@ def handle_uplink(
     return outcome
 
 
+class _Frame(NamedTuple):
+    """One UPLINK, split (edge.radio.split_serial_uplink): a tuple, the cheapest record per frame."""
+
+    rssi: int
+    snr_q: int
+    rx_time: int
+    device: bytes  # the id as the air carries it (8 bytes)
+    device_id: str
+    fcnt: int
+    port: int
+    payload: bytes
+    signed: bytes
+    mic: bytes
+    bridge_id: str | None
+
+
 def handle_batch(
     conn: sqlite3.Connection,
     frames: list[tuple[bytes, str | None]],
@@ -111,72 +122,79 @@ def handle_batch(
 ) -> list[Outcome]:
     """Process (payload, bridge id) UPLINKs in order, inside the caller's transaction."""
     now_ms = round(now * 1000)
-    parsed: list[tuple[RxUplink, RadioFrame] | Outcome] = []
-    for payload, _bridge in frames:
+    outcomes: list[Outcome | None] = []
+    parsed: list[_Frame | None] = []
+    for payload, bridge_id in frames:
         try:
-            rx = parse_serial_uplink(payload)
-            parsed.append((rx, parse_frame(rx.frame)))
+            rssi, snr_q, rx_time, dev, fcnt, port, app, signed, mic = split_serial_uplink(payload)
         except RadioFormatError as exc:
-            parsed.append(_reject(AckResult.MALFORMED, str(exc)))
-    devices = _load_devices(conn, {p[1].device_id for p in parsed if not isinstance(p, Outcome)}, numbers)
+            outcomes.append(_reject(AckResult.MALFORMED, str(exc)))
+            parsed.append(None)
+            continue
+        outcomes.append(None)
+        parsed.append(_Frame(rssi, snr_q, rx_time, dev, dev.hex(), fcnt, port, app, signed, mic, bridge_id))
+    devices = _load_devices(conn, {f.device_id for f in parsed if f is not None}, numbers)
 
     # Which frames may be new readings: known device, good MIC.
     candidates: dict[int, int] = {}  # position -> reading id
-    for i, item in enumerate(parsed):
-        if isinstance(item, Outcome):
+    for i, f in enumerate(parsed):
+        if f is None:
             continue
-        rx, frame = item
-        dev = devices.get(frame.device_id)
+        dev = devices.get(f.device_id)
         if dev is None:
             registry.note_unknown(
-                conn, frame.device_id, rssi=rx.rssi, bridge=frames[i][1], frame=rx.frame, now=now
+                conn,
+                f.device_id,
+                rssi=f.rssi,
+                bridge=f.bridge_id,
+                frame=frames[i][0][RX_META.size :],
+                now=now,
             )
-            parsed[i] = _reject(
-                AckResult.UNKNOWN_DEVICE, "not registered: quarantined", frame.device_id, frame.fcnt
+            outcomes[i] = _reject(
+                AckResult.UNKNOWN_DEVICE, "not registered: quarantined", f.device_id, f.fcnt
             )
-        elif not mic_ok(dev.key, frame):
-            parsed[i] = _reject(
-                AckResult.BAD_MIC, "MIC does not match the registered key", frame.device_id, frame.fcnt
+        elif not hmac.compare_digest(hmac.digest(dev.key, f.signed, "sha256")[:MIC_SIZE], f.mic):
+            outcomes[i] = _reject(
+                AckResult.BAD_MIC, "MIC does not match the registered key", f.device_id, f.fcnt
             )
         else:
-            candidates[i] = readings.reading_id(dev.number, frame.fcnt)
+            candidates[i] = (dev.number << readings.FCNT_BITS) | f.fcnt
     stored = readings.existing(conn, list(set(candidates.values()))) if candidates else {}
 
     rows: list[tuple] = []
     new_positions: list[int] = []
-    outcomes: list[Outcome | None] = [p if isinstance(p, Outcome) else None for p in parsed]
     for i, rid in candidates.items():
-        rx, frame = parsed[i]  # type: ignore[misc]
-        dev = devices[frame.device_id]
+        f = parsed[i]
+        assert f is not None
+        dev = devices[f.device_id]
         earlier = stored.get(rid)
-        if earlier is not None and _is_same_reading(earlier, frame):
+        if earlier is not None and _is_same_reading(earlier, f.port, f.payload):
             # Stored before (a retransmission whose ACK was lost): ACK again, with the same downlink.
-            pending = downlinks.sent_on(conn, frame.device_id, frame.fcnt)
-            down = downlink_for(dev.key, frame.signed[1:9], frame.fcnt, pending.encode() if pending else None)
+            pending = downlinks.sent_on(conn, f.device_id, f.fcnt)
+            down = downlink_for(dev.key, f.device, f.fcnt, pending.encode() if pending else None)
             outcomes[i] = Outcome(
                 AckResult.DUPLICATE,
                 build_ack(AckResult.DUPLICATE, down),
-                frame.device_id,
-                frame.fcnt,
+                f.device_id,
+                f.fcnt,
                 detail="stored before",
             )
             continue
-        if frame.fcnt <= dev.last_fcnt or earlier is not None:
+        if f.fcnt <= dev.last_fcnt or earlier is not None:
             why = (
-                f"fcnt {frame.fcnt} <= last {dev.last_fcnt}"
+                f"fcnt {f.fcnt} <= last {dev.last_fcnt}"
                 if earlier is None
-                else f"fcnt {frame.fcnt} collides with a different reading stored before"
+                else f"fcnt {f.fcnt} collides with a different reading stored before"
             )
-            outcomes[i] = _reject(AckResult.REPLAYED, why, frame.device_id, frame.fcnt)
+            outcomes[i] = _reject(AckResult.REPLAYED, why, f.device_id, f.fcnt)
             continue
-        bridge_id = frames[i][1]
-        bridge = numbers.number(conn, bridge_id, create=True) if bridge_id else None
-        skew = rx.rx_time - now_ms // 1000 if rx.rx_time else None
-        rows.append((rid, now_ms, frame.port, rx.rssi, round(rx.snr * 4), bridge, skew, frame.payload))
+        bridge = numbers.number(conn, f.bridge_id, create=True) if f.bridge_id else None
+        skew = f.rx_time - now_ms // 1000 if f.rx_time else None
+        rows.append((rid, now_ms, f.port, f.rssi, f.snr_q, bridge, skew, f.payload))
         # a later frame of the batch at the same id is this reading sent again
-        stored[rid] = (now_ms, frame.port, frame.payload)
-        dev.last_fcnt, dev.stored = frame.fcnt, True
-        dev.rssi, dev.snr, dev.bridge = rx.rssi, rx.snr, bridge_id
+        stored[rid] = (now_ms, f.port, f.payload)
+        dev.last_fcnt, dev.stored = f.fcnt, True
+        dev.rssi, dev.snr, dev.bridge = f.rssi, f.snr_q / 4, f.bridge_id
         new_positions.append(i)
 
     if rows:
@@ -200,36 +218,39 @@ def handle_batch(
                 if d.stored
             ],
         )
-    with_downlinks = _queued_for(conn, {parsed[i][1].device_id for i in new_positions}, now)  # type: ignore[index]
+    with_downlinks = _queued_for(conn, {parsed[i].device_id for i in new_positions}, now)  # type: ignore[union-attr]
+    received_at = now_ms / 1000
     for i in new_positions:
-        rx, frame = parsed[i]  # type: ignore[misc]
-        dev = devices[frame.device_id]
-        _apply_port(conn, frame, now)
+        f = parsed[i]
+        assert f is not None
+        dev = devices[f.device_id]
+        if f.port != PORT_READINGS:
+            _apply_port(conn, f.device_id, f.port, f.payload, now)
         pending = (
-            downlinks.take_for_uplink(conn, frame.device_id, frame.fcnt, now=now)
-            if frame.device_id in with_downlinks
+            downlinks.take_for_uplink(conn, f.device_id, f.fcnt, now=now)
+            if f.device_id in with_downlinks
             else None
         )
-        down = downlink_for(dev.key, frame.signed[1:9], frame.fcnt, pending.encode() if pending else None)
+        down = downlink_for(dev.key, f.device, f.fcnt, pending.encode() if pending else None)
         reading = CommittedReading(
-            id=candidates[i],
-            device_id=frame.device_id,
-            fcnt=frame.fcnt,
-            port=frame.port,
-            received_at=now_ms / 1000,
-            raw=frame.payload,
-            rssi=rx.rssi,
-            snr=rx.snr,
-            bridge_id=frames[i][1],
-            codec=dev.codec,
+            candidates[i],
+            f.device_id,
+            f.fcnt,
+            f.port,
+            received_at,
+            f.payload,
+            f.rssi,
+            f.snr_q / 4,
+            f.bridge_id,
+            dev.codec,
         )
         outcomes[i] = Outcome(
             AckResult.STORED,
             build_ack(AckResult.STORED, down),
-            frame.device_id,
-            frame.fcnt,
+            f.device_id,
+            f.fcnt,
             reading,
-            extra={"downlink": pending.id} if pending else {},
+            extra={"downlink": pending.id} if pending else None,
         )
     return outcomes  # type: ignore[return-value]
 
@@ -262,22 +283,22 @@ def _queued_for(conn: sqlite3.Connection, device_ids: set[str], now: float) -> s
     }
 
 
-def _apply_port(conn: sqlite3.Connection, frame: RadioFrame, now: float) -> None:
+def _apply_port(conn: sqlite3.Connection, device_id: str, port: int, payload: bytes, now: float) -> None:
     """What a module's own messages change besides the reading: a downlink's result, its status."""
-    if frame.port == PORT_DOWNLINK_RESULT:
+    if port == PORT_DOWNLINK_RESULT:
         try:
-            downlinks.record_result(conn, frame.device_id, parse_downlink_result(frame.payload), now=now)
+            downlinks.record_result(conn, device_id, parse_downlink_result(payload), now=now)
         except RadioFormatError:
             pass  # stored as received; the panel shows why it does not decode
-    elif frame.port == PORT_STATUS:
+    elif port == PORT_STATUS:
         try:
-            status = parse_status(frame.payload)
+            status = parse_status(payload)
         except ValueError:
             return
-        conn.execute("UPDATE devices SET status = ? WHERE id = ?", (json.dumps(status), frame.device_id))
+        conn.execute("UPDATE devices SET status = ? WHERE id = ?", (json.dumps(status), device_id))
 
 
-def _is_same_reading(stored: tuple[int, int, bytes], frame: RadioFrame) -> bool:
+def _is_same_reading(stored: tuple[int, int, bytes], port: int, payload: bytes) -> bool:
     """Whether a verified frame at a stored (device, fcnt) is that stored reading sent again.
 
     Only the same port and payload are: a frame whose ACK was lost comes back byte for byte
@@ -285,5 +306,5 @@ def _is_same_reading(stored: tuple[int, int, bytes], frame: RadioFrame) -> bool:
     payload at a stored fcnt is a counter that went back colliding with an old reading; it is
     refused, never ACKed as "duplicate", or the module would drop a reading nobody stored.
     """
-    _received_ms, port, raw = stored
-    return port == frame.port and raw == bytes(frame.payload)
+    _received_ms, stored_port, raw = stored
+    return stored_port == port and raw == bytes(payload)

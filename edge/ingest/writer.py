@@ -96,7 +96,7 @@ class Ingestor:
         self._clock = clock
         self._batch_max = batch_max
         self._batch_wait = batch_wait_s
-        self._queue: queue.Queue[Item | Call | None] = queue.Queue()
+        self._queue: queue.Queue[Item | Call | list[Item] | None] = queue.Queue()
         self._hooks: list[Hook] = []
         self._on_batch = on_batch
         self._on_commit_failed = on_commit_failed
@@ -123,6 +123,13 @@ class Ingestor:
         source: Source | None = None,
     ) -> None:
         self._queue.put(Item(bytes(payload), bridge_id, reply, refuse, source, time.monotonic()))
+
+    def submit_many(self, items: list[Item]) -> None:
+        """Hand in several UPLINKs at once (the frames of one read from a link): one queue operation."""
+        now = time.monotonic()
+        for item in items:
+            item.submitted = now
+        self._queue.put(items)
 
     def submit_call(
         self, fn: Callable[[sqlite3.Connection, float], None], reply: Callable[[], None] | None = None
@@ -198,27 +205,35 @@ class Ingestor:
             batch, stopping = self._collect(first)
             self.process_batch(batch)
         # drain what arrived together with the stop marker
-        rest = []
+        rest: list[Item | Call] = []
         while True:
             try:
-                item = self._queue.get_nowait()
+                entry = self._queue.get_nowait()
             except queue.Empty:
                 break
-            if item is not None:
-                rest.append(item)
+            if isinstance(entry, list):
+                rest.extend(entry)
+            elif entry is not None:
+                rest.append(entry)
         if rest:
             self.process_batch(rest)
 
-    def _collect(self, first: Item | Call) -> tuple[list[Item | Call], bool]:
+    def _collect(self, first: Item | Call | list[Item]) -> tuple[list[Item | Call], bool]:
         """``first`` and whatever else comes within the batch wait; True when the stop marker came."""
-        batch = [first]
+        batch: list[Item | Call] = []
         per_source: Counter[Source] = Counter()
-        if isinstance(first, Item) and first.source is not None:
-            per_source[first.source] += 1
+
+        def add(entry: Item | Call | list[Item]) -> None:
+            for item in entry if isinstance(entry, list) else (entry,):
+                batch.append(item)
+                if isinstance(item, Item) and item.source is not None:
+                    per_source[item.source] += 1
+
+        add(first)
         deadline = time.monotonic() + self._batch_wait
         while len(batch) < self._batch_max:
             try:
-                item = self._queue.get_nowait()
+                entry = self._queue.get_nowait()
             except queue.Empty:
                 # Nothing queued: wait for more only while some link in the batch may still send.
                 if per_source and all(n >= s.window for s, n in per_source.items()):
@@ -227,14 +242,12 @@ class Ingestor:
                 if remaining <= 0:
                     break
                 try:
-                    item = self._queue.get(timeout=remaining)
+                    entry = self._queue.get(timeout=remaining)
                 except queue.Empty:
                     break
-            if item is None:
+            if entry is None:
                 return batch, True
-            batch.append(item)
-            if isinstance(item, Item) and item.source is not None:
-                per_source[item.source] += 1
+            add(entry)
         return batch, False
 
     def process_batch(self, items: list[Item | Call]) -> list[Outcome] | None:

@@ -59,6 +59,7 @@ class LinkPort:
         *,
         hello: dict[str, Any],
         on_event: Callable[[Event | PortClosed], None] | None = None,
+        on_events_done: Callable[[], None] | None = None,
         baudrate: int = DEFAULT_BAUDRATE,
         clock: Callable[[], float] = time.monotonic,
         window: int = 8,
@@ -71,6 +72,8 @@ class LinkPort:
         self.window = window  # frames the peer may have unACKed: the ingest writer's batch bound
         self.events: queue.Queue[Event | PortClosed] = queue.Queue()
         self._on_event = on_event or self.events.put
+        # called after the events of one read were delivered: lets the handler hand them on together
+        self._on_events_done = on_events_done
         self._serial_factory = serial_factory
         self._lock = threading.RLock()
         self.session = Session(
@@ -92,6 +95,7 @@ class LinkPort:
         # that serial writes never hold up the writer; appends and pops of a deque are atomic.
         self._settle_later: deque[tuple[int, bytes]] = deque()
         self._reconnect_due = False
+        self._wake_pending = False  # a wake byte is on its way: ack_later need not write another
         self.closed = threading.Event()
         self.close_reason: str | None = None
         self.bytes_rx = 0
@@ -152,7 +156,11 @@ class LinkPort:
     def ack_later(self, seq: int, result: bytes = b"") -> None:
         """Like ack(), from any thread without waiting: the reader thread writes it at once."""
         self._settle_later.append((seq, result))
-        self._wake()
+        # One wake byte for a burst of ACKs (the writer answers a whole batch at once). The reader
+        # clears the flag before it takes the queued ACKs, so an ACK added after that wakes it again.
+        if not self._wake_pending:
+            self._wake_pending = True
+            self._wake()
 
     def reconnect_later(self) -> None:
         """Start a new session soon, from the reader thread (the peer then resends what it has
@@ -226,6 +234,8 @@ class LinkPort:
                 self.bytes_rx += len(data)
                 for event in events:
                     self._deliver(event)
+                if events and self._on_events_done is not None:
+                    self._on_events_done()
         except (serial.SerialException, OSError) as exc:
             if not self._closing:
                 reason = f"serial error: {exc}"
@@ -260,6 +270,7 @@ class LinkPort:
     # --- helpers (lock held) -------------------------------------------------------------
 
     def _settle_queued(self) -> None:
+        self._wake_pending = False
         settle = self._settle_later
         while settle:
             seq, result = settle.popleft()
