@@ -74,7 +74,35 @@ def _fail(exc: FieldpostError) -> click.ClickException:
     return click.ClickException(str(exc))
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+# --- other areas' groups, loaded when asked for -------------------------------------------
+
+# name -> "module:attribute". Imported only when that command runs (or for --help): `fieldpost run`
+# then never loads the panel's user tools, provisioning or the GPIO test commands.
+EXTERNAL_COMMANDS = {
+    "sync": "edge.sync.cli:sync_group",
+    "provision": "provisioning.cli:provision_group",
+    "init": "provisioning.cli:init_command",
+    "rules": "edge.rules.cli:rules_group",
+    "webui": "webui.cli:webui_group",
+    "users": "webui.cli:users_group",
+    "gpio": "edge.gpio.cli:gpio_group",
+}
+
+
+class _LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *EXTERNAL_COMMANDS})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        command = super().get_command(ctx, name)
+        if command is None and name in EXTERNAL_COMMANDS:
+            module_name, attr = EXTERNAL_COMMANDS[name].split(":")
+            command = getattr(importlib.import_module(module_name), attr)
+            self.add_command(command, name)
+        return command
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--config",
     "config_path",
@@ -615,40 +643,14 @@ def config_command(ctx: Context, example: bool) -> None:
         click.echo(f"[{name}]  # checked by its own area")
 
 
-# --- other areas' groups (guarded: each exists once its area has written it) ---------------
-
-EXTERNAL_COMMANDS = (
-    "edge.sync.cli:sync_group",
-    "provisioning.cli:provision_group",
-    "provisioning.cli:init_command",
-    "edge.rules.cli:rules_group",
-    "webui.cli:webui_group",
-    "webui.cli:users_group",
-    "edge.gpio.cli:gpio_group",
-)
-
-
-def _register_external(group: click.Group) -> None:
-    for point in EXTERNAL_COMMANDS:
-        module_name, attr = point.split(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name and module_name.startswith(exc.name):
-                continue
-            raise
-        command = getattr(module, attr, None)
-        if isinstance(command, click.Command) and command.name not in group.commands:
-            group.add_command(command)
-
-
-_register_external(main)
-
-
 def command_paths(group: click.Group = main, prefix: str = "fieldpost") -> list[tuple[str, click.Command]]:
     """Every command under ``group`` as ("fieldpost devices add", command), groups included."""
     out = []
-    for name, cmd in sorted(group.commands.items()):
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):
+        cmd = group.get_command(ctx, name)
+        if cmd is None:
+            continue
         path = f"{prefix} {name}"
         out.append((path, cmd))
         if isinstance(cmd, click.Group):

@@ -29,6 +29,7 @@ from edge.link.manager import LinkManager
 from edge.logs import kv
 from edge.metrics import Sources, StatusServer, make_registry
 from edge.store import connect, migrate
+from edge.store.connection import WRITER_CACHE_KIB
 from edge.store.numbers import Numbers
 from edge.store.space import SpaceGuard
 
@@ -114,7 +115,7 @@ class Daemon:
     def start(self) -> Daemon:
         cfg = self.config
         self.db_path.parent.mkdir(parents=True, exist_ok=True)
-        self.conn = connect(self.db_path)
+        self.conn = connect(self.db_path, cache_kib=WRITER_CACHE_KIB)
         applied = migrate(self.conn)
         if applied:
             log.info("db migrated %s", kv(db=self.db_path, applied=",".join(applied)))
