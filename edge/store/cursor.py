@@ -47,6 +47,52 @@ def advance(conn: sqlite3.Connection, marks: Mapping[int, int], sink: str = CLOU
     )
 
 
+@dataclass(frozen=True)
+class Move:
+    """A sink acknowledged a device's readings from just after ``old`` up to ``new``; ``passed`` are
+    the ids it was given in that range (sent, or passed over as never sent)."""
+
+    device: int
+    old: int
+    new: int
+    passed: list[int]
+
+
+def move(conn: sqlite3.Connection, step: Move, sink: str = CLOUD) -> int:
+    """Move a device's cursor as ``step`` says, if that is still right; return where it now stands.
+
+    Call inside a write transaction. It is not right when a reading was stored in the range that the
+    sink was never given (a counter that started over stored one below what was in flight), or when
+    the writer moved the cursor back meanwhile (edge.store.cursor.rewind): then the cursor stops
+    before that reading, or stays where the writer put it, and the caller reads on from there.
+    """
+    low = step.device << FCNT_BITS
+    conn.execute(
+        "INSERT INTO sync_cursor (sink, device, synced_to) VALUES (?, ?, ?) ON CONFLICT (sink, device) DO NOTHING",
+        (sink, step.device, low - 1),
+    )
+    new = step.new
+    given = set(step.passed)
+    for (rid,) in conn.execute(
+        "SELECT id FROM readings WHERE id > ? AND id <= ? ORDER BY id", (step.old, step.new)
+    ):
+        if rid not in given:
+            new = rid - 1
+            break
+    if new > step.old:
+        moved = conn.execute(
+            "UPDATE sync_cursor SET synced_to = ? WHERE sink = ? AND device = ? AND synced_to = ?",
+            (new, sink, step.device, step.old),
+        ).rowcount
+        if moved:
+            return new
+    return int(
+        conn.execute(
+            "SELECT synced_to FROM sync_cursor WHERE sink = ? AND device = ?", (sink, step.device)
+        ).fetchone()[0]
+    )
+
+
 def rewind(conn: sqlite3.Connection, first_new: Mapping[int, int]) -> None:
     """New readings were stored ({device number: lowest new id}): every sink's cursor that is past one
     goes back to just below it. Call inside the transaction that stores them."""

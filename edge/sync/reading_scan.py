@@ -152,15 +152,40 @@ class ReadingScanner:
             self._waiting.setdefault(n, deque()).append(m.row_id)
             self._sent[n] = max(m.row_id, self._sent.get(n, -1))
 
-    def acked(self, ids: Iterable[int]) -> dict[int, int]:
-        """Note acks; return {device number: new cursor} for the devices whose cursor moved."""
+    def acked(self, ids: Iterable[int]) -> list[cursor.Move]:
+        """Note acks; return, per device whose acknowledged prefix grew, the cursor move to commit
+        (with :meth:`settle`)."""
         self._acked.update(ids)
-        marks: dict[int, int] = {}
+        if self._cursor is None:
+            self._cursor = {}
+        moves = []
         for n, waiting in self._waiting.items():
+            passed = []
             while waiting and waiting[0] in self._acked:
                 rid = waiting.popleft()
                 self._acked.discard(rid)
-                marks[n] = rid
-        if self._cursor is not None:
-            self._cursor.update(marks)
-        return marks
+                passed.append(rid)
+            if passed:
+                old = self._cursor.get(n, (n << readings.FCNT_BITS) - 1)
+                moves.append(cursor.Move(n, old, passed[-1], passed))
+                self._cursor[n] = passed[-1]
+        return moves
+
+    def settle(self, conn: sqlite3.Connection, moves: list[cursor.Move]) -> int:
+        """Commit the moves' cursors (inside the caller's transaction); a device whose cursor could
+        not move as planned is read again from where it stands. Returns the readings now synced."""
+        done = 0
+        for step in moves:
+            stands = cursor.move(conn, step, self.sink)
+            done += sum(1 for rid in step.passed if rid <= stands)
+            if stands != step.new:
+                self._forget(step.device, stands)
+        return done
+
+    def _forget(self, n: int, mark: int) -> None:
+        assert self._cursor is not None
+        self._cursor[n] = mark
+        self._sent.pop(n, None)
+        self._waiting.pop(n, None)
+        self._built.pop(n, None)
+        self._acked = {rid for rid in self._acked if rid >> readings.FCNT_BITS != n}

@@ -23,7 +23,7 @@ from typing import Any
 
 from edge.codecs import CodecRunner
 from edge.errors import SinkRejected, SinkUnavailable
-from edge.store import connect, cursor, transaction
+from edge.store import connect, transaction
 from edge.sync import budget, encoding, state
 from edge.sync.backoff import Backoff
 from edge.sync.batching import Batch, Message, build_batches
@@ -372,19 +372,18 @@ class SyncService(ThreadedLoop):
         now = self._clock()
         outbox_ids = [i for b in acked for i in b.outbox_ids]
         reading_ids = [i for b in acked for i in b.reading_ids]
-        marks = self._readings.acked(reading_ids)
+        moves = self._readings.acked(reading_ids)
         with transaction(conn):
             mark_synced(conn, outbox_ids, now)
-            cursor.advance(conn, marks, self._readings.sink)
+            settled = self._readings.settle(conn, moves)
             state.record_success(conn, self.sink.name, now)
             if self._unflushed_bytes:
                 state.add_bytes(conn, self.sink.name, self._unflushed_bytes, now)
         self._unflushed_bytes = 0
         self._scanner.acked(outbox_ids)
-        done = len(outbox_ids) + len(reading_ids)
-        self.messages_acked += done
+        self.messages_acked += len(outbox_ids) + len(reading_ids)
         if self._on_synced is not None:
-            self._on_synced(done)
+            self._on_synced(len(outbox_ids) + settled)
         self._backoff.reset()
 
     def _check_ack_timeout(self) -> None:

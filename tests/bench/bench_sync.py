@@ -7,7 +7,9 @@ Figures (``sync.json``), each next to its baseline measured in the same run, on 
   ``sync_drain_s`` for the whole backlog (``sync_drain_1m_s`` at full size, 1,000,000 readings);
 - ``baseline_publish_wait_puback``: what a user would write first: one PUBLISH per reading (the
   same document, JSON), waiting for its PUBACK before the next, no fsync, for at least 5 s;
-- ``sync_vs_publish_wait``: the ratio of the two rates; and the bytes on the wire per reading.
+- ``sync_vs_publish_wait``: the ratio of the two rates; and the bytes on the wire per reading;
+- ``over_a_wan_link``: the same two, through a loopback proxy that delays each direction by 20 ms
+  (a cellular uplink's round trip), where one-by-one publishing is bound by the round trip.
 
 Sizes: ``quick`` drains 100,000 readings, the full run 1,000,000.
 Run alone: ``python -m tests.bench.bench_sync [--quick] [--out DIR]``.
@@ -18,10 +20,12 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
+import queue
 import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 
 import paho.mqtt.client as mqtt
@@ -39,6 +43,8 @@ MOSQUITTO = "/usr/sbin/mosquitto"
 DEVICES = [f"{0xB0B0000000000000 + i:016x}" for i in range(16)]
 BRIDGE = "b0b0b0b0b0b0b0b0"
 BASELINE_SECONDS = 5.0
+WAN_DELAY_S = 0.02  # each way
+WAN_READINGS = 100_000
 
 
 def _free_port() -> int:
@@ -66,6 +72,55 @@ def _start_broker(workdir: pathlib.Path) -> tuple[subprocess.Popen, int]:
                 proc.kill()
                 raise RuntimeError("mosquitto did not start") from None
             time.sleep(0.02)
+
+
+class DelayProxy:
+    """A TCP proxy on loopback that holds every chunk ``delay_s`` in each direction: a WAN link with a
+    round trip of 2 x delay_s (a cellular or satellite uplink), for both sides of the comparison."""
+
+    def __init__(self, target_port: int, delay_s: float):
+        self.delay_s = delay_s
+        self.target_port = target_port
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self._stop = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            for src, dst in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(src, dst), daemon=True).start()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
+        held: queue.Queue = queue.Queue()
+
+        def deliver() -> None:
+            while True:
+                due, data = held.get()
+                if data is None:
+                    break
+                time.sleep(max(0.0, due - time.monotonic()))
+                try:
+                    dst.sendall(data)
+                except OSError:
+                    break
+
+        threading.Thread(target=deliver, daemon=True).start()
+        try:
+            while data := src.recv(65536):
+                held.put((time.monotonic() + self.delay_s, data))
+        except OSError:
+            pass
+        held.put((0, None))
+
+    def close(self) -> None:
+        self._stop.set()
+        self.server.close()
 
 
 def _fill(db_path: pathlib.Path, n: int) -> None:
@@ -109,10 +164,10 @@ def _fill(db_path: pathlib.Path, n: int) -> None:
     conn.close()
 
 
-def _drain(db_path: pathlib.Path, port: int, n: int) -> dict:
+def _drain(db_path: pathlib.Path, port: int, n: int, client_id: str = "bench-sync") -> dict:
     config = {
         "site": "bench",
-        "mqtt": {"host": "127.0.0.1", "port": port, "tls": {"enabled": False}, "client_id": "bench-sync"},
+        "mqtt": {"host": "127.0.0.1", "port": port, "tls": {"enabled": False}, "client_id": client_id},
     }
     service = SyncService(db_path, config)
     cfg = service.config
@@ -151,13 +206,13 @@ def _drain(db_path: pathlib.Path, port: int, n: int) -> dict:
     }
 
 
-def _publish_and_wait(db_path: pathlib.Path, port: int) -> dict:
+def _publish_and_wait(db_path: pathlib.Path, port: int, client_id: str = "bench-baseline") -> dict:
     """The plain alternative: for each reading, build its document, PUBLISH it at QoS 1, wait for the
     PUBACK; for at least BASELINE_SECONDS."""
     conn = connect(db_path)
     reader = ReadingReader(conn)
     codecs = CodecRunner()
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-baseline", clean_session=False)
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
     client.connect("127.0.0.1", port)
     client.loop_start()
     wire = count = 0
@@ -206,10 +261,26 @@ def run(out_dir: pathlib.Path, quick: bool) -> dict:
             _fill(work / "baseline.db", 200_000)  # more than BASELINE_SECONDS can send one by one
             batched = _drain(work / "backlog.db", port, n)
             baseline = _publish_and_wait(work / "baseline.db", port)
+            # The same comparison over a WAN-like link (40 ms round trip), where sites really are.
+            proxy = DelayProxy(port, WAN_DELAY_S)
+            try:
+                _fill(work / "wan.db", WAN_READINGS)
+                wan_batched = _drain(work / "wan.db", proxy.port, WAN_READINGS, client_id="bench-sync-wan")
+                wan_baseline = _publish_and_wait(
+                    work / "baseline.db", proxy.port, client_id="bench-baseline-wan"
+                )
+            finally:
+                proxy.close()
         finally:
             broker.terminate()
             broker.wait(10)
     ratio = batched["readings_per_s"] / baseline["readings_per_s"]
+    wan = {
+        "round_trip_ms": round(2 * WAN_DELAY_S * 1000),
+        "batched": wan_batched,
+        "baseline_publish_wait_puback": wan_baseline,
+        "sync_vs_publish_wait": round(wan_batched["readings_per_s"] / wan_baseline["readings_per_s"], 1),
+    }
     figures = {
         "quick": quick,
         "backlog_readings": n,
@@ -225,6 +296,7 @@ def run(out_dir: pathlib.Path, quick: bool) -> dict:
             **({} if quick else {"met_drain_1m": batched["seconds"] <= 20}),
         },
         "baseline_extrapolated_seconds_for_backlog": round(n / baseline["readings_per_s"], 1),
+        "over_a_wan_link": wan,
     }
     (out_dir / "sync.json").write_text(json.dumps(figures, indent=2) + "\n")
     return figures

@@ -11,7 +11,7 @@ from sync_helpers import DEVICES, buffer_readings, unsynced
 
 from edge.codecs import CodecRunner
 from edge.errors import ConfigError
-from edge.store import cursor, transaction
+from edge.store import cursor, numbers, readings, transaction
 from edge.sync import budget, encoding, parse_sync_config, state, sync_status
 from edge.sync.backoff import Backoff
 from edge.sync.batching import Message, build_batches
@@ -19,7 +19,7 @@ from edge.sync.config import BudgetConfig
 from edge.sync.https_sink import is_retryable
 from edge.sync.pending import PendingScanner
 from edge.sync.reading_scan import ReadingScanner
-from tests.storekit import mark_synced, put_readings
+from tests.storekit import mark_synced, put_readings, unsynced_ids
 
 
 def _msg(i, device="a" * 16, priority=1, body=None, created=100.0):
@@ -255,13 +255,12 @@ def test_reading_scanner_reads_past_the_cursor_in_fcnt_order_and_moves_it_over_a
         assert [m.msg_id for m in again][:2] == [f"{devices[0]}:4", f"{devices[0]}:5"]
         assert f"{devices[1]}:2" in [m.msg_id for m in again]
         # acks out of order: the cursor only passes the acknowledged prefix
-        marks = scanner.acked([first[2].row_id, first[3].row_id])
-        assert marks == {}
-        marks = scanner.acked([first[0].row_id, first[1].row_id, first[5].row_id])
+        assert scanner.acked([first[2].row_id, first[3].row_id]) == []
+        moves = scanner.acked([first[0].row_id, first[1].row_id, first[5].row_id])
         n0 = first[0].row_id >> 32
-        assert marks[n0] == first[3].row_id and (first[5].row_id >> 32) not in marks
+        assert [(m.device, m.new) for m in moves] == [(n0, first[3].row_id)]
         with transaction(conn):
-            cursor.advance(conn, marks)
+            assert scanner.settle(conn, moves) == 4
         assert unsynced(conn) == len(ids) - 4
         # a dropped connection: everything past the committed cursor is read again
         scanner.reset()
@@ -287,8 +286,54 @@ def test_readings_the_cloud_never_gets_are_passed_over_by_the_cursor(db):
             ("3", "reading"),
         ]
         scanner.handed_out(out, {m.row_id for m in out if m.kind})
-        marks = scanner.acked([m.row_id for m in out if m.kind])
-        assert marks == {out[0].row_id >> 32: out[3].row_id}
+        moves = scanner.acked([m.row_id for m in out if m.kind])
+        assert [(m.device, m.new) for m in moves] == [(out[0].row_id >> 32, out[3].row_id)]
+    finally:
+        codecs.close()
+
+
+def test_a_reading_stored_below_what_is_in_flight_is_not_passed_over(db):
+    # A counter that started over stores fcnt 1 while fcnt 5..7 of the same device are on their way:
+    # their ack must not move the cursor past fcnt 1, which the sink never had.
+    _, conn = db
+    dev = DEVICES[0]
+    put_readings(conn, dev, [5, 6, 7])
+    codecs = CodecRunner()
+    scanner = ReadingScanner(codecs)
+    try:
+        out = scanner.next_messages(conn, 100, per_device=10)
+        scanner.handed_out(out, {m.row_id for m in out})
+        put_readings(conn, dev, [1])  # stored by the writer meanwhile (its cursor row did not exist)
+        moves = scanner.acked([m.row_id for m in out])
+        with transaction(conn):
+            scanner.settle(conn, moves)
+        assert [rid & 0xFFFFFFFF for rid in unsynced_ids(conn)] == [1, 5, 6, 7]
+        again = scanner.next_messages(conn, 100, per_device=10)
+        assert [m.msg_id.split(":")[1] for m in again] == ["1", "5", "6", "7"]
+    finally:
+        codecs.close()
+
+
+def test_a_cursor_the_writer_moved_back_is_not_moved_on_from_its_old_place(db):
+    _, conn = db
+    dev = DEVICES[0]
+    put_readings(conn, dev, [5, 6, 7, 8])
+    mark_synced(conn, dev, 6)
+    codecs = CodecRunner()
+    scanner = ReadingScanner(codecs)
+    try:
+        out = scanner.next_messages(conn, 100, per_device=10)
+        assert [m.msg_id.split(":")[1] for m in out] == ["7", "8"]
+        scanner.handed_out(out, {m.row_id for m in out})
+        with transaction(conn):  # the writer stores fcnt 2 and moves the cursor back below it
+            n = numbers.number_of(conn, dev)
+            readings.insert_many(conn, [(readings.reading_id(n, 2), 1, 1, -80, 0, None, None, b"\x01")])
+            cursor.rewind(conn, {n: readings.reading_id(n, 2)})
+        moves = scanner.acked([m.row_id for m in out])
+        with transaction(conn):
+            scanner.settle(conn, moves)
+        assert [rid & 0xFFFFFFFF for rid in unsynced_ids(conn)] == [2, 5, 6, 7, 8]
+        assert scanner.next_messages(conn, 100, per_device=10)[0].msg_id.endswith(":2")
     finally:
         codecs.close()
 
