@@ -125,7 +125,7 @@ async def safe_mode(reason, cfg, cfg_path):
     try:
         from fp.hal import board
         profile = board.find_profile(cfg["board"] if cfg else "unix")
-        if profile.get("mcu") == "unix":
+        if profile.get("mcu") == "unix" or board.VIRTUAL:
             from fp.hal.unix import shared_uart
             uart = shared_uart()
         else:
