@@ -77,7 +77,8 @@ class AirModem:
     async def send(self, packet, tx_at_ms=None):
         self.listening = False
         toa = self.get_time_on_air_us(len(packet))
-        self.air.send(airwire.header(*(self._tx + (toa,))), packet)
+        scale = getattr(self.clock, "scale", 1) or 1
+        self.air.send(airwire.header(*(self._tx + (int(toa / scale),))), packet)
         await self.clock.sleep_ms(toa // 1000)
         self._drain()
         return ticks_ms()

@@ -15,7 +15,9 @@
 #   15  1  flags: 1 IQ inverted, 2 CRC on, 4 implicit header, 8 low data rate optimise
 #   16  2  preamble length, symbols
 #   18  1  transmit power, dBm (signed)
-#   19  4  time on air of this packet, us (in the sender's chip time)
+#   19  4  how long the packet occupies the air, in real us (its time on air
+#          divided by the sender's time_scale: modules at other scales, and
+#          CPython peers, then agree on when it ends)
 #
 # A receiver hears a packet when frequency (within a quarter of the
 # bandwidth), bandwidth, SF, sync word and IQ polarity match, and when the

@@ -18,6 +18,13 @@
 # ends. A second compatible packet during a reception collides: the first is
 # received with a CRC error. A packet that starts while the chip is not
 # listening is missed, as on the air (half duplex).
+#
+# Host slack: at time_scale S > 1 the chip runs S times faster but the host
+# (this interpreter) does not: switching from TX to RX takes it a millisecond
+# or more of real time, S times that in chip time. So a scaled chip that enters
+# RX up to HOST_SLACK real ms after a packet started still catches it (its
+# RxDone then comes at the packet's end, or at once). At time_scale 1 the
+# timing is the datasheet's alone.
 import asyncio
 import sys
 from time import ticks_add, ticks_diff, ticks_us
@@ -29,6 +36,7 @@ _LOG_MAX = const(40)  # invalid-use messages kept (all are counted)
 _PRINT_MAX = const(20)  # distinct messages printed on stderr
 _FLIGHT_MAX = const(8)
 _DETECT_SYMS = const(4)  # preamble symbols a receiver needs to lock on
+_HOST_SLACK_US = const(10000)
 
 
 def symbols_x4(pl, sf, cr, preamble, explicit, crc, ldro, sx126x):
@@ -69,6 +77,7 @@ class Chip:
         self.name = name
         self.air = air
         self.scale = scale if scale and scale > 0 else 1
+        self.slack_us = _HOST_SLACK_US if self.scale > 1 else 0
         self.counters = air.counters
         self.counters["crc_err"] = 0
         self.invalid = 0
@@ -178,7 +187,7 @@ class Chip:
             if best is None or d < best:
                 best = d
         for p in self._flight:
-            d = ticks_diff(p.t1, now)
+            d = ticks_diff(p.t1, now) + self.slack_us
             if best is None or d < best:
                 best = d
         return best
@@ -190,7 +199,7 @@ class Chip:
             self.bad("datagram on the air port that is not an FPA2 transmission: dropped")
             return
         now = ticks_us()
-        p = Packet(h, bytes(memoryview(data)[airwire.HDR:]), now, ticks_add(now, self.real_us(h[8])))
+        p = Packet(h, bytes(memoryview(data)[airwire.HDR:]), now, ticks_add(now, h[8]))
         if len(self._flight) >= _FLIGHT_MAX:
             self._flight.pop(0)
         self._flight.append(p)
@@ -206,7 +215,7 @@ class Chip:
         now = ticks_us()
         keep = []
         for p in self._flight:
-            if ticks_diff(p.t1, now) > 0:
+            if ticks_diff(p.t1, now) + self.slack_us > 0:
                 keep.append(p)
             elif not p.locked:
                 if self.rx_params() is not None and airwire.compatible(self.rx_params(), p.hdr):
@@ -219,12 +228,15 @@ class Chip:
         rx = self.rx_params()
         now = ticks_us()
         h = p.hdr
-        if p.locked or rx is None or not airwire.compatible(rx, h) or ticks_diff(p.t1, now) <= 0:
+        if p.locked or rx is None or not airwire.compatible(rx, h):
             return False
-        tsym = (1 << h[2]) * 1000000 // h[1]
-        late = self.real_us(max(0, h[6] - _DETECT_SYMS) * tsym)
-        if ticks_diff(self._rx_since, ticks_add(p.t0, late)) > 0:
+        # the share of the packet's (real) air time that its preamble can spare
+        nsym_x4 = symbols_x4(len(p.payload), h[2], h[3], h[6], not h[5] & 4, h[5] & 2, h[5] & 8, False)
+        late = h[8] * 4 * max(0, h[6] - _DETECT_SYMS) // nsym_x4
+        if ticks_diff(self._rx_since, ticks_add(p.t0, max(late, self.slack_us))) > 0:
             return False  # we started listening after its preamble
+        if ticks_diff(p.t1, now) <= 0 and ticks_diff(self._rx_since, ticks_add(p.t0, self.slack_us)) > 0:
+            return False  # over before we listened
         p.locked = True  # this receiver has decided about it, heard or not
         if self.air.lost():
             self.counters["lost"] += 1
@@ -234,7 +246,7 @@ class Chip:
             self.counters["weak"] += 1
             return False
         self.rx_pkt = p
-        self.at_real("rxdone", p.t1)
+        self.at_real("rxdone", p.t1 if ticks_diff(p.t1, now) > 0 else now)
         self.on_detect(p)
         return True
 
@@ -268,7 +280,7 @@ class Chip:
         self.on_rx_done(p)
 
     def transmit(self, hdr_args, payload, toa):
-        self.air.send(airwire.header(*(hdr_args + (toa,))), payload)
+        self.air.send(airwire.header(*(hdr_args + (self.real_us(toa),))), payload)
         self.tx_power.append(hdr_args[7])
         if len(self.tx_power) > 16:
             self.tx_power.pop(0)
