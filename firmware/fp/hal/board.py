@@ -67,6 +67,9 @@ def lora_cfg(profile, sf, bw_khz):
         "bw": str(bw_khz),
         "coding_rate": 5,
         "preamble_len": 8,
+        # explicitly: the SX127x driver only sets RxPayloadCrcOn when asked (its reset value is off),
+        # while its time on air (and fp/airtime) count the CRC
+        "crc_en": True,
         "output_power": radio.get("tx_power_dbm", 14),
         "syncword": 0x12,  # private network: not heard by LoRaWAN gateways (0x34)
     }

@@ -88,7 +88,8 @@ class Chip:
         self.state = "off"
         self._t_state = ticks_us()
         self.state_us = {}
-        self.tx_power = []  # dBm of every transmission (power model)
+        self.tx_power = []  # dBm of the last transmissions (power model)
+        self.last_toa_us = 0  # chip time on air of the last transmission, from the registers
         self._timers = {}
         self._flight = []
         self.rx_pkt = None
@@ -280,6 +281,7 @@ class Chip:
         self.on_rx_done(p)
 
     def transmit(self, hdr_args, payload, toa):
+        self.last_toa_us = toa
         self.air.send(airwire.header(*(hdr_args + (self.real_us(toa),))), payload)
         self.tx_power.append(hdr_args[7])
         if len(self.tx_power) > 16:

@@ -199,14 +199,13 @@ class SX1262(Chip):
             return
         for i in range(n):
             b = out[i]
-            r = 0
+            pos = self._n
+            if pos < len(self._cmd):
+                self._cmd[pos] = b
+            self._n = pos + 1
             if self._deaf:
                 r = 0xFF if self._in_reset else 0
             else:
-                pos = self._n
-                if pos < len(self._cmd):
-                    self._cmd[pos] = b
-                self._n = pos + 1
                 r = self._miso(pos)
             if into is not None:
                 into[i] = r
