@@ -14,7 +14,7 @@
 # hears only packets of its own SF/BW/frequency/sync word, only while
 # listening (not while sending or in standby): half duplex, as on a real radio.
 import asyncio
-from time import ticks_ms
+from time import ticks_add, ticks_diff, ticks_ms
 
 from fp.airtime import time_on_air_us
 from fp.hal import airwire
@@ -103,6 +103,7 @@ class AirModem:
             pkt = RxPacket(memoryview(data)[airwire.HDR:])
             pkt.rssi = rssi
             pkt.snr = int(round(snr * 4))
+            pkt.ticks_ms = ticks_add(ticks_ms(), h[8] // 1000)  # the datagram came at its start
             self.counters["rx"] += 1
             return pkt
 
@@ -113,7 +114,7 @@ class AirModem:
             self.listening = True
         pkt = self._take()
         if pkt is not None:
-            return pkt
+            return await _ended(pkt)
         if timeout_ms is not None and timeout_ms <= 0:
             return None
         try:
@@ -131,10 +132,19 @@ class AirModem:
                     pkt = self._take()
         except asyncio.TimeoutError:  # noqa: UP041 (MicroPython: no builtin TimeoutError)
             pass
-        return pkt
+        return await _ended(pkt)
 
     def close(self):
         self.air.close()
+
+
+async def _ended(pkt):
+    # A packet is received when it has finished arriving (its ticks_ms: its end).
+    if pkt is not None:
+        left = ticks_diff(pkt.ticks_ms, ticks_ms())
+        if left > 0:
+            await asyncio.sleep_ms(left)
+    return pkt
 
 
 async def _readable(sock):

@@ -85,6 +85,7 @@ class Chip:
         self.log = []
         self._printed = []
         self.trace = trace  # a list: (mosi, miso) of every SPI transaction, for tests
+        self.transactions = 0  # SPI transactions (NSS low periods) so far
         self.state = "off"
         self._t_state = ticks_us()
         self.state_us = {}

@@ -259,6 +259,7 @@ class SX1262(Chip):
             return
         if n == 0:
             return
+        self.transactions += 1
         if self.trace is not None:
             self.trace.append((bytes(self._cmd[:n]), bytes(self._tmiso)))
         op = self._cmd[0]

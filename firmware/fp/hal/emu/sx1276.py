@@ -150,8 +150,10 @@ class SX1276(Chip):
                 if self.trace is not None:
                     self._mosi = bytearray()
                     self._miso = bytearray()
-            elif self.trace is not None and self._mosi:
-                self.trace.append((bytes(self._mosi), bytes(self._miso)))
+            else:
+                self.transactions += 1
+                if self.trace is not None and self._mosi:
+                    self.trace.append((bytes(self._mosi), bytes(self._miso)))
         elif name == "NRESET":
             if not level:
                 self._in_reset = True
