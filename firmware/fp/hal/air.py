@@ -5,7 +5,10 @@
 # for a board profile whose radio chip is "udp-air" (hardware/boards/unix_air.json),
 # where a test wants the radio without a driver (a baseline in the benchmarks).
 # It speaks the same air as the emulated chips (fp/hal/airwire.py), so both
-# kinds of module hear each other.
+# kinds of module hear each other, with one simplification kept from before:
+# its datagram leaves when the transmission ENDS (an emulated receiver then
+# finishes receiving it one time on air later), and it hands a packet over as
+# soon as the datagram is there.
 #
 # config.json "air": {"port": own UDP port (0: any), "peers": [ports to send to],
 #                     "loss": 0..1 (drop probability of each received packet),
@@ -14,7 +17,7 @@
 # hears only packets of its own SF/BW/frequency/sync word, only while
 # listening (not while sending or in standby): half duplex, as on a real radio.
 import asyncio
-from time import ticks_add, ticks_diff, ticks_ms
+from time import ticks_ms
 
 from fp.airtime import time_on_air_us
 from fp.hal import airwire
@@ -78,8 +81,8 @@ class AirModem:
         self.listening = False
         toa = self.get_time_on_air_us(len(packet))
         scale = getattr(self.clock, "scale", 1) or 1
-        self.air.send(airwire.header(*(self._tx + (int(toa / scale),))), packet)
         await self.clock.sleep_ms(toa // 1000)
+        self.air.send(airwire.header(*(self._tx + (int(toa / scale),))), packet)
         self._drain()
         return ticks_ms()
 
@@ -103,7 +106,6 @@ class AirModem:
             pkt = RxPacket(memoryview(data)[airwire.HDR:])
             pkt.rssi = rssi
             pkt.snr = int(round(snr * 4))
-            pkt.ticks_ms = ticks_add(ticks_ms(), h[8] // 1000)  # the datagram came at its start
             self.counters["rx"] += 1
             return pkt
 
@@ -114,7 +116,7 @@ class AirModem:
             self.listening = True
         pkt = self._take()
         if pkt is not None:
-            return await _ended(pkt)
+            return pkt
         if timeout_ms is not None and timeout_ms <= 0:
             return None
         try:
@@ -132,19 +134,10 @@ class AirModem:
                     pkt = self._take()
         except asyncio.TimeoutError:  # noqa: UP041 (MicroPython: no builtin TimeoutError)
             pass
-        return await _ended(pkt)
+        return pkt
 
     def close(self):
         self.air.close()
-
-
-async def _ended(pkt):
-    # A packet is received when it has finished arriving (its ticks_ms: its end).
-    if pkt is not None:
-        left = ticks_diff(pkt.ticks_ms, ticks_ms())
-        if left > 0:
-            await asyncio.sleep_ms(left)
-    return pkt
 
 
 async def _readable(sock):

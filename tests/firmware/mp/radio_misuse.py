@@ -99,7 +99,9 @@ out["sx1262_sleep_from_rx"] = case(c, lambda: (wait_busy(), xfer(bus, cs, b"\x84
 
 def while_busy():
     wait_busy()
-    xfer(bus, cs, b"\x80\x00")  # SetStandby: BUSY goes high for its processing time
+    xfer(bus, cs, b"\x80\x00")  # SetStandby(RC)
+    wait_busy()
+    xfer(bus, cs, b"\x89\x7f")  # Calibrate: BUSY high for 3.5 ms
     xfer(bus, cs, b"\x8a\x00")  # at once: ignored
     wait_busy()
     return xfer(bus, cs, b"\x11", 2)[2]  # GetPacketType: still LoRa
