@@ -112,12 +112,16 @@ def chip_driver(profile: dict) -> str | None:
     return CHIP_DRIVERS[chip]
 
 
-def bundle_files(profile: dict | None, firmware_dir: Path = FIRMWARE_DIR) -> list[Path]:
-    """The firmware sources (relative) that go into the bundle for ``profile`` (None: every one)."""
+def bundle_files(
+    profile: dict | None, firmware_dir: Path = FIRMWARE_DIR, *, virtual: bool = False
+) -> list[Path]:
+    """The firmware sources (relative) that go into the bundle for ``profile`` (None: every one).
+    ``virtual``: the board's bundle plus the unix-only files, to run it as a virtual module (the
+    test bed's image of that board: its driver only, over the emulated chip)."""
     files = firmware_files(firmware_dir)
     if profile is None:
         return files
-    virtual = profile.get("mcu") == "unix"
+    virtual = virtual or profile.get("mcu") == "unix"
     driver = chip_driver(profile)
     chosen = []
     for rel in files:
@@ -160,10 +164,11 @@ def build_bundle(
     profile: dict | None = None,
     firmware_dir: Path = FIRMWARE_DIR,
     mpy_cross: str | None = None,
+    virtual: bool = False,
 ) -> dict:
-    """Build one bundle into ``out`` (emptied first); returns its manifest."""
+    """Build one bundle into ``out`` (emptied first); returns its manifest. ``virtual``: see bundle_files."""
     mpy_cross = mpy_cross or find_mpy_cross()
-    sources = bundle_files(profile, firmware_dir)
+    sources = bundle_files(profile, firmware_dir, virtual=virtual)
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)

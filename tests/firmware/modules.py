@@ -76,6 +76,32 @@ def bridge_config(bridge_port: int, node_port: int, **over) -> dict:
     return cfg
 
 
+# -X heapsize for a virtual module of a board: twice the board's RAM. The unix port is 64-bit (objects
+# and pointers twice the size of the boards' 32-bit ones) and the emulated radio (fp/hal/emu, ~50 KB
+# there) lives in the same heap; measured on this port, a heltec_v2 bridge needs about 200K of its
+# 220K. A rough bound that catches gross growth (e.g. both chip drivers loaded), not a board's exact RAM.
+HEAP_FACTOR = 2
+
+
+def virtual_bundle(root: Path, board: str) -> Path:
+    """The board's firmware bundle as mpy-cross builds it for the board (its radio driver only), plus
+    the unix-only files: what a virtual module of that board runs (edge.tools.build_firmware)."""
+    from edge.tools import build_firmware
+
+    profile = build_firmware.load_profile(board)
+    out = root / f"{board}-virtual"
+    if not (out / "manifest.json").exists():
+        build_firmware.build_bundle(out, profile.get("arch"), profile=profile, virtual=True)
+    return out
+
+
+def board_heap(board: str) -> str:
+    """-X heapsize for a virtual module of ``board`` (see HEAP_FACTOR)."""
+    from edge.tools import build_firmware
+
+    return f"{build_firmware.load_profile(board)['heap_kb'] * HEAP_FACTOR}K"
+
+
 _TRACE = re.compile(r"^T (\w+) (.*)$")
 
 

@@ -4,7 +4,12 @@
 # (fp/hal/unix.make): the lora driver over the emulated chip, or the old air
 # modem for "unix_air". Prints JSON: real us per round trip, SPI transactions
 # per packet, time on air.
-# usage: micropython radio_pingpong.py <board> <n> <time_scale> <port A> <port B> <boards dir>
+# With "sync" as a 7th argument: no asyncio, the driver's low-level API
+# (prepare_send/start_send/poll_send, start_recv/poll_recv) and the chips
+# polled in a loop: the host time the driver and the emulated chips take per
+# packet, without asyncio's wake-up latency (a ThreadSafeFlag on the unix port
+# is polled in ~1 ms slices).
+# usage: micropython radio_pingpong.py <board> <n> <time_scale> <port A> <port B> <boards dir> [sync]
 import asyncio
 import json
 import sys
@@ -67,4 +72,35 @@ async def main():
                       "spi_per_packet": (spi_a + spi_b) / (2 * N) if ok else 0}))
 
 
-asyncio.run(main())
+def sync():
+    # one packet A -> B per iteration, the chips run at once (time_scale very high)
+    a = modem(PA, PB)
+    b = modem(PB, PA)
+    da, db = a.modem.drv, b.modem.drv
+    ca, cb = a.modem.chip, b.modem.chip
+    ok = 0
+    n0 = ca.transactions + cb.transactions
+    t0 = time.ticks_us()
+    for _ in range(N):
+        db.start_recv(timeout_ms=1000)
+        da.prepare_send(UP)
+        da.start_send()
+        while da.poll_send() is True:
+            ca.poll()
+        got = True
+        while got is True:
+            cb.poll()
+            got = db.poll_recv()
+        if got and bytes(got) == UP:
+            ok += 1
+    us = time.ticks_diff(time.ticks_us(), t0)
+    spi = ca.transactions + cb.transactions - n0
+    a.close()
+    b.close()
+    print(json.dumps({"board": BOARD, "n": N, "ok": ok, "host_us_per_packet": us // N, "spi_per_packet": spi / N}))
+
+
+if len(sys.argv) > 7 and sys.argv[7] == "sync":
+    sync()
+else:
+    asyncio.run(main())
