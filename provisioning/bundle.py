@@ -29,8 +29,8 @@ def sha256_hex(data: bytes) -> str:
 
 def bundle_key(profile: dict[str, Any], firmware_dir: Path) -> str:
     h = hashlib.sha256(json.dumps(profile, sort_keys=True).encode())
-    files = build_firmware.bundle_files(profile, firmware_dir) + build_firmware.data_files(profile, firmware_dir)
-    for rel in files:
+    sources = build_firmware.bundle_files(profile, firmware_dir)
+    for rel in sources + build_firmware.data_files(profile, firmware_dir):
         h.update(str(rel).encode() + b"\0" + (firmware_dir / rel).read_bytes() + b"\0")
     return h.hexdigest()[:20]
 

@@ -70,7 +70,7 @@ class ModuleSpec:
     dr: int | None = None
     interval: int | None = None
     rotate_key: bool = False
-    packages: list[str] = field(default_factory=list)  # extra mip packages (the radio driver is in the bundle)
+    packages: list[str] = field(default_factory=list)  # extra mip packages (the driver is in the bundle)
     offline_packages: Path | None = None  # a local mip index (micropython.org/pi/v2 layout)
     settings: dict[str, Any] = field(default_factory=dict)  # further config.json keys
 
