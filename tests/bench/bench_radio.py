@@ -50,29 +50,9 @@ def _bundle_sizes(root: Path) -> dict:
     return out
 
 
-_HEAP_SCRIPT = """
-import gc, json, sys
-gc.collect()
-m0 = gc.mem_alloc()
-from fp.hal import board, mcu, airwire
-from fp.hal.emu import radio
-gc.collect()
-m1 = gc.mem_alloc()
-profile = json.load(open(sys.argv[1]))
-chip, machine = radio.make_chip(profile, airwire.Air(int(sys.argv[2]), ()), 1)
-gc.collect()
-m2 = gc.mem_alloc()
-drv = mcu.make_modem(machine, profile, board.lora_cfg(profile, 12, 125))
-gc.collect()
-m3 = gc.mem_alloc()
-print(json.dumps({"hal_and_emulator": m2 - m0, "driver": m3 - m2, "free": gc.mem_free()}))
-"""
-
-
 def _driver_heap(bundle_root: Path) -> dict:
     out = {}
-    script = bundle_root / "heap.py"
-    script.write_text(_HEAP_SCRIPT)
+    script = MP_SCRIPTS / "radio_heap.py"
     every = bundle_root / "bytecode"
     build_firmware.build_bundle(every, None)  # compiled, both chip drivers and the emulator
     for board in CHIP_BOARDS:

@@ -14,12 +14,13 @@ import hashlib
 import json
 import math
 import re
+import subprocess
 
 import pytest
 
 from edge.tools import build_firmware
-from tests.firmware.conftest import FIRMWARE, REPO, run_mp
-from tests.firmware.modules import free_udp_ports
+from tests.firmware.conftest import FIRMWARE, MICROPYTHON, MP_SCRIPTS, REPO, mp_env, run_mp
+from tests.firmware.modules import free_udp_ports, virtual_bundle
 
 pytestmark = pytest.mark.firmware
 
@@ -118,6 +119,26 @@ def test_each_board_bundle_carries_its_driver(board, driver, tmp_path):
         assert "fp/hal/emu/sx1262.mpy" in emulator
     else:
         assert emulator == set()  # the test bed stays out of a real board's flash
+
+
+@pytest.mark.parametrize("board", ["heltec_v2", "heltec_v3", "pico_rfm95w"])
+def test_the_driver_runs_in_the_boards_heap(board, tmp_path):
+    """The board's bundle (its driver only) with the unix HAL, under -X heapsize of the board's RAM: the
+    driver initialises, configures and sends over its emulated chip (which shares that heap here)."""
+    bundle = virtual_bundle(tmp_path, board)
+    heap = json.loads((BOARDS / f"{board}.json").read_text())["heap_kb"]
+    (port,) = free_udp_ports(1)
+    env = dict(mp_env(), MICROPYPATH=f"{bundle}:{bundle / 'lib'}:.frozen")
+    out = subprocess.run(
+        [str(MICROPYTHON), "-X", f"heapsize={heap}K", str(MP_SCRIPTS / "radio_heap.py"), str(BOARDS / f"{board}.json"), str(port)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    figures = json.loads(out.stdout.splitlines()[-1])
+    assert figures["free"] > 0 and figures["driver"] < 40_000, figures
 
 
 def test_the_old_air_modem_board_has_no_driver(tmp_path):
