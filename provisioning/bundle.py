@@ -29,7 +29,8 @@ def sha256_hex(data: bytes) -> str:
 
 def bundle_key(profile: dict[str, Any], firmware_dir: Path) -> str:
     h = hashlib.sha256(json.dumps(profile, sort_keys=True).encode())
-    for rel in build_firmware.firmware_files(firmware_dir):
+    sources = build_firmware.bundle_files(profile, firmware_dir)
+    for rel in sources + build_firmware.data_files(profile, firmware_dir):
         h.update(str(rel).encode() + b"\0" + (firmware_dir / rel).read_bytes() + b"\0")
     return h.hexdigest()[:20]
 
@@ -38,7 +39,11 @@ def build_bundle(
     profile: dict[str, Any], *, cache_dir: Path, firmware_dir: Path = FIRMWARE_DIR
 ) -> dict[str, bytes]:
     """{path on the module: bytes} for the firmware and board profile of ``profile``."""
-    out = Path(cache_dir) / f"{profile['name']}-{bundle_key(profile, firmware_dir)}"
+    try:
+        key = bundle_key(profile, firmware_dir)
+    except build_firmware.BuildError as exc:
+        raise ProvisioningError("compile", str(exc)) from None
+    out = Path(cache_dir) / f"{profile['name']}-{key}"
     if not (out / MANIFEST).exists():
         tmp = out.with_name(f".{out.name}.{os.getpid()}")
         try:

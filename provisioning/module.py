@@ -1,13 +1,26 @@
-"""`fieldpost provision module`: a blank (or outdated) module into a registered one.
+"""`fieldpost provision module`: a blank (or outdated) module into a registered one, offline.
 
-Order matters for "nothing half-registered": everything that can fail on the module
-(port, REPL, copy, packages, read-back, the firmware's own config check) happens
-before the edge database is touched, and the registration is one transaction.
-After it, the module is reset and must announce itself with a HELLO.
+The firmware bundle carries everything the module runs, the radio driver included
+(micropython-lib's lora, vendored in firmware/lib/lora/ and compiled for the board): nothing
+is fetched from the internet. Only extra packages asked for with --package go through mip.
 
-Re-running with the same arguments changes nothing: the identity is read back from
-the module's config.json, files whose hash matches are skipped, and the device row
-is left alone when it already holds the same key and settings.
+Order matters for "never half provisioned":
+1. nothing is written before the port, the REPL, the board profile, the edge database and the
+   compiled bundle are all there;
+2. if any file on the module must change, the marker ``provisioning.json`` is written first:
+   from then on the firmware refuses to run (safe mode, "provisioning incomplete" in its HELLO),
+   so a module killed mid-way is clearly unprovisioned, whatever mix of files it holds;
+3. the bundle's files are copied (each to ``<file>.tmp`` and renamed) and every one is read
+   back (SHA-256) before anything else;
+4. only then the identity and key: config.json, checked by the firmware's own loader under a
+   scratch name, written the same way and read back;
+5. the edge registers the device and key, in one transaction: the first and only edge write;
+6. the marker is removed (and its absence checked): the module may run.
+Killed before 2 the module is as it was; between 2 and 6 it is clearly unprovisioned and the
+edge has registered nothing new (or, between 5 and 6, exactly what the module holds). A re-run
+finishes the job: the identity is read back from the module's config.json, files whose hash
+matches are skipped, and the device row is left alone when it already holds the same key and
+settings.
 """
 
 from __future__ import annotations
@@ -35,19 +48,12 @@ from provisioning.repl import ModuleRepl
 log = logging.getLogger("fieldpost.provisioning")
 
 ROLES = registry.ROLES
-# micropython-lib's LoRa drivers, by chip (installed with mip; the unix board's air needs none).
-DRIVERS = {
-    "sx1276": "lora-sx127x",
-    "sx1277": "lora-sx127x",
-    "sx1278": "lora-sx127x",
-    "sx1279": "lora-sx127x",
-    "rfm95w": "lora-sx127x",
-    "sx1261": "lora-sx126x",
-    "sx1262": "lora-sx126x",
-    "sx1268": "lora-sx126x",
-}
+# Extra packages (--package only: the radio driver is in the bundle) come from here, or --offline-packages.
 MIP_INDEX = "https://micropython.org/pi/v2"
 MIP_TARGET = "lib"  # relative to the module's cwd: /lib on a board, <module dir>/lib on the unix port
+# On the module while provisioning is under way; the firmware will not run while it is there
+# (firmware/fp/app.py reads the same name).
+MARKER = "provisioning.json"
 
 Progress = Callable[[str, str], None]  # (stage, detail)
 Reset = Callable[[ModuleRepl], None]
@@ -64,7 +70,7 @@ class ModuleSpec:
     dr: int | None = None
     interval: int | None = None
     rotate_key: bool = False
-    packages: list[str] = field(default_factory=list)  # extra mip packages besides the radio driver
+    packages: list[str] = field(default_factory=list)  # extra mip packages (the driver is in the bundle)
     offline_packages: Path | None = None  # a local mip index (micropython.org/pi/v2 layout)
     settings: dict[str, Any] = field(default_factory=dict)  # further config.json keys
 
@@ -83,11 +89,14 @@ class ProvisionResult:
     uplink_at: float | None = None  # when the edge stored its first uplink (wait_uplink)
     # readings still journaled when the key was rotated (they are re-signed on send)
     journal_pending_at_rotation: int = 0
+    resumed: bool = False  # the module held the marker of an unfinished run
+    driver: list[str] = field(default_factory=list)  # the radio driver's files in the bundle
 
     @property
     def changed(self) -> bool:
         return (
             bool(self.copied)
+            or self.resumed
             or self.registration != "unchanged"
             or any(v != "up to date" for v in self.packages.values())
         )
@@ -250,13 +259,6 @@ def register(
         conn.close()
 
 
-def radio_driver(profile: dict[str, Any]) -> list[str]:
-    """The mip package of the board's radio driver (none for the unix board's loopback air)."""
-    radio = profile["radio"]
-    driver = radio.get("driver") or DRIVERS.get(radio["chip"])
-    return [driver] if driver else []
-
-
 def check_database(db_path: Path) -> None:
     if not Path(db_path).exists():
         raise ProvisioningError("register", f"no edge database at {db_path}; run `fieldpost init` first")
@@ -298,7 +300,7 @@ def provision_module(
     check_spec(spec)
     profile = load_board(spec.board, boards_dir)
     check_database(db_path)
-    packages = list(dict.fromkeys(radio_driver(profile) + spec.packages))
+    packages = list(dict.fromkeys(spec.packages))
 
     say("connect", spec.port)
     with ModuleRepl(spec.port, timeout=repl_timeout) as repl:  # a wrong port fails before the compile
@@ -307,8 +309,7 @@ def provision_module(
         old = read_module_config(repl)
         device_id, key, new_key = choose_identity(spec, old)
         cfg = module_config(spec, profile, old, device_id, key)
-        files = dict(bundle)
-        files[CONFIG_NAME] = config_bytes(cfg)
+        config = config_bytes(cfg)
         pending = pending_journal_frames(repl) if new_key and old.get("key") else 0
         result = ProvisionResult(
             device_id=device_id,
@@ -316,20 +317,26 @@ def provision_module(
             role=spec.role,
             key_rotated=new_key and bool(old.get("key")),
             journal_pending_at_rotation=pending,
+            driver=sorted(p for p in bundle if p.startswith("lib/lora/")),
         )
 
-        remote = repl.hashes(sorted(files))
-        firmware_first = sorted(files, key=lambda p: p == CONFIG_NAME)  # config.json last, once checked
-        for path in firmware_first:
-            if path == CONFIG_NAME:  # checked even when unchanged: the firmware may have changed
-                check_config_on_module(repl, files[path])
-            if remote.get(path) == sha256_hex(files[path]):
-                result.unchanged.append(path)
-                continue
+        remote = repl.hashes([*sorted(bundle), CONFIG_NAME, MARKER])
+        result.resumed = remote.get(MARKER) is not None
+        stale = [path for path in sorted(bundle) if remote.get(path) != sha256_hex(bundle[path])]
+        result.unchanged = [path for path in sorted(bundle) if path not in stale]
+        config_stale = remote.get(CONFIG_NAME) != sha256_hex(config)
+        marked = result.resumed
+        if stale or config_stale or packages:
+            # from here until the marker is removed the firmware will not run (safe mode)
+            say("mark", MARKER)
+            repl.write(MARKER, marker_bytes(device_id, clock()))
+            marked = True
+
+        for path in stale:
             say("copy", path)
             if "/" in path:
                 repl.makedirs(path.rsplit("/", 1)[0])
-            repl.write(path, files[path])
+            repl.write(path, bundle[path])
             result.copied.append(path)
 
         if packages:
@@ -337,8 +344,17 @@ def provision_module(
             say("packages", ", ".join(packages))
             result.packages = install_packages(repl, packages, index)
 
-        say("verify", f"{len(files)} files")
-        verify(repl, files)
+        say("verify", f"{len(bundle)} files")
+        verify(repl, bundle)  # every file of the firmware, before the identity goes on
+
+        say("config", f"identity and key of {device_id}")
+        check_config_on_module(repl, config)  # checked even when unchanged: the firmware may have changed
+        if config_stale:
+            repl.write(CONFIG_NAME, config)
+            result.copied.append(CONFIG_NAME)
+        else:
+            result.unchanged.append(CONFIG_NAME)
+        verify(repl, {CONFIG_NAME: config})
 
         say("register", device_id)
         interval = int(cfg.get("interval", 300))
@@ -353,6 +369,12 @@ def provision_module(
             result.registration,
         )
 
+        if marked:
+            say("release", f"removing {MARKER}")
+            repl.remove(MARKER)
+            if repl.hashes([MARKER]).get(MARKER) is not None:
+                raise ProvisioningError("release", f"{MARKER} is still on the module; run again")
+
         if reset is not None:
             say("reset", spec.port)
             reset(repl)
@@ -363,6 +385,10 @@ def provision_module(
         say("uplink", f"waiting for {device_id} at the edge")
         result.uplink_at = wait_for_uplink(db_path, device_id, since=registered_at, timeout=wait_uplink)
     return result
+
+
+def marker_bytes(device_id: str, now: float) -> bytes:
+    return (json.dumps({"device": device_id, "started": int(now)}, sort_keys=True) + "\n").encode()
 
 
 def wait_for_uplink(

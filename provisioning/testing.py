@@ -15,7 +15,8 @@ from edge.sim import VirtualModule
 class BlankModule:
     """A module with nothing on its flash: the unix port's interactive REPL, stdio on a pty.
 
-    Its flash is ``flash`` (the process's cwd; ``lib/`` on its path as /lib is on a board's).
+    Its flash is ``flash`` (the process's cwd; ``lib/`` on its path as /lib is on a board's, where
+    the bundle puts the radio driver).
     The unix port has no real machine.reset(): ``reset`` stands in for it by restarting the
     process with the main.py that provisioning copied, on the same pty, as a board reboots.
     """
@@ -23,7 +24,7 @@ class BlankModule:
     def __init__(self, flash: Path):
         self.flash = flash
         flash.mkdir(parents=True, exist_ok=True)
-        self.vm = VirtualModule(None, firmware_dir=flash, extra_path=[flash / "lib"], cwd=flash, name="blank")
+        self.vm = VirtualModule(None, firmware_dir=flash, cwd=flash, name="blank")
         self.resets = 0
 
     @property

@@ -12,6 +12,7 @@ the daemon has attached and in what they check, so the set-up lives here once:
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ from edge.config import from_dict
 from edge.sim import VirtualModule
 from tests.firmware import modules as firmware
 
-__all__ = ["NODE_ID", "VirtualSite", "register_modules", "site_config", "start_bridge"]
+__all__ = ["NODE_ID", "VirtualSite", "register_modules", "site_config", "start_bridge", "stored_counts"]
 
 # The ids and keys baked into the modules' config files (tests.firmware.modules' defaults).
 NODE_ID, NODE_KEY = firmware.NODE_ID, firmware.NODE_KEY
@@ -65,6 +66,18 @@ def start_bridge(
     )
     running_bridge = virtual_module("main.py", ["config.json"], cwd=bridge_dir, name="bridge")
     return VirtualSite(node_dir, running_bridge, virtual_module)
+
+
+def stored_counts(conn, device_id: str, port: int | None = None) -> Counter[int]:
+    """How many times the edge's store holds each frame counter of ``device_id`` (on ``port``, if given):
+    "stored once" is every count being 1. The one place the tests read the store's readings for that,
+    so a change of the store's tables is one change here."""
+    sql = "SELECT fcnt, count(*) FROM readings WHERE device_id = ?"
+    args: tuple = (device_id,)
+    if port is not None:
+        sql += " AND port = ?"
+        args += (port,)
+    return Counter({fcnt: n for fcnt, n in conn.execute(sql + " GROUP BY fcnt", args)})
 
 
 def site_config(

@@ -171,13 +171,15 @@ class VirtualModule:
             raise SimError(f"{self.name} is already running")
         if self._master is None:
             self._master, self._slave, self.port = open_raw_pty()
-        # ".frozen" holds asyncio and friends in the unix build; keep it on the path.
-        path = [*self.extra_path, str(self.firmware_dir), ".frozen"]
+        # ".frozen" holds asyncio and friends in the unix build; keep it on the path. "lib" is
+        # there as /lib is on a board's path: the vendored radio drivers (firmware/lib/lora).
+        path = [*self.extra_path, str(self.firmware_dir), ".frozen", str(self.firmware_dir / "lib")]
         if self.precompile and self.entry is not None:
             if self._mpy_dir is None:
                 self._mpy_dir = tempfile.mkdtemp(prefix="fieldpost-mpy-")
                 compile_tree(self.firmware_dir, Path(self._mpy_dir))
             path.insert(len(self.extra_path), self._mpy_dir)
+            path.insert(len(self.extra_path) + 1, str(Path(self._mpy_dir) / "lib"))
         env = {**os.environ, "MICROPYPATH": ":".join(path), **self.env}
         if self.entry is None:
             os.set_blocking(self._master, True)  # the REPL reads stdin the ordinary way

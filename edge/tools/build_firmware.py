@@ -5,10 +5,14 @@
     python -m edge.tools.build_firmware --out build/mpy xtensawin armv6m # bare architectures
 
 A board bundle ``<out>/<board>/`` holds ``fp/**/*.mpy`` (compiled for the board's
-``arch`` from hardware/boards/<board>.json), ``main.py`` and ``boot.py`` as source (the
-board runs those two by name), the profile as ``board.json``, and ``manifest.json``
-with the SHA-256 of every file so provisioning can skip and verify what is on the module.
-An architecture bundle ``<out>/<arch>/`` has the same files without a board profile.
+``arch`` from hardware/boards/<board>.json), the radio driver for the board's chip
+(micropython-lib's lora, vendored in firmware/lib/lora/, compiled the same way, with its
+LICENSE), ``main.py`` and ``boot.py`` as source (the board runs those two by name), the
+profile as ``board.json``, and ``manifest.json`` with the SHA-256 of every file so
+provisioning can skip and verify what is on the module: nothing is fetched at provisioning.
+The unix-only files (the virtual board, the loopback air, the emulated radio chips) go
+only into bundles of the unix board (``mcu: unix``).
+An architecture bundle ``<out>/<arch>/`` has every file, without a board profile.
 Any file that fails to compile fails the build, naming the file.
 """
 
@@ -49,6 +53,22 @@ ARCHS = (
 SOURCE_FILES = ("main.py", "boot.py")
 # Test drivers that are not part of a module's firmware.
 EXCLUDE = ("linktest.py",)
+# The virtual board (MicroPython unix port): not in a real board's bundle.
+VIRTUAL_ONLY = ("fp/hal/unix.py", "fp/hal/unix_uart.py", "fp/hal/air.py", "fp/hal/airwire.py", "fp/hal/emu/")
+# micropython-lib's lora drivers (firmware/lib/lora/): the core, the asyncio API, one chip driver.
+LORA_DIR = "lib/lora/"
+LORA_CORE = ("lib/lora/__init__.py", "lib/lora/modem.py", "lib/lora/async_modem.py")
+LORA_DATA = ("lib/lora/LICENSE",)  # shipped as it is, next to the compiled files
+CHIP_DRIVERS = {
+    "sx1276": "sx127x",
+    "sx1277": "sx127x",
+    "sx1278": "sx127x",
+    "sx1279": "sx127x",
+    "rfm95w": "sx127x",
+    "sx1261": "sx126x",
+    "sx1262": "sx126x",
+    "sx1268": "sx126x",
+}
 
 
 class BuildError(FieldpostError):
@@ -81,6 +101,48 @@ def firmware_files(firmware_dir: Path = FIRMWARE_DIR) -> list[Path]:
     return sorted(p for p in files if str(p) not in EXCLUDE)
 
 
+def chip_driver(profile: dict) -> str | None:
+    """The lora driver module (``sx127x``/``sx126x``) for the profile's radio chip; None for
+    the unix board's "udp-air" (no driver). Another chip fails the build."""
+    chip = (profile.get("radio") or {}).get("chip")
+    if chip == "udp-air":
+        return None
+    if chip not in CHIP_DRIVERS:
+        raise BuildError(f"board {profile.get('name')!r}: no vendored radio driver for chip {chip!r}")
+    return CHIP_DRIVERS[chip]
+
+
+def bundle_files(
+    profile: dict | None, firmware_dir: Path = FIRMWARE_DIR, *, virtual: bool = False
+) -> list[Path]:
+    """The firmware sources (relative) that go into the bundle for ``profile`` (None: every one).
+    ``virtual``: the board's bundle plus the unix-only files, to run it as a virtual module (the
+    test bed's image of that board: its driver only, over the emulated chip)."""
+    files = firmware_files(firmware_dir)
+    if profile is None:
+        return files
+    virtual = virtual or profile.get("mcu") == "unix"
+    driver = chip_driver(profile)
+    chosen = []
+    for rel in files:
+        name = rel.as_posix()
+        if name.startswith(LORA_DIR):
+            if driver is not None and (name in LORA_CORE or name == f"{LORA_DIR}{driver}.py"):
+                chosen.append(rel)
+            continue
+        if not virtual and any(name == v or (v.endswith("/") and name.startswith(v)) for v in VIRTUAL_ONLY):
+            continue
+        chosen.append(rel)
+    return chosen
+
+
+def data_files(profile: dict | None, firmware_dir: Path = FIRMWARE_DIR) -> list[Path]:
+    """Files shipped as they are (the driver's licence) with the bundle for ``profile``."""
+    if profile is not None and chip_driver(profile) is None:
+        return []
+    return [Path(p) for p in LORA_DATA if (firmware_dir / p).is_file()]
+
+
 def compile_one(mpy_cross: str, src: Path, dest: Path, arch: str | None, firmware_dir: Path) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
     # -s: the source name recorded in tracebacks, relative like on the board
@@ -102,14 +164,19 @@ def build_bundle(
     profile: dict | None = None,
     firmware_dir: Path = FIRMWARE_DIR,
     mpy_cross: str | None = None,
+    virtual: bool = False,
 ) -> dict:
-    """Build one bundle into ``out`` (emptied first); returns its manifest."""
+    """Build one bundle into ``out`` (emptied first); returns its manifest. ``virtual``: see bundle_files."""
     mpy_cross = mpy_cross or find_mpy_cross()
+    sources = bundle_files(profile, firmware_dir, virtual=virtual)
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
+    for rel in data_files(profile, firmware_dir):
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(firmware_dir / rel, out / rel)
     jobs = []
-    for rel in firmware_files(firmware_dir):
+    for rel in sources:
         src = firmware_dir / rel
         if str(rel) in SOURCE_FILES:
             # still compiled once, so a syntax error fails the build, but shipped as source

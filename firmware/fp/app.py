@@ -14,6 +14,10 @@ from fp.journal import Journal
 from fp.supervisor import Supervisor, exception_text
 
 STABLE_MS = 20000  # real ms of running before a boot counts as good
+# Written first and removed last by `fieldpost provision module`: while it is on flash the
+# module is being provisioned (its files may be half old, half new; its key may not be
+# registered yet), so no role runs: safe mode says so in HELLO, LOG and STATUS.
+PROVISIONING_MARKER = "provisioning.json"
 
 
 def _err(msg):
@@ -23,6 +27,13 @@ def _err(msg):
 async def main(cfg_path="config.json", hal=None):
     n = bootguard.enter()
     from fp import config
+    if _exists(PROVISIONING_MARKER):
+        _err("provisioning incomplete: %s is on flash" % PROVISIONING_MARKER)
+        try:
+            cfg = config.load(cfg_path)
+        except config.ConfigError:
+            cfg = None
+        return await safe_mode("provisioning incomplete: run fieldpost provision module again", cfg, cfg_path)
     try:
         cfg = config.load(cfg_path)
     except config.ConfigError as e:
@@ -82,6 +93,15 @@ async def _run(cfg, cfg_path, hal):
         journal.close()
 
 
+def _exists(path):
+    import os
+    try:
+        os.stat(path)
+        return True
+    except OSError:
+        return False
+
+
 def unload(name):
     # Forget a module so the GC can take its code back (an import brings it back).
     sys.modules.pop(name, None)
@@ -125,7 +145,7 @@ async def safe_mode(reason, cfg, cfg_path):
     try:
         from fp.hal import board
         profile = board.find_profile(cfg["board"] if cfg else "unix")
-        if profile.get("mcu") == "unix":
+        if profile.get("mcu") == "unix" or board.VIRTUAL:
             from fp.hal.unix import shared_uart
             uart = shared_uart()
         else:

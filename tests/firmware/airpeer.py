@@ -8,21 +8,27 @@ record: the payload check is what would notice a damaged record that got through
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import socket
 import struct
 import threading
+import time
 
 from edge.codecs import lpp
+from tests.firmware import air
 from tests.firmware.edgepeer import mic, radio_frame
 
-HEADER_SF7 = b"FPA1" + bytes([7]) + (125).to_bytes(2, "big") + (868100).to_bytes(4, "big")
+UPLINK = air.SF7  # what the node sends with
 
 
 class AirPeer:
-    def __init__(self, node_port: int, device: str, key: bytes, ack_share: float = 1.0, seed: int = 1):
+    def __init__(
+        self, node_port: int, device: str, key: bytes, ack_share: float = 1.0, seed: int = 1, time_scale: float = 1
+    ):
         self.node_port = node_port
+        self.phy = dataclasses.replace(UPLINK, time_scale=time_scale)
         self.device = device
         self.key = key
         self.ack_share = ack_share
@@ -52,9 +58,10 @@ class AirPeer:
                 data = self.sock.recv(512)
             except OSError:
                 continue
-            if not data.startswith(HEADER_SF7):
+            parsed = air.parse(data)
+            if parsed is None or (parsed[0]["sf"], parsed[0]["bw_hz"]) != (UPLINK.sf, UPLINK.bw_hz):
                 continue
-            frame = data[len(HEADER_SF7) :]
+            frame = parsed[1]
             with self._lock:
                 self.heard += 1
                 if len(frame) < 18 or mic(self.key, frame[:-4]) != frame[-4:]:
@@ -70,7 +77,8 @@ class AirPeer:
                     continue
                 self.acked.add(fcnt)
             dl = radio_frame(0x60, self.key, self.device, fcnt, 0)
-            self.sock.sendto(HEADER_SF7 + dl, ("127.0.0.1", self.node_port))
+            time.sleep(parsed[0]["toa_us"] / 1e6)  # the uplink is still on the air: half duplex
+            self.sock.sendto(self.phy.datagram(dl), ("127.0.0.1", self.node_port))
 
     def close(self) -> None:
         self._stop.set()

@@ -17,7 +17,7 @@ VECTORS = REPO / "tests" / "vectors"
 
 def mp_env() -> dict[str, str]:
     env = dict(os.environ)
-    env["MICROPYPATH"] = f"{FIRMWARE}:{MP_SCRIPTS}:.frozen"
+    env["MICROPYPATH"] = f"{FIRMWARE}:{MP_SCRIPTS}:.frozen:{FIRMWARE / 'lib'}"
     return env
 
 

@@ -7,6 +7,7 @@ import re
 import socket
 from pathlib import Path
 
+from tests.firmware import air
 from tests.firmware.conftest import run_mp
 
 NODE_ID = "0123456789abcdef"
@@ -14,7 +15,8 @@ NODE_KEY = bytes(range(1, 17))
 BRIDGE_ID = "fedcba9876543210"
 BRIDGE_KEY = bytes(range(201, 217))
 # SF7 (EU868 DR5), so the integration tests spend little airtime; the day test uses SF12.
-AIR_HEADER_SF7 = b"FPA1" + bytes([7]) + (125).to_bytes(2, "big") + (868100).to_bytes(4, "big")
+# A datagram on the loopback air as a module at SF7 sends it (tests/firmware/air.py).
+AIR_SF7 = air.SF7
 
 
 def free_udp_ports(n: int) -> list[int]:
@@ -72,6 +74,32 @@ def bridge_config(bridge_port: int, node_port: int, **over) -> dict:
     }
     cfg.update(over)
     return cfg
+
+
+# -X heapsize for a virtual module of a board: twice the board's RAM. The unix port is 64-bit (objects
+# and pointers twice the size of the boards' 32-bit ones) and the emulated radio (fp/hal/emu, ~50 KB
+# there) lives in the same heap; measured on this port, a heltec_v2 bridge needs about 200K of its
+# 220K. A rough bound that catches gross growth (e.g. both chip drivers loaded), not a board's exact RAM.
+HEAP_FACTOR = 2
+
+
+def virtual_bundle(root: Path, board: str) -> Path:
+    """The board's firmware bundle as mpy-cross builds it for the board (its radio driver only), plus
+    the unix-only files: what a virtual module of that board runs (edge.tools.build_firmware)."""
+    from edge.tools import build_firmware
+
+    profile = build_firmware.load_profile(board)
+    out = root / f"{board}-virtual"
+    if not (out / "manifest.json").exists():
+        build_firmware.build_bundle(out, profile.get("arch"), profile=profile, virtual=True)
+    return out
+
+
+def board_heap(board: str) -> str:
+    """-X heapsize for a virtual module of ``board`` (see HEAP_FACTOR)."""
+    from edge.tools import build_firmware
+
+    return f"{build_firmware.load_profile(board)['heap_kb'] * HEAP_FACTOR}K"
 
 
 _TRACE = re.compile(r"^T (\w+) (.*)$")

@@ -16,7 +16,7 @@ import pytest
 from tests.conftest import wait_until
 from tests.firmware.edgepeer import EdgePeer, radio_frame
 from tests.firmware.modules import (
-    AIR_HEADER_SF7,
+    AIR_SF7,
     BRIDGE_ID,
     BRIDGE_KEY,
     NODE_ID,
@@ -160,7 +160,7 @@ def test_bad_input_rejected_and_reported(site):
             def reported(reason=reason, bad=bad):
                 if any(reason in log["msg"] for log in edge.logs):
                     return True
-                rogue.sendto(AIR_HEADER_SF7 + bad, ("127.0.0.1", s.bridge_port))
+                rogue.sendto(AIR_SF7.datagram(bad), ("127.0.0.1", s.bridge_port))
                 time.sleep(0.2)
                 return False
 
@@ -170,7 +170,7 @@ def test_bad_input_rejected_and_reported(site):
         def refused():
             if edge.results.get("bad_mic", 0) >= 1:
                 return True
-            rogue.sendto(AIR_HEADER_SF7 + forged, ("127.0.0.1", s.bridge_port))
+            rogue.sendto(AIR_SF7.datagram(forged), ("127.0.0.1", s.bridge_port))
             time.sleep(0.2)
             return False
 

@@ -1,27 +1,26 @@
-# The loopback "air" of virtual modules: LoRa packets as UDP datagrams on
-# 127.0.0.1, with the interface of micropython-lib's lora AsyncModem
-# (send / recv / get_time_on_air_us / standby / sleep) so the roles cannot
-# tell it from an SX127x or SX126x driver.
+# The old loopback air modem of virtual modules, with the interface of
+# micropython-lib's lora AsyncModem (send / recv / get_time_on_air_us /
+# standby / sleep). Virtual modules now run the real lora driver over an
+# emulated chip (fp/hal/emu/), chosen by the board profile; this modem stays
+# for a board profile whose radio chip is "udp-air" (hardware/boards/unix_air.json),
+# where a test wants the radio without a driver (a baseline in the benchmarks).
+# It speaks the same air as the emulated chips (fp/hal/airwire.py), so both
+# kinds of module hear each other, with one simplification kept from before:
+# its datagram leaves when the transmission ENDS (an emulated receiver then
+# finishes receiving it one time on air later), and it hands a packet over as
+# soon as the datagram is there.
 #
 # config.json "air": {"port": own UDP port (0: any), "peers": [ports to send to],
 #                     "loss": 0..1 (drop probability of each received packet),
 #                     "rssi": dBm, "snr": dB (reported for received packets), "seed": int}
-# A transmission takes its LoRa time on air (scaled with the clock) before the
-# datagram leaves; a receiver hears only packets of its own SF/BW/frequency,
-# only while listening (not while sending or in standby): half duplex, as on a
-# real radio.
+# A transmission takes its LoRa time on air (scaled with the clock); a receiver
+# hears only packets of its own SF/BW/frequency/sync word, only while
+# listening (not while sending or in standby): half duplex, as on a real radio.
 import asyncio
-import random
-import socket
-import struct
 from time import ticks_ms
 
 from fp.airtime import time_on_air_us
-from micropython import const
-
-_MAGIC = b"FPA1"
-_HDR = const(11)  # magic, sf u8, bw u16 (kHz), freq u32 (kHz)
-_MAX = const(255 + 11)
+from fp.hal import airwire
 
 
 class RxPacket(bytearray):
@@ -38,46 +37,38 @@ class AirModem:
     def __init__(self, clock, lora_cfg, port=0, peers=(), loss=0.0, rssi=-90, snr=7.5, seed=None):
         self.clock = clock
         self.lora_cfg = {}
+        self.air = airwire.Air(port, peers, loss, rssi, snr, seed)
+        self.sock = self.air.sock
+        self.counters = self.air.counters
         self.configure(lora_cfg)
-        self.peers = list(peers)
-        self.loss = loss
-        self.rssi = rssi
-        self.snr = snr
-        self.rng = random.Random(seed) if seed is not None and hasattr(random, "Random") else None
-        if seed is not None and self.rng is None:
-            random.seed(seed)
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        s.bind(socket.getaddrinfo("127.0.0.1", port)[0][-1])
-        s.setblocking(False)
-        self.sock = s
         self.listening = False
-        self.counters = {"tx": 0, "rx": 0, "lost": 0, "missed": 0, "foreign": 0}
-        self._buf = bytearray(_MAX)
-
-    def _random(self):
-        return self.rng.random() if self.rng else random.random()
 
     def configure(self, lora_cfg):
         self.lora_cfg.update(lora_cfg)
         c = self.lora_cfg
-        self._hdr = _MAGIC + struct.pack(">BHI", c.get("sf", 12), int(c.get("bw", 125)),
-                                         c.get("freq_khz", 868100))
+        bw_hz = int(float(c.get("bw", 125)) * 1000)
+        self._sf = c.get("sf", 12)
+        flags = airwire.F_CRC if c.get("crc_en", True) else 0
+        if c.get("implicit_header", False):
+            flags |= airwire.F_IMPLICIT
+        if (1 << self._sf) * 1000000 // bw_hz >= 16000:
+            flags |= airwire.F_LDRO
+        flags_rx = flags | (airwire.F_IQ_INV if c.get("invert_iq_rx") else 0)
+        flags_tx = flags | (airwire.F_IQ_INV if c.get("invert_iq_tx") else 0)
+        args = (int(c.get("freq_khz", 868100) * 1000), bw_hz, self._sf, c.get("coding_rate", 5),
+                c.get("syncword", 0x12))
+        self._rx = args + (flags_rx, c.get("preamble_len", 12), c.get("output_power", 14), 0)
+        self._tx = args + (flags_tx, c.get("preamble_len", 12), c.get("output_power", 14))
 
     def get_time_on_air_us(self, payload_len):
         c = self.lora_cfg
-        return time_on_air_us(payload_len, c.get("sf", 12), int(c.get("bw", 125)), c.get("coding_rate", 5),
-                              c.get("preamble_len", 8), not c.get("implicit_header", False),
+        return time_on_air_us(payload_len, c.get("sf", 12), int(float(c.get("bw", 125))), c.get("coding_rate", 5),
+                              c.get("preamble_len", 12), not c.get("implicit_header", False),
                               c.get("crc_en", True))
 
     def _drain(self):
         # Whatever arrived while we were deaf is gone, as on the air.
-        while True:
-            try:
-                n = len(self.sock.recv(_MAX))
-            except OSError:
-                return
-            if not n:
-                return
+        while self.air.take() is not None:
             self.counters["missed"] += 1
 
     def standby(self):
@@ -88,40 +79,37 @@ class AirModem:
 
     async def send(self, packet, tx_at_ms=None):
         self.listening = False
-        await self.clock.sleep_ms(self.get_time_on_air_us(len(packet)) // 1000)
-        data = self._hdr + bytes(packet)
-        for p in self.peers:
-            try:
-                self.sock.sendto(data, socket.getaddrinfo("127.0.0.1", p)[0][-1])
-            except OSError:
-                pass  # nobody there: the packet is lost in the air, as it would be
-        self.counters["tx"] += 1
+        toa = self.get_time_on_air_us(len(packet))
+        scale = getattr(self.clock, "scale", 1) or 1
+        await self.clock.sleep_ms(toa // 1000)
+        self.air.send(airwire.header(*(self._tx + (int(toa / scale),))), packet)
         self._drain()
         return ticks_ms()
 
     def _take(self):
         # One received packet, or None when nothing (more) is waiting.
         while True:
-            try:
-                data = self.sock.recv(_MAX)
-            except OSError:
+            data = self.air.take()
+            if data is None:
                 return None
-            if not data:
-                return None
-            if data[:_HDR] != self._hdr:
+            h = airwire.parse(data)
+            if h is None or not airwire.compatible(self._rx, h):
                 self.counters["foreign"] += 1  # other SF/BW/frequency: not heard
                 continue
-            if self.loss and self._random() < self.loss:
+            if self.air.lost():
                 self.counters["lost"] += 1
                 continue
-            pkt = RxPacket(data[_HDR:])
-            jitter = self._random() * 4 - 2
-            pkt.rssi = int(self.rssi + jitter)
-            pkt.snr = int(round((self.snr + jitter / 2) * 4))
+            rssi, snr = self.air.link(h[7])
+            if not airwire.above_floor(h[2], h[1], rssi, snr):
+                self.counters["weak"] += 1
+                continue
+            pkt = RxPacket(memoryview(data)[airwire.HDR:])
+            pkt.rssi = rssi
+            pkt.snr = int(round(snr * 4))
             self.counters["rx"] += 1
             return pkt
 
-    async def recv(self, rx_length=0xFF, timeout_ms=None, rx_packet=None):
+    async def recv(self, timeout_ms=None, rx_length=0xFF, rx_packet=None):
         # timeout_ms is in the clock's (virtual) milliseconds, like every time in the roles
         if not self.listening:
             self._drain()
@@ -149,7 +137,7 @@ class AirModem:
         return pkt
 
     def close(self):
-        self.sock.close()
+        self.air.close()
 
 
 async def _readable(sock):

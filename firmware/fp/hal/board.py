@@ -10,6 +10,11 @@ import json
 import sys
 
 
+# The unix port: any profile runs as a virtual module there (fp/hal/unix.py),
+# its radio emulated as the profile wires it.
+VIRTUAL = sys.platform in ("linux", "darwin")
+
+
 class BoardError(ValueError):
     pass
 
@@ -40,7 +45,9 @@ def find_profile(name, search=None):
 # The virtual board's profile when hardware/boards/unix.json is not at hand.
 UNIX_DEFAULT = {
     "name": "unix", "mcu": "unix", "arch": None,
-    "radio": {"chip": "udp-air", "freq_khz": 868100, "tx_power_dbm": 14},
+    "radio": {"chip": "sx1262", "freq_khz": 868100, "tx_power_dbm": 14,
+              "spi": {"id": 1, "sck": 9, "mosi": 10, "miso": 11, "baudrate": 2000000},
+              "pins": {"cs": 8, "reset": 12, "busy": 13, "dio1": 14}, "tcxo_mv": 1800, "dio2_rf_sw": True},
     "uart": {"kind": "pty"},
     "sensors": [{"type": "simulated"}],
     "battery": {"kind": "simulated"},
@@ -54,21 +61,27 @@ UNIX_DEFAULT = {
 def lora_cfg(profile, sf, bw_khz):
     # micropython-lib lora configuration dict for this board at this data rate
     radio = profile.get("radio") or {}
-    return {
+    cfg = {
         "freq_khz": radio.get("freq_khz", 868100),
         "sf": sf,
         "bw": str(bw_khz),
         "coding_rate": 5,
         "preamble_len": 8,
+        # explicitly: the SX127x driver only sets RxPayloadCrcOn when asked (its reset value is off),
+        # while its time on air (and fp/airtime) count the CRC
+        "crc_en": True,
         "output_power": radio.get("tx_power_dbm", 14),
         "syncword": 0x12,  # private network: not heard by LoRaWAN gateways (0x34)
     }
+    if radio.get("tx_ant"):
+        cfg["tx_ant"] = radio["tx_ant"]  # SX127x: the PA pin the board wires to the antenna
+    return cfg
 
 
 def make(cfg, profile=None, clock=None, machine=None):
     profile = profile or find_profile(cfg["board"])
     mcu = profile.get("mcu")
-    if mcu == "unix":
+    if mcu == "unix" or (machine is None and VIRTUAL):
         from fp.hal import unix
         return unix.make(profile, cfg, clock)
     if mcu in ("esp32", "esp32s3", "rp2040"):

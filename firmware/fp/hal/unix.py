@@ -1,5 +1,8 @@
-# The unix virtual board: the real firmware on the MicroPython unix port.
-# Radio: the loopback air (fp/hal/air.py). UART: the pty edge.sim hands over
+# The unix virtual board: the real firmware on the MicroPython unix port, for
+# the "unix" profile or any board profile. Radio: as the profile says, the
+# real lora driver over an emulated SX1276/SX1262 on the loopback air
+# (fp/hal/emu/), or the old air modem for chip "udp-air" (fp/hal/air.py).
+# UART: the pty edge.sim hands over
 # (fp/hal/unix_uart.py). Sensors and battery: smooth simulated values from the
 # clock, so a simulated day has a daily temperature swing. Outputs are kept in
 # a dict (reported in status). The watchdog is soft: the supervisor raises
@@ -78,14 +81,18 @@ class UnixBoard:
 def make(profile, cfg, clock=None, with_uart=None):
     from fp.airtime import region_params
     from fp.hal import board as board_mod
-    from fp.hal.air import AirModem
     b = UnixBoard(profile, cfg, clock)
     _, sf, bw, _ = region_params(cfg["region"], cfg["dr"])
     air = cfg.get("air") or {}
-    seed = air.get("seed")
-    b.modem = AirModem(b.clock, board_mod.lora_cfg(profile, sf, bw), port=air.get("port", 0),
-                       peers=air.get("peers", ()), loss=air.get("loss", 0.0), rssi=air.get("rssi", -90),
-                       snr=air.get("snr", 7.5), seed=seed)
+    lora_cfg = board_mod.lora_cfg(profile, sf, bw)
+    if (profile.get("radio") or {}).get("chip", "udp-air") == "udp-air":
+        from fp.hal.air import AirModem
+        b.modem = AirModem(b.clock, lora_cfg, port=air.get("port", 0), peers=air.get("peers", ()),
+                           loss=air.get("loss", 0.0), rssi=air.get("rssi", -90), snr=air.get("snr", 7.5),
+                           seed=air.get("seed"))
+    else:
+        from fp.hal.emu import radio
+        b.modem = radio.make_modem(profile, b.clock, lora_cfg, air)
     if with_uart is None:
         with_uart = cfg["role"] == "bridge"
     if with_uart:

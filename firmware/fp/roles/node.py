@@ -90,7 +90,8 @@ class Node:
                 if self.dev.handle_downlink(pkt, fcnt):
                     return True
         finally:
-            self.modem.standby()
+            # the window is over: the radio sleeps until the next uplink (a node is on a battery)
+            self.modem.sleep()
 
     async def run(self, until_ms=None):
         dev = self.dev

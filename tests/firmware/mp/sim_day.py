@@ -63,6 +63,9 @@ class SimMedium:
     def standby(self):
         pass
 
+    def sleep(self):
+        pass
+
 
 cfg = config.validate(
     {

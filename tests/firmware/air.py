@@ -1,0 +1,102 @@
+"""The loopback air of virtual modules (firmware/fp/hal/airwire.py), from CPython: test peers and
+rogue transmitters put datagrams on it and read them off it.
+
+One datagram per LoRa transmission, sent when it starts; a 23-byte header (big-endian): b"FPA2",
+frequency Hz u32, bandwidth Hz u32, SF u8, coding rate denominator u8, sync word u8, flags u8
+(1 IQ inverted, 2 CRC, 4 implicit header, 8 LDRO), preamble u16, power dBm i8, how long the packet
+occupies the air in real us (its time on air divided by the sender's time_scale) u32; then the payload,
+unchanged."""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+MAGIC = b"FPA2"
+FMT = ">4sIIBBBBHbI"
+HDR = struct.calcsize(FMT)
+F_IQ_INV, F_CRC, F_IMPLICIT, F_LDRO = 1, 2, 4, 8
+
+
+def symbols_x4(
+    pl: int,
+    sf: int,
+    cr: int = 5,
+    preamble: int = 8,
+    explicit: bool = True,
+    crc: bool = True,
+    ldro: bool = False,
+) -> int:
+    """Symbols of a LoRa packet times 4 (SX1276 DS 4.1.1.7, SX1261/2 DS 6.1.4 for SF7..12)."""
+    bits = 8 * pl + (16 if crc else 0) - 4 * sf + 8 + (20 if explicit else 0)
+    den = 4 * (sf - (2 if ldro else 0))
+    blocks = max(0, -(-bits // den))
+    return (preamble + 4) * 4 + 1 + 4 * (8 + blocks * cr)
+
+
+def time_on_air_us(pl: int, sf: int = 7, bw_hz: int = 125_000, **kw) -> int:
+    ldro = (1 << sf) * 1_000_000 // bw_hz >= 16_000
+    return symbols_x4(pl, sf, ldro=ldro, **kw) * (1 << sf) * 1_000_000 // (4 * bw_hz)
+
+
+@dataclass(frozen=True)
+class Phy:
+    """What a transmission is sent with; the defaults are the firmware's EU868 DR5 (SF7) settings."""
+
+    sf: int = 7
+    bw_hz: int = 125_000
+    freq_hz: int = 868_100_000
+    cr: int = 5
+    sync: int = 0x12
+    iq_inverted: bool = False
+    crc: bool = True
+    preamble: int = 8
+    power_dbm: int = 14
+    time_scale: float = 1  # the sender's: its packets last time_on_air / time_scale in real time
+
+    def flags(self) -> int:
+        ldro = (1 << self.sf) * 1_000_000 // self.bw_hz >= 16_000
+        return (F_IQ_INV if self.iq_inverted else 0) | (F_CRC if self.crc else 0) | (F_LDRO if ldro else 0)
+
+    def datagram(self, payload: bytes) -> bytes:
+        toa = time_on_air_us(
+            len(payload), self.sf, self.bw_hz, cr=self.cr, preamble=self.preamble, crc=self.crc
+        )
+        return (
+            struct.pack(
+                FMT,
+                MAGIC,
+                self.freq_hz,
+                self.bw_hz,
+                self.sf,
+                self.cr,
+                self.sync,
+                self.flags(),
+                self.preamble,
+                self.power_dbm,
+                toa,
+            )
+            + payload
+        )
+
+
+SF7 = Phy()
+
+
+def parse(data: bytes) -> tuple[dict, bytes] | None:
+    """(header fields, payload) of a datagram, or None when it is not one."""
+    if len(data) < HDR or not data.startswith(MAGIC):
+        return None
+    _, freq, bw, sf, cr, sync, flags, preamble, power, toa = struct.unpack_from(FMT, data)
+    fields = {
+        "freq_hz": freq,
+        "bw_hz": bw,
+        "sf": sf,
+        "cr": cr,
+        "sync": sync,
+        "flags": flags,
+        "preamble": preamble,
+        "power_dbm": power,
+        "toa_us": toa,
+    }
+    return fields, data[HDR:]
