@@ -72,7 +72,7 @@ def stored_counts(conn, device_id: str, port: int | None = None) -> Counter[int]
     """How many times the edge's store holds each frame counter of ``device_id`` (on ``port``, if given):
     "stored once" is every count being 1. The one place the tests read the store's readings for that,
     so a change of the store's tables is one change here."""
-    sql = "SELECT fcnt, count(*) FROM readings WHERE device_id = ?"
+    sql = "SELECT fcnt, count(*) FROM reading_list WHERE device_id = ?"
     args: tuple = (device_id,)
     if port is not None:
         sql += " AND port = ?"

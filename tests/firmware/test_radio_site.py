@@ -13,7 +13,7 @@ import pytest
 
 from edge import downlinks
 from edge.daemon import Daemon
-from edge.db import connect
+from edge.store import connect
 from tests.conftest import wait_until
 from tests.firmware import modules as fw
 from tests.sitekit import NODE_ID, register_modules, site_config, stored_counts
@@ -115,7 +115,7 @@ def test_a_thousand_uplinks_and_their_downlinks_stored_once(board, tmp_path, db_
     assert len(fw.trace(node, "acked")) >= UPLINKS
     # the radio metadata came through the chips' registers and the driver: -97 dBm and 6.5 dB
     rows = conn.execute(
-        "SELECT rssi, snr FROM readings WHERE device_id = ? AND port = 1", (NODE_ID,)
+        "SELECT rssi, snr FROM reading_list WHERE device_id = ? AND port = 1", (NODE_ID,)
     ).fetchall()
     assert all(-100 <= r["rssi"] <= -94 and 5 <= r["snr"] <= 8 for r in rows)
     assert json.loads((node_dir / "config.json").read_text())["board"] == board

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.db import connect
+from edge.store import connect
 from provisioning.hello import wait_for_hello
 from provisioning.module import MARKER
 
