@@ -108,9 +108,12 @@ def test_a_thousand_uplinks_and_their_downlinks_stored_once(board, tmp_path, db_
     assert sum(stored.values()) >= UPLINKS and set(stored.values()) == {1}
     answers = stored_counts(conn, NODE_ID, port=2)
     assert made <= set(stored) and len(answers) == len(commands)  # plus the commands' port-2 answers
-    # it heard the downlink of every one: all that waits in its journal is what it took after that
+    # it heard the downlink of every one: all that waits in its journal is what it took after that,
+    # or a frame whose "done" record had not reached its flash when the node was stopped (it is
+    # sent again after a restart and answered as a duplicate: stored once all the same)
     later = frames_made(node) - made
-    assert set(fw.journal_pending(node_dir)) <= later and all(f > max(made) for f in later)
+    unfinished = set(fw.journal_pending(node_dir)) - later
+    assert unfinished <= set(stored) and len(unfinished) <= 1 and all(f > max(made) for f in later)
     # downlinks in the node's receive window, one per uplink at least (retries get theirs too)
     assert len(fw.trace(node, "acked")) >= UPLINKS
     # the radio metadata came through the chips' registers and the driver: -97 dBm and 6.5 dB
