@@ -56,6 +56,7 @@ class InitOptions:
 @dataclass
 class InitReport:
     steps: list[tuple[str, str]] = field(default_factory=list)  # (step, what happened)
+    created: set[Path] = field(default_factory=set)  # paths in the target system this run made
     generated_password: str | None = None
     units: list[str] = field(default_factory=list)
 
@@ -141,6 +142,7 @@ def read_config(opts: InitOptions) -> None:
 
 def migrate_database(opts: InitOptions, report: InitReport) -> None:
     path = under(opts.root, opts.db)
+    report.created |= {p for p in (opts.db.parent, opts.db) if not under(opts.root, p).exists()}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         conn = connect(path)
@@ -200,6 +202,7 @@ def make_certificate(opts: InitOptions, report: InitReport, *, now: float) -> No
     ):
         report.note("certificate", "kept (valid, covers every host)")
         return
+    report.created |= {Path("/") / p.relative_to(opts.root) for p in (cert_path, key_path, cert_path.parent)}
     try:
         cert_path.parent.mkdir(parents=True, exist_ok=True)
         make_self_signed(cert_path, key_path, names=hosts, now=now)
@@ -232,7 +235,8 @@ def set_up_account(opts: InitOptions, report: InitReport) -> None:
         report.note("account", f"user fieldpost exists (groups {', '.join(account.groups) or 'none'})")
     rules = ownership.wanted(config=opts.config, db=opts.db, tls_cert=opts.tls_cert, tls_key=opts.tls_key)
     changes: list[str] = []
-    ownership.apply(root, rules + ownership.state_dir_contents(root, opts.db), changes.append)
+    extra = ownership.state_dir_contents(root, opts.db)
+    ownership.apply(root, rules + extra, changes.append, fresh=frozenset(report.created))
     for text in changes:
         report.note("files", text)
     if not changes:

@@ -22,8 +22,8 @@ from provisioning.account import GROUP, USER, UserDb
 
 STATE_DIR = Path("/var/lib/fieldpost")
 # Files the daemon and the panel keep beside the database (SQLite's WAL files, the panel's own).
-SIDECARS = ("-wal", "-shm", "-journal", ".panel-secret", ".panel-cert.pem", ".panel-key.pem")
-PRIVATE_SIDECARS = (".panel-secret", ".panel-key.pem")
+SIDECARS = ("-wal", "-shm", "-journal", ".panel-secret", ".setup-code", ".panel-cert.pem", ".panel-key.pem")
+PRIVATE_SIDECARS = (".panel-secret", ".setup-code", ".panel-key.pem")
 
 Note = Callable[[str], None]
 
@@ -72,8 +72,12 @@ def state_dir_contents(root: Path, db: Path) -> list[Wanted]:
     return found
 
 
-def apply(root: Path, rules: list[Wanted], note: Note) -> int:
-    """Bring each existing path in line; return how many were changed (0: all was right already)."""
+def apply(root: Path, rules: list[Wanted], note: Note, *, fresh: frozenset[Path] = frozenset()) -> int:
+    """Bring each existing path in line; return how many were changed (0: all was right already).
+
+    ``fresh``: paths this run created (as root, so of course root's); the others, found owned by
+    root where the service should own them, get a note saying so.
+    """
     root = Path(root)
     users = UserDb.read(root)
     overrides = statoverrides(root)
@@ -95,9 +99,12 @@ def apply(root: Path, rules: list[Wanted], note: Note) -> int:
         try:
             if (st.st_uid, st.st_gid) != (uid, gid):
                 os.chown(path, uid, gid, follow_symlinks=False)
+                # a file (the database) of the service's that root made before this run: say so
+                found_as_root = st.st_uid == 0 and rule.owner != "root" and rule.path not in fresh
+                found_as_root = found_as_root and not path.is_dir()
                 why = (
-                    " (made by root: an older manual install?)"
-                    if st.st_uid == 0 and rule.owner != "root"
+                    " (it belonged to root: an older manual install, a restore run as root?)"
+                    if found_as_root
                     else ""
                 )
                 note(f"{rule.path}: owner {old_owner} -> {rule.owner}:{rule.group}{why}")
