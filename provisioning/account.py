@@ -75,6 +75,10 @@ def _entries(path: Path, fields: int) -> list[list[str]]:
         lines = path.read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
         raise ProvisioningError("account", f"{path} does not exist: is this a Debian system root?") from None
+    except PermissionError:
+        raise ProvisioningError(
+            "account", f"cannot read {path}; fix: run it as root: `sudo fieldpost init`"
+        ) from None
     rows = []
     for line in lines:
         parts = line.split(":")
@@ -91,10 +95,14 @@ def ensure_account(root: Path, note: Note, *, run: Runner | None = None) -> Acco
     missing_groups = [g for g in CREATE_IF_MISSING if db.gid(g) is None]
     needs_user = db.uid(USER) is None
     if (missing_groups or needs_user) and os.geteuid() != 0:
-        what = f"the system user {USER!r}" if needs_user else f"the group {missing_groups[0]!r}"
+        what, where = (
+            (f"the system user {USER!r}", root / "etc/passwd")
+            if needs_user
+            else (f"the group {missing_groups[0]!r}", root / "etc/group")
+        )
         raise ProvisioningError(
             "account",
-            f"{what} is missing from {root / 'etc'}/passwd|group and only root can create it; "
+            f"{what} is missing from {where} and only root can create it; "
             "fix: run `sudo fieldpost init`, or install the fieldpost Debian package",
         )
     prefix = [] if root.resolve() == Path("/") else ["--prefix", str(root)]

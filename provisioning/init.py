@@ -129,7 +129,8 @@ def write_config(opts: InitOptions, report: InitReport) -> None:
 def read_config(opts: InitOptions) -> None:
     """Follow the config (db, TLS paths); it must load: a bad hand edit fails now, not at boot."""
     path = under(opts.root, opts.config)
-    cfg = edge_config.load(path if path.exists() else None, env={})
+    # no file (the package's conffile deleted): the defaults, never the build machine's own /etc
+    cfg = edge_config.load(path, env={}) if path.exists() else edge_config.from_dict({}, env={})
     from webui.config import from_edge_config
 
     panel = from_edge_config(cfg)  # and the panel's section must satisfy the panel

@@ -17,6 +17,8 @@ import pytest
 from debroot import BOOT_PACKAGES, DebRoot, depends_of, make_base_root, once
 
 REPO = Path(__file__).resolve().parents[2]
+# the edge tests' CPython module peer (tests/edge/edge_module_peer.py) plays the bridge module here
+sys.path.insert(0, str(REPO / "tests" / "edge"))
 BUILDER = REPO / "packaging" / "deb" / "build_deb.py"
 
 

@@ -11,18 +11,13 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import urllib.request
-from pathlib import Path
 
 from debroot import DebRoot, free_port
+from edge_module_peer import ModulePeer, Node  # tests/edge, put on sys.path by conftest.py
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "edge"))  # the module peer lives there
-
-from edge_module_peer import ModulePeer, Node  # noqa: E402
-
-from tests.notify_socket import NotifyListener  # noqa: E402
+from tests.notify_socket import NotifyListener
 
 NODE = "0000000000000a01"
 BRIDGE = "00000000000000b0"
@@ -31,9 +26,10 @@ WATCHDOG_USEC = 1_000_000  # the unit says 30 s; 1 s shows the pings within a te
 
 
 class InstalledDaemon:
-    def __init__(self, root: DebRoot, *, next_fcnt: int = 1):
+    def __init__(self, root: DebRoot, *, next_fcnt: int = 1, register: bool = True):
         self.root = root
         self.next_fcnt = next_fcnt
+        self.register = register
         self.http_port = free_port()
         self.peer: ModulePeer | None = None
         self.proc: subprocess.Popen | None = None
@@ -43,7 +39,8 @@ class InstalledDaemon:
     def __enter__(self) -> InstalledDaemon:
         root = self.root
         # Registered with the installed command, as the service's user (what `fieldpost provision` does).
-        root.run("fieldpost", "devices", "add", NODE, "--key", KEY.hex(), user="fieldpost")
+        if self.register:
+            root.run("fieldpost", "devices", "add", NODE, "--key", KEY.hex(), user="fieldpost")
         self.peer = ModulePeer(BRIDGE, [Node(NODE, KEY, next_fcnt=self.next_fcnt)]).start()
         os.chown(self.peer.path, 0, root.gid("dialout"))
         os.chmod(self.peer.path, 0o660)
@@ -76,6 +73,11 @@ class InstalledDaemon:
     def health(self) -> dict:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/health", timeout=5) as answer:
             return json.loads(answer.read())
+
+    def exited(self, timeout: float = 60) -> str:
+        """Wait for the daemon to end by itself (a start-up failure); returns what it printed."""
+        self.output = self.proc.communicate(timeout=timeout)[0] or ""
+        return self.output
 
     def stop(self) -> str:
         """SIGTERM, as systemctl stop sends it; returns everything the daemon printed."""

@@ -109,11 +109,23 @@ class DebRoot:
 
     # --- running things inside ---------------------------------------------------------------
 
-    def run(self, *argv: str, check: bool = True, user: str | None = None, timeout: float = 300):
-        """``argv`` under chroot, in a private mount namespace with /proc (and as ``user``)."""
+    def run(
+        self,
+        *argv: str,
+        check: bool = True,
+        user: str | None = None,
+        read_only: Sequence[str] = (),
+        timeout=300,
+    ):
+        """``argv`` under chroot, in a private mount namespace with /proc (and as ``user``);
+        ``read_only``: folders inside the root mounted read-only meanwhile."""
         userspec = ["--userspec", f"{user}:{user}"] if user else []
+        mounts = "".join(
+            f"mount --bind {p} {p} && mount -o remount,bind,ro {p} && "
+            for p in (shlex.quote(str(self / inside)) for inside in read_only)
+        )
         script = (
-            f"mount -t proc proc {shlex.quote(str(self / '/proc'))} && "
+            mounts + f"mount -t proc proc {shlex.quote(str(self / '/proc'))} && "
             f"exec chroot {' '.join(userspec)} {shlex.quote(str(self.path))} "
             + " ".join(shlex.quote(a) for a in ["/usr/bin/env", "-i", f"PATH={PATH}", "LANG=C.UTF-8", *argv])
         )
@@ -128,7 +140,7 @@ class DebRoot:
             raise AssertionError(f"{argv} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
         return result
 
-    def dpkg(self, *args: str | Path, check: bool = True):
+    def dpkg(self, *args: str | Path, check: bool = True, read_only: Sequence[str] = ()):
         """dpkg inside the root; .deb paths on the host are copied in first."""
         inside = []
         for arg in args:
@@ -136,7 +148,7 @@ class DebRoot:
                 shutil.copy2(arg, self / f"/root/{Path(arg).name}")
                 arg = f"/root/{Path(arg).name}"
             inside.append(str(arg))
-        return self.run("dpkg", *inside, check=check)
+        return self.run("dpkg", *inside, check=check, read_only=read_only)
 
     # --- what is there ----------------------------------------------------------------------
 
