@@ -2,6 +2,9 @@
 
 Every datagram is kept with the time it arrived, so tests can ask what came, in which
 order, and whether the watchdog pings stopped or started again.
+
+The address is a file path, or "@name" for an abstract socket (as systemd also accepts): no
+file, no 108-byte path limit, and reachable from a chroot that shares the network namespace.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,17 +28,21 @@ class Message:
 
 
 class NotifyListener:
-    def __init__(self, path: Path, on_message=None):
-        self.path = Path(path)
+    def __init__(self, address: Path | str, on_message=None):
+        self.path = str(address)  # what NOTIFY_SOCKET is set to
         self.messages: list[Message] = []
         self._on_message = on_message  # called on the listener's thread as each message arrives
         self._lock = threading.Lock()
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self._sock.bind(str(self.path))
+        self._sock.bind("\0" + self.path[1:] if self.path.startswith("@") else self.path)
         self._sock.settimeout(0.1)
         self._closed = threading.Event()
         self._thread = threading.Thread(target=self._run, name="notify-listener", daemon=True)
         self._thread.start()
+
+    @classmethod
+    def abstract(cls, on_message=None) -> NotifyListener:
+        return cls(f"@fieldpost-test-{uuid.uuid4().hex}", on_message=on_message)
 
     def _run(self) -> None:
         while not self._closed.is_set():

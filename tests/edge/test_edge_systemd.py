@@ -9,9 +9,12 @@ from __future__ import annotations
 import io
 import logging
 import os
+import shutil
 import socket
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from edge_helpers import add
@@ -31,8 +34,8 @@ WATCHDOG_S = 0.3  # pings every 0.15 s
 
 
 @pytest.fixture
-def listener(tmp_path):
-    sock = NotifyListener(tmp_path / "notify.sock")
+def listener():
+    sock = NotifyListener.abstract()
     yield sock
     sock.close()
 
@@ -81,7 +84,9 @@ def test_ready_once_the_database_is_migrated_then_stopping(tmp_path):
             finally:
                 conn.close()
 
-    listener = NotifyListener(tmp_path / "notify.sock", on_message=at_arrival)
+    # a socket file, as systemd's /run/systemd/notify (in a short folder: AF_UNIX paths are short)
+    short = Path(tempfile.mkdtemp(prefix="fp-notify-"))
+    listener = NotifyListener(short / "notify.sock", on_message=at_arrival)
     daemon = make_daemon(db, [], Notifier(str(listener.path)))
     try:
         daemon.start()
@@ -95,6 +100,7 @@ def test_ready_once_the_database_is_migrated_then_stopping(tmp_path):
     finally:
         daemon.stop()
         listener.close()
+        shutil.rmtree(short)
 
 
 def test_no_ready_when_the_database_cannot_be_opened(tmp_path, listener):

@@ -48,10 +48,9 @@ class InstalledDaemon:
         root.set_config_value("link", "discover", "false")
         root.set_config_value("http", "port", str(self.http_port))
         root.set_config_value("webui", "port", str(free_port()))
-        sock = root / "/run/fieldpost-test-notify.sock"
-        self.listener = NotifyListener(sock)
-        os.chmod(sock, 0o777)  # as systemd's: the service's user must be able to send to it
-        env = {"NOTIFY_SOCKET": "/run/fieldpost-test-notify.sock", "WATCHDOG_USEC": str(WATCHDOG_USEC)}
+        # abstract: shared through the network namespace, so the chrooted daemon reaches it
+        self.listener = NotifyListener.abstract()
+        env = {"NOTIFY_SOCKET": self.listener.path, "WATCHDOG_USEC": str(WATCHDOG_USEC)}
         self.proc = root.start_like_unit(env)
         return self
 
@@ -99,4 +98,3 @@ class InstalledDaemon:
             self.peer.close()
         if self.listener is not None:
             self.listener.close()
-            (self.root / "/run/fieldpost-test-notify.sock").unlink(missing_ok=True)

@@ -264,14 +264,32 @@ class Booted:
         while self.init_pid is None:
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(f"systemd-nspawn did not boot:\n{self.log.read_text()}")
-            children = subprocess.run(
-                ["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True
-            ).stdout.split()
-            self.init_pid = int(children[0]) if children else None
+            self.init_pid = self._container_init()
             time.sleep(0.1)
-        state = self.run("systemctl", "is-system-running", "--wait", check=False, timeout=90).stdout.strip()
-        assert state in ("running", "degraded"), f"the container's systemd is {state!r}:\n{self.journal()}"
+        while True:  # systemd takes a moment to open its socket; --wait then waits for the boot
+            state = self.run("systemctl", "is-system-running", "--wait", check=False, timeout=90)
+            if "Failed to connect to bus" not in state.stderr or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert state.stdout.strip() in ("running", "degraded"), (
+            f"the container's systemd is {state.stdout.strip()!r} {state.stderr}:\n{self.journal()}"
+        )
         return self
+
+    def _container_init(self) -> int | None:
+        """The container's PID 1: nspawn's child that is pid 1 in its own namespace and runs systemd
+        (nspawn starts short-lived helpers too)."""
+        children = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True).stdout
+        for pid in children.split():
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+                comm = Path(f"/proc/{pid}/comm").read_text().strip()
+            except OSError:
+                continue
+            nspid = next((line.split()[1:] for line in status.splitlines() if line.startswith("NSpid:")), [])
+            if nspid[-1:] == ["1"] and comm == "systemd":
+                return int(pid)
+        return None
 
     def run(self, *argv: str, check: bool = True, timeout: float = 120):
         result = subprocess.run(
