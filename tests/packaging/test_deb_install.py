@@ -75,3 +75,16 @@ def test_installed_daemon_runs_as_its_unit_stores_a_reading_and_talks_to_systemd
     for path in (installed / "/var/lib/fieldpost").iterdir():
         owner, group, mode = installed.owner_mode(f"/var/lib/fieldpost/{path.name}")
         assert (owner, group) == ("fieldpost", "fieldpost") and not mode & 0o007, (path, mode)
+
+
+def test_the_bundled_environment_sees_debians_gpio_library_and_nothing_else(installed):
+    # python3-lgpio (Raspberry Pi OS) installs into Debian's dist-packages; stand-ins for it and for
+    # any other Debian Python module
+    dist = installed / "/usr/lib/python3/dist-packages"
+    dist.mkdir(parents=True, exist_ok=True)
+    (dist / "lgpio.py").write_text("WHO = 'python3-lgpio'\n")
+    (dist / "fieldpost_other.py").write_text("")
+    python = "/usr/lib/fieldpost/bin/python3"
+    assert installed.run(python, "-c", "import lgpio; print(lgpio.WHO)").stdout.strip() == "python3-lgpio"
+    other = installed.run(python, "-c", "import fieldpost_other", check=False)
+    assert other.returncode != 0 and "ModuleNotFoundError" in other.stderr
