@@ -67,6 +67,7 @@ def test_init_sets_up_what_the_postinst_sets_up_and_a_rerun_changes_nothing(inst
     second = init(bare).stdout
     assert "user fieldpost exists" in second and "owners and modes already right" in second
     assert snapshot(bare) == before
+    shutil.rmtree(bare.path)  # a whole system: not left for pytest's retention
 
 
 def test_init_on_a_read_only_etc_fieldpost_names_the_path_and_the_fix(root):
