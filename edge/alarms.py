@@ -22,8 +22,8 @@ from dataclasses import asdict, dataclass
 from typing import Protocol
 
 from edge import outbox
-from edge.db import transaction
 from edge.errors import ValidationError
+from edge.store import transaction
 
 log = logging.getLogger("fieldpost.alarms")
 

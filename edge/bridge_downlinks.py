@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from edge import downlinks
-from edge.db import connect
 from edge.radio import DownlinkResult, build_downlink
+from edge.store import connect
 
 RESULT_FAILED = 3  # docs/radio.md section 2, port-2 result "failed"
 TAKE_MAX = 4  # downlinks marked sent per look; more follow on the next look

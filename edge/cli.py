@@ -1,4 +1,4 @@
-"""The ``fieldpost`` command: a thin layer over the library (edge.registry, edge.db, edge.daemon).
+"""The ``fieldpost`` command: a thin layer over the library (edge.registry, edge.store, edge.daemon).
 
 Every command has help text, and every command is listed in docs/cli.md (a test
 checks both). Other areas register their own groups below with a guarded import.
@@ -21,9 +21,10 @@ from typing import Any
 import click
 
 from edge import config as config_mod
-from edge import logs, outbox, registry
-from edge.db import MIGRATIONS, applied_migrations, connect, migrate, transaction
+from edge import logs, registry
 from edge.errors import ConfigError, FieldpostError
+from edge.store import MIGRATIONS, applied_migrations, backlog, connect, migrate, transaction
+from edge.store.query import ReadingReader
 
 
 class Context:
@@ -73,7 +74,35 @@ def _fail(exc: FieldpostError) -> click.ClickException:
     return click.ClickException(str(exc))
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+# --- other areas' groups, loaded when asked for -------------------------------------------
+
+# name -> "module:attribute". Imported only when that command runs (or for --help): `fieldpost run`
+# then never loads the panel's user tools, provisioning or the GPIO test commands.
+EXTERNAL_COMMANDS = {
+    "sync": "edge.sync.cli:sync_group",
+    "provision": "provisioning.cli:provision_group",
+    "init": "provisioning.cli:init_command",
+    "rules": "edge.rules.cli:rules_group",
+    "webui": "webui.cli:webui_group",
+    "users": "webui.cli:users_group",
+    "gpio": "edge.gpio.cli:gpio_group",
+}
+
+
+class _LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *EXTERNAL_COMMANDS})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        command = super().get_command(ctx, name)
+        if command is None and name in EXTERNAL_COMMANDS:
+            module_name, attr = EXTERNAL_COMMANDS[name].split(":")
+            command = getattr(importlib.import_module(module_name), attr)
+            self.add_command(command, name)
+        return command
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--config",
     "config_path",
@@ -172,9 +201,9 @@ def _status(conn: sqlite3.Connection, now: float) -> dict[str, Any]:
         "devices": one("SELECT count(*) FROM devices"),
         "devices_seen_1h": one("SELECT count(*) FROM devices WHERE last_seen >= ?", now - 3600),
         "readings": one("SELECT count(*) FROM readings"),
-        "last_reading_at": one("SELECT max(received_at) FROM readings"),
-        "backlog": outbox.unsynced_count(conn),
-        "backlog_oldest_at": outbox.oldest_unsynced_at(conn),
+        "last_reading_at": one("SELECT max(last_seen) FROM devices"),
+        "backlog": backlog.unsynced(conn),
+        "backlog_oldest_at": backlog.oldest_unsynced_at(conn),
         "quarantine": one("SELECT count(*) FROM quarantine"),
         "downlinks": dict(conn.execute("SELECT status, count(*) FROM downlinks GROUP BY status").fetchall()),
     }
@@ -239,8 +268,13 @@ def devices_list(ctx: Context, as_json: bool) -> None:
     """List registered devices with their last frame counter, last contact and battery."""
     with ctx.db() as conn:
         rows = registry.list_devices(conn)
-    for row in rows:
-        row.pop("key")
+        reader = ReadingReader(conn)
+        try:
+            for row in rows:
+                row.pop("key")
+                row["battery_v"] = reader.battery(row["id"])
+        finally:
+            reader.close()
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -538,24 +572,14 @@ def db_vacuum(ctx: Context, full: bool) -> None:
 def db_export(ctx: Context, device_id, since, until, fmt, output) -> None:
     """Export readings (decoded values with units, raw payload, radio metadata), streamed."""
     from edge.export import value_rows
-    from edge.ingest.process import CommittedReading, outbox_body
+    from edge.store.document import reading_document
 
     with ctx.db() as conn:
-        sql = (
-            "SELECT id, device_id, fcnt, port, received_at, rssi, snr, bridge_id, raw, decoded, decode_error"
-            " FROM readings WHERE 1 = 1"
-        )
-        args: list[Any] = []
+        reader = ReadingReader(conn)
         if device_id:
-            sql += " AND device_id = ?"
-            args.append(device_id)
-        if since is not None:
-            sql += " AND received_at >= ?"
-            args.append(since)
-        if until is not None:
-            sql += " AND received_at < ?"
-            args.append(until)
-        sql += " ORDER BY device_id, fcnt"
+            found = reader.device_readings(device_id, start=since, end=until)
+        else:
+            found = reader.all_readings(start=since, end=until)
         writer = None
         if fmt == "csv":
             writer = csv.writer(output)
@@ -575,27 +599,28 @@ def db_export(ctx: Context, device_id, since, until, fmt, output) -> None:
                     "decode_error",
                 ]
             )
-        for row in conn.execute(sql, args):
-            values = json.loads(row["decoded"]) if row["decoded"] else []
-            if writer is None:
-                reading = CommittedReading(
-                    id=row["id"],
-                    device_id=row["device_id"],
-                    fcnt=row["fcnt"],
-                    port=row["port"],
-                    received_at=row["received_at"],
-                    values=values,
-                    raw=bytes(row["raw"]),
-                    rssi=row["rssi"],
-                    snr=row["snr"],
-                    bridge_id=row["bridge_id"],
-                )
-                doc = {**outbox_body(reading), "decode_error": row["decode_error"]}
-                output.write(json.dumps(doc, ensure_ascii=False) + "\n")
-                continue
-            base = [row["device_id"], row["fcnt"], row["received_at"], row["port"]]
-            tail = [row["rssi"], row["snr"], bytes(row["raw"]).hex(), row["decode_error"] or ""]
-            writer.writerows(value_rows(base, values, tail))
+        try:
+            for r in found:
+                values, error = reader.decode(r)
+                if writer is None:
+                    doc = reading_document(
+                        r.device_id,
+                        r.fcnt,
+                        r.received_ms,
+                        r.port,
+                        values,
+                        r.raw,
+                        r.rssi,
+                        r.snr_q,
+                        r.bridge_id,
+                    )
+                    output.write(json.dumps({**doc, "decode_error": error}, ensure_ascii=False) + "\n")
+                    continue
+                base = [r.device_id, r.fcnt, r.received_at, r.port]
+                tail = [r.rssi, r.snr, r.raw.hex(), error or ""]
+                writer.writerows(value_rows(base, values or [], tail))
+        finally:
+            reader.close()
 
 
 # --- config ----------------------------------------------------------------------------------
@@ -619,40 +644,14 @@ def config_command(ctx: Context, example: bool) -> None:
         click.echo(f"[{name}]  # checked by its own area")
 
 
-# --- other areas' groups (guarded: each exists once its area has written it) ---------------
-
-EXTERNAL_COMMANDS = (
-    "edge.sync.cli:sync_group",
-    "provisioning.cli:provision_group",
-    "provisioning.cli:init_command",
-    "edge.rules.cli:rules_group",
-    "webui.cli:webui_group",
-    "webui.cli:users_group",
-    "edge.gpio.cli:gpio_group",
-)
-
-
-def _register_external(group: click.Group) -> None:
-    for point in EXTERNAL_COMMANDS:
-        module_name, attr = point.split(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name and module_name.startswith(exc.name):
-                continue
-            raise
-        command = getattr(module, attr, None)
-        if isinstance(command, click.Command) and command.name not in group.commands:
-            group.add_command(command)
-
-
-_register_external(main)
-
-
 def command_paths(group: click.Group = main, prefix: str = "fieldpost") -> list[tuple[str, click.Command]]:
     """Every command under ``group`` as ("fieldpost devices add", command), groups included."""
     out = []
-    for name, cmd in sorted(group.commands.items()):
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):
+        cmd = group.get_command(ctx, name)
+        if cmd is None:
+            continue
         path = f"{prefix} {name}"
         out.append((path, cmd))
         if isinstance(cmd, click.Group):

@@ -44,6 +44,12 @@ _SCHEMA: dict[str, dict[str, tuple[Any, type, Any, str]]] = {
         "db": ("/var/lib/fieldpost/fieldpost.db", str, lambda v: bool(v), "must not be empty"),
         "site": ("site", str, lambda v: bool(v), "must not be empty"),
         "expire_interval_s": (10.0, float, lambda v: v > 0, "must be > 0"),
+        "disk_reserve_mb": (
+            8.0,
+            float,
+            lambda v: 0 <= v <= 1024,
+            "must be 0 .. 1024 (space kept free to recover from a full disk; 0: none)",
+        ),
         "services": (
             True,
             bool,
@@ -109,6 +115,7 @@ class EdgeSection:
     db: str
     site: str
     expire_interval_s: float
+    disk_reserve_mb: float
     services: bool
 
 

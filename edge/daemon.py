@@ -21,17 +21,24 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from edge import bridge_downlinks, downlinks, preflight
+from edge import alarms, bridge_downlinks, downlinks, preflight
 from edge.codecs import CodecRunner
 from edge.config import Config
-from edge.db import connect, migrate
 from edge.ingest import Backpressure, Ingestor
 from edge.link.manager import LinkManager
 from edge.logs import kv
 from edge.metrics import Sources, StatusServer, make_registry
+from edge.store import connect, migrate
+from edge.store.connection import WRITER_CACHE_KIB
+from edge.store.numbers import Numbers
+from edge.store.space import SpaceGuard
 from edge.systemd_notify import Check, Notifier, WriterProbe
 
 log = logging.getLogger("fieldpost.daemon")
+
+BACKLOG_RECOUNT_S = 5.0  # the backlog figure is kept in memory; recounted from the database this often
+SPACE_CHECK_S = 1.0  # while the disk is full: how often to look whether space is back
+CHECKPOINT_S = 1.0  # how often the WAL is written back into the database file
 
 
 @functools.cache
@@ -48,7 +55,7 @@ def _version() -> str:
 ATTACH_POINTS = (
     "edge.rules.service:attach",
     "edge.sync.service:attach",
-    "edge.retention:attach",
+    "edge.store.retention_worker:attach",
     "edge.gpio.service:attach",
     "webui.service:attach",
 )
@@ -83,8 +90,14 @@ class Daemon:
         self.ingest: Ingestor | None = None
         self.manager: LinkManager | None = None
         self.http: StatusServer | None = None
-        self.codecs: CodecRunner | None = None
         self.backpressure: Backpressure | None = None
+        self.space: SpaceGuard | None = None
+        self.numbers = Numbers()  # device id <-> number, shared by everything in this process
+        # Decoding stored payloads (sync, rules, panel share it): one plug-in codec worker at most.
+        self.codecs = CodecRunner(timeout_s=config.ingest.codec_timeout_s)
+        self._reader = None  # a read connection for the timer's counts (never the writer's)
+        self._disk_alarm: int | None = None
+        self._raising_disk_alarm = False
         self._timer: threading.Thread | None = None
         self._bridge_probe: bridge_downlinks.QueuedProbe | None = None
 
@@ -113,21 +126,30 @@ class Daemon:
         cfg = self.config
         preflight.check_database(self.db_path)  # a clear message instead of SQLite's "readonly database"
         self.db_path.parent.mkdir(parents=True, exist_ok=True)
-        self.conn = connect(self.db_path)
+        self.conn = connect(self.db_path, cache_kib=WRITER_CACHE_KIB)
         applied = migrate(self.conn)
         if applied:
             log.info("db migrated %s", kv(db=self.db_path, applied=",".join(applied)))
-        self.codecs = CodecRunner(timeout_s=cfg.ingest.codec_timeout_s)
+        # The writer never checkpoints: a checkpoint copies the WAL into the file and fsyncs it, which
+        # on an SD card can take longer than any ACK may wait. The timer does it (PASSIVE: alongside
+        # the writer, never blocking it).
+        self.conn.execute("PRAGMA wal_autocheckpoint=0")
+        self.space = SpaceGuard(self.db_path, reserve_bytes=int(cfg.edge.disk_reserve_mb * 1024 * 1024))
+        self.space.prepare()
         self.backpressure = Backpressure(
-            high_water=cfg.ingest.high_water, resume_below=cfg.ingest.resume_below, clock=time.monotonic
+            high_water=cfg.ingest.high_water, resume_below=cfg.ingest.resume_below
         )
+        self._reader = connect(self.db_path)
+        self.backpressure.refresh(self._reader)
         self.ingest = Ingestor(
             self.conn,
-            codecs=self.codecs,
             backpressure=self.backpressure,
             clock=self.clock,
             batch_max=cfg.ingest.batch_max,
             batch_wait_s=cfg.ingest.batch_wait_ms / 1000,
+            on_commit_failed=self._commit_failed,
+            on_batch=lambda _outcomes, _elapsed: self.space.committed() if self.space else None,
+            numbers=self.numbers,
         )
         for hook in self._hooks:
             self.ingest.add_hook(hook)
@@ -135,6 +157,9 @@ class Daemon:
         self.metrics_sources.ingest = self.ingest
         self.metrics_sources.backpressure = self.backpressure
         self.add_periodic(cfg.edge.expire_interval_s, self._expire_downlinks)
+        self.add_periodic(BACKLOG_RECOUNT_S, self._recount_backlog)
+        self.add_periodic(SPACE_CHECK_S, self._check_space)
+        self.add_periodic(CHECKPOINT_S, self._checkpoint)
         if cfg.edge.services:
             self._attach()
         if cfg.http.enabled:
@@ -194,8 +219,9 @@ class Daemon:
                 log.exception("closer failed")
         if self.http is not None:
             self.http.stop()
-        if self.codecs is not None:
-            self.codecs.close()
+        self.codecs.close()
+        if self._reader is not None:
+            self._reader.close()
         if self.conn is not None:
             self.conn.close()
         self._stopped.set()
@@ -224,14 +250,67 @@ class Daemon:
     def _busy(self) -> str | None:
         if self._stopping:
             return "edge shutting down"
+        if self.space is not None:
+            reason = self.space.busy()
+            if reason:
+                return reason
         return self.backpressure.busy() if self.backpressure is not None else None
+
+    def _commit_failed(self, exc: Exception) -> str:
+        assert self.space is not None
+        return self.space.commit_failed(exc)
+
+    def _checkpoint(self) -> None:
+        if self._reader is not None:
+            self._reader.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+    def _recount_backlog(self) -> None:
+        if self.backpressure is not None and self._reader is not None:
+            self.backpressure.refresh(self._reader)
+
+    def _check_space(self) -> None:
+        """Raise the disk_full alarm while the disk is full; clear it once space is back."""
+        space, ingest = self.space, self.ingest
+        if space is None or ingest is None:
+            return
+        if space.check() or (not space.full and self._disk_alarm is not None):
+            alarm_id = self._disk_alarm
+            if alarm_id is not None:
+                ingest.submit_call(
+                    lambda conn, now: alarms.clear(conn, alarm_id, now=now),
+                    reply=lambda: setattr(self, "_disk_alarm", None),
+                )
+        elif space.full and self._disk_alarm is None and not self._raising_disk_alarm:
+            raised: list[int] = []
+            reason = space.degraded() or "disk full"
+            self._raising_disk_alarm = True
+
+            def raise_it(conn, now) -> None:
+                raised.append(
+                    alarms.raise_alarm(
+                        conn,
+                        rule="disk_full",
+                        device_id=None,
+                        severity="critical",
+                        message=f"the edge cannot store readings ({reason}); modules keep them meanwhile",
+                        now=now,
+                    )
+                )
+
+            def done() -> None:
+                self._disk_alarm = raised[0] if raised else None
+                self._raising_disk_alarm = False
+
+            ingest.submit_call(raise_it, reply=done)
 
     def _hello(self) -> dict[str, Any]:
         return {"edge": _version(), "time": int(self.clock())}
 
-    def health(self) -> tuple[bool, dict[str, Any]]:
+    def health(self) -> tuple[str, dict[str, Any]]:
+        """("ok" | "degraded" | "failing", details) for /health."""
         writer_ok = self.ingest is not None and self.ingest.running
         ports = self.manager.figures() if self.manager is not None else []
+        degraded = self.space.degraded() if self.space is not None else None
         detail = {
             "version": _version(),
             "writer": "running" if writer_ok else "stopped",
@@ -241,7 +320,11 @@ class Daemon:
             "busy": bool(self.backpressure and self.backpressure.is_busy),
             "ingest_pending": self.ingest.pending() if self.ingest else 0,
         }
-        return writer_ok and not self._stopping, detail
+        if not writer_ok or self._stopping:
+            return "failing", detail
+        if degraded:
+            return "degraded", {**detail, "reason": degraded}
+        return "ok", detail
 
     def _notify_ready(self) -> None:
         """Database open and migrated, writer and links started: tell systemd, and feed its watchdog."""

@@ -31,11 +31,13 @@ import threading
 import time
 from typing import TextIO
 
+from edge.codecs import CodecRunner
 from edge.errors import FieldpostError
 from edge.link.frame import FrameType
 from edge.link.port import LinkPort, PortClosed
 from edge.link.session import Acked, LinkLost, Received, Refused, SessionStarted
 from edge.sim import VirtualModule
+from edge.store.decode import decode_payload
 
 EDGE_VERSION = "0.1.0"
 DEFAULT_PANEL_PORT = 8080
@@ -238,11 +240,12 @@ def _module_config(
     }
 
 
-def describe_reading(reading) -> str:
-    """One console line for a committed reading (edge.ingest.CommittedReading)."""
+def describe_reading(reading, codecs: CodecRunner) -> str:
+    """One console line for a committed reading (edge.ingest.CommittedReading), decoded here."""
+    decoded, error = decode_payload(codecs, reading.codec, reading.port, reading.raw)
     values = "  ".join(
-        f"{v['name']} {v['value']}{(' ' + v['unit']) if v['unit'] else ''}" for v in reading.values
-    ) or (reading.decode_error or reading.raw.hex())
+        f"{v['name']} {v['value']}{(' ' + v['unit']) if v['unit'] else ''}" for v in decoded or ()
+    ) or (error or reading.raw.hex())
     kind = {1: "reading", 2: "dl-result", 3: "status"}.get(reading.port, f"port {reading.port}")
     return (
         f"[{reading.device_id}] #{reading.fcnt:<5} {kind:<9} {values}   "
@@ -272,7 +275,7 @@ def ensure_demo_admin(conn, *, now: float) -> str:
     Returns the password, which exists nowhere else: the demo prints it once. Audited like
     `fieldpost users add` / `set-password`.
     """
-    from edge.db import transaction
+    from edge.store import transaction
     from webui import accounts, audit
 
     password = secrets.token_urlsafe(12)  # 16 characters, above accounts.MIN_PASSWORD_LEN
@@ -333,7 +336,7 @@ def run_site(args: argparse.Namespace, out: TextIO = sys.stdout, stop: threading
     from edge import registry
     from edge.alarms import AlarmFeed, open_alarms
     from edge.daemon import ATTACH_POINTS, Daemon
-    from edge.db import connect, migrate
+    from edge.store import connect, migrate
     from edge.sync.demo_cloud import DemoCloud
 
     stop = stop or threading.Event()
@@ -342,6 +345,7 @@ def run_site(args: argparse.Namespace, out: TextIO = sys.stdout, stop: threading
     daemon = None
     cloud = None
     feed_conn = None
+    codecs = CodecRunner()  # the console decodes what it prints (the store keeps raw payloads)
 
     def say(line: str) -> None:
         with lock:  # readings, the cloud and alarms print from their own threads
@@ -404,7 +408,7 @@ def run_site(args: argparse.Namespace, out: TextIO = sys.stdout, stop: threading
             )
             # The panel is attached below rather than by the daemon, to learn the port it got.
             daemon = Daemon(cfg, attach_points=tuple(p for p in ATTACH_POINTS if p != "webui.service:attach"))
-            daemon.add_hook(lambda readings: [say(describe_reading(r)) for r in readings])
+            daemon.add_hook(lambda readings: [say(describe_reading(r, codecs)) for r in readings])
             daemon.start()
             say(f"[edge] database {db_path}")
             if daemon.http is not None:
@@ -455,6 +459,7 @@ def run_site(args: argparse.Namespace, out: TextIO = sys.stdout, stop: threading
                 daemon.stop()  # commits and ACKs what it holds, stops sync and the panel
             for vm in modules:
                 vm.close()
+            codecs.close()
             if cloud is not None:
                 cloud.stop()
                 say(f"stopped: the cloud received {cloud.received} message(s)")

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from edge import outbox
-from edge.db import transaction
 from edge.errors import ValidationError
 from edge.radio import COMMAND_NAMES, MAX_COMMAND, DownlinkResult, encode_command
+from edge.store import transaction
 
 SOURCES = ("panel", "cloud", "rule", "cli")
 MAX_TTL_S = 30 * 86400

@@ -50,7 +50,13 @@ class SinkUnavailable(SyncError):
     """The sink cannot be reached, refused the TLS handshake or dropped the connection.
 
     Transient by nature: the sync service backs off and tries again; nothing is lost.
+    ``answered``: the endpoint was reachable and said no (a refused CONNACK, an HTTP 5xx), so
+    probing whether it is reachable again says nothing; wait the back-off out.
     """
+
+    def __init__(self, message: str, *, answered: bool = False):
+        self.answered = answered
+        super().__init__(message)
 
 
 class SinkRejected(SyncError):

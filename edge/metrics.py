@@ -21,6 +21,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from edge.logs import kv
+from edge.store import backlog
 
 log = logging.getLogger("fieldpost.metrics")
 
@@ -93,7 +94,9 @@ class EdgeCollector(Collector):
         bp = self.s.backpressure
         if bp is not None:
             yield GaugeMetricFamily(
-                "fieldpost_backlog_unsynced", "Outbox rows not yet synced", value=bp.unsynced
+                "fieldpost_backlog_unsynced",
+                "Readings and messages the cloud has not had (counted up to just past the high-water mark)",
+                value=bp.unsynced,
             )
             yield GaugeMetricFamily(
                 "fieldpost_backlog_high_water",
@@ -128,11 +131,7 @@ class EdgeCollector(Collector):
         try:
             conn = sqlite3.connect(f"file:{self.s.db_path}?mode=ro", uri=True, timeout=1)
             try:
-                oldest = conn.execute(
-                    "SELECT min(created_at) FROM (SELECT (SELECT created_at FROM outbox"
-                    " WHERE synced_at IS NULL AND priority = p.p ORDER BY id LIMIT 1) AS created_at"
-                    " FROM (SELECT 0 AS p UNION ALL SELECT 1 UNION ALL SELECT 2) AS p)"
-                ).fetchone()[0]
+                oldest = backlog.oldest_unsynced_at(conn)
                 by_status = dict(
                     conn.execute("SELECT status, count(*) FROM downlinks GROUP BY status").fetchall()
                 )
@@ -145,7 +144,7 @@ class EdgeCollector(Collector):
             return
         yield GaugeMetricFamily(
             "fieldpost_backlog_oldest_timestamp_seconds",
-            "created_at of the oldest unsynced outbox row (0: none)",
+            "Receive time of the oldest reading or message the cloud has not had (0: none)",
             value=oldest or 0,
         )
         dl = GaugeMetricFamily("fieldpost_downlinks", "Downlinks by status", labels=["status"])
@@ -168,7 +167,7 @@ class StatusServer:
     def __init__(
         self,
         registry: CollectorRegistry,
-        health: Callable[[], tuple[bool, dict[str, Any]]],
+        health: Callable[[], tuple[str, dict[str, Any]]],
         *,
         host: str = "127.0.0.1",
         port: int = 0,
@@ -181,9 +180,11 @@ class StatusServer:
                 if path == "/metrics":
                     body, ctype, code = generate_latest(owner.registry), CONTENT_TYPE_LATEST, 200
                 elif path == "/health":
-                    ok, detail = owner.health()
-                    body = json.dumps({"status": "ok" if ok else "failing", **detail}).encode()
-                    ctype, code = "application/json", 200 if ok else 503
+                    # "ok", or "degraded" (running, but not storing readings: e.g. a full disk) or
+                    # "failing"; anything but ok answers 503 so a plain HTTP check notices.
+                    status, detail = owner.health()
+                    body = json.dumps({"status": status, **detail}).encode()
+                    ctype, code = "application/json", 200 if status == "ok" else 503
                 else:
                     body, ctype, code = b"not found\n", "text/plain", 404
                 self.send_response(code)

@@ -30,8 +30,8 @@ from email.message import EmailMessage
 from typing import Any
 
 from edge import alarms
-from edge.db import transaction
 from edge.errors import ValidationError
+from edge.store import transaction
 
 log = logging.getLogger("fieldpost.notify")
 

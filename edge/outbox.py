@@ -1,7 +1,8 @@
-"""The enqueue side of the outbox: everything that must reach the cloud.
+"""The enqueue side of the outbox: the messages for the cloud that are not readings.
 
-A row is written in the SAME transaction as the thing it carries (a reading, an
-alarm, a downlink status), so the cloud copy can never be lost between the two.
+Alarms, downlink status changes and events are written here in the SAME transaction as the
+change they carry, so the cloud copy can never be lost between the two. Readings are not
+copied here: sync reads them from the readings table past its cursor (edge.store.cursor).
 The sync side (edge/sync/) reads and marks rows; this module only adds them.
 """
 
@@ -51,13 +52,3 @@ def enqueue(
     if cur.rowcount == 1:
         return int(cur.lastrowid)
     return int(conn.execute("SELECT id FROM outbox WHERE msg_id = ?", (msg_id,)).fetchone()[0])
-
-
-def unsynced_count(conn: sqlite3.Connection) -> int:
-    """Rows the cloud has not yet confirmed (what backpressure is measured against)."""
-    return int(conn.execute("SELECT count(*) FROM outbox WHERE synced_at IS NULL").fetchone()[0])
-
-
-def oldest_unsynced_at(conn: sqlite3.Connection) -> float | None:
-    row = conn.execute("SELECT min(created_at) FROM outbox WHERE synced_at IS NULL").fetchone()
-    return None if row[0] is None else float(row[0])

@@ -14,9 +14,9 @@ import sqlite3
 from typing import Any
 
 from edge.codecs import available as available_codecs
-from edge.db import transaction
 from edge.errors import ValidationError
 from edge.radio import is_device_id
+from edge.store import cursor, numbers, readings, transaction
 
 KEY_SIZE = 16
 ROLES = ("node", "bridge")
@@ -81,6 +81,7 @@ def add_device(
         raise ValidationError("interval_s", f"{interval_s} is outside 10 .. 86400")
     with transaction(conn):
         existed = conn.execute("SELECT 1 FROM devices WHERE id = ?", (device_id,)).fetchone() is not None
+        numbers.ensure(conn, device_id)  # the small integer its readings are stored under
         conn.execute(
             "INSERT INTO devices (id, name, key, codec, board, role, interval_s, created_at, last_fcnt)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, -1)"
@@ -136,20 +137,25 @@ def adopt(
 def remove_device(
     conn: sqlite3.Connection, device_id: str, *, purge: bool = False, actor: str, now: float
 ) -> int:
-    """Unregister a device. Its stored readings stay unless ``purge``; return readings deleted.
+    """Unregister a device; return how many of its readings were deleted.
 
-    Readings reference the device, so a device with readings can only be removed
-    together with them (``purge``); the outbox keeps what the cloud has not had yet.
+    A device with stored readings is only removed with ``purge``, which deletes the readings
+    the cloud already has; the ones it has not had yet stay until they are synced (then
+    retention removes them), as every reading that was ACKed must reach the cloud.
     """
     with transaction(conn):
         if conn.execute("SELECT 1 FROM devices WHERE id = ?", (device_id,)).fetchone() is None:
             raise ValidationError("device_id", f"no registered device {device_id!r}")
-        count = conn.execute("SELECT count(*) FROM readings WHERE device_id = ?", (device_id,)).fetchone()[0]
+        number = numbers.number_of(conn, device_id)
+        low, high = readings.device_bounds(number) if number is not None else (0, -1)
+        count = readings.count_between(conn, low, high)
         if count and not purge:
             raise ValidationError(
                 "device_id", f"{device_id} has {count} stored readings; purge them to remove it"
             )
-        conn.execute("DELETE FROM readings WHERE device_id = ?", (device_id,))
+        if count:
+            synced = cursor.synced_through(conn).get(number, low - 1)  # type: ignore[arg-type]
+            count = readings.delete_between(conn, low, min(high, synced))
         conn.execute("DELETE FROM downlinks WHERE device_id = ?", (device_id,))
         conn.execute("DELETE FROM devices WHERE id = ?", (device_id,))
         audit(

@@ -21,9 +21,9 @@ from pathlib import Path
 
 from edge import config as edge_config
 from edge.assets import asset_dir
-from edge.db import connect, migrate, transaction
 from edge.errors import ConfigError
 from edge.registry import audit
+from edge.store import connect, migrate, transaction
 from provisioning import certs, ownership, systemd, udev
 from provisioning.account import ensure_account
 

@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from edge import registry
-from edge.db import connect
 from edge.errors import ProvisioningError, ValidationError
 from edge.radio import is_device_id
+from edge.store import connect
 from provisioning.boards import BOARDS_DIR, load_board
 from provisioning.bundle import CONFIG_NAME, FIRMWARE_DIR, build_bundle, sha256_hex
 from provisioning.hello import wait_for_hello

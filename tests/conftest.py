@@ -8,8 +8,8 @@ from typing import TypeVar
 
 import pytest
 
-from edge.db import connect, migrate
 from edge.sim import VirtualModule
+from edge.store import connect, migrate
 
 T = TypeVar("T")
 

@@ -18,8 +18,10 @@ from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
-from edge.db import connect, migrate
+from edge.codecs import CodecRunner
 from edge.errors import ConfigError
+from edge.store import connect, migrate
+from edge.store.numbers import Numbers
 from webui import accounts, db, formatting
 
 log = logging.getLogger("fieldpost.webui")
@@ -86,6 +88,11 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["fieldpost_limiter"] = limiter
     # Set when the server shuts down: live-update streams end at once instead of holding workers.
     app.extensions["fieldpost_stopping"] = threading.Event()
+    # Decoding readings for the pages: one codec runner (its plug-in worker starts on first use)
+    # and one cache of device numbers for every request.
+    app.extensions["fieldpost_codecs"] = CodecRunner()
+    app.extensions["fieldpost_codecs_owned"] = True
+    app.extensions["fieldpost_numbers"] = Numbers()
 
     from webui.views import alarms, api, auth, devices, export, overview, rules, settings, sync
 

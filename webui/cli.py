@@ -13,8 +13,8 @@ from pathlib import Path
 
 import click
 
-from edge.db import connect, migrate, transaction
 from edge.errors import FieldpostError, ValidationError
+from edge.store import connect, migrate, transaction
 from webui import accounts, audit
 
 

@@ -13,7 +13,8 @@ from collections.abc import Iterator
 
 from flask import current_app, g
 
-from edge.db import connect, transaction
+from edge.store import connect, transaction
+from edge.store.query import ReadingReader
 
 
 def open_db() -> sqlite3.Connection:
@@ -27,6 +28,19 @@ def get_db() -> sqlite3.Connection:
     return g.db
 
 
+def reader_for(conn: sqlite3.Connection) -> ReadingReader:
+    """Readings of ``conn``, decoded with the app's codec runner."""
+    ext = current_app.extensions
+    return ReadingReader(conn, ext["fieldpost_codecs"], numbers=ext["fieldpost_numbers"])
+
+
+def get_reader() -> ReadingReader:
+    """The request's reading reader (on the request's connection)."""
+    if "reader" not in g:
+        g.reader = reader_for(get_db())
+    return g.reader
+
+
 @contextlib.contextmanager
 def write() -> Iterator[sqlite3.Connection]:
     """A short write transaction on the request's connection."""
@@ -36,6 +50,7 @@ def write() -> Iterator[sqlite3.Connection]:
 
 
 def close_db(_exc: BaseException | None = None) -> None:
+    g.pop("reader", None)
     conn = g.pop("db", None)
     if conn is not None:
         conn.close()

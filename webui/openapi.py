@@ -43,7 +43,11 @@ READING = {
     "type": "object",
     "required": ["id", "device_id", "fcnt", "port", "received_at", "raw", "values"],
     "properties": {
-        "id": INT,
+        "id": {
+            **INT,
+            "description": "the reading's key, (device number << 32) | fcnt: grows with fcnt; "
+            "pass the last one of a page as after_id for the next",
+        },
         "device_id": STR,
         "fcnt": INT,
         "port": INT,
@@ -74,7 +78,10 @@ DEVICE = {
         "last_rssi": _nullable(INT),
         "last_snr": _nullable(NUM),
         "last_bridge": _nullable(STR),
-        "battery_v": _nullable(NUM),
+        "battery_v": {
+            **_nullable(NUM),
+            "description": "volts, from the newest reading or module status that reports it",
+        },
         "status": _nullable(ANY_OBJECT),
         "online": BOOL,
         "latest": _nullable({"$ref": "#/components/schemas/Reading"}),

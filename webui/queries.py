@@ -10,69 +10,56 @@ from collections.abc import Iterator
 from typing import Any
 
 from edge.radio import is_device_id
+from edge.store import readings as store_readings
+from edge.store.decode import battery_of
+from edge.store.query import ReadingReader, reading_dict
+from edge.store.readings import Reading
 
 WINDOWS = {"24h": 86400, "7d": 7 * 86400}
 CHART_POINTS = 288  # buckets per chart: 5 min over 24 h, 35 min over 7 days
 ALARM_STATES = ("raised", "acknowledged", "cleared")
 
 
-def decoded_values(text: str | None) -> list[dict[str, Any]]:
-    if not text:
-        return []
-    try:
-        values = json.loads(text)
-    except ValueError:
-        return []
-    return [v for v in values if isinstance(v, dict)] if isinstance(values, list) else []
-
-
-def reading_dict(row: sqlite3.Row) -> dict[str, Any]:
-    return {
-        "id": row["id"],
-        "device_id": row["device_id"],
-        "fcnt": row["fcnt"],
-        "port": row["port"],
-        "received_at": row["received_at"],
-        "rssi": row["rssi"],
-        "snr": row["snr"],
-        "bridge_id": row["bridge_id"],
-        "raw": bytes(row["raw"]).hex(),
-        "values": decoded_values(row["decoded"]),
-        "decode_error": row["decode_error"],
-    }
-
-
-def latest_reading(conn: sqlite3.Connection, device_id: str) -> sqlite3.Row | None:
-    return conn.execute(
-        "SELECT * FROM readings WHERE device_id = ? ORDER BY received_at DESC, id DESC LIMIT 1",
-        (device_id,),
-    ).fetchone()
-
-
 READINGS_PORT = 1  # docs/radio.md: port 1 carries sensor readings; 2 downlink results, 3 module status
 
 
-def latest_decoded_reading(conn: sqlite3.Connection, device_id: str, *, scan: int = 50) -> sqlite3.Row | None:
+def latest_decoded_reading(reader: ReadingReader, device_id: str, *, scan: int = 50) -> Reading | None:
     """The newest sensor reading with values.
 
     Downlink results (port 2) and module status (port 3) decode to values too, but an
     operator asking "what does it measure" wants the sensors; those ports are shown only
     for a module that has never sent a sensor reading.
     """
-    row = conn.execute(
-        "SELECT * FROM readings WHERE device_id = ? AND port = ? AND decoded IS NOT NULL"
-        " ORDER BY received_at DESC, id DESC LIMIT 1",
-        (device_id, READINGS_PORT),
-    ).fetchone()
-    if row is not None:
-        return row
-    for row in conn.execute(
-        "SELECT * FROM readings WHERE device_id = ? ORDER BY received_at DESC, id DESC LIMIT ?",
-        (device_id, scan),
-    ):
-        if row["decoded"]:
-            return row
+    for ports in ((READINGS_PORT,), None):
+        found = _newest_with_values(reader, device_id, ports, scan)
+        if found is not None:
+            return found
     return None
+
+
+def _newest_with_values(
+    reader: ReadingReader, device_id: str, ports: tuple[int, ...] | None, scan: int
+) -> Reading | None:
+    # The newest reading nearly always decodes: more rows are read (and turned into readings,
+    # most of the overview's time) only when it does not.
+    for limit in (1, scan):
+        for reading in reader.newest(device_id, limit=limit, ports=ports):
+            if reader.values(reading):
+                return reading
+    return None
+
+
+def latest_values(reader: ReadingReader, device_id: str) -> dict[str, Any] | None:
+    """The newest sensor reading with values, as the panel and the API show it (reading_dict)."""
+    latest = latest_decoded_reading(reader, device_id)
+    return None if latest is None else reading_dict(reader, latest)
+
+
+def battery_v(reader: ReadingReader, device_id: str, latest: dict[str, Any] | None) -> float | None:
+    """The battery voltage to show: from the latest values when they carry it, else from the
+    newest readings that do (a module status reports it too)."""
+    volts = battery_of(latest["values"]) if latest else None
+    return volts if volts is not None else reader.battery(device_id)
 
 
 def is_online(device: sqlite3.Row | dict, now: float, intervals: int) -> bool:
@@ -80,13 +67,13 @@ def is_online(device: sqlite3.Row | dict, now: float, intervals: int) -> bool:
     return last_seen is not None and now - last_seen <= intervals * max(device["interval_s"], 10)
 
 
-def devices_overview(conn: sqlite3.Connection, now: float, online_intervals: int) -> list[dict[str, Any]]:
+def devices_overview(reader: ReadingReader, now: float, online_intervals: int) -> list[dict[str, Any]]:
     out = []
-    for device in conn.execute("SELECT * FROM devices ORDER BY name, id").fetchall():
-        latest = latest_decoded_reading(conn, device["id"])
+    for device in reader.conn.execute("SELECT * FROM devices ORDER BY name, id").fetchall():
         d = device_dict(device)
         d["online"] = is_online(device, now, online_intervals)
-        d["latest"] = reading_dict(latest) if latest is not None else None
+        d["latest"] = latest_values(reader, device["id"])
+        d["battery_v"] = battery_v(reader, device["id"], d["latest"])
         out.append(d)
     return out
 
@@ -109,96 +96,88 @@ def get_device(conn: sqlite3.Connection, device_id: str) -> sqlite3.Row | None:
     return conn.execute("SELECT * FROM devices WHERE id = ?", (device_id,)).fetchone()
 
 
-def raw_frames(conn: sqlite3.Connection, device_id: str, limit: int = 30) -> list[sqlite3.Row]:
-    return conn.execute(
-        "SELECT * FROM readings WHERE device_id = ? ORDER BY received_at DESC, id DESC LIMIT ?",
-        (device_id, limit),
-    ).fetchall()
+def raw_frames(reader: ReadingReader, device_id: str, limit: int = 30) -> list[Reading]:
+    return reader.newest(device_id, limit=limit)
 
 
-def payload_lengths_since(conn: sqlite3.Connection, device_id: str, since: float) -> list[int]:
-    return [
-        row[0]
-        for row in conn.execute(
-            "SELECT length(raw) FROM readings WHERE device_id = ? AND received_at >= ?",
-            (device_id, since),
-        )
-    ]
+def payload_lengths_since(reader: ReadingReader, device_id: str, since: float) -> list[int]:
+    return [len(r.raw) for r in reader.device_readings(device_id, start=since)]
 
 
 def readings(
-    conn: sqlite3.Connection,
+    reader: ReadingReader,
     device_id: str,
     *,
     start: float,
     end: float,
     limit: int,
     after_id: int = 0,
-) -> list[sqlite3.Row]:
-    return conn.execute(
-        "SELECT * FROM readings WHERE device_id = ? AND received_at >= ? AND received_at < ? AND id > ?"
-        " ORDER BY received_at, id LIMIT ?",
-        (device_id, start, end, after_id, limit),
-    ).fetchall()
+) -> list[Reading]:
+    """A page of a device's readings received in [start, end), oldest first.
+
+    ``after_id`` (the last id of the previous page) continues a page: the next page is read
+    from that key on, not found by skipping the pages before it, so paging through a long
+    range costs the same per page.
+    """
+    conn = reader.conn
+    number = reader.numbers.number(conn, device_id)
+    if number is None:
+        return []
+    start_ms, end_ms = round(start * 1000), round(end * 1000)
+    first = store_readings.first_at_or_after(conn, number, start_ms)
+    if first is None:
+        return []
+    low, high = max(first, after_id + 1), store_readings.device_bounds(number)[1]
+    out: list[Reading] = []
+    while len(out) < limit:
+        want = limit - len(out)
+        rows = store_readings.select_rows(conn, low, high, limit=want)
+        for row in rows:
+            received_ms = row[1]
+            if received_ms >= end_ms:
+                return out
+            if received_ms >= start_ms:  # a clock stepped back can put one before the start
+                out.append(reader.reading(row))
+        if len(rows) < want:
+            return out
+        low = rows[-1][0] + 1
+    return out
 
 
-def iter_readings(
-    conn: sqlite3.Connection,
-    device_id: str,
-    *,
-    start: float,
-    end: float,
-    chunk: int = 2000,
-) -> Iterator[sqlite3.Row]:
+def iter_readings(reader: ReadingReader, device_id: str, *, start: float, end: float) -> Iterator[Reading]:
     """Every reading of a device in [start, end), in time order, fetched in chunks (for streaming)."""
-    last_time, last_id = start, -1
-    while True:
-        rows = conn.execute(
-            "SELECT * FROM readings WHERE device_id = ? AND received_at < ?"
-            " AND (received_at > ? OR (received_at = ? AND id > ?)) ORDER BY received_at, id LIMIT ?",
-            (device_id, end, last_time, last_time, last_id, chunk),
-        ).fetchall()
-        yield from rows
-        if len(rows) < chunk:
-            return
-        last_time, last_id = rows[-1]["received_at"], rows[-1]["id"]
+    return reader.device_readings(device_id, start=start, end=end)
 
 
-def series(conn: sqlite3.Connection, device_id: str, *, window_s: int, now: float) -> dict[str, Any]:
+def series(reader: ReadingReader, device_id: str, *, window_s: int, now: float) -> dict[str, Any]:
     """Numeric values averaged into CHART_POINTS time buckets, one series per (channel, name)."""
     bucket = max(1, window_s // CHART_POINTS)
-    start = now - window_s
-    rows = conn.execute(
-        "SELECT CAST(r.received_at / :bucket AS INTEGER) * :bucket AS t,"
-        " json_extract(j.value, '$.channel') AS channel, json_extract(j.value, '$.name') AS name,"
-        " max(json_extract(j.value, '$.unit')) AS unit, avg(json_extract(j.value, '$.value')) AS value"
-        " FROM readings AS r, json_each(r.decoded) AS j"
-        " WHERE r.device_id = :dev AND r.received_at >= :start AND r.received_at <= :now"
-        " AND r.decoded IS NOT NULL AND json_valid(r.decoded)"
-        " AND json_type(j.value, '$.value') IN ('integer', 'real')"
-        " GROUP BY t, channel, name ORDER BY t",
-        {"bucket": bucket, "dev": device_id, "start": start, "now": now},
-    ).fetchall()
-    times = sorted({row["t"] for row in rows})
+    sums: dict[tuple[Any, Any], dict[int, list[float]]] = {}
+    units: dict[tuple[Any, Any], str] = {}
+    for reading in reader.device_readings(device_id, start=now - window_s, end=now + 0.001):
+        t = int(reading.received_at // bucket) * bucket
+        for v in reader.values(reading):
+            value = v.get("value")
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            key = (v.get("channel"), v.get("name"))
+            acc = sums.setdefault(key, {}).setdefault(t, [0.0, 0])
+            acc[0] += value
+            acc[1] += 1
+            units[key] = max(units.get(key, ""), v.get("unit") or "")
+    times = sorted({t for by_time in sums.values() for t in by_time})
     index = {t: i for i, t in enumerate(times)}
-    by_key: dict[tuple, dict[str, Any]] = {}
-    for row in rows:
-        key = (row["channel"], row["name"])
-        entry = by_key.setdefault(
-            key,
-            {
-                "channel": row["channel"],
-                "name": row["name"],
-                "unit": row["unit"] or "",
-                "values": [None] * len(times),
-            },
-        )
-        entry["values"][index[row["t"]]] = row["value"]
+    out = []
+    for key, by_time in sums.items():
+        values: list[float | None] = [None] * len(times)
+        for t, (total, count) in by_time.items():
+            values[index[t]] = total / count
+        out.append({"channel": key[0], "name": key[1], "unit": units[key], "values": values})
     return {
         "window_s": window_s,
         "bucket_s": bucket,
         "times": times,
-        "series": sorted(by_key.values(), key=lambda s: (s["channel"] or 0, s["name"] or "")),
+        "series": sorted(out, key=lambda s: (s["channel"] or 0, s["name"] or "")),
     }
 
 
@@ -276,10 +255,11 @@ def buffer_disk(db_path: str) -> dict[str, Any]:
 
 def change_cursor(conn: sqlite3.Connection) -> dict[str, float]:
     """Markers that move whenever something the live view shows changes (see views/overview.events)."""
-    # One statement: the event stream runs this every SSE_POLL_S for every open page.
+    # One statement: the event stream runs this every SSE_POLL_S for every open page. New readings
+    # move their device's last_seen (the writer sets it in the commit that stores them).
     r, d, a, q, s = conn.execute(
         "SELECT"
-        " (SELECT coalesce(max(id), 0) FROM readings),"
+        " (SELECT coalesce(max(last_seen), 0) FROM devices),"
         " (SELECT coalesce(max(status_at), 0) + count(*) FROM downlinks),"
         " (SELECT coalesce(max(id), 0) FROM alarm_history),"
         " (SELECT coalesce(max(last_seen), 0) + count(*) FROM quarantine),"
@@ -288,11 +268,11 @@ def change_cursor(conn: sqlite3.Connection) -> dict[str, float]:
     return {"r": r, "d": d, "a": a, "q": q, "s": s}
 
 
-def new_reading_devices(conn: sqlite3.Connection, after_id: int, limit: int = 5000) -> tuple[list[str], int]:
-    rows = conn.execute(
-        "SELECT id, device_id FROM readings WHERE id > ? ORDER BY id LIMIT ?",
-        (after_id, limit),
-    ).fetchall()
-    if not rows:
-        return [], after_id
-    return sorted({row["device_id"] for row in rows}), rows[-1]["id"]
+def new_reading_devices(conn: sqlite3.Connection, after: float, limit: int = 5000) -> list[str]:
+    """The devices that stored readings since ``after`` (a change cursor's "r")."""
+    return [
+        row[0]
+        for row in conn.execute(
+            "SELECT id FROM devices WHERE last_seen > ? ORDER BY id LIMIT ?", (after, limit)
+        ).fetchall()
+    ]

@@ -99,12 +99,15 @@ class Panel:
             self._run_waitress()
 
     def close(self) -> None:
-        """Stop accepting, end the live-update streams, let the workers finish, close every socket."""
+        """Stop accepting, end the live-update streams, let the workers finish, close every socket
+        and stop the codec worker."""
         self.app.extensions["fieldpost_stopping"].set()
         if self.relay:
             self.relay.close()
         self.waitress.task_dispatcher.shutdown(timeout=5)
         wasyncore.close_all(self.waitress._map)  # also ends the waitress loop: its map is empty
+        if self.app.extensions.get("fieldpost_codecs_owned", True):
+            self.app.extensions["fieldpost_codecs"].close()  # the plug-in codec worker, if pages started it
 
 
 def serve(

@@ -25,6 +25,11 @@ def attach(daemon: Any) -> Panel | None:
         make_self_signed(settings.tls_cert, settings.tls_key, now=time.time())
         log.warning("event=panel_cert_created cert=%s", settings.tls_cert)
     app = create_app(settings.flask)
+    # one device-number cache and one codec runner in the process (the daemon closes the runner)
+    app.extensions["fieldpost_numbers"] = daemon.numbers
+    app.extensions["fieldpost_codecs"].close()
+    app.extensions["fieldpost_codecs"] = daemon.codecs
+    app.extensions["fieldpost_codecs_owned"] = False
     try:
         panel = Panel(
             app,

@@ -9,10 +9,6 @@ import socket
 import ssl
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 VALID_DAYS = 3650
 
@@ -30,6 +26,13 @@ def make_self_signed(
     now: float,
 ) -> None:
     """Write an ECDSA P-256 key (mode 0600) and a self-signed certificate for ``names`` (host names or IPs)."""
+    # Imported here: cryptography is only needed the once a certificate is made, and costs the
+    # daemon about 8 MB of memory for as long as it runs once imported.
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
     names = names or default_names()
     key = ec.generate_private_key(ec.SECP256R1())
     alt_names: list[x509.GeneralName] = []

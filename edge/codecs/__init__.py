@@ -11,9 +11,11 @@ loops forever is killed, the reading keeps its raw payload and records the error
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import multiprocessing
+import threading
 import time
 from importlib.metadata import entry_points
 from typing import Any
@@ -23,6 +25,7 @@ from edge.codecs import lpp
 log = logging.getLogger("fieldpost.codecs")
 
 ENTRY_POINT_GROUP = "fieldpost.codecs"
+_json_text = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 BUILTIN = ("lpp", "raw")
 
 
@@ -85,10 +88,12 @@ def _worker_main(pipe) -> None:
 
 
 class CodecRunner:
-    """Decodes payloads for the ingest path. One per daemon; not thread-safe."""
+    """Decodes payloads for whoever reads readings (sync, rules, panel, export). Thread-safe: plug-in
+    calls take turns on the one worker process; the built-in codecs run in the caller's thread."""
 
     def __init__(self, *, timeout_s: float = 1.0):
         self.timeout_s = timeout_s
+        self._lock = threading.Lock()
         self._ctx = multiprocessing.get_context("spawn")
         self._proc = None
         self._pipe = None
@@ -101,9 +106,21 @@ class CodecRunner:
                 return lpp.decode(payload, analog_channels=lpp.FIELDPOST_ANALOG_CHANNELS), None
             if codec == "raw":
                 return [], None
-            return self._decode_plugin(codec, port, payload), None
+            with self._lock:
+                return self._decode_plugin(codec, port, payload), None
         except (CodecError, lpp.LppError) as exc:
             return None, f"{codec}: {exc}"
+
+    def decode_json(self, codec: str, port: int, payload: bytes) -> tuple[str | None, str | None]:
+        """Like :meth:`decode`, with the values as compact JSON text (what sync sends): the
+        built-in LPP codec writes the text directly, without a dict per value."""
+        if codec == "lpp":
+            try:
+                return lpp.decode_json(payload, analog_channels=lpp.FIELDPOST_ANALOG_CHANNELS), None
+            except lpp.LppError as exc:
+                return None, f"{codec}: {exc}"
+        values, error = self.decode(codec, port, payload)
+        return (None, error) if values is None else (_json_text(values), None)
 
     def _decode_plugin(self, codec: str, port: int, payload: bytes) -> list[dict[str, Any]]:
         if self._proc is None or not self._proc.is_alive():
@@ -141,6 +158,10 @@ class CodecRunner:
         self._proc = self._pipe = None
 
     def close(self) -> None:
+        with self._lock:
+            self._close()
+
+    def _close(self) -> None:
         if self._proc is not None:
             deadline = time.monotonic() + 1
             self._pipe.close()

@@ -6,6 +6,8 @@ table below is the common LPP v1 set plus the extended types most devices use.
 
 from __future__ import annotations
 
+import functools
+import json
 import struct
 from dataclasses import dataclass
 from typing import Any
@@ -68,6 +70,78 @@ def _int24(b: bytes) -> int:
 FIELDPOST_ANALOG_CHANNELS = {3: ("battery", "V")}
 
 
+def _decimals(scale: float) -> int:
+    # Round to the type's resolution so 215 * 0.1 reads 21.5, not 21.500000000000004.
+    return max(0, len(repr(scale).split(".")[-1]))
+
+
+@dataclass(frozen=True)
+class _Field:
+    name: str  # the value's name: the type's, or "<type>_<field>" for multi-value types
+    unit: str
+    scale: float
+    decimals: int | None  # None: an integer value (scale 1)
+
+
+def _fields(kind: LppType) -> tuple[_Field, ...]:
+    if kind.code == 136:
+        return tuple(
+            _Field(name, unit, scale, _decimals(scale))
+            for name, scale, unit in zip(kind.fields, kind.scale, GPS_UNITS, strict=True)
+        )
+    names = [f"{kind.name}_{f}" for f in kind.fields] or [kind.name]
+    scale = float(kind.scale)  # type: ignore[arg-type]
+    return tuple(_Field(n, kind.unit, scale, None if scale == 1 else _decimals(scale)) for n in names)
+
+
+def _unpacker(kind: LppType):
+    if kind.code == 136:
+        return lambda data, at: (
+            _int24(data[at : at + 3]),
+            _int24(data[at + 3 : at + 6]),
+            _int24(data[at + 6 : at + 9]),
+        )
+    return struct.Struct(kind.fmt).unpack_from
+
+
+# code -> (size, unpack(data, offset) -> numbers, fields): built once, used for every item decoded.
+_PLAN = {code: (t.size, _unpacker(t), _fields(t)) for code, t in TYPES.items()}
+
+
+def items(
+    payload: bytes, analog_channels: dict[int, tuple[str, str]] | None = None
+) -> list[tuple[int, str, int | float, str]]:
+    """LPP bytes -> [(channel, name, value, unit), ...], the one parser both encodings below use.
+
+    Raises LppError naming the first problem.
+    """
+    payload = bytes(payload)
+    out = []
+    i, end = 0, len(payload)
+    while i < end:
+        if i + 2 > end:
+            raise LppError(f"truncated item header at byte {i}")
+        channel, code = payload[i], payload[i + 1]
+        plan = _PLAN.get(code)
+        if plan is None:
+            raise LppError(f"unknown LPP type {code} on channel {channel} at byte {i}")
+        size, unpack, fields = plan
+        if i + 2 + size > end:
+            raise LppError(f"{TYPES[code].name} on channel {channel} needs {size} bytes, {end - i - 2} left")
+        numbers = unpack(payload, i + 2)
+        i += 2 + size
+        for field, number in zip(fields, numbers, strict=True):
+            if field.decimals is None:
+                value: int | float = int(number)
+            else:
+                value = round(number * field.scale, field.decimals)
+            name, unit = field.name, field.unit
+            if code == 2 and analog_channels and channel in analog_channels:
+                name, unit = analog_channels[channel]
+            out.append((channel, name, value, unit))
+    return out
+
+
 def decode(
     payload: bytes, *, analog_channels: dict[int, tuple[str, str]] | None = None
 ) -> list[dict[str, Any]]:
@@ -75,46 +149,31 @@ def decode(
 
     ``analog_channels`` names analog inputs by channel: {channel: (name, unit)}.
     """
-    analog_channels = analog_channels or {}
-    payload = bytes(payload)
-    values: list[dict[str, Any]] = []
-    i = 0
-    while i < len(payload):
-        if i + 2 > len(payload):
-            raise LppError(f"truncated item header at byte {i}")
-        channel, code = payload[i], payload[i + 1]
-        kind = TYPES.get(code)
-        if kind is None:
-            raise LppError(f"unknown LPP type {code} on channel {channel} at byte {i}")
-        data = payload[i + 2 : i + 2 + kind.size]
-        if len(data) < kind.size:
-            raise LppError(f"{kind.name} on channel {channel} needs {kind.size} bytes, {len(data)} left")
-        i += 2 + kind.size
-        if code == 136:
-            raw = (_int24(data[0:3]), _int24(data[3:6]), _int24(data[6:9]))
-            for name, number, scale, unit in zip(kind.fields, raw, kind.scale, GPS_UNITS, strict=True):
-                values.append(_value(channel, name, number * scale, unit, scale))
-        elif kind.fields:
-            for name, number in zip(kind.fields, struct.unpack(kind.fmt, data), strict=True):
-                values.append(
-                    _value(channel, f"{kind.name}_{name}", number * kind.scale, kind.unit, kind.scale)
-                )
-        else:
-            (number,) = struct.unpack(kind.fmt, data)
-            name, unit = kind.name, kind.unit
-            if code == 2 and channel in analog_channels:
-                name, unit = analog_channels[channel]
-            values.append(_value(channel, name, number * kind.scale, unit, kind.scale))
-    return values
+    return [
+        {"channel": c, "name": n, "value": v, "unit": u} for c, n, v, u in items(payload, analog_channels)
+    ]
 
 
-def _value(channel: int, name: str, value: float, unit: str, scale: float) -> dict[str, Any]:
-    # Round to the type's resolution so 215 * 0.1 reads 21.5, not 21.500000000000004.
-    if scale == 1:
-        value = int(value)
-    else:
-        value = round(value, max(0, len(repr(scale).split(".")[-1])))
-    return {"channel": channel, "name": name, "value": value, "unit": unit}
+_json_text = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+@functools.lru_cache(maxsize=4096)
+def _json_parts(channel: int, name: str, unit: str) -> tuple[str, str]:
+    # The text around a value: a site has a few dozen (channel, name, unit), so this is built once each.
+    return (
+        f'{{"channel":{channel},"name":{_json_text(name)},"value":',
+        f',"unit":{_json_text(unit)}}}',
+    )
+
+
+def decode_json(payload: bytes, *, analog_channels: dict[int, tuple[str, str]] | None = None) -> str:
+    """The same values as :func:`decode`, as the JSON text ``json.dumps(decode(...))`` would give
+    (compact, UTF-8): what sync sends, built without a dict per value."""
+    parts = []
+    for c, n, v, u in items(payload, analog_channels):
+        head, tail = _json_parts(c, n, u)
+        parts.append(head + repr(v) + tail)
+    return "[" + ",".join(parts) + "]"
 
 
 def encode(items: list[tuple[int, str, Any]]) -> bytes:

@@ -19,12 +19,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from edge.db import connect
 from edge.errors import ConfigError, ValidationError
 from edge.gpio.indicators import Indicators, NullIndicators, detect_pin_factory, open_indicators
 from edge.gpio.pinmap import DEFAULT_GPIO_MAP, load_pin_map
 from edge.gpio.status import status_from_db
 from edge.registry import audit
+from edge.store import connect
 
 log = logging.getLogger("fieldpost.gpio")
 

@@ -34,6 +34,7 @@ from typing import Any
 
 from edge import bridge_downlinks
 from edge.errors import LinkError
+from edge.ingest.writer import Item
 from edge.link.frame import Frame, FrameType, NackReason
 from edge.link.port import LinkPort, PortClosed
 from edge.link.session import Acked, LinkLost, Received, Refused, SessionStarted
@@ -250,10 +251,12 @@ class LinkManager:
         # The reader thread starts inside open() and may deliver frames before open() returns,
         # so the callback carries the port itself rather than looking it up in the state.
         holder: list[LinkPort] = []
+        waiting: list[Item] = []  # UPLINKs of one read, handed to the writer together
         port = self._port_factory(
             state.path,
             hello=self._hello(),
-            on_event=lambda event, s=state: self._on_event(s, holder[0], event),
+            on_event=lambda event, s=state: self._on_event(s, holder[0], event, waiting),
+            on_events_done=lambda: self._submit(waiting),
             baudrate=self._baudrate,
             window=self._window,
             busy=self._busy,
@@ -284,9 +287,14 @@ class LinkManager:
 
     # --- events (on the port's reader thread) ------------------------------------------------
 
-    def _on_event(self, state: PortState, port: LinkPort, event: Any) -> None:
+    def _submit(self, waiting: list[Item]) -> None:
+        if waiting:
+            self._ingest.submit_many(list(waiting))
+            waiting.clear()
+
+    def _on_event(self, state: PortState, port: LinkPort, event: Any, waiting: list[Item]) -> None:
         if isinstance(event, Received):
-            self._on_frame(state, port, event.frame)
+            self._on_frame(state, port, event.frame, waiting)
         elif isinstance(event, SessionStarted):
             state.peer = dict(event.peer)
             state.up_since = time.monotonic()
@@ -325,14 +333,22 @@ class LinkManager:
                 log.warning("link down %s", kv(port=state.path, reason=event.reason))
             self._wake.set()
 
-    def _on_frame(self, state: PortState, port: LinkPort, frame: Frame) -> None:
+    def _on_frame(self, state: PortState, port: LinkPort, frame: Frame, waiting: list[Item]) -> None:
         seq = frame.seq
         bridge = state.peer.get("id")
         if frame.type == FrameType.UPLINK:
-            # fail: the commit failed, nothing was ACKed; a new session makes the module resend
-            # at once instead of after its link-down timeout.
-            self._ingest.submit(
-                frame.payload, bridge_id=bridge, reply=lambda ack: port.ack(seq, ack), fail=port.reconnect
+            # The ACK is queued for the port's own thread to write (after the commit). refuse: the
+            # commit failed and nothing was ACKed; a new session makes the module resend its frames,
+            # and while the edge stays unable to store them it answers them BUSY (daemon._busy), so
+            # the module backs off instead of restarting sessions.
+            waiting.append(
+                Item(
+                    frame.payload,
+                    bridge,
+                    reply=lambda ack: port.ack_later(seq, ack),
+                    refuse=lambda _reason: port.reconnect_later(),
+                    source=port,
+                )
             )
         elif frame.type == FrameType.STATUS:
             try:
@@ -345,7 +361,7 @@ class LinkManager:
                 port.nack(seq, NackReason.INVALID, f"STATUS: {why}")
                 return
             self._ingest.submit_call(
-                lambda conn, now: _store_status(conn, bridge, status), reply=lambda: port.ack(seq)
+                lambda conn, now: _store_status(conn, bridge, status), reply=lambda: port.ack_later(seq)
             )
         elif frame.type == FrameType.LOG:
             try:

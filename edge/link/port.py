@@ -7,7 +7,7 @@ The building block the link manager uses for each module it finds::
     ...                          # handle(event) runs on the reader thread:
                                  #   SessionStarted / Received / Acked / Refused / LinkLost
                                  #   from edge.link.session, and PortClosed from here
-    port.ack(seq, result)        # after the frame is durable
+    port.ack(seq, result)        # after the frame is durable (or ack_later from another thread)
     port.send(FrameType.DOWNLINK, payload, token)   # OverflowError when the window is full
     port.close()
 
@@ -26,6 +26,7 @@ import queue
 import select
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Self
@@ -58,6 +59,7 @@ class LinkPort:
         *,
         hello: dict[str, Any],
         on_event: Callable[[Event | PortClosed], None] | None = None,
+        on_events_done: Callable[[], None] | None = None,
         baudrate: int = DEFAULT_BAUDRATE,
         clock: Callable[[], float] = time.monotonic,
         window: int = 8,
@@ -67,8 +69,11 @@ class LinkPort:
     ):
         self.path = path
         self.baudrate = baudrate
+        self.window = window  # frames the peer may have unACKed: the ingest writer's batch bound
         self.events: queue.Queue[Event | PortClosed] = queue.Queue()
         self._on_event = on_event or self.events.put
+        # called after the events of one read were delivered: lets the handler hand them on together
+        self._on_events_done = on_events_done
         self._serial_factory = serial_factory
         self._lock = threading.RLock()
         self.session = Session(
@@ -86,6 +91,11 @@ class LinkPort:
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)  # a full pipe already means "wake up"
         self._closing = False
+        # ACKs handed in by other threads (the ingest writer), written by the reader thread so
+        # that serial writes never hold up the writer; appends and pops of a deque are atomic.
+        self._settle_later: deque[tuple[int, bytes]] = deque()
+        self._reconnect_due = False
+        self._wake_pending = False  # a wake byte is on its way: ack_later need not write another
         self.closed = threading.Event()
         self.close_reason: str | None = None
         self.bytes_rx = 0
@@ -142,6 +152,21 @@ class LinkPort:
         with self._lock:
             self.session.ack(seq, result)
             self._flush()
+
+    def ack_later(self, seq: int, result: bytes = b"") -> None:
+        """Like ack(), from any thread without waiting: the reader thread writes it at once."""
+        self._settle_later.append((seq, result))
+        # One wake byte for a burst of ACKs (the writer answers a whole batch at once). The reader
+        # clears the flag before it takes the queued ACKs, so an ACK added after that wakes it again.
+        if not self._wake_pending:
+            self._wake_pending = True
+            self._wake()
+
+    def reconnect_later(self) -> None:
+        """Start a new session soon, from the reader thread (the peer then resends what it has
+        not had ACKed). Calls before it happens make one reconnect, not one each."""
+        self._reconnect_due = True
+        self._wake()
 
     def nack(self, seq: int, reason: NackReason, text: str = "") -> None:
         with self._lock:
@@ -202,12 +227,15 @@ class LinkPort:
                     if not data:  # readable but empty: the device is gone
                         raise serial.SerialException("device disconnected")
                 with self._lock:
+                    self._settle_queued()
                     events = self.session.receive(data) if data else []
                     events += self.session.poll()
                     self._flush()
                 self.bytes_rx += len(data)
                 for event in events:
                     self._deliver(event)
+                if events and self._on_events_done is not None:
+                    self._on_events_done()
         except (serial.SerialException, OSError) as exc:
             if not self._closing:
                 reason = f"serial error: {exc}"
@@ -240,6 +268,16 @@ class LinkPort:
         self._deliver(PortClosed(reason))
 
     # --- helpers (lock held) -------------------------------------------------------------
+
+    def _settle_queued(self) -> None:
+        self._wake_pending = False
+        settle = self._settle_later
+        while settle:
+            seq, result = settle.popleft()
+            self.session.ack(seq, result)
+        if self._reconnect_due:
+            self._reconnect_due = False
+            self.session.connect()
 
     def _flush(self) -> None:
         out = self.session.take_output()

@@ -16,10 +16,10 @@ from typing import TypeVar
 import click
 
 from edge import alarms
-from edge.db import transaction
 from edge.errors import FieldpostError
 from edge.rules.service import load_config
 from edge.rules.store import list_rules
+from edge.store import transaction
 
 T = TypeVar("T")
 

@@ -1,7 +1,8 @@
 """The rule engine: runs the enabled rules on committed readings and on a timer.
 
 Wiring (the daemon): ingest calls ``engine.on_readings(readings)`` after each
-commit, with the readings just stored; a timer calls ``engine.tick()`` every few
+commit, with the readings just stored (evaluated from memory: their raw payloads
+are decoded here, not read back); a timer calls ``engine.tick()`` every few
 seconds. Both are safe to call from different threads. Neither ever raises into
 its caller: ingest must keep ingesting whatever a rule does; errors are logged and
 counted in ``engine.stats``.
@@ -14,7 +15,6 @@ a savepoint, so one broken rule cannot undo another's work.
 
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import sqlite3
@@ -25,7 +25,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from edge import alarms
-from edge.db import transaction
+from edge.codecs import CodecRunner
+from edge.ingest.process import CommittedReading
 from edge.rules import state as rule_state
 from edge.rules import store
 from edge.rules.actions import run_action
@@ -44,6 +45,10 @@ from edge.rules.evaluate import (
 )
 from edge.rules.model import Rule
 from edge.rules.status import SiteStatus, Snapshot, StatusProvider
+from edge.store import transaction
+from edge.store.decode import decode_payload
+from edge.store.numbers import Numbers
+from edge.store.query import ReadingReader
 
 log = logging.getLogger("fieldpost.rules")
 
@@ -60,11 +65,17 @@ class StoredReading:
     values: list[dict[str, Any]]
 
 
+# What on_readings takes in: a reading id (read back from the database), or a reading just
+# committed by ingest (evaluated from memory).
+Incoming = int | CommittedReading
+
+
 class RuleEngine:
-    """``conn_factory()`` opens the engine's own connection (edge.db.connect on the buffer file).
+    """``conn_factory()`` opens the engine's own connection (edge.store.connect on the buffer file).
 
     ``clock`` gives the time for :meth:`tick` when no ``now`` is passed; ``status``
-    supplies link, cloud and buffer state (default: cloud state from sync_state only).
+    supplies link, cloud and buffer state (default: cloud state from sync_state only);
+    ``numbers``: the process's device-number cache, to share it (default: the engine's own).
     """
 
     def __init__(
@@ -73,15 +84,21 @@ class RuleEngine:
         clock: Callable[[], float] = time.time,
         *,
         status: StatusProvider | None = None,
+        numbers: Numbers | None = None,
+        codecs: CodecRunner | None = None,
     ):
         self._conn_factory = conn_factory
         self._clock = clock
         self._status = status or SiteStatus()
         self._conn: sqlite3.Connection | None = None
         self._feed: alarms.AlarmFeed | None = None
+        # Decoding raw payloads: a plug-in codec's worker process starts only when one is needed.
+        self._own_codecs = codecs is None  # a runner passed in (the daemon's) is its owner's to close
+        self._codecs = codecs or CodecRunner()
+        self._numbers = numbers or Numbers()
         self._pending_listeners: list[alarms.AlarmListener] = []
         self._lock = threading.RLock()
-        self._queue: queue.Queue[list[int] | None] = queue.Queue()
+        self._queue: queue.Queue[list[Incoming] | None] = queue.Queue()
         self._worker: threading.Thread | None = None
         self.stats = {"readings": 0, "ticks": 0, "raised": 0, "cleared": 0, "actions": 0, "errors": 0}
 
@@ -90,23 +107,25 @@ class RuleEngine:
     def on_readings(self, readings: Iterable[Any]) -> None:
         """Evaluate the reading rules on readings that ingest has just committed.
 
-        ``readings``: reading ids, or rows/dicts/objects with an ``id`` (the
-        engine reads them back from the database, the single source of truth).
-        After :meth:`start` this only queues the ids for the engine's own thread,
-        so rules never slow the ingest writer down; otherwise it evaluates at once.
+        ``readings``: the :class:`CommittedReading` objects ingest hands its hooks
+        (evaluated from memory: only their raw payloads are decoded), or reading ids,
+        or rows/dicts/objects with an ``id`` (read back from the database).
+        After :meth:`start` this only queues them for the engine's own thread,
+        so rules (and decoding) never slow the ingest writer down; otherwise it
+        evaluates at once.
         """
         try:
-            ids = reading_ids(readings)
+            items = incoming(readings)
         except Exception:  # never break ingest
             self.stats["errors"] += 1
             log.exception("rules_bad_readings_argument")
             return
-        if not ids:
+        if not items:
             return
         if self._worker is not None:
-            self._queue.put(ids)
+            self._queue.put(items)
         else:
-            self._evaluate(ids)
+            self._evaluate(items)
 
     def start(self) -> RuleEngine:
         """Evaluate readings on a thread of the engine's own (the daemon does this)."""
@@ -126,11 +145,11 @@ class RuleEngine:
 
     def _work(self) -> None:
         while True:
-            ids = self._queue.get()
-            if ids is None:
+            items = self._queue.get()
+            if items is None:
                 self._queue.task_done()
                 return
-            batch, taken = list(ids), 1
+            batch, taken = list(items), 1
             while len(batch) < 1000:  # a burst is evaluated in one transaction
                 try:
                     more = self._queue.get_nowait()
@@ -149,19 +168,19 @@ class RuleEngine:
                 for _ in range(taken):
                     self._queue.task_done()
 
-    def _evaluate(self, ids: list[int]) -> None:
+    def _evaluate(self, items: list[Incoming]) -> None:
         try:
             with self._lock:
                 conn = self._connection()
                 rules = [r for r in store.load_enabled(conn) if r.kind in READING_KINDS]
                 if rules:
-                    stored = load_readings(conn, ids)
+                    stored = decode_readings(self._codecs, self._reader(conn), items)
                     with transaction(conn):
                         for reading in stored:
                             for rule in rules:
                                 if rule.applies_to(reading.device_id):
                                     self._guarded(conn, rule, self._on_reading, conn, rule, reading)
-                self.stats["readings"] += len(ids)  # counted once evaluated and committed
+                self.stats["readings"] += len(items)  # counted once evaluated and committed
         except Exception:  # never break ingest
             self.stats["errors"] += 1
             log.exception("rules_on_readings_failed")
@@ -199,12 +218,19 @@ class RuleEngine:
             self._worker.join(30)
             self._worker = None
         with self._lock:
+            if self._own_codecs:
+                self._codecs.close()
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
                 self._feed = None
 
     # ------------------------------------------------------------------ readings
+
+    def _reader(self, conn: sqlite3.Connection) -> ReadingReader:
+        # One per evaluation: a reader keeps the devices' codecs from its first decode on, and a
+        # device added or re-provisioned with another codec since must be decoded with the new one.
+        return ReadingReader(conn, self._codecs, numbers=self._numbers)
 
     def _on_reading(self, conn: sqlite3.Connection, rule: Rule, reading: StoredReading) -> None:
         dev, at = reading.device_id, reading.received_at
@@ -251,12 +277,13 @@ class RuleEngine:
                     )
                     self._apply(conn, rule, subject, dev, sample, current=current)
             if rule.kind == "battery":
-                rows = conn.execute(
-                    "SELECT id, battery_v FROM devices WHERE battery_v IS NOT NULL"
-                ).fetchall()
-                for dev, volts in rows:
+                # The battery now: from each device's newest reading (nothing decoded is stored).
+                reader = self._reader(conn)
+                for (dev,) in conn.execute("SELECT id FROM devices").fetchall():
                     if rule.applies_to(dev):
-                        self._apply(conn, rule, dev, dev, level_sample(rule, float(volts), now))
+                        volts = reader.battery(dev)
+                        if volts is not None:
+                            self._apply(conn, rule, dev, dev, level_sample(rule, volts, now))
             return
 
         seen: set[str] = set()
@@ -386,44 +413,37 @@ class RuleEngine:
 
 
 def metric_names(rule: Rule) -> set[str]:
-    # The LPP codec names a voltage channel "voltage"; ingest takes it as the battery (devices.battery_v).
+    # The LPP codec names a voltage channel "voltage"; it is the battery too (edge.store.decode.battery_of).
     if rule.kind == "battery" and rule.metric == "battery":
         return {"battery", "voltage"}
     return {rule.metric}
 
 
-def reading_ids(readings: Iterable[Any]) -> list[int]:
-    ids = []
+def incoming(readings: Iterable[Any]) -> list[Incoming]:
+    """Committed readings as they are; anything else as the id of a stored reading."""
+    items: list[Incoming] = []
     for item in readings:
-        if isinstance(item, int) and not isinstance(item, bool):
-            ids.append(item)
+        if isinstance(item, CommittedReading) or (isinstance(item, int) and not isinstance(item, bool)):
+            items.append(item)
         elif isinstance(item, (dict, sqlite3.Row)):
-            ids.append(int(item["id"]))
+            items.append(int(item["id"]))
         else:
-            ids.append(int(item.id))
-    return ids
+            items.append(int(item.id))
+    return items
 
 
-def load_readings(conn: sqlite3.Connection, ids: list[int]) -> list[StoredReading]:
+def decode_readings(codecs: CodecRunner, reader: ReadingReader, items: list[Incoming]) -> list[StoredReading]:
+    """The readings with their decoded values, in the order they were received.
+
+    A committed reading is decoded from its raw payload with the codec it was stored under; an
+    id is read back from the database (an unknown id is skipped).
+    """
     out = []
-    for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
-        marks = ",".join("?" * len(chunk))
-        rows = conn.execute(
-            f"SELECT id, device_id, received_at, decoded FROM readings WHERE id IN ({marks})", chunk
-        ).fetchall()
-        for row in rows:
-            try:
-                values = json.loads(row["decoded"]) if row["decoded"] else []
-            except ValueError:
-                values = []
-            out.append(
-                StoredReading(
-                    row["id"],
-                    row["device_id"],
-                    float(row["received_at"]),
-                    values if isinstance(values, list) else [],
-                )
-            )
+    for item in items:
+        if isinstance(item, CommittedReading):
+            values, _error = decode_payload(codecs, item.codec, item.port, item.raw)
+            out.append(StoredReading(item.id, item.device_id, item.received_at, values or []))
+    ids = [item for item in items if isinstance(item, int)]
+    out += [StoredReading(r.id, r.device_id, r.received_at, reader.values(r)) for r in reader.by_ids(ids)]
     out.sort(key=lambda r: (r.received_at, r.id))
     return out

@@ -14,13 +14,13 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from edge.db import connect
 from edge.errors import ConfigError, ValidationError
 from edge.notify import Notifier, NotifyConfig, parse_notify
 from edge.rules.engine import RuleEngine
 from edge.rules.model import parse_rules
 from edge.rules.status import LinkStatus, SiteStatus
 from edge.rules.store import sync_config_rules
+from edge.store import connect
 
 log = logging.getLogger("fieldpost.rules")
 
@@ -54,7 +54,13 @@ def attach(daemon: Any) -> None:
         return [LinkStatus(f["path"], bool(f["up"])) for f in manager.figures()]
 
     status = SiteStatus(links=links, buffer_capacity=daemon.config.ingest.high_water)
-    engine = RuleEngine(lambda: connect(daemon.db_path), daemon.clock, status=status).start()
+    engine = RuleEngine(
+        lambda: connect(daemon.db_path),
+        daemon.clock,
+        status=status,
+        numbers=daemon.numbers,
+        codecs=daemon.codecs,
+    ).start()
     daemon.add_hook(engine.on_readings)
     daemon.add_periodic(TICK_S, engine.tick)
     daemon.add_closer(engine.close)

@@ -4,7 +4,7 @@ The engine only knows the :class:`StatusProvider` protocol. :class:`SiteStatus`
 is the daemon's implementation: link state comes from a callable the link
 manager provides (the daemon owns the links, the database does not know them),
 cloud state from the ``sync_state`` table the sync side maintains, buffer fill
-from the unsynced outbox rows against the ingest high-water mark.
+from the sync backlog (edge.store.backlog) against the ingest high-water mark.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ import sqlite3
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
+
+from edge.store import backlog
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,7 @@ class SiteStatus:
 
     ``links``: returns the current LinkStatus of every configured port (the link
     manager's view); None when the process has no links (e.g. the panel).
-    ``buffer_capacity``: unsynced outbox rows that count as 100 % (the ingest
+    ``buffer_capacity``: unsynced readings and messages that count as 100 % (the ingest
     high-water mark); None to leave buffer rules quiet.
     """
 
@@ -62,7 +64,8 @@ class SiteStatus:
     def _buffer_percent(self, conn: sqlite3.Connection) -> float | None:
         if not self._capacity:
             return None
-        unsynced = conn.execute("SELECT count(*) FROM outbox WHERE synced_at IS NULL").fetchone()[0]
+        # Counting stops a little past the capacity: above 100 % the exact figure does not matter.
+        unsynced = backlog.unsynced(conn, limit=int(self._capacity * 1.01) + 1)
         return 100.0 * unsynced / self._capacity
 
 

@@ -1,7 +1,7 @@
-"""Grouping pending outbox messages into batches (pure logic, no I/O).
+"""Grouping pending messages (outbox rows and readings) into batches (pure logic, no I/O).
 
 A batch holds messages of ONE priority and ONE routing key (a device's topic for
-the generic MQTT profile, one shared key for ThingsBoard and HTTPS), in outbox
+the generic MQTT profile, one shared key for ThingsBoard and HTTPS), in send
 order. Since a device's messages fill its batches one after the other, and batches
 are sent in the order they are handed out, per-device order is kept end to end.
 """
@@ -11,17 +11,26 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import NamedTuple
+
+OUTBOX = "outbox"
+READING = "reading"
 
 
-@dataclass(frozen=True)
-class OutboxMessage:
-    row_id: int
+class Message(NamedTuple):
+    """One thing to send: an outbox row (alarm, downlink status, event) or a stored reading.
+
+    A named tuple: sync makes one per reading sent, and a tuple is the cheapest immutable record.
+    """
+
+    row_id: int  # outbox.id, or readings.id (device number << 32 | fcnt)
     msg_id: str
     kind: str
     priority: int
     device_id: str | None
-    body: str  # the JSON text stored in outbox.body, sent as is
+    body: str  # the JSON text sent as is (outbox.body, or built from the reading's row)
     created_at: float
+    source: str = OUTBOX  # OUTBOX or READING: which table an ack marks
 
     @property
     def order_key(self) -> tuple[int, int]:
@@ -32,12 +41,21 @@ class OutboxMessage:
 class Batch:
     route: str
     priority: int
-    messages: list[OutboxMessage] = field(default_factory=list)
+    messages: list[Message] = field(default_factory=list)
     size_estimate: int = 0
 
     @property
     def row_ids(self) -> list[int]:
+        """Every message's row id (outbox ids and reading ids: see ``source``)."""
         return [m.row_id for m in self.messages]
+
+    @property
+    def outbox_ids(self) -> list[int]:
+        return [m.row_id for m in self.messages if m.source == OUTBOX]
+
+    @property
+    def reading_ids(self) -> list[int]:
+        return [m.row_id for m in self.messages if m.source == READING]
 
     @property
     def key(self) -> str:
@@ -55,8 +73,8 @@ _ENVELOPE_OVERHEAD = 40
 
 
 def build_batches(
-    messages: Iterable[OutboxMessage],
-    route_of: Callable[[OutboxMessage], str],
+    messages: Iterable[Message],
+    route_of: Callable[[Message], str],
     *,
     max_messages: int,
     max_bytes: int,

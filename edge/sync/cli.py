@@ -18,8 +18,8 @@ from typing import Any
 
 import click
 
-from edge.db import connect, migrate
 from edge.errors import ConfigError
+from edge.store import connect, migrate
 from edge.sync.config import parse_sync_config
 from edge.sync.state import sync_status
 
@@ -125,7 +125,12 @@ def run_command(db_path: str | None, config_path: str | None, log_level: str) ->
 def retention_command(db_path: str | None, config_path: str | None, as_json: bool) -> None:
     """Apply the [retention] policy once now (with the panel's retention settings laid over it):
     age, size (synced first), reclaim space."""
-    from edge.retention import SETTING_KEYS, apply_retention, parse_retention_config, policy_with_settings
+    from edge.store.retention import (
+        SETTING_KEYS,
+        apply_retention,
+        parse_retention_config,
+        policy_with_settings,
+    )
     from edge.sync.panel_settings import read_settings
 
     db, doc, _ = _sources(db_path, config_path)

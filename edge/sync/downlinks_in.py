@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from edge import downlinks, outbox
-from edge.db import transaction
 from edge.errors import ValidationError
+from edge.store import transaction
 from edge.sync import encoding
 
 log = logging.getLogger("fieldpost.sync")

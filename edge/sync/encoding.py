@@ -20,7 +20,7 @@ from typing import Any
 
 import cbor2
 
-from edge.sync.batching import Batch, OutboxMessage
+from edge.sync.batching import READING, Batch, Message
 
 EDGE_ROUTE = "_edge"  # messages about the site itself (no device); device ids are 16 hex chars
 TB_TELEMETRY = "v1/gateway/telemetry"
@@ -33,16 +33,16 @@ GZIP_MAGIC = b"\x1f\x8b"
 # ---------------------------------------------------------------- routes and topics
 
 
-def device_route(msg: OutboxMessage) -> str:
+def device_route(msg: Message) -> str:
     return msg.device_id or EDGE_ROUTE
 
 
-def thingsboard_route(msg: OutboxMessage) -> str:
+def thingsboard_route(msg: Message) -> str:
     # Device messages share the gateway telemetry topic; site messages go to the gateway's own.
     return "gateway" if msg.device_id else EDGE_ROUTE
 
 
-def single_route(msg: OutboxMessage) -> str:
+def single_route(msg: Message) -> str:
     return "all"
 
 
@@ -69,7 +69,11 @@ def envelope_json(batch: Batch, site: str) -> bytes:
     # Bodies are already JSON text in the outbox: splice them in rather than parse and re-dump.
     device = None if batch.route in (EDGE_ROUTE, "all") else batch.route
     items = ",".join(
-        f'{{"kind":{json.dumps(m.kind)},"id":{json.dumps(m.msg_id)},"body":{m.body}}}' for m in batch.messages
+        # A reading's kind and id are known to need no escaping ("reading", "<16 hex>:<digits>").
+        f'{{"kind":"{m.kind}","id":"{m.msg_id}","body":{m.body}}}'
+        if m.source == READING
+        else f'{{"kind":{json.dumps(m.kind)},"id":{json.dumps(m.msg_id)},"body":{m.body}}}'
+        for m in batch.messages
     )
     head = (
         f'{{"v":1,"site":{json.dumps(site)},"device":{json.dumps(device)},"batch":"{batch.key}","messages":['
@@ -109,7 +113,7 @@ def decode_envelope(payload: bytes) -> dict[str, Any]:
 # ---------------------------------------------------------------- ThingsBoard gateway API
 
 
-def thingsboard_values(msg: OutboxMessage, body: Any = None) -> dict[str, Any]:
+def thingsboard_values(msg: Message, body: Any = None) -> dict[str, Any]:
     """Flatten one outbox body into ThingsBoard telemetry key/values (msg_id kept for dedupe).
 
     ``body`` is ``msg.body`` already decoded, when the caller has it.
@@ -141,7 +145,7 @@ def thingsboard_values(msg: OutboxMessage, body: Any = None) -> dict[str, Any]:
     return values
 
 
-def _point(msg: OutboxMessage) -> dict[str, Any]:
+def _point(msg: Message) -> dict[str, Any]:
     """One telemetry point ``{"ts": ms, "values": {...}}``, decoding the body once."""
     body = json.loads(msg.body)
     ts = body.get("ts") if isinstance(body, dict) else None

@@ -21,6 +21,7 @@ from edge.sync import encoding
 from edge.sync.backoff import Backoff
 from edge.sync.batching import Batch
 from edge.sync.config import SyncConfig
+from edge.sync.mqtt_sink import tcp_reachable
 
 log = logging.getLogger("fieldpost.sync")
 
@@ -83,6 +84,10 @@ class HttpsSink:
             self._conn.close()
             self._conn = None
 
+    def reachable(self, timeout: float) -> bool:
+        """Whether the endpoint's port accepts a TCP connection now (nothing is sent on it)."""
+        return tcp_reachable(self._host, self._port, timeout)
+
     def free_slots(self) -> int:
         return 0 if self._acked else 1  # one request at a time: the ack is known when submit returns
 
@@ -119,7 +124,9 @@ class HttpsSink:
             except (OSError, http.client.HTTPException) as exc:
                 self._drop_connection()
                 failure = f"https POST {self._host}:{self._port}: {exc}"
+                answered = False
             else:
+                answered = True
                 if 200 <= status < 300:
                     self._backoff.reset()
                     self._acked.append(batch)
@@ -128,7 +135,7 @@ class HttpsSink:
                     raise SinkRejected(f"https POST answered {status}: {text[:200]}", status)
                 failure = f"https POST answered {status}: {text[:200]}"
             if attempt >= self.https.max_attempts:
-                raise SinkUnavailable(f"{failure} (gave up after {attempt} attempts)")
+                raise SinkUnavailable(f"{failure} (gave up after {attempt} attempts)", answered=answered)
             delay = self._backoff.next_delay()
             log.warning(
                 "sync=https event=retry attempt=%d delay=%.2f why=%r",
@@ -137,7 +144,7 @@ class HttpsSink:
                 failure,
             )
             if self._sleep(delay):
-                raise SinkUnavailable(f"{failure} (stopping)")
+                raise SinkUnavailable(f"{failure} (stopping)", answered=answered)
 
     def _post(self, body: bytes, headers: dict[str, str]) -> tuple[int, str]:
         if self._conn is None:

@@ -10,7 +10,7 @@ from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from edge.db import connect
+from edge.store import connect
 from edge.sync.state import sync_status
 
 log = logging.getLogger("fieldpost.sync")

@@ -10,6 +10,7 @@ the outbox (only rows the broker never acknowledged are still unsynced there).
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
 import time
 from collections.abc import Callable
@@ -22,7 +23,7 @@ from paho.mqtt.properties import Properties
 
 from edge.errors import ConfigError, SinkRejected, SinkUnavailable
 from edge.sync import encoding
-from edge.sync.batching import Batch, OutboxMessage
+from edge.sync.batching import Batch, Message
 from edge.sync.config import SyncConfig, TlsConfig
 
 log = logging.getLogger("fieldpost.sync")
@@ -46,6 +47,14 @@ def make_tls_context(tls: TlsConfig) -> ssl.SSLContext:
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     assert ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname
     return ctx
+
+
+def tcp_reachable(host: str, port: int, timeout: float) -> bool:
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
 
 
 @dataclass
@@ -143,7 +152,7 @@ class MqttSink:
         ok, reason = self._connack
         if not ok:
             self._drop()
-            raise SinkUnavailable(f"mqtt broker refused the connection: {reason}")
+            raise SinkUnavailable(f"mqtt broker refused the connection: {reason}", answered=True)
         self._connected = True
         self._subscribe_downlinks()
         log.info(
@@ -166,6 +175,10 @@ class MqttSink:
     def close(self) -> None:
         self._drop()
         self._inflight.clear()
+
+    def reachable(self, timeout: float) -> bool:
+        """Whether the broker's port accepts a TCP connection now (nothing is sent on it)."""
+        return tcp_reachable(self.mqtt.host, self.mqtt.port, timeout)
 
     def _drop(self) -> None:
         client, self._client = self._client, None
@@ -255,7 +268,7 @@ class MqttSink:
             self._inflight[info.mid] = _InFlight(batch, time.monotonic())
         return sent + encoding.mqtt_publish_size(topic, len(payload), self.mqtt.qos, self._mqtt5)
 
-    def _announce(self, messages: list[OutboxMessage]) -> int:
+    def _announce(self, messages: list[Message]) -> int:
         # The gateway API wants a device "connected" before its telemetry is routed to it.
         assert self._client is not None
         sent = 0

@@ -1,4 +1,4 @@
-"""Reading the outbox in send order (priority, id) without re-reading what is already in flight.
+"""Reading the outbox (alarms, downlink status, events) in send order without re-reading what is in flight.
 
 The scanner keeps a cursor just past the rows already handed out, so draining a
 backlog of millions reads each row about once. Rows in flight are remembered
@@ -13,7 +13,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable
 
-from edge.sync.batching import OutboxMessage
+from edge.sync.batching import Message
 
 _COLUMNS = "id, msg_id, kind, priority, device_id, body, created_at"
 
@@ -37,7 +37,7 @@ class PendingScanner:
 
     def next_rows(
         self, conn: sqlite3.Connection, limit: int, *, below_priority: int | None = None
-    ) -> list[OutboxMessage]:
+    ) -> list[Message]:
         """Up to ``limit`` unsynced rows not in flight, in send order, after the cursor."""
         if self.cursor is not None and self.cursor[0] > 0 and self._urgent_waiting(conn, self.cursor[0]):
             self.cursor = None
@@ -61,7 +61,7 @@ class PendingScanner:
             params,
         ).fetchall()
         inflight = self._inflight
-        out = [OutboxMessage(*tuple(r)) for r in rows if r[0] not in inflight]
+        out = [Message(*tuple(r)) for r in rows if r[0] not in inflight]
         return out[:limit]
 
     def _urgent_waiting(self, conn: sqlite3.Connection, priority: int) -> bool:
@@ -71,12 +71,12 @@ class PendingScanner:
         ).fetchall()
         return any(r[0] not in self._inflight for r in rows)
 
-    def sent(self, messages: Iterable[OutboxMessage]) -> None:
+    def sent(self, messages: Iterable[Message]) -> None:
         """These rows went out (whole or in part): in flight until acked or reset."""
         for m in messages:
             self._inflight[m.row_id] = m.order_key
 
-    def handed_out(self, rows: list[OutboxMessage], sent_ids: set[int]) -> None:
+    def handed_out(self, rows: list[Message], sent_ids: set[int]) -> None:
         """Record what was sent from ``rows``; move the cursor past the sent prefix only."""
         self.sent(r for r in rows if r.row_id in sent_ids)
         for row in rows:

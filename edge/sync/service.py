@@ -21,24 +21,28 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from edge.db import connect, transaction
+from edge.codecs import CodecRunner
 from edge.errors import SinkRejected, SinkUnavailable
+from edge.store import connect, cursor, transaction
 from edge.sync import budget, encoding, state
 from edge.sync.backoff import Backoff
-from edge.sync.batching import Batch, build_batches
+from edge.sync.batching import Batch, Message, build_batches
 from edge.sync.config import SyncConfig, parse_sync_config
 from edge.sync.downlinks_in import make_handler
 from edge.sync.https_sink import HttpsSink
 from edge.sync.mqtt_sink import MqttSink
 from edge.sync.panel_settings import ENDPOINT_KEY, SettingsWatch, describe_endpoint, sync_config_with
 from edge.sync.pending import PendingScanner, count_attempt, mark_synced
+from edge.sync.reading_scan import ReadingScanner
 from edge.sync.worker_thread import ThreadedLoop
 
 log = logging.getLogger("fieldpost.sync")
 
-# A connection that stayed up this long counts as healthy: the next failure starts backoff afresh.
-_STABLE_AFTER_S = 30.0
 _MAX_WINDOW = 20_000
+# While backed off after a failure, look this often whether the endpoint answers again (a TCP
+# connect, nothing sent), so a broker that comes back is used within seconds, not after the
+# full back-off delay.
+PROBE_EVERY_S = 2.0
 
 
 class SyncService(ThreadedLoop):
@@ -52,6 +56,8 @@ class SyncService(ThreadedLoop):
         site: str | None = None,
         panel_settings: bool = True,
         settings_poll_s: float = 1.0,
+        on_synced: Callable[[int], None] | None = None,
+        codecs: CodecRunner | None = None,
     ):
         self.db_path = Path(db_path)
         # The config file's settings; the panel's stored endpoint (if any) is laid over them.
@@ -63,6 +69,10 @@ class SyncService(ThreadedLoop):
         self._conn: sqlite3.Connection | None = None
         self._backoff = Backoff(self.config.backoff_initial_s, self.config.backoff_max_s, rng)
         self._scanner = PendingScanner()
+        self._own_codecs = codecs is None  # the daemon's shared runner is the daemon's to close
+        self._codecs = codecs or CodecRunner()
+        self._readings = ReadingScanner(self._codecs)
+        self._on_synced = on_synced  # the daemon's backpressure: this many fewer wait for the cloud
         self._settings = SettingsWatch([ENDPOINT_KEY]) if panel_settings else None
         self._settings_poll_s = settings_poll_s
         self._settings_due = 0.0  # monotonic time of the next look at the settings table
@@ -120,7 +130,7 @@ class SyncService(ThreadedLoop):
     @property
     def in_flight(self) -> int:
         """Messages sent and not yet acknowledged."""
-        return self._scanner.in_flight_count()
+        return self._scanner.in_flight_count() + self._readings.in_flight_count()
 
     @property
     def budget_held_from(self) -> int | None:
@@ -159,7 +169,7 @@ class SyncService(ThreadedLoop):
                         self._commit(conn, acked)
                     self._check_ack_timeout()
                 except SinkUnavailable as exc:
-                    self._failed(conn, str(exc))
+                    self._failed(conn, str(exc), probe=not exc.answered)
                 except SinkRejected as exc:
                     self._failed(conn, f"rejected: {exc}", permanent=True)
                 except sqlite3.Error as exc:
@@ -177,14 +187,23 @@ class SyncService(ThreadedLoop):
                 log.error("sync=%s event=state_write_failed error=%r", self.sink.name, exc)
             conn.close()
             self._conn = None
+            if self._own_codecs:
+                self._codecs.close()
 
     # ------------------------------------------------------------------ steps
 
     def _open(self) -> None:
         self.sink.open()
         self._connected_at = time.monotonic()
-        self._scanner.reset()
+        self._reset_scanners()
         self.reconnects += 1
+        # The endpoint accepted us: a later drop starts the back-off from its first step again,
+        # however briefly this connection lasts (a flapping broker is retried promptly).
+        self._backoff.reset()
+
+    def _reset_scanners(self) -> None:
+        self._scanner.reset()
+        self._readings.reset()
 
     def _flush_on_stop(self, conn: sqlite3.Connection) -> None:
         """After stop(): drain for at most ``flush_on_stop_s`` on the connection we already have.
@@ -201,7 +220,7 @@ class SyncService(ThreadedLoop):
         try:
             while (left := started + limit - time.monotonic()) > 0:
                 self._fill(conn, final=True)
-                if not self._scanner.in_flight_count():
+                if not self.in_flight:
                     break  # nothing left that may be sent, nothing awaiting its ack
                 acked = self.sink.poll(min(left, self.config.poll_interval_s))
                 if acked:
@@ -219,7 +238,7 @@ class SyncService(ThreadedLoop):
             "sync=%s event=flushed_on_stop acked=%d unacked=%d seconds=%.3f",
             self.sink.name,
             self.messages_acked - acked_before,
-            self._scanner.in_flight_count(),
+            self.in_flight,
             time.monotonic() - started,
         )
 
@@ -232,20 +251,34 @@ class SyncService(ThreadedLoop):
         free = self.sink.free_slots()
         # Refill when half the pipeline is free (or it is empty), not after every single ack:
         # each fill reads a window of rows, and reading it for one batch at a time is waste.
-        if free == 0 or (free < max(1, cfg.max_inflight // 2) and self._scanner.in_flight_count()):
+        if free == 0 or (free < max(1, cfg.max_inflight // 2) and self.in_flight):
             return cfg.poll_interval_s  # the next ack wakes the poll anyway
         now = self._clock()
         day = budget.utc_day(now)
         if self._budget_day is not None and self._budget_day != day:
             self._budget_floor = None
             self._budget_day = None
-        window = min(_MAX_WINDOW, cfg.max_inflight * cfg.batch_max_messages)
-        rows = self._scanner.next_rows(conn, window, below_priority=self._budget_floor)
-        if not rows:
+        # Read what the free part of the pipeline can take now: rows read and not sent are read
+        # (and their documents built) again next time.
+        window = min(_MAX_WINDOW, free * cfg.batch_max_messages)
+        # Alarms and other outbox messages first, then readings from past the cursor.
+        outbox_rows = self._scanner.next_rows(conn, window, below_priority=self._budget_floor)
+        reading_rows: list[Message] = []
+        room = window - len(outbox_rows)
+        if room > 0 and (self._budget_floor is None or self._budget_floor > 1):
+            reading_rows = self._readings.next_messages(conn, room, per_device=cfg.batch_max_messages)
+        if not outbox_rows and not reading_rows:
             return cfg.poll_interval_s
-        more_beyond = len(rows) >= window
+        runs: dict[str | None, int] = {}
+        for m in reading_rows:
+            runs[m.device_id] = runs.get(m.device_id, 0) + 1
+        more_beyond = (
+            len(outbox_rows) >= window
+            or len(outbox_rows) + len(reading_rows) >= window
+            or any(n >= cfg.batch_max_messages for n in runs.values())
+        )
         full, partial = build_batches(
-            rows,
+            outbox_rows + [m for m in reading_rows if m.kind],
             self._route_of(),
             max_messages=cfg.batch_max_messages,
             max_bytes=cfg.batch_max_bytes,
@@ -269,7 +302,8 @@ class SyncService(ThreadedLoop):
                 wait = min(wait, max(0.01, min(waiting)))
         # Send order: priority first, then outbox order (keeps each device's batches in sequence).
         candidates.sort(key=lambda b: b.messages[0].order_key)
-        sent_ids: set[int] = set()
+        sent_outbox: set[int] = set()
+        sent_readings: set[int] = set()
         for batch in candidates:
             if self.sink.free_slots() == 0:
                 break
@@ -279,14 +313,16 @@ class SyncService(ThreadedLoop):
                 nbytes = self.sink.submit(batch, now)
             except (SinkUnavailable, SinkRejected):
                 # It went out (maybe in part) and failed: _failed counts it as an attempt.
-                self._scanner.sent(batch.messages)
+                self._scanner.sent([m for m in batch.messages if m.source != "reading"])
                 raise
             self._count_bytes(nbytes, day)
             self.batches_sent += 1
-            sent_ids.update(batch.row_ids)
-        self._scanner.handed_out(rows, sent_ids)
+            sent_outbox.update(batch.outbox_ids)
+            sent_readings.update(batch.reading_ids)
+        self._scanner.handed_out(outbox_rows, sent_outbox)
+        self._readings.handed_out(reading_rows, sent_readings)
         # Sent something and the pipeline has room: come straight back for more.
-        return 0.0 if sent_ids and self.sink.free_slots() > 0 else wait
+        return 0.0 if (sent_outbox or sent_readings) and self.sink.free_slots() > 0 else wait
 
     def _route_of(self) -> Callable:
         if self.config.sink == "https":
@@ -334,15 +370,21 @@ class SyncService(ThreadedLoop):
 
     def _commit(self, conn: sqlite3.Connection, acked: list[Batch]) -> None:
         now = self._clock()
-        ids = [i for b in acked for i in b.row_ids]
+        outbox_ids = [i for b in acked for i in b.outbox_ids]
+        reading_ids = [i for b in acked for i in b.reading_ids]
+        marks = self._readings.acked(reading_ids)
         with transaction(conn):
-            mark_synced(conn, ids, now)
+            mark_synced(conn, outbox_ids, now)
+            cursor.advance(conn, marks, self._readings.sink)
             state.record_success(conn, self.sink.name, now)
             if self._unflushed_bytes:
                 state.add_bytes(conn, self.sink.name, self._unflushed_bytes, now)
         self._unflushed_bytes = 0
-        self._scanner.acked(ids)
-        self.messages_acked += len(ids)
+        self._scanner.acked(outbox_ids)
+        done = len(outbox_ids) + len(reading_ids)
+        self.messages_acked += done
+        if self._on_synced is not None:
+            self._on_synced(done)
         self._backoff.reset()
 
     def _check_ack_timeout(self) -> None:
@@ -350,7 +392,11 @@ class SyncService(ThreadedLoop):
         if since is not None and time.monotonic() - since > self.config.ack_timeout_s:
             raise SinkUnavailable(f"no acknowledgement within {self.config.ack_timeout_s}s")
 
-    def _failed(self, conn: sqlite3.Connection, error: str, *, permanent: bool = False) -> None:
+    def _failed(
+        self, conn: sqlite3.Connection, error: str, *, permanent: bool = False, probe: bool = False
+    ) -> None:
+        """Record the failure, forget what was in flight, back off. ``probe``: the endpoint could
+        not be reached, so looking whether it can be again may end the back-off early."""
         now = self._clock()
         log.warning("sync=%s event=error error=%r", self.sink.name, error)
         self.sink.close()
@@ -365,13 +411,11 @@ class SyncService(ThreadedLoop):
             self._unflushed_bytes = 0
         except sqlite3.Error as exc:  # the error itself cannot be recorded: the log must do
             log.error("sync=%s event=state_write_failed error=%r", self.sink.name, exc)
-        self._scanner.reset()
-        if self._connected_at is not None and time.monotonic() - self._connected_at > _STABLE_AFTER_S:
-            self._backoff.reset()
+        self._reset_scanners()
         self._connected_at = None
         delay = self._backoff.hold_max() if permanent else self._backoff.next_delay()
         log.info("sync=%s event=backoff delay=%.3f", self.sink.name, delay)
-        self._back_off(conn, delay)
+        self._back_off(conn, delay, probe=probe and not permanent)
 
     # ------------------------------------------------------------------ panel settings
 
@@ -410,24 +454,34 @@ class SyncService(ThreadedLoop):
             log.error("settings=ignored key=%s error=%r", ENDPOINT_KEY, str(exc))
             self.config = previous
             self.sink = self._make_sink()
-        self._scanner.reset()
+        self._reset_scanners()
         self._connected_at = None
         self._backoff.reset()
         self._load_budget(conn)
 
-    def _back_off(self, conn: sqlite3.Connection, delay: float) -> None:
+    def _back_off(self, conn: sqlite3.Connection, delay: float, *, probe: bool = False) -> None:
         """Wait ``delay`` after a failure, but stop waiting as soon as the panel changes the endpoint
-        (the usual fix for a failing one)."""
+        (the usual fix for a failing one) or a probe finds the endpoint answering again."""
+        next_probe = time.monotonic() + min(PROBE_EVERY_S, delay)
 
-        def endpoint_changed() -> bool:
-            try:
-                self._settings_poll(conn)
-            except sqlite3.Error as exc:
-                log.error("sync=%s event=settings_read_failed error=%r", self.sink.name, exc)
-            return self._settings_changed
+        def worth_trying() -> bool:
+            nonlocal next_probe
+            if self._settings is not None:
+                try:
+                    self._settings_poll(conn)
+                except sqlite3.Error as exc:
+                    log.error("sync=%s event=settings_read_failed error=%r", self.sink.name, exc)
+                if self._settings_changed:
+                    return True
+            if probe and time.monotonic() >= next_probe:
+                next_probe = time.monotonic() + PROBE_EVERY_S
+                if self.sink.reachable(timeout=min(1.0, PROBE_EVERY_S)):
+                    log.info("sync=%s event=endpoint_answers action=retry_now", self.sink.name)
+                    return True
+            return False
 
-        poll_s = None if self._settings is None else self._settings_poll_s
-        self._sleep_unless_changed(delay, poll_s, endpoint_changed)
+        poll_s = min(PROBE_EVERY_S, self._settings_poll_s if self._settings is not None else PROBE_EVERY_S)
+        self._sleep_unless_changed(delay, poll_s, worth_trying)
 
     # ------------------------------------------------------------------ downlinks (called inside poll)
 
@@ -455,7 +509,15 @@ def attach(daemon: Any) -> SyncService | None:
     if not section and not _panel_endpoint(daemon.db_path):
         log.info("sync=off reason='no [sync] section and no endpoint set in the panel'")
         return None
-    service = SyncService(daemon.db_path, section, clock=daemon.clock, site=daemon.config.edge.site)
+    backpressure = daemon.backpressure
+    service = SyncService(
+        daemon.db_path,
+        section,
+        clock=daemon.clock,
+        site=daemon.config.edge.site,
+        on_synced=None if backpressure is None else backpressure.synced,
+        codecs=daemon.codecs,
+    )
     if not service.config.enabled:
         log.info("sync=off reason='sync.enabled = false'")
         return None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
+from edge.store import cursor
 from edge.sync.budget import utc_day
 
 
@@ -56,6 +57,7 @@ def sync_status(conn: sqlite3.Connection, now: float) -> dict[str, Any]:
     Top-level ``last_success``/``last_error``/``bytes_today`` summarise all sinks (the
     newest success, the newest error, the sum of today's bytes).
     """
+    # Outbox messages by priority; readings wait past the sync cursor (edge.store.cursor).
     pending = conn.execute(
         "SELECT priority, count(*), min(created_at) FROM outbox WHERE synced_at IS NULL GROUP BY priority"
     ).fetchall()
@@ -64,6 +66,11 @@ def sync_status(conn: sqlite3.Connection, now: float) -> dict[str, Any]:
     oldest = None
     for priority, count, first in pending:
         by_priority[names.get(priority, "bulk")] += count
+        oldest = first if oldest is None else min(oldest, first)
+    waiting = cursor.backlog(conn)
+    by_priority["readings"] += waiting.readings
+    if waiting.oldest_ms is not None:
+        first = waiting.oldest_ms / 1000
         oldest = first if oldest is None else min(oldest, first)
     synced = conn.execute("SELECT count(*) FROM outbox WHERE synced_at IS NOT NULL").fetchone()[0]
     sinks = {}
@@ -86,7 +93,7 @@ def sync_status(conn: sqlite3.Connection, now: float) -> dict[str, Any]:
         "backlog_by_priority": by_priority,
         "oldest_unsynced_at": oldest,
         "backlog_age_s": None if oldest is None else max(0.0, now - oldest),
-        "synced_kept": int(synced),
+        "synced_kept": int(synced),  # outbox messages kept after their sync (until retention)
         "last_success": last_success,
         "last_error": newest_error["last_error"] if newest_error else None,
         "last_error_at": newest_error["last_error_at"] if newest_error else None,

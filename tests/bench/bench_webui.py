@@ -24,7 +24,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from edge.db import connect, migrate, transaction
+from edge.store import connect, migrate, transaction
 
 FULL = {"readings": 10_000_000, "devices": 200, "samples": 200, "ingest_devices": 50}
 QUICK = {"readings": 200_000, "devices": 50, "samples": 40, "ingest_devices": 20}

@@ -30,3 +30,27 @@ def uplink(
     return build_serial_uplink(
         build_uplink(key, device_id, fcnt, port, payload), rssi=rssi, snr=snr, rx_time=rx_time
     )
+
+
+def stored(db, device_id: str | None = None) -> list:
+    """The readings stored (edge.store.readings.Reading), oldest first, of one device or all."""
+    from edge.store.query import ReadingReader
+
+    reader = ReadingReader(db)
+    try:
+        if device_id is None:
+            return list(reader.all_readings())
+        return list(reader.device_readings(device_id))
+    finally:
+        reader.close()
+
+
+def decoded(db, reading):
+    """(values, error) of a stored reading, decoded as every reader of the store decodes it."""
+    from edge.store.query import ReadingReader
+
+    reader = ReadingReader(db)
+    try:
+        return reader.decode(reading)
+    finally:
+        reader.close()

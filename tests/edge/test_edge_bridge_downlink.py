@@ -16,7 +16,6 @@ import pytest
 from edge_module_peer import ModulePeer
 
 from edge import bridge_downlinks, downlinks, registry
-from edge.codecs import CodecRunner
 from edge.daemon import Daemon
 from edge.ingest import Ingestor
 from edge.link.manager import LinkManager
@@ -46,7 +45,7 @@ def outbox_states(conn, dl_id):
 
 def answered_ids(conn):
     """The dl_ids the bridge answered on its own uplink port 2 (what the firmware actually did)."""
-    rows = conn.execute("SELECT raw FROM readings WHERE device_id = ? AND port = 2", (BRIDGE_ID,))
+    rows = conn.execute("SELECT raw FROM reading_list WHERE device_id = ? AND port = 2", (BRIDGE_ID,))
     return [parse_downlink_result(bytes(r["raw"])).dl_id for r in rows]
 
 
@@ -75,7 +74,7 @@ def test_bridge_commands_are_sent_applied_and_acked(tmp_path, db, db_path, site)
         # the bridge did it: its port-3 status went up as an uplink of its own
         wait_until(
             lambda: db.execute(
-                "SELECT 1 FROM readings WHERE device_id = ? AND port = 3", (BRIDGE_ID,)
+                "SELECT 1 FROM reading_list WHERE device_id = ? AND port = 3", (BRIDGE_ID,)
             ).fetchone(),
             timeout=10,
             what="the bridge's status uplink",
@@ -243,8 +242,7 @@ def test_a_downlink_whose_link_went_away_goes_to_the_bridges_next_link(tmp_path,
     alias = tmp_path / "by-id-bridge"  # the configured path: the same udev name after a replug
     first = HoldingPeer(BRIDGE_ID, [], answer=False).start()
     alias.symlink_to(first.path)
-    codecs = CodecRunner()
-    ingest = Ingestor(db, codecs=codecs)
+    ingest = Ingestor(db)
     ingest.start()
     probe = bridge_downlinks.QueuedProbe(db_path, clock=time.time)
     manager = LinkManager(
@@ -268,7 +266,6 @@ def test_a_downlink_whose_link_went_away_goes_to_the_bridges_next_link(tmp_path,
         manager.stop()
         ingest.stop()
         probe.close()
-        codecs.close()
         for peer in (first, second):
             if peer is not None:
                 peer.close()

@@ -9,9 +9,9 @@ from click.testing import CliRunner
 from edge_helpers import uplink
 
 from edge import cli
-from edge.codecs import CodecRunner
-from edge.db import connect, transaction
 from edge.ingest import handle_uplink
+from edge.store import connect, transaction
+from edge.store.numbers import Numbers
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "cli.md"
 EDGE_GROUPS = ("run", "status", "devices", "db", "config")
@@ -88,7 +88,7 @@ def ingest(db_path, payload, now=1_700_000_000.0):
     conn = connect(db_path)
     try:
         with transaction(conn):
-            return handle_uplink(conn, payload, bridge_id="b", codecs=CodecRunner(), now=now)
+            return handle_uplink(conn, payload, bridge_id="b", numbers=Numbers(), now=now)
     finally:
         conn.close()
 
@@ -126,16 +126,29 @@ def test_db_commands_and_export(run, tmp_path):
     # docs/cli.md: the JSON export is the document the cloud receives, plus the decode error
     exported = json.loads(lines[0])
     assert exported.pop("decode_error") is None
-    conn = connect(tmp_path / "fp.db")
-    try:
-        (body,) = conn.execute("SELECT body FROM outbox WHERE msg_id = ?", (f"{DEV}:2",)).fetchone()
-    finally:
-        conn.close()
-    assert exported == json.loads(body)
+    assert exported == {
+        "id": f"{DEV}:2",
+        "device": DEV,
+        "fcnt": 2,
+        "ts": 1700000002.0,
+        "port": 1,
+        "values": [
+            {"channel": 1, "name": "temperature", "value": 21.5, "unit": "°C"},
+            {"channel": 2, "name": "humidity", "value": 55.0, "unit": "%"},
+            {"channel": 3, "name": "voltage", "value": 3.7, "unit": "V"},
+        ],
+        "raw": "016700d702686e03740172",
+        "rssi": -80,
+        "snr": 7.25,
+        "bridge": "b",
+    }
     backup = tmp_path / "backup.db"
     run("db", "backup", str(backup))
     assert "exists" in run("db", "backup", str(backup), ok=False).output
     run("devices", "remove", DEV, "--purge", "--yes")
+    status = json.loads(run("status", "--json").output)
+    # nothing reached a cloud yet: purging keeps the unsynced readings until they do
+    assert (status["devices"], status["readings"], status["backlog"]) == (0, 2, 2)
     run("db", "restore", str(backup), "--yes")
     assert len(json.loads(run("devices", "list", "--json").output)) == 1
     assert "->" in run("db", "vacuum").output
@@ -166,15 +179,10 @@ def test_config_command_shows_values_and_example(run):
     assert "[ingest]" in run("config", "--example").output
 
 
-def test_csv_export_defuses_spreadsheet_formulas_in_decoded_text(run, tmp_path):
+def test_csv_export_defuses_spreadsheet_formulas_in_decoded_text(run, tmp_path, plugin_path):
     # A custom codec's names and units are not trusted: "=..." must not become a formula.
-    run("devices", "add", DEV)
-    conn = connect(tmp_path / "fp.db")
-    with transaction(conn):
-        conn.execute(
-            "INSERT INTO readings (device_id, fcnt, port, received_at, raw, decoded) VALUES (?, 7, 1, 1.0, ?, ?)",
-            (DEV, b"\x01", json.dumps([{"channel": 1, "name": "=HYPERLINK(1)", "value": 2, "unit": "@x"}])),
-        )
-    conn.close()
+    out = run("devices", "add", DEV, "--codec", "tank_formula").output
+    key = bytes.fromhex(out.split("key")[1].strip())
+    ingest(tmp_path / "fp.db", uplink(key, DEV, 7, payload=b"\x01"))
     rows = list(csv.reader(io.StringIO(run("db", "export").output)))
     assert rows[1][4:8] == ["1", "'=HYPERLINK(1)", "2", "'@x"]

@@ -8,8 +8,11 @@ import time
 from click.testing import CliRunner
 
 from edge import cli, outbox
-from edge.db import connect, migrate, transaction
+from edge.store import connect, migrate, transaction
 from edge.sync import state
+from tests.storekit import mark_synced, put_readings
+
+DEV = "00000000000000d1"
 
 
 def make_site(tmp_path, *, sinks):
@@ -19,13 +22,11 @@ def make_site(tmp_path, *, sinks):
     conn = connect(db)
     migrate(conn)
     now = time.time()
+    # two readings waiting for two minutes and one, one alarm for one, one reading already synced
+    put_readings(conn, DEV, [1, 2, 3], received_at=[now - 300, now - 120, now - 60])
+    mark_synced(conn, DEV, 1)
     with transaction(conn):
-        # two readings waiting for two minutes, one alarm for one, one reading already synced
-        for n, (priority, age) in enumerate([(1, 120), (1, 60), (0, 60), (1, 300)]):
-            outbox.enqueue(
-                conn, msg_id=f"m{n}", kind="reading", body={"id": f"m{n}"}, priority=priority, now=now - age
-            )
-        conn.execute("UPDATE outbox SET synced_at = ? WHERE msg_id = 'm3'", (now - 200,))
+        outbox.enqueue(conn, msg_id="a1", kind="alarm", body={"id": "a1"}, priority=0, now=now - 60)
         for sink in sinks:
             state.record_success(conn, sink, now - 200)
             state.add_bytes(conn, sink, 1500, now - 200)

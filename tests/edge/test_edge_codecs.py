@@ -1,7 +1,8 @@
-import sys
-import textwrap
+import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edge.codecs import CodecError, CodecRunner, available, lpp, normalise
 
@@ -55,40 +56,6 @@ def test_normalise_rejects_bad_codec_output():
             normalise(bad)
 
 
-PLUGIN = """
-import time
-
-def good(payload, port):
-    return [{"channel": 1, "name": "level", "value": payload[0] * 2, "unit": "cm"}]
-
-def slow(payload, port):
-    while True:
-        time.sleep(0.01)
-
-def broken(payload, port):
-    raise ValueError("byte 0 out of range")
-
-def wrong(payload, port):
-    return {"level": 1}
-"""
-
-
-@pytest.fixture
-def plugin_path(tmp_path, monkeypatch):
-    """An installed plug-in: a module plus a dist-info with fieldpost.codecs entry points."""
-    (tmp_path / "fp_test_codecs.py").write_text(textwrap.dedent(PLUGIN))
-    info = tmp_path / "fp_test_codecs-1.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fp-test-codecs\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text(
-        "[fieldpost.codecs]\n"
-        + "".join(f"tank_{n} = fp_test_codecs:{n}\n" for n in ("good", "slow", "broken", "wrong"))
-    )
-    monkeypatch.syspath_prepend(str(tmp_path))
-    yield tmp_path
-    sys.modules.pop("fp_test_codecs", None)
-
-
 def test_plugins_are_listed(plugin_path):
     assert {"lpp", "raw", "tank_good", "tank_slow"} <= set(available())
 
@@ -122,3 +89,24 @@ def test_plugin_time_limit_kills_and_recovers(plugin_path):
         assert runner.decode("tank_good", 1, b"\x02")[0][0]["value"] == 4  # a fresh worker took over
     finally:
         runner.close()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 255), st.sampled_from(sorted(lpp.TYPES)), st.binary(min_size=9, max_size=9)),
+        max_size=6,
+    ),
+    st.booleans(),
+)
+def test_lpp_json_text_is_exactly_the_json_of_the_decoded_values(parts, fieldpost_channels):
+    # what sync sends (decode_json, built as text) must be what json.dumps of decode() would give
+    payload = b"".join(bytes([ch, code]) + data[: lpp.TYPES[code].size] for ch, code, data in parts)
+    channels = lpp.FIELDPOST_ANALOG_CHANNELS if fieldpost_channels else None
+    expected = json.dumps(
+        lpp.decode(payload, analog_channels=channels), separators=(",", ":"), ensure_ascii=False
+    )
+    assert lpp.decode_json(payload, analog_channels=channels) == expected
+    truncated = payload + b"\x01"
+    with pytest.raises(lpp.LppError):
+        lpp.decode_json(truncated)

@@ -8,15 +8,17 @@ import time
 import urllib.request
 
 import pytest
-from edge_helpers import add, uplink
+from edge_helpers import add, decoded, stored, uplink
 from edge_module_peer import ModulePeer, Node
 
 from edge import config as config_mod
 from edge import registry
+from edge.codecs import lpp
 from edge.daemon import Daemon
-from edge.db import connect, transaction
+from edge.store import connect, transaction
 from tests.conftest import wait_until
 
+PEER_DEFAULT = [(1, "temperature", 21.5), (2, "humidity", 50.0)]  # ModulePeer.add_reading's values
 NODES = ["0000000000000a01", "0000000000000a02", "0000000000000a03"]
 BRIDGE = "00000000000000b0"
 
@@ -56,20 +58,18 @@ def test_three_nodes_through_a_bridge_land_decoded(db_path, db, peer, keys):
                     dev, values=[(1, "temperature", 20 + i / 10), (2, "humidity", 40.5), (3, "voltage", 3.3)]
                 )
         wait_until(lambda: len(peer.log.acked) == 30, what="30 ACKs")
-        rows = db.execute(
-            "SELECT device_id, fcnt, decoded, bridge_id, rssi FROM readings ORDER BY id"
-        ).fetchall()
+        rows = stored(db)
         assert len(rows) == 30
-        assert {r["device_id"] for r in rows} == set(NODES)
-        assert all(r["bridge_id"] == BRIDGE and r["rssi"] == -90 for r in rows)
-        last = json.loads(next(r for r in rows if r["device_id"] == NODES[2] and r["fcnt"] == 10)["decoded"])
+        assert {r.device_id for r in rows} == set(NODES)
+        assert all(r.bridge_id == BRIDGE and r.rssi == -90 for r in rows)
+        last, _ = decoded(db, next(r for r in rows if r.device_id == NODES[2] and r.fcnt == 10))
         assert last == [
             {"channel": 1, "name": "temperature", "value": 20.9, "unit": "°C"},
             {"channel": 2, "name": "humidity", "value": 40.5, "unit": "%"},
             {"channel": 3, "name": "voltage", "value": 3.3, "unit": "V"},
         ]
         assert set(peer.log.acked.values()) == {0}
-        assert db.execute("SELECT count(*) FROM outbox WHERE kind = 'reading'").fetchone()[0] == 30
+        assert db.execute("SELECT count(*) FROM outbox").fetchone()[0] == 0  # no copy: sync reads readings
         # the bridge's HELLO is shown on the port's figures
         (fig,) = daemon.manager.figures()
         assert (fig["up"], fig["peer_id"], fig["role"]) == (True, BRIDGE, "bridge")
@@ -84,7 +84,10 @@ def test_rejections_counted_and_quarantined(db_path, db, peer, keys):
         good, other = NODES[0], "00000000000000ee"
         peer.add_raw(good, 1, uplink(bytes(16), good, 1))  # wrong MIC
         peer.add_reading(good)  # fcnt 1, stored
-        peer.add_raw(good, 1, uplink(keys[good], good, 1))  # the same counter again: duplicate
+        # the same frame again (its ACK lost): a duplicate
+        peer.add_raw(
+            good, 1, uplink(keys[good], good, 1, payload=lpp.encode(PEER_DEFAULT), rssi=-90, snr=5.0)
+        )
         peer.add_reading(good)  # fcnt 2
         peer.add_raw(
             good, 0, uplink(keys[good], good, 0, payload=b"\x01\x67\x00\x01")
@@ -184,7 +187,7 @@ def test_sigterm_style_stop_flushes(db_path, db, peer, keys):
         peer.add_reading(NODES[i % 3])
     wait_until(lambda: len(peer.log.acked) >= 10, what="some ACKs")
     daemon.stop()
-    stored = {(r[0], r[1]) for r in connect(db_path).execute("SELECT device_id, fcnt FROM readings")}
+    stored = {(r[0], r[1]) for r in connect(db_path).execute("SELECT device_id, fcnt FROM reading_list")}
     assert set(peer.log.acked) <= stored
 
 
@@ -222,7 +225,7 @@ seen = []
 ticks = []
 
 def attach(daemon):
-    daemon.add_hook(lambda readings: seen.extend((r.device_id, r.fcnt, r.values[0]["name"]) for r in readings))
+    daemon.add_hook(lambda readings: seen.extend((r.device_id, r.fcnt, r.codec) for r in readings))
     daemon.add_periodic(0.1, lambda: ticks.append(1))
     daemon.add_closer(lambda: ticks.append("closed"))
 """
@@ -243,7 +246,7 @@ def test_other_areas_attach_hooks_timers_and_closers(db_path, db, peer, keys, tm
     daemon = Daemon(cfg, attach_points=("fp_test_service:attach", "fp_not_installed.service:attach")).start()
     try:
         peer.add_reading(NODES[0])
-        wait_until(lambda: fp_test_service.seen == [(NODES[0], 1, "temperature")], what="the hook's reading")
+        wait_until(lambda: fp_test_service.seen == [(NODES[0], 1, "lpp")], what="the hook's reading")
         wait_until(lambda: len(fp_test_service.ticks) >= 2, what="the periodic job")
     finally:
         daemon.stop()

@@ -54,7 +54,7 @@ def test_site_demo_shows_stored_readings_and_cleans_up(tmp_path):
     conn = sqlite3.connect(db)
     for dev, fcnt, *_ in shown:  # every line shown is a committed reading
         assert conn.execute(
-            "SELECT 1 FROM readings WHERE device_id = ? AND fcnt = ?", (dev, int(fcnt))
+            "SELECT 1 FROM reading_list WHERE device_id = ? AND fcnt = ?", (dev, int(fcnt))
         ).fetchone()
     assert conn.execute("SELECT count(*) FROM readings").fetchone()[0] >= stored > 0
     conn.close()

@@ -7,6 +7,8 @@ import json
 
 import pytest
 from edge_firmware_site import free_udp_ports, start_module, traced
+from edge_helpers import decoded
+from edge_helpers import stored as stored_readings
 
 from edge import config as config_mod
 from edge import registry
@@ -52,7 +54,8 @@ def test_three_virtual_nodes_through_a_virtual_bridge(tmp_path, db_path, db, vir
 
         def stored(dev):
             return {
-                r[0] for r in db.execute("SELECT fcnt FROM readings WHERE device_id = ? AND port = 1", (dev,))
+                r[0]
+                for r in db.execute("SELECT fcnt FROM reading_list WHERE device_id = ? AND port = 1", (dev,))
             }
 
         wait_until(
@@ -62,19 +65,14 @@ def test_three_virtual_nodes_through_a_virtual_bridge(tmp_path, db_path, db, vir
         )
         for dev, vm in nodes.items():
             assert traced(vm, "acked") <= {
-                r[0] for r in db.execute("SELECT fcnt FROM readings WHERE device_id = ?", (dev,))
+                r[0] for r in db.execute("SELECT fcnt FROM reading_list WHERE device_id = ?", (dev,))
             }
-            rows = db.execute(
-                "SELECT decoded, decode_error, bridge_id, rssi, snr FROM readings"
-                " WHERE device_id = ? AND port = 1",
-                (dev,),
-            ).fetchall()
+            rows = [r for r in stored_readings(db, dev) if r.port == 1]
             for row in rows:
-                assert row["decode_error"] is None and row["bridge_id"] == BRIDGE_ID
-                assert -100 <= row["rssi"] <= -94 and 5 <= row["snr"] <= 8
-                values = {
-                    v["name"]: (v["value"], v["unit"], v["channel"]) for v in json.loads(row["decoded"])
-                }
+                found, error = decoded(db, row)
+                assert error is None and row.bridge_id == BRIDGE_ID
+                assert -100 <= row.rssi <= -94 and 5 <= row.snr <= 8
+                values = {v["name"]: (v["value"], v["unit"], v["channel"]) for v in found}
                 assert set(values) == {"temperature", "humidity", "battery"}
                 t, h, b = values["temperature"], values["humidity"], values["battery"]
                 assert (t[1], t[2], h[1], h[2], b[1], b[2]) == ("°C", 1, "%", 2, "V", 3)
@@ -134,7 +132,7 @@ def test_unplug_and_replug_the_real_bridge(tmp_path, db_path, db, virtual_module
 def test_backpressure_with_the_real_firmware(tmp_path, db_path, db, virtual_module, wait_until):
     """At the high-water mark the bridge gets NACK BUSY, nothing is stored, the node keeps its
     readings in its journal; once the cloud has drained the backlog they all arrive."""
-    from edge.db import transaction
+    from edge.store import transaction
 
     node = NODE_IDS[0]
     key = registry.add_device(db, node, actor="test", now=1.0)
@@ -166,7 +164,7 @@ def test_backpressure_with_the_real_firmware(tmp_path, db_path, db, virtual_modu
         with transaction(db):  # the cloud confirmed the backlog
             db.execute("UPDATE outbox SET synced_at = 1")
         wait_until(lambda: held <= traced(vm, "acked"), timeout=40, what="the held readings ACKed")
-        stored = {r[0] for r in db.execute("SELECT fcnt FROM readings WHERE device_id = ?", (node,))}
+        stored = {r[0] for r in db.execute("SELECT fcnt FROM reading_list WHERE device_id = ?", (node,))}
         assert held <= stored
     finally:
         daemon.stop()

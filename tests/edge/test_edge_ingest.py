@@ -3,43 +3,64 @@ import threading
 from pathlib import Path
 
 import pytest
-from edge_helpers import add, uplink
+from edge_helpers import add, decoded, stored, uplink
 
 from edge import downlinks, radio, registry
-from edge.db import connect, transaction
 from edge.ingest import Backpressure, Ingestor, handle_uplink
 from edge.radio import AckResult
+from edge.store import connect, transaction
+from edge.store.numbers import Numbers
 
 DEV = "00000000000000b1"
 
 
 def run(db, codecs, payload, now=1_700_000_100.0, bridge="bridge0000000001"):
     with transaction(db):
-        return handle_uplink(db, payload, bridge_id=bridge, codecs=codecs, now=now)
+        return handle_uplink(db, payload, bridge_id=bridge, numbers=Numbers(), now=now)
 
 
-def test_new_reading_stored_decoded_with_outbox_and_ack(db, codecs):
+def test_new_reading_stored_once_raw_with_its_radio_metadata_and_acked(db, codecs):
     key = add(db, DEV)
-    out = run(db, codecs, uplink(key, DEV, 5))
+    out = run(db, codecs, uplink(key, DEV, 5, rx_time=1_700_000_099))
     assert out.result == AckResult.STORED
     assert out.ack[0] == 0
     down = radio.parse_frame(out.ack[1:], kind=radio.KIND_DOWNLINK)
     assert (down.device_id, down.fcnt, down.port) == (DEV, 5, 0) and down.mic_ok(key)
-    row = db.execute("SELECT * FROM readings").fetchone()
-    assert (row["fcnt"], row["rssi"], row["snr"], row["bridge_id"], row["decode_error"]) == (
-        5,
+    (reading,) = stored(db)
+    assert (reading.msg_id, reading.rssi, reading.snr, reading.bridge_id, reading.received_at) == (
+        f"{DEV}:5",
         -80,
         7.25,
         "bridge0000000001",
-        None,
+        1_700_000_100.0,
     )
-    assert json.loads(row["decoded"])[0] == {"channel": 1, "name": "temperature", "value": 21.5, "unit": "°C"}
-    body = json.loads(db.execute("SELECT body FROM outbox WHERE msg_id = ?", (f"{DEV}:5",)).fetchone()[0])
-    assert body["values"][2] == {"channel": 3, "name": "voltage", "value": 3.7, "unit": "V"}
-    assert (body["id"], body["fcnt"], body["port"], body["bridge"]) == (f"{DEV}:5", 5, 1, "bridge0000000001")
-    dev = db.execute("SELECT last_fcnt, battery_v, last_rssi FROM devices").fetchone()
-    assert tuple(dev) == (5, 3.7, -80)  # the LPP voltage type
-    assert out.reading.values[1]["name"] == "humidity"
+    assert reading.rx_time == 1_700_000_099  # the bridge's clock, kept as its skew from the edge's
+    # Values are derived from the raw payload when read; nothing decoded and no outbox copy is stored.
+    values, error = decoded(db, reading)
+    assert error is None and values[0] == {"channel": 1, "name": "temperature", "value": 21.5, "unit": "°C"}
+    assert values[2] == {"channel": 3, "name": "voltage", "value": 3.7, "unit": "V"}
+    assert db.execute("SELECT count(*) FROM outbox").fetchone()[0] == 0
+    columns = [r[1] for r in db.execute("PRAGMA table_info(readings)")]
+    assert columns == ["id", "received_ms", "port", "rssi", "snr_q", "bridge", "skew_s", "raw"]
+    dev = db.execute("SELECT last_fcnt, last_rssi, last_bridge FROM devices").fetchone()
+    assert tuple(dev) == (5, -80, "bridge0000000001")
+    assert out.reading.raw == reading.raw and out.reading.codec == "lpp"
+
+
+def test_the_reading_id_is_the_dedupe_key_no_index_needed(db, codecs):
+    key = add(db, DEV)
+    run(db, codecs, uplink(key, DEV, 5))
+    # readings has no index of its own: the (device, fcnt) key is the rowid
+    assert (
+        db.execute(
+            "SELECT count(*) FROM sqlite_schema WHERE tbl_name = 'readings' AND type = 'index'"
+        ).fetchone()[0]
+        == 0
+    )
+    (number,) = db.execute("SELECT n FROM device_numbers WHERE id = ?", (DEV,)).fetchone()
+    assert db.execute("SELECT id FROM readings").fetchone()[0] == number << 32 | 5
+    plan = " ".join(r[3] for r in db.execute("EXPLAIN QUERY PLAN SELECT * FROM readings WHERE id = ?", (1,)))
+    assert "INTEGER PRIMARY KEY" in plan
 
 
 def test_duplicate_is_acked_again_and_stored_once(db, codecs):
@@ -47,8 +68,38 @@ def test_duplicate_is_acked_again_and_stored_once(db, codecs):
     assert run(db, codecs, uplink(key, DEV, 5)).result == AckResult.STORED
     again = run(db, codecs, uplink(key, DEV, 5))
     assert again.result == AckResult.DUPLICATE and again.ack[0] == 1 and len(again.ack) > 1
-    assert db.execute("SELECT count(*) FROM readings").fetchone()[0] == 1
-    assert db.execute("SELECT count(*) FROM outbox").fetchone()[0] == 1
+    assert len(stored(db)) == 1
+
+
+def test_same_fcnt_other_payload_under_the_same_key_is_refused_not_acked_as_duplicate(db, codecs):
+    # The counter went back (a module reset without re-provisioning): acknowledging this frame as a
+    # "duplicate" would make the module drop a reading nobody stored.
+    key = add(db, DEV)
+    assert run(db, codecs, uplink(key, DEV, 5)).result == AckResult.STORED
+    other = run(db, codecs, uplink(key, DEV, 5, payload=b"\x01\x67\x00\x01"))
+    assert other.result == AckResult.REPLAYED and other.ack == b"\x03"
+    assert [r.raw for r in stored(db)] == [uplink_payload_raw()]
+
+
+def uplink_payload_raw() -> bytes:
+    from edge_helpers import STANDARD
+
+    from edge.codecs import lpp
+
+    return lpp.encode(STANDARD)
+
+
+def test_a_batch_with_the_same_frame_twice_stores_it_once(db, codecs):
+    from edge.ingest.process import handle_batch
+
+    key = add(db, DEV)
+    frame = uplink(key, DEV, 9)
+    with transaction(db):
+        outs = handle_batch(
+            db, [(frame, "b"), (frame, "b"), (uplink(key, DEV, 8), "b")], numbers=Numbers(), now=1.0
+        )
+    assert [o.result for o in outs] == [AckResult.STORED, AckResult.DUPLICATE, AckResult.REPLAYED]
+    assert [r.fcnt for r in stored(db)] == [9]
 
 
 def test_bad_mic_replay_unknown_malformed(db, codecs):
@@ -62,7 +113,7 @@ def test_bad_mic_replay_unknown_malformed(db, codecs):
     assert run(db, codecs, b"\x00\x01garbage").result == AckResult.MALFORMED
     q = db.execute("SELECT device_id, count, last_bridge FROM quarantine").fetchone()
     assert tuple(q) == ("00000000000000ff", 1, "b")
-    assert db.execute("SELECT count(*) FROM readings").fetchone()[0] == 1
+    assert len(stored(db)) == 1
 
 
 def test_counter_reset_only_after_reprovisioning(db, codecs):
@@ -99,9 +150,8 @@ def test_reading_stored_before_key_rotation_is_a_duplicate_when_resent_under_the
     assert down.payload == radio.encode_command(dl, "set_interval", {"seconds": 60})
     # the same answer each time it comes back; nothing stored twice, nothing overwritten
     assert run(db, codecs, uplink(new_key, DEV, 7), now=1_700_000_301.0).result == AckResult.DUPLICATE
-    row = db.execute("SELECT count(*), max(received_at), max(rssi) FROM readings").fetchone()
-    assert tuple(row) == (1, 1_700_000_100.0, -80)
-    assert db.execute("SELECT count(*) FROM outbox WHERE kind = 'reading'").fetchone()[0] == 1
+    (reading,) = stored(db)
+    assert (reading.received_at, reading.rssi) == (1_700_000_100.0, -80)
     # the node's queue moves on
     assert run(db, codecs, uplink(new_key, DEV, 8), now=1_700_000_302.0).result == AckResult.STORED
 
@@ -116,14 +166,14 @@ def test_reading_stored_before_key_rotation_is_a_duplicate_when_resent_under_the
             DEV,
             7,
             port=3,
-            payload=bytes(db.execute("SELECT raw FROM readings WHERE fcnt = 7").fetchone()[0]),
+            payload=stored(db)[0].raw,
         ),
         now=1_700_000_304.0,
     )
     assert same_bytes_port_3.result == AckResult.REPLAYED
     # and the old key is refused, whatever it signs
     assert run(db, codecs, uplink(key, DEV, 7), now=1_700_000_305.0).result == AckResult.BAD_MIC
-    assert db.execute("SELECT count(*) FROM readings").fetchone()[0] == 2
+    assert len(stored(db)) == 2
 
 
 def test_node_status_given_up_key_has_a_name(db, codecs):
@@ -131,19 +181,19 @@ def test_node_status_given_up_key_has_a_name(db, codecs):
     key = add(db, DEV)
     out = run(db, codecs, uplink(key, DEV, 1, port=3, payload=b'{"j":2,"f":3,"w":"mic"}'))
     assert out.result == AckResult.STORED
-    assert {"channel": 0, "name": "given_up", "value": 3, "unit": ""} in out.reading.values
-    assert {"channel": 0, "name": "journal", "value": 2, "unit": ""} in out.reading.values
-    body = json.loads(db.execute("SELECT body FROM outbox WHERE kind = 'status'").fetchone()[0])
-    assert [v["name"] for v in body["values"]] == ["journal", "given_up"]
+    values, _ = decoded(db, stored(db)[0])
+    assert {"channel": 0, "name": "given_up", "value": 3, "unit": ""} in values
+    assert [v["name"] for v in values] == ["journal", "given_up"]
 
 
 def test_decode_failure_keeps_raw_and_records_error(db, codecs):
     key = add(db, DEV)
     out = run(db, codecs, uplink(key, DEV, 1, payload=b"\x01\xee\x00"))
     assert out.result == AckResult.STORED
-    row = db.execute("SELECT raw, decoded, decode_error FROM readings").fetchone()
-    assert (bytes(row["raw"]), row["decoded"]) == (b"\x01\xee\x00", None)
-    assert "unknown LPP type 238" in row["decode_error"]
+    (reading,) = stored(db)
+    values, error = decoded(db, reading)
+    assert (reading.raw, values) == (b"\x01\xee\x00", None)
+    assert "unknown LPP type 238" in error
 
 
 def test_downlink_rides_on_ack_and_result_on_port_2(db, codecs):
@@ -167,7 +217,7 @@ def test_status_port_updates_device(db, codecs):
         "battery": 3.9,
         "uptime": 12,
     }
-    assert db.execute("SELECT kind FROM outbox").fetchone()[0] == "status"
+    assert [r.port for r in stored(db)] == [3]
 
 
 def test_group_commit_acks_after_commit_and_runs_hooks(db_path, codecs, clock):
@@ -176,7 +226,7 @@ def test_group_commit_acks_after_commit_and_runs_hooks(db_path, codecs, clock):
     key = add(check, DEV)
     seen_in_db_at_reply = []
     hooked = []
-    ingest = Ingestor(writer_conn, codecs=codecs, clock=clock, batch_wait_s=0.05)
+    ingest = Ingestor(writer_conn, clock=clock, batch_wait_s=0.05)
     ingest.add_hook(lambda readings: hooked.extend(r.fcnt for r in readings))
     ingest.add_hook(lambda readings: 1 / 0)  # a broken hook must not stop ingest
     done = threading.Event()
@@ -184,7 +234,7 @@ def test_group_commit_acks_after_commit_and_runs_hooks(db_path, codecs, clock):
     def reply_for(fcnt):
         def reply(ack):
             # Another connection sees the reading when the ACK goes out: it was committed first.
-            n = check.execute("SELECT count(*) FROM readings WHERE fcnt = ?", (fcnt,)).fetchone()[0]
+            n = sum(1 for r in stored(check, DEV) if r.fcnt == fcnt)
             seen_in_db_at_reply.append((fcnt, ack[0], n))
             if len(seen_in_db_at_reply) == 20:
                 done.set()
@@ -210,28 +260,31 @@ def test_stop_flushes_everything_submitted(db_path, codecs, clock):
     conn = connect(db_path)
     key = add(conn, DEV)
     replies = []
-    ingest = Ingestor(conn, codecs=codecs, clock=clock, batch_wait_s=0.5)
+    ingest = Ingestor(conn, clock=clock, batch_wait_s=0.5)
     ingest.start()
     for fcnt in range(1, 6):
         ingest.submit(uplink(key, DEV, fcnt), bridge_id=None, reply=replies.append)
     ingest.stop()
     assert len(replies) == 5
-    assert conn.execute("SELECT count(*) FROM readings").fetchone()[0] == 5
+    assert len(stored(conn)) == 5
     conn.close()
 
 
 def test_backpressure_hysteresis(db, clock):
-    bp = Backpressure(high_water=10, resume_below=5, clock=clock)
-    bp.refresh(db, force=True)
+    bp = Backpressure(high_water=10, resume_below=5)
+    bp.refresh(db)
     assert bp.busy() is None
     bp.committed(10)
     assert "backlog 10 >= 10" in bp.busy()
     bp.unsynced = 7
     bp.committed(0)
     assert bp.busy() is not None  # still above the resume mark
-    bp.refresh(db, force=True)  # sync drained the outbox: the database says 0
+    bp.refresh(db)  # sync drained the backlog: the database says 0
     assert bp.busy() is None
     assert bp.busy_refusals == 2
+    bp.committed(12)
+    bp.synced(8)  # what the cloud acknowledged comes off at once
+    assert bp.unsynced == 4 and bp.busy() is None
 
 
 def test_commit_failure_acks_nothing(db_path, codecs, clock):
@@ -240,17 +293,15 @@ def test_commit_failure_acks_nothing(db_path, codecs, clock):
     blocker = connect(db_path, timeout=0.05)
     conn.execute("PRAGMA busy_timeout=50")
     blocker.execute("BEGIN IMMEDIATE")  # another writer holds the lock: the batch cannot commit
-    replies, failures = [], []
-    ingest = Ingestor(conn, codecs=codecs, clock=clock)
+    replies, failures, told = [], [], []
+    ingest = Ingestor(conn, clock=clock, on_commit_failed=lambda exc: told.append(exc) or "storage error")
     from edge.ingest.writer import Item
 
-    assert (
-        ingest.process_batch([Item(uplink(key, DEV, 1), None, replies.append, lambda: failures.append(1))])
-        is None
-    )
-    assert replies == [] and failures == [1] and ingest.stats.commit_failures == 1
+    assert ingest.process_batch([Item(uplink(key, DEV, 1), None, replies.append, failures.append)]) is None
+    assert replies == [] and failures == ["storage error"] and ingest.stats.commit_failures == 1
+    assert "locked" in str(told[0])
     blocker.execute("ROLLBACK")
-    assert conn.execute("SELECT count(*) FROM readings").fetchone()[0] == 0
+    assert stored(conn) == []
     blocker.close()
     conn.close()
 
@@ -270,13 +321,29 @@ def test_golden_bad_uplinks_get_their_ack_result(db, codecs):
     for vec in data["uplinks"]:  # in fcnt order: 7, 16909060 ... skip those below the floor
         out = run(db, codecs, radio.build_serial_uplink(bytes.fromhex(vec["hex"])))
         assert out.result in (AckResult.STORED, AckResult.REPLAYED), vec["name"]
-    battery = db.execute("SELECT battery_v FROM devices").fetchone()[0]
+    from edge.store.query import ReadingReader
+
+    battery = ReadingReader(db).battery(vec0["device"])
     assert battery == 2.9  # from the last stored standard reading, channel 3
 
 
 def test_backpressure_resumes_with_a_tiny_mark(db, clock):
-    bp = Backpressure(high_water=1, resume_below=0, clock=clock)
+    bp = Backpressure(high_water=1, resume_below=0)
     bp.committed(1)
     assert bp.busy() is not None
-    bp.refresh(db, force=True)  # empty outbox
+    bp.refresh(db)  # nothing waits for the cloud
     assert bp.busy() is None
+
+
+def test_a_reading_stored_below_the_sync_cursor_after_a_counter_restart_is_still_sent(db, codecs):
+    from tests.storekit import mark_synced, unsynced_ids
+
+    key = add(db, DEV)
+    for fcnt in (10, 11, 12):
+        assert run(db, codecs, uplink(key, DEV, fcnt)).result == AckResult.STORED
+    mark_synced(db, DEV, 12)  # the cloud has all three
+    assert unsynced_ids(db) == []
+    new_key = add(db, DEV, now=1_700_000_200.0)  # re-provisioned: the counter starts over
+    assert run(db, codecs, uplink(new_key, DEV, 0), now=1_700_000_300.0).result == AckResult.STORED
+    # fcnt 0 waits for the cloud; the synced ones after it go again (the cloud drops them by id)
+    assert [rid & 0xFFFFFFFF for rid in unsynced_ids(db)] == [0, 10, 11, 12]

@@ -18,7 +18,7 @@ from edge_firmware_site import free_udp_ports, start_module, traced
 from edge_forkserver import ForkedEdges
 
 from edge import registry
-from edge.db import connect
+from edge.store import connect
 
 pytestmark = [pytest.mark.firmware, pytest.mark.slow]
 
@@ -84,7 +84,7 @@ def test_kill9_with_real_firmware(tmp_path, db_path, db, virtual_module, wait_un
     assert len(set(stored_at_kill)) > KILLS // 3  # ingest was under way at the kills
     assert check.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     for dev, vm in nodes.items():
-        rows = [r[0] for r in check.execute("SELECT fcnt FROM readings WHERE device_id = ?", (dev,))]
+        rows = [r[0] for r in check.execute("SELECT fcnt FROM reading_list WHERE device_id = ?", (dev,))]
         assert len(rows) == len(set(rows))  # nothing stored twice
         assert traced(vm, "acked") <= set(rows)  # every ACK the firmware logged is backed by a stored reading
         assert taken_before[dev] <= set(rows)  # the rest were resent

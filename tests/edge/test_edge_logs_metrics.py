@@ -32,7 +32,7 @@ def test_key_value_lines():
 
 
 def test_status_server_health_and_metrics(db_path):
-    healthy = {"ok": True}
+    healthy = {"state": "ok"}
     ports = [
         {
             "path": "/dev/ttyUSB0",
@@ -46,18 +46,19 @@ def test_status_server_health_and_metrics(db_path):
     ]
     registry = make_registry(Sources(ports=lambda: ports, db_path=str(db_path)))
     server = StatusServer(
-        registry, lambda: (healthy["ok"], {"links_up": 1}), host="127.0.0.1", port=0
+        registry, lambda: (healthy["state"], {"links_up": 1}), host="127.0.0.1", port=0
     ).start()
     base = f"http://127.0.0.1:{server.port}"
     try:
         body = json.loads(urllib.request.urlopen(base + "/health", timeout=5).read())
         assert body == {"status": "ok", "links_up": 1}
-        healthy["ok"] = False
-        try:
-            urllib.request.urlopen(base + "/health", timeout=5)
-            raise AssertionError("expected 503")
-        except urllib.error.HTTPError as err:
-            assert err.code == 503 and json.loads(err.read())["status"] == "failing"
+        for state in ("degraded", "failing"):  # anything but ok is a 503 a plain HTTP check notices
+            healthy["state"] = state
+            try:
+                urllib.request.urlopen(base + "/health", timeout=5)
+                raise AssertionError("expected 503")
+            except urllib.error.HTTPError as err:
+                assert err.code == 503 and json.loads(err.read())["status"] == state
         text = urllib.request.urlopen(base + "/metrics", timeout=5).read().decode()
         assert 'fieldpost_link_crc_errors_total{port="/dev/ttyUSB0"} 2.0' in text
         assert 'fieldpost_link_reconnects_total{port="/dev/ttyUSB0"} 3.0' in text

@@ -4,10 +4,9 @@ from types import SimpleNamespace
 from edge_helpers import add
 from edge_module_peer import ModulePeer, Node
 
-from edge.codecs import CodecRunner
-from edge.db import connect
 from edge.ingest import Ingestor
 from edge.link.manager import LinkManager, discover
+from edge.store import connect
 from tests.conftest import wait_until
 
 CP210X = "10c4:ea60"
@@ -35,8 +34,7 @@ def test_discovered_port_is_opened_ingested_and_forgotten_when_gone(db_path, tmp
     alias = tmp_path / "by-id-module"
     alias.symlink_to(peer.path)
     visible = [port_info(peer.path, 0x10C4, 0xEA60)]
-    codecs = CodecRunner()
-    ingest = Ingestor(conn, codecs=codecs, clock=clock)
+    ingest = Ingestor(conn, clock=clock)
     ingest.start()
     # the configured alias and the discovered pty are the same device: opened once
     manager = LinkManager(
@@ -67,5 +65,4 @@ def test_discovered_port_is_opened_ingested_and_forgotten_when_gone(db_path, tmp
     finally:
         manager.stop()
         ingest.stop()
-        codecs.close()
         conn.close()

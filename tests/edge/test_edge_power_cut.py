@@ -22,7 +22,7 @@ from edge_helpers import add
 from edge_module_peer import ModulePeer, Node
 from syscall_trace import TRACED, check_acks_after_wal_sync
 
-from edge.db import connect
+from edge.store import connect
 from tests.conftest import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -111,7 +111,7 @@ def test_every_uplink_ack_follows_the_wal_fsync_of_its_commit(db_path, db, tmp_p
     report = check_acks_after_wal_sync(trace.read_text(), port_path=peer.path, db_path=str(db_path))
     check = connect(db_path, readonly=True)
     try:
-        stored_in_db = {(r[0], r[1]) for r in check.execute("SELECT device_id, fcnt FROM readings")}
+        stored_in_db = {(r[0], r[1]) for r in check.execute("SELECT device_id, fcnt FROM reading_list")}
     finally:
         check.close()
     ratio = report.wal_syncs / max(1, len(report.stored))

@@ -3,9 +3,10 @@ import json
 import pytest
 
 from edge import downlinks, outbox, registry
-from edge.db import transaction
 from edge.errors import ValidationError
 from edge.radio import DownlinkResult
+from edge.store import backlog, transaction
+from tests.storekit import mark_synced, put_readings
 
 DEV = "00000000000000a1"
 NOW = 1_700_000_000.0
@@ -84,24 +85,24 @@ def test_quarantine_and_adopt(db):
 
 def test_remove_with_readings_needs_purge(db):
     registry.add_device(db, DEV, actor="cli", now=NOW)
-    with transaction(db):
-        db.execute(
-            "INSERT INTO readings (device_id, fcnt, port, received_at, raw) VALUES (?, 1, 1, ?, x'00')",
-            (DEV, NOW),
-        )
-    with pytest.raises(ValidationError, match="1 stored readings"):
+    put_readings(db, DEV, [1, 2], received_at=NOW)
+    mark_synced(db, DEV, 1)  # the cloud has fcnt 1, not fcnt 2
+    with pytest.raises(ValidationError, match="2 stored readings"):
         registry.remove_device(db, DEV, actor="cli", now=NOW)
+    # purge deletes what the cloud has; fcnt 2 stays until it reaches the cloud
     assert registry.remove_device(db, DEV, purge=True, actor="cli", now=NOW) == 1
+    assert [r[0] & 0xFFFFFFFF for r in db.execute("SELECT id FROM readings")] == [2]
+    assert registry.get_device(db, DEV) is None
 
 
 def test_outbox_enqueue_is_idempotent_by_msg_id(db):
     with transaction(db):
-        a = outbox.enqueue(db, msg_id="x:1", kind="reading", body={"v": 1}, now=NOW)
-        b = outbox.enqueue(db, msg_id="x:1", kind="reading", body={"v": 2}, now=NOW)
+        a = outbox.enqueue(db, msg_id="x:1", kind="event", body={"v": 1}, now=NOW)
+        b = outbox.enqueue(db, msg_id="x:1", kind="event", body={"v": 2}, now=NOW)
     assert a == b
     assert json.loads(db.execute("SELECT body FROM outbox").fetchone()[0]) == {"v": 1}
-    assert outbox.unsynced_count(db) == 1
-    assert outbox.oldest_unsynced_at(db) == NOW
+    assert backlog.unsynced(db) == 1
+    assert backlog.oldest_unsynced_at(db) == NOW
     with pytest.raises(ValidationError) as err:
         outbox.enqueue(db, msg_id="y", kind="nonsense", body={}, now=NOW)
     assert err.value.field == "kind"

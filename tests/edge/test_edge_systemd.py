@@ -23,7 +23,7 @@ from edge_module_peer import ModulePeer, Node
 from edge import config as config_mod
 from edge import logs
 from edge.daemon import Daemon
-from edge.db import MIGRATIONS, applied_migrations, connect
+from edge.store import MIGRATIONS, applied_migrations, connect
 from edge.systemd_notify import Notifier, watchdog_seconds
 from tests.conftest import wait_until
 from tests.notify_socket import NotifyListener

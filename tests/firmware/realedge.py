@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 
 from edge import registry
-from edge.codecs import CodecRunner
-from edge.db import connect, migrate, transaction
+from edge.store.numbers import Numbers
+from edge.store import connect, migrate, transaction
 from edge.ingest import handle_uplink
 from edge.radio import AckResult
 
@@ -21,7 +21,7 @@ class RealEdge:
         self.db_path = db_path
         self.conn = connect(db_path)
         migrate(self.conn)
-        self.codecs = CodecRunner(timeout_s=2.0)
+        self.numbers = Numbers()
         self.lock = threading.Lock()
         self.results: list[tuple[str | None, int | None, AckResult]] = []  # every answer, in order
 
@@ -36,7 +36,7 @@ class RealEdge:
     def __call__(self, payload: bytes) -> bytes:
         with self.lock, transaction(self.conn):
             outcome = handle_uplink(
-                self.conn, payload, bridge_id="bridge", codecs=self.codecs, now=time.time()
+                self.conn, payload, bridge_id="bridge", numbers=self.numbers, now=time.time()
             )
         with self.lock:
             self.results.append((outcome.device_id, outcome.fcnt, outcome.result))
@@ -44,7 +44,9 @@ class RealEdge:
 
     def stored(self, device_id: str, port: int | None = None) -> list[int]:
         """Frame counters of the readings stored for a device (one row per (device, fcnt))."""
-        sql = "SELECT fcnt FROM readings WHERE device_id = ?" + (" AND port = ?" if port is not None else "")
+        sql = "SELECT fcnt FROM reading_list WHERE device_id = ?" + (
+            " AND port = ?" if port is not None else ""
+        )
         args = (device_id, port) if port is not None else (device_id,)
         with self.lock:
             return sorted(r[0] for r in self.conn.execute(sql, args))
@@ -54,5 +56,4 @@ class RealEdge:
             return [(d, f) for d, f, r in self.results if r == result]
 
     def close(self) -> None:
-        self.codecs.close()
         self.conn.close()

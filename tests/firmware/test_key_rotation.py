@@ -312,7 +312,9 @@ def test_node_upgraded_from_0_1_0_with_a_signed_backlog_and_a_new_key(tmp_path, 
     assert edge.answers(AckResult.BAD_MIC) == [] and edge.answers(AckResult.REPLAYED) == []
     with edge.lock:
         rows = dict(
-            edge.conn.execute("SELECT fcnt, raw FROM readings WHERE device_id = ? AND port = 1", (NODE_ID,))
+            edge.conn.execute(
+                "SELECT fcnt, raw FROM reading_list WHERE device_id = ? AND port = 1", (NODE_ID,)
+            )
         )
     assert {f: bytes(rows[f]) for f in (1, 2, 3, 4)} == {f: payloads[f] for f in (1, 2, 3, 4)}
     assert 0 not in rows  # acknowledged before the upgrade: not sent again

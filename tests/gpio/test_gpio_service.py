@@ -5,11 +5,11 @@ from __future__ import annotations
 from click.testing import CliRunner
 from gpiozero.pins.mock import MockFactory
 
-from edge.db import connect, migrate, transaction
 from edge.gpio.cli import gpio_group
 from edge.gpio.indicators import Indicators
 from edge.gpio.pinmap import load_pin_map
 from edge.gpio.service import IndicatorService
+from edge.store import connect, migrate, transaction
 
 
 def test_service_refresh_reads_alarms_and_links(tmp_path):

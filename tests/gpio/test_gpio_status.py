@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from edge.db import connect, migrate, transaction
 from edge.gpio.patterns import CLOUD_DOWN, CLOUD_NONE, CLOUD_OK
 from edge.gpio.status import status_from_db
+from edge.store import connect, migrate, transaction
 
 
 def test_status_from_db(tmp_path):

@@ -198,14 +198,16 @@ def test_site_demo_serves_panel_stores_syncs_and_leaves_nothing_running(tmp_path
         assert conn.execute("SELECT count(*) FROM readings").fetchone()[0] >= stored > 0
         alarm = conn.execute("SELECT rule, device_id, state FROM alarms").fetchall()
         assert alarm == [("demo warm", "de700000000000a1", "raised")]  # the warm node, and only it
+        # readings the cloud acknowledged: at or below the sync cursor of their device
         synced = conn.execute(
-            "SELECT count(*) FROM outbox WHERE kind = 'reading' AND synced_at IS NOT NULL"
+            "SELECT count(*) FROM readings AS r JOIN sync_cursor AS c"
+            " ON c.device = r.id >> 32 AND r.id <= c.synced_to WHERE r.port IN (1, 3)"
         ).fetchone()[0]
     finally:
         conn.close()
     assert "[alarm] RAISED warning 'demo warm' on de700000000000a1" in out
     if MOSQUITTO_PRESENT:
-        # synced_at is set only when the broker has acknowledged (QoS 1); the demo's subscriber saw them
+        # the cursor moves only when the broker has acknowledged (QoS 1); the demo's subscriber saw them
         assert synced > 0
         received = int(re.search(r"^stopped: the cloud received (\d+) message\(s\)", out, re.M).group(1))
         assert received >= synced
@@ -272,8 +274,8 @@ def test_panel_port_is_8080_unless_taken_then_any_free_one():
 
 
 def test_demo_admin_gets_a_new_password_every_run(tmp_path):
-    from edge.db import connect, migrate
     from edge.demo import DEMO_ADMIN, ensure_demo_admin
+    from edge.store import connect, migrate
     from webui import accounts
 
     conn = connect(tmp_path / "demo.db")

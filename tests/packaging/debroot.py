@@ -25,7 +25,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from edge.db import connect
+from edge.store import connect
 
 SUITE = "bookworm"
 HOST_SOURCES = Path("/etc/apt/sources.list.d/debian.sources")
@@ -71,7 +71,8 @@ def stored_readings(db_path: Path) -> set[tuple[str, int]]:
     """(device, frame counter) of every reading in a database: the one place that knows the schema."""
     conn = connect(db_path, readonly=True)
     try:
-        return {(row[0], row[1]) for row in conn.execute("SELECT device_id, fcnt FROM readings")}
+        # reading_list: the store's view with device ids and frame counters spelled out (edge/store)
+        return {(row[0], row[1]) for row in conn.execute("SELECT device_id, fcnt FROM reading_list")}
     finally:
         conn.close()
 

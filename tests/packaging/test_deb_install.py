@@ -11,7 +11,7 @@ import time
 from daemon_run import BRIDGE, NODE, WATCHDOG_USEC, InstalledDaemon
 from debroot import CONFIG, INSTALLED_DB, UNIT, stored_readings
 
-from edge.db import MIGRATIONS, applied_migrations, connect
+from edge.store import MIGRATIONS, applied_migrations, connect
 
 # what the service needs to read, what it owns, and what nobody else may read
 OWNERS_AND_MODES = {

@@ -13,7 +13,7 @@ import os
 from daemon_run import KEY, NODE, InstalledDaemon
 from debroot import CONFIG, INSTALLED_DB, stored_readings
 
-from edge.db import MIGRATIONS, applied_migrations, connect, migrate
+from edge.store import MIGRATIONS, applied_migrations, connect, migrate
 
 OLD_DEVICE = "00000000000000d1"
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.db import connect, migrate
+from edge.store import connect, migrate
 from provisioning.testing import BlankModule
 
 REPO = Path(__file__).resolve().parents[2]

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from edge import config as edge_config
-from edge.db import MIGRATIONS, applied_migrations, connect
+from edge.store import MIGRATIONS, applied_migrations, connect
 from provisioning.cli import init_command
 from provisioning.udev import RULES_FILE, default_rules
 

@@ -14,14 +14,15 @@ import pytest
 from click.testing import CliRunner
 from edge_firmware_site import free_udp_ports  # tests/edge, put on sys.path by conftest.py
 
-from edge.codecs import CodecRunner
-from edge.db import connect, transaction
 from edge.ingest.process import handle_uplink
 from edge.link.frame import FrameType
 from edge.link.port import LinkPort
 from edge.link.session import Received
 from edge.radio import AckResult, build_serial_uplink, build_uplink
 from edge.sim import open_raw_pty
+from edge.store import connect, transaction
+from edge.store.numbers import Numbers
+from edge.store.query import ReadingReader
 from edge.tools.build_firmware import find_mpy_cross
 from provisioning.cli import provision_group
 from provisioning.testing import BlankModule
@@ -93,7 +94,7 @@ class EdgeSide:
 
     def __init__(self, port, db):
         self.conn = connect(db)
-        self.codecs = CodecRunner()
+        self.numbers = Numbers()
         self.events: queue.Queue = queue.Queue()
         self.link = LinkPort(port, hello={"edge": "test", "time": int(time.time())}, on_event=self.events.put)
         self.outcomes = []
@@ -121,7 +122,7 @@ class EdgeSide:
                             self.conn,
                             frame.payload,
                             bridge_id=self.link.peer.get("id"),
-                            codecs=self.codecs,
+                            numbers=self.numbers,
                             now=time.time(),
                         )
                     self.outcomes.append(outcome)
@@ -134,7 +135,7 @@ class EdgeSide:
 
     def ingest(self, payload: bytes):
         with transaction(self.conn):
-            return handle_uplink(self.conn, payload, bridge_id=None, codecs=self.codecs, now=time.time())
+            return handle_uplink(self.conn, payload, bridge_id=None, numbers=self.numbers, now=time.time())
 
 
 def stored(outcomes):
@@ -181,10 +182,12 @@ def test_blank_module_end_to_end(blank_module, edge_db, mpy_cache, offline_index
         assert edge.pump_until(lambda outs: len(stored(outs)) >= 2), [o.detail for o in edge.outcomes]
     assert all(o.device_id == device["id"] for o in stored(edge.outcomes))
     conn = connect(edge_db)
+    reader = ReadingReader(conn)
     try:
-        rows = conn.execute("SELECT decoded FROM readings WHERE device_id = ?", (device["id"],)).fetchall()
-        assert len(rows) >= 2 and "temperature" in rows[0]["decoded"]
+        rows = list(reader.device_readings(device["id"]))
+        assert len(rows) >= 2 and "temperature" in [v["name"] for v in reader.values(rows[0])]
     finally:
+        reader.close()
         conn.close()
 
 
@@ -435,7 +438,7 @@ def test_node_through_a_provisioned_bridge(tmp_path, edge_db, mpy_cache):
     conn = connect(edge_db)
     try:
         row = conn.execute(
-            "SELECT bridge_id FROM readings WHERE device_id = ?", (rows["node"]["id"],)
+            "SELECT bridge_id FROM reading_list WHERE device_id = ?", (rows["node"]["id"],)
         ).fetchone()
         assert row["bridge_id"] == rows["bridge"]["id"]
     finally:

@@ -9,8 +9,8 @@ from gpiozero.pins.mock import MockFactory
 from edge import config as config_mod
 from edge.alarms import raise_alarm
 from edge.daemon import Daemon
-from edge.db import connect, transaction
 from edge.gpio.service import attach
+from edge.store import connect, transaction
 from provisioning.module import ModuleSpec, provision_module
 
 

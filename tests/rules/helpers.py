@@ -1,11 +1,20 @@
 """Small writers for the tables the rule engine reads (what ingest and the registry would store)."""
 
-import json
-
-from edge.db import transaction
+from edge.codecs import lpp
+from edge.store import transaction
+from edge.store.query import ReadingReader
+from tests.storekit import put_readings
 
 NODE = "a1b2c3d4e5f60708"
 OTHER = "0102030405060708"
+# The LPP item each value name is sent as: the channels and types of the standard Fieldpost reading
+# (an analog input on channel 3 decodes as "battery"), and LPP's voltage type (decoded as "voltage").
+LPP_ITEMS = {
+    "temperature": (1, "temperature"),
+    "humidity": (2, "humidity"),
+    "battery": (3, "analog_input"),
+    "voltage": (4, "voltage"),
+}
 
 
 def add_device(conn, device_id=NODE, *, interval_s=60, created_at=0.0, role="node"):
@@ -17,18 +26,27 @@ def add_device(conn, device_id=NODE, *, interval_s=60, created_at=0.0, role="nod
 
 
 def add_reading(conn, device_id, fcnt, at, **values):
-    """Store one decoded reading like ingest does; returns its id."""
-    decoded = [
-        {"channel": i + 1, "name": name, "value": value, "unit": ""}
-        for i, (name, value) in enumerate(values.items())
-    ]
+    """Store one sensor reading like ingest does (its values as an LPP payload); returns its id."""
+    payload = lpp.encode([(*LPP_ITEMS[name], value) for name, value in values.items()])
+    return add_raw_reading(conn, device_id, fcnt, at, payload)
+
+
+def add_raw_reading(conn, device_id, fcnt, at, payload, *, port=1):
+    """Store one reading with this raw payload, moving the device's last_seen as ingest does; returns its id."""
+    (rid,) = put_readings(conn, device_id, [fcnt], received_at=at, port=port, raw=payload)
     with transaction(conn):
-        cur = conn.execute(
-            "INSERT INTO readings (device_id, fcnt, port, received_at, raw, decoded) VALUES (?, ?, 1, ?, ?, ?)",
-            (device_id, fcnt, at, b"\x00", json.dumps(decoded)),
-        )
         conn.execute("UPDATE devices SET last_seen = ? WHERE id = ?", (at, device_id))
-    return cur.lastrowid
+    return rid
+
+
+def decoded(conn, reading_id):
+    """(values, error) of a stored reading, decoded as the engine decodes it."""
+    reader = ReadingReader(conn)
+    try:
+        (reading,) = reader.by_ids([reading_id])
+        return reader.decode(reading)
+    finally:
+        reader.close()
 
 
 def alarm_rows(conn, rule=None):

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from edge.db import connect
 from edge.rules import RuleEngine, save_rule
+from edge.store import connect
 from tests.rules.helpers import NODE, OTHER, FakeClock, add_device, add_reading, alarm_rows
 
 T0 = 2_000_000.0

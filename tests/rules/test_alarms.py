@@ -5,8 +5,8 @@ import json
 import pytest
 
 from edge import alarms
-from edge.db import transaction
 from edge.errors import ValidationError
+from edge.store import transaction
 
 
 def _outbox(conn):
@@ -106,7 +106,7 @@ class Broken(Recorder):
 
 
 def test_feed_tells_listeners_about_changes_made_by_another_connection(db_path, conn):
-    from edge.db import connect
+    from edge.store import connect
 
     old = alarms.raise_alarm(conn, rule="old", device_id=None, severity="info", message="before", now=1.0)
     recorder = Recorder()

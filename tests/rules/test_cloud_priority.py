@@ -1,23 +1,24 @@
 """With the cloud sink down the alarm is raised locally, then reaches the cloud FIRST when it returns.
 
 Real parts: a Mosquitto broker on a free loopback port, the sync helper's SyncService
-(edge.sync) draining the outbox, the rule engine on readings stored in SQLite.
+(edge.sync) draining the outbox and the readings past the cloud cursor, the rule engine on
+readings stored in SQLite.
 """
 
 import time
 
 import pytest
 
-from edge.db import connect
 from edge.rules import RuleEngine, save_rule
+from edge.store import connect
 from edge.sync import SyncService, encoding
 from tests.rules.helpers import NODE, add_device, add_reading, alarm_rows
 from tests.rules.netgate import InternetGate
+from tests.storekit import put_backlog
 from tests.sync.sync_helpers import (
     MOSQUITTO,
     CloudSubscriber,
     Mosquitto,
-    buffer_readings,
     free_port,
     sync_config,
 )
@@ -65,7 +66,9 @@ def test_alarm_raised_offline_is_delivered_before_the_backlog(tmp_path, db_path,
             now=time.time(),
         )
         save_rule(conn, {"name": "cloud", "kind": "cloud_down", "for_s": 0}, actor="admin", now=time.time())
-        backlog = buffer_readings(conn, backlog_size, devices=["00000000000000aa", "00000000000000bb"])
+        backlog = put_backlog(
+            conn, backlog_size, ["00000000000000aa", "00000000000000bb"], received_at=time.time() - 60
+        )
 
         sync = SyncService(db_path, sync_config(internet.port, site="site1"), clock=time.time).start()
         engine = RuleEngine(lambda: connect(db_path), time.time)
@@ -111,8 +114,11 @@ def test_alarm_raised_offline_is_delivered_before_the_backlog(tmp_path, db_path,
 
 
 def test_sync_drain_order_puts_alarms_raised_later_first(db_path, conn):
-    """The sync side's own scanner (what SyncService reads next) returns the alarm before the backlog."""
+    """The sync side's own scanners, read the way SyncService fills its batches (the outbox, then
+    the readings past the cursor), return the alarm before the rest of the backlog."""
+    from edge.codecs import CodecRunner
     from edge.sync.pending import PendingScanner
+    from edge.sync.reading_scan import ReadingScanner
 
     add_device(conn)
     save_rule(
@@ -121,16 +127,22 @@ def test_sync_drain_order_puts_alarms_raised_later_first(db_path, conn):
         actor="admin",
         now=1.0,
     )
-    backlog = buffer_readings(conn, 50, devices=["00000000000000aa"], created_at=1.0)
-    scanner = PendingScanner()
-    first = scanner.next_rows(conn, 10)
-    scanner.handed_out(first, {m.row_id for m in first})  # ten readings already in flight
+    backlog = put_backlog(conn, 50, ["00000000000000aa"], received_at=1.0)
+    outbox, readings = PendingScanner(), ReadingScanner(CodecRunner())
+
+    def next_messages(limit):
+        rows = outbox.next_rows(conn, limit)
+        return rows + readings.next_messages(conn, limit - len(rows), per_device=limit)
+
+    first = next_messages(10)
+    assert [m.msg_id for m in first] == backlog[:10]
+    readings.handed_out(first, {m.row_id for m in first})  # ten readings already in flight
     engine = RuleEngine(lambda: connect(db_path), time.time)
     try:
         engine.on_readings([add_reading(conn, NODE, 0, 2.0, temperature=12.0)])
     finally:
         engine.close()
     alarm_id = alarm_rows(conn)[0]["id"]
-    after = [m.msg_id for m in scanner.next_rows(conn, 5)]
+    after = [m.msg_id for m in next_messages(5)]
     assert after[0] == f"alarm:{alarm_id}:raised"
     assert after[1:] == backlog[10:14]

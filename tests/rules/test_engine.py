@@ -5,9 +5,23 @@ import json
 import pytest
 
 from edge import alarms
-from edge.db import connect, transaction
+from edge.codecs import lpp
+from edge.ingest import CommittedReading
 from edge.rules import LinkStatus, RuleEngine, SiteStatus, save_rule, set_enabled
-from tests.rules.helpers import NODE, OTHER, FakeClock, add_device, add_reading, alarm_rows, history_states
+from edge.store import connect, transaction
+from edge.store.readings import reading_id
+from tests.rules.helpers import (
+    NODE,
+    OTHER,
+    FakeClock,
+    add_device,
+    add_raw_reading,
+    add_reading,
+    alarm_rows,
+    decoded,
+    history_states,
+)
+from tests.storekit import mark_synced, put_readings
 
 T0 = 1_000_000.0
 FREEZER = {
@@ -105,6 +119,36 @@ def test_pending_duration_survives_a_restart(db_path, conn, clock):
         second.close()
 
 
+def test_committed_readings_are_evaluated_from_memory(conn, engine):
+    """Ingest hands the engine the readings it has just stored: their values come from the raw
+    payload in hand, decoded with the codec the device had, not from reading the rows back."""
+    add_device(conn)
+    save_rule(conn, dict(FREEZER, for_s=0), actor="admin", now=T0)
+
+    def committed(fcnt, codec):
+        # Not in the database: only memory can tell the engine about it.
+        return CommittedReading(
+            id=reading_id(7, fcnt),
+            device_id=NODE,
+            fcnt=fcnt,
+            port=1,
+            received_at=T0 + fcnt,
+            raw=lpp.encode([(1, "temperature", 9.5)]),
+            rssi=-80,
+            snr=7.0,
+            bridge_id=None,
+            codec=codec,
+        )
+
+    engine.on_readings([committed(0, "raw")])  # the raw codec gives no values: nothing to compare
+    assert alarm_rows(conn) == []
+    engine.on_readings([committed(1, "lpp")])
+    assert [(r["device_id"], r["value"], r["reading_id"]) for r in alarm_rows(conn)] == [
+        (NODE, 9.5, reading_id(7, 1))
+    ]
+    assert engine.stats["readings"] == 2 and engine.stats["errors"] == 0
+
+
 def test_timer_raises_when_the_duration_runs_out_between_readings(conn, engine, clock):
     add_device(conn, interval_s=3600)
     save_rule(conn, FREEZER, actor="admin", now=T0)
@@ -168,8 +212,8 @@ def test_battery_low_from_readings_and_from_device_status(conn, engine):
     )
     rid = add_reading(conn, NODE, 0, T0, battery=3.25)
     engine.on_readings([rid])
-    with transaction(conn):
-        conn.execute("UPDATE devices SET battery_v = 3.1 WHERE id = ?", (OTHER,))
+    # OTHER only reported its battery in a module status (port 3), never handed to on_readings.
+    add_raw_reading(conn, OTHER, 0, T0, json.dumps({"b": 3.1, "u": 600}).encode(), port=3)
     engine.tick(T0 + 10)
     assert sorted((r["device_id"], r["value"]) for r in alarm_rows(conn)) == [(OTHER, 3.1), (NODE, 3.25)]
     rid = add_reading(conn, NODE, 1, T0 + 60, battery=3.35)  # not past 3.3 + 0.1: stays open
@@ -230,6 +274,24 @@ def test_link_cloud_and_buffer_rules(db_path, conn, clock):
             conn.execute("UPDATE outbox SET synced_at = ? WHERE msg_id = 'e2'", (T0 + 730,))
         sync_alarm_messages(conn)
         engine.tick(T0 + 730)  # 30 %
+        assert alarm_rows(conn, "buffer")[0]["state"] == "cleared"
+    finally:
+        engine.close()
+
+
+def test_buffer_counts_the_readings_past_the_sync_cursor(db_path, conn, clock):
+    status = SiteStatus(buffer_capacity=10)
+    engine = RuleEngine(lambda: connect(db_path), clock, status=status)
+    try:
+        save_rule(
+            conn, {"name": "buffer", "kind": "buffer", "above": 50, "hysteresis": 20}, actor="a", now=T0
+        )
+        put_readings(conn, NODE, range(6), received_at=T0)  # 6 of 10 waiting for the cloud: 60 %
+        engine.tick(T0 + 1)
+        assert [(r["rule"], r["value"]) for r in alarm_rows(conn)] == [("buffer", 60.0)]
+        mark_synced(conn, NODE, 3)  # the cloud took fcnt 0 .. 3; the alarm's own message too
+        sync_alarm_messages(conn)
+        engine.tick(T0 + 2)  # 20 %
         assert alarm_rows(conn, "buffer")[0]["state"] == "cleared"
     finally:
         engine.close()
@@ -298,21 +360,22 @@ def test_listeners_hear_raise_and_clear(conn, engine):
     assert heard == [("on", "freezer warm"), ("silence", "freezer warm"), ("off", "freezer warm")]
 
 
-def test_a_broken_reading_never_breaks_the_caller(conn, engine):
+def test_a_broken_reading_never_breaks_the_caller(conn, engine, json_codec):
     add_device(conn)
+    add_device(conn, OTHER)
     save_rule(conn, dict(FREEZER, for_s=0), actor="admin", now=T0)
-    with transaction(conn):
-        cur = conn.execute(
-            "INSERT INTO readings (device_id, fcnt, port, received_at, raw, decoded, decode_error)"
-            " VALUES (?, 0, 1, ?, x'00', NULL, 'bad lpp')",
-            (NODE, T0),
-        )
-    engine.on_readings([cur.lastrowid])
+    bad = add_raw_reading(conn, NODE, 0, T0, b"\x00")  # not LPP: does not decode
+    assert decoded(conn, bad) == (None, "lpp: truncated item header at byte 0")
+    engine.on_readings([bad])
     engine.on_readings([{"id": 12345}])  # unknown id: nothing to do
-    rid = add_reading(conn, NODE, 1, T0 + 1, temperature="warm")  # a codec gave a non-number
+    with transaction(conn):
+        conn.execute("UPDATE devices SET codec = ? WHERE id = ?", (json_codec, OTHER))
+    warm = [{"channel": 1, "name": "temperature", "value": "warm"}]  # a codec gave a non-number
+    rid = add_raw_reading(conn, OTHER, 1, T0 + 1, json.dumps(warm).encode())
     engine.on_readings([rid])
     assert alarm_rows(conn) == [] and engine.stats["errors"] == 0
-    assert json.loads(conn.execute("SELECT decoded FROM readings WHERE id = ?", (rid,)).fetchone()[0])
+    values, _error = decoded(conn, rid)
+    assert [v["value"] for v in values] == ["warm"], "the engine was not handed a non-number"
 
 
 def test_threaded_engine_evaluates_everything_queued_before_it_closes(db_path, conn, clock):

@@ -7,11 +7,11 @@ import threading
 import pytest
 
 from edge import alarms, registry
-from edge.codecs import CodecRunner, lpp
-from edge.db import connect
+from edge.codecs import lpp
 from edge.ingest import Ingestor
 from edge.radio import build_serial_uplink, build_uplink
 from edge.rules import RuleEngine, save_rule
+from edge.store import connect
 from tests.conftest import wait_until
 from tests.rules.helpers import FakeClock, alarm_rows, history_states
 
@@ -23,9 +23,9 @@ T0 = 1_700_000_000.0
 def site(db_path):
     clock = FakeClock(T0)
     writer_conn = connect(db_path)
-    codecs = CodecRunner(timeout_s=2.0)
-    ingest = Ingestor(writer_conn, codecs=codecs, clock=clock, batch_wait_s=0.001)
-    engine = RuleEngine(lambda: connect(db_path), clock).start()  # on its own thread, as in the daemon
+    ingest = Ingestor(writer_conn, clock=clock, batch_wait_s=0.001)
+    # On its own thread, as in the daemon, with the process's device numbers.
+    engine = RuleEngine(lambda: connect(db_path), clock, numbers=ingest.numbers).start()
     ingest.add_hook(engine.on_readings)
     ingest.start()
     try:
@@ -33,7 +33,6 @@ def site(db_path):
     finally:
         ingest.stop()
         engine.close()
-        codecs.close()
         writer_conn.close()
 
 
@@ -78,7 +77,7 @@ def test_rising_temperature_through_ingest_raises_once_clears_and_acts(conn, sit
             assert raised == [], f"raised at minute {fcnt}, before 10 minutes above the limit"
     rows = alarm_rows(conn)
     assert len(rows) == 1 and rows[0]["raised_at"] == T0 + 720
-    reading = conn.execute("SELECT fcnt FROM readings WHERE id = ?", (rows[0]["reading_id"],)).fetchone()
+    reading = conn.execute("SELECT fcnt FROM reading_list WHERE id = ?", (rows[0]["reading_id"],)).fetchone()
     assert reading["fcnt"] == 12  # the causing reading is the one that completed the 10 minutes
     queued = conn.execute("SELECT id, status, source FROM downlinks").fetchall()
     assert [(d["status"], d["source"]) for d in queued] == [("queued", "rule")]

@@ -10,9 +10,9 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from edge import alarms
-from edge.db import connect
 from edge.errors import ValidationError
 from edge.notify import Notifier, backoff_delay, parse_notify
+from edge.store import connect
 
 T0 = 3_000_000.0
 

@@ -18,6 +18,7 @@ import pytest
 
 from edge import alarms
 from edge.daemon import Daemon
+from edge.store.query import ReadingReader
 from tests.conftest import wait_until
 from tests.rules.helpers import alarm_rows, history_states
 from tests.sitekit import NODE_ID, register_modules, site_config, start_bridge
@@ -29,17 +30,17 @@ LIMIT, HYSTERESIS, FOR_S = 23.5, 0.3, 3600.0
 
 
 def temperatures(conn):
-    """(reading id, received_at, temperature) of the node's readings, in arrival order."""
+    """(reading id, received_at, temperature) of the node's sensor readings, in arrival order."""
     out = []
-    rows = conn.execute(
-        "SELECT id, received_at, decoded FROM readings WHERE device_id = ? AND port = 1 ORDER BY received_at, id",
-        (NODE_ID,),
-    )
-    for row in rows:
-        values = {v["name"]: v["value"] for v in json.loads(row["decoded"] or "[]")}
-        if "temperature" in values:
-            out.append((row["id"], row["received_at"], values["temperature"]))
-    return out
+    reader = ReadingReader(conn)
+    try:
+        for reading in reader.device_readings(NODE_ID):
+            values = {v["name"]: v["value"] for v in reader.values(reading)}
+            if reading.port == 1 and "temperature" in values:
+                out.append((reading.id, reading.received_at, values["temperature"]))
+    finally:
+        reader.close()
+    return sorted(out, key=lambda r: (r[1], r[0]))
 
 
 def test_virtual_node_rising_temperature_raises_once_after_duration_and_clears(

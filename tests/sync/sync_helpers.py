@@ -1,4 +1,4 @@
-"""Real Mosquitto brokers, a cloud-side subscriber and outbox fillers for the sync tests."""
+"""Real Mosquitto brokers, a cloud-side subscriber and store fillers for the sync tests."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge.db import connect, migrate, transaction
+from edge.codecs import lpp
+from edge.store import backlog, connect, cursor, migrate, numbers, readings, transaction
 from edge.sync import encoding
 from tests.conftest import wait_until
 
@@ -222,26 +223,28 @@ def add_devices(conn, devices=DEVICES, now: float | None = None) -> None:
             )
 
 
+BRIDGE = "b0b0b0b0b0b0b0b0"
+
+
+def reading_values(fcnt: int) -> list[tuple[int, str, float]]:
+    """The LPP items a test reading with this fcnt carries (Cayenne LPP as the firmware sends)."""
+    return [(1, "temperature", round(20 + (fcnt % 50) / 10, 1)), (2, "humidity", 40 + fcnt % 30)]
+
+
 def reading_body(device: str, fcnt: int, ts: float) -> dict:
+    """The document the cloud receives for a test reading (edge.store.document)."""
+    raw = lpp.encode(reading_values(fcnt))
     return {
         "id": f"{device}:{fcnt}",
         "device": device,
         "fcnt": fcnt,
-        "ts": ts,
+        "ts": round(ts * 1000) / 1000,
         "port": 1,
-        "values": [
-            {
-                "channel": 1,
-                "name": "temperature",
-                "value": round(20 + (fcnt % 50) / 10, 1),
-                "unit": "°C",
-            },
-            {"channel": 2, "name": "humidity", "value": 40 + fcnt % 30, "unit": "%"},
-        ],
-        "raw": "0167" + f"{fcnt % 65536:04x}" + "0268" + f"{fcnt % 256:02x}",
+        "values": lpp.decode(raw),
+        "raw": raw.hex(),
         "rssi": -70 - fcnt % 40,
         "snr": 7.5,
-        "bridge": "b0b0b0b0b0b0b0b0",
+        "bridge": BRIDGE,
     }
 
 
@@ -252,64 +255,42 @@ def buffer_readings(
     *,
     start_fcnt: int = 0,
     created_at: float | None = None,
-    with_readings: bool = False,
 ) -> list[str]:
-    """Write ``n`` readings' outbox rows, round-robin over devices, as ingest would.
+    """Store ``n`` readings, round-robin over devices, as ingest does (the rows of edge.store.readings).
 
-    Bulk SQL rather than edge.outbox.enqueue: the rows are the same (same columns,
-    same compact JSON), but 100,000 of them go in one executemany in about a second.
-    ``with_readings`` also writes the readings rows (retention tests need them).
+    Bulk SQL rather than the ingest path: the rows are the same, but 100,000 of them go in one
+    executemany in about a second. Returns their message ids in the order they were received.
     """
     # Spread over the past millisecond by millisecond, like a backlog that built up while offline.
     created_at = time.time() - n * 1e-3 if created_at is None else created_at
     msg_ids = []
     rows = []
-    reading_rows = []
-    for i in range(n):
-        device = devices[i % len(devices)]
-        fcnt = start_fcnt + i // len(devices)
-        body = reading_body(device, fcnt, created_at + i * 1e-3)
-        msg_ids.append(body["id"])
-        rows.append(
-            (
-                body["id"],
-                device,
-                json.dumps(body, separators=(",", ":"), ensure_ascii=False),
-                created_at + i * 1e-3,
-            )
-        )
-        if with_readings:
-            reading_rows.append(
+    with transaction(conn):
+        number = {d: numbers.ensure(conn, d) for d in devices}
+        bridge = numbers.ensure(conn, BRIDGE)
+        for i in range(n):
+            device = devices[i % len(devices)]
+            fcnt = start_fcnt + i // len(devices)
+            msg_ids.append(f"{device}:{fcnt}")
+            rows.append(
                 (
-                    device,
-                    fcnt,
+                    readings.reading_id(number[device], fcnt),
+                    round((created_at + i * 1e-3) * 1000),
                     1,
-                    created_at + i * 1e-3,
-                    -80,
-                    7.5,
-                    "b0b0b0b0b0b0b0b0",
-                    bytes(range(24)) * 4,
-                    json.dumps(body["values"]),
+                    -70 - fcnt % 40,
+                    30,  # 7.5 dB
+                    bridge,
+                    0,
+                    lpp.encode(reading_values(fcnt)),
                 )
             )
-    with transaction(conn):
-        if with_readings:
-            conn.executemany(
-                "INSERT INTO readings (device_id, fcnt, port, received_at, rssi, snr, bridge_id, raw, decoded)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                reading_rows,
-            )
-        conn.executemany(
-            "INSERT INTO outbox (msg_id, kind, priority, device_id, ref_id, body, created_at)"
-            " VALUES (?, 'reading', 1, ?,"
-            " (SELECT id FROM readings WHERE device_id = ?2 AND fcnt = CAST(substr(?1, 18) AS INTEGER)), ?, ?)",
-            rows,
-        )
+        readings.insert_many(conn, rows)
     return msg_ids
 
 
 def unsynced(conn) -> int:
-    return conn.execute("SELECT count(*) FROM outbox WHERE synced_at IS NULL").fetchone()[0]
+    """Readings and messages the cloud has not acknowledged yet."""
+    return backlog.unsynced(conn)
 
 
 def sync_config(port: int, **overrides) -> dict:
@@ -399,3 +380,20 @@ def assert_complete_and_ordered(sub: CloudSubscriber, expected_ids: list[str]) -
         conflicting = [i for i, bodies in sub.bodies.items() if len(bodies) != 1]
         assert not conflicting, f"one id, different bodies: {conflicting[:5]}"
         return {"distinct": len(sub.distinct), "duplicates": duplicates}
+
+
+def mark_first_synced(conn, msg_ids: list[str], n: int) -> None:
+    """The cloud acknowledged the first ``n`` of ``msg_ids`` (as buffer_readings returned them):
+    per device, the sync cursor moves to the highest fcnt among them."""
+    through: dict[str, int] = {}
+    for msg_id in msg_ids[:n]:
+        device, fcnt = msg_id.rsplit(":", 1)
+        through[device] = max(through.get(device, -1), int(fcnt))
+    with transaction(conn):
+        cursor.advance(
+            conn,
+            {
+                numbers.ensure(conn, d): readings.reading_id(numbers.ensure(conn, d), f)
+                for d, f in through.items()
+            },
+        )

@@ -8,9 +8,9 @@ import sys
 
 import click
 from click.testing import CliRunner
-from sync_helpers import REPO, buffer_readings, write_toml
+from sync_helpers import REPO, buffer_readings, mark_first_synced, write_toml
 
-from edge.db import transaction
+from edge.store import transaction
 from edge.sync import state
 from edge.sync.cli import sync_group
 
@@ -25,9 +25,9 @@ def test_every_sync_command_has_help():
 
 def test_status_as_json_and_text(db):
     path, conn = db
-    buffer_readings(conn, 40)
+    ids = buffer_readings(conn, 40)
+    mark_first_synced(conn, ids, 10)
     with transaction(conn):
-        conn.execute("UPDATE outbox SET synced_at = 1 WHERE id <= 10")
         state.record_error(conn, "mqtt", "mqtt connect 127.0.0.1:1: refused", 2.0)
     runner = CliRunner()
     out = runner.invoke(sync_group, ["status", "--db", str(path), "--json"])
@@ -50,15 +50,14 @@ def test_under_fieldpost_the_global_db_option_is_used(db):
 
 def test_retention_command_applies_the_configured_policy(db, tmp_path):
     path, conn = db
-    buffer_readings(conn, 100, created_at=1.0)
-    with transaction(conn):
-        conn.execute("UPDATE outbox SET synced_at = 2 WHERE id <= 60")
+    ids = buffer_readings(conn, 100, created_at=1.0)
+    mark_first_synced(conn, ids, 60)
     config = tmp_path / "f.toml"
     config.write_text("[retention]\nmax_age_days = 1\n")
     out = CliRunner().invoke(sync_group, ["retention", "--db", str(path), "--config", str(config), "--json"])
     assert out.exit_code == 0, out.output
     assert json.loads(out.output)["aged_out"] == 60
-    assert conn.execute("SELECT count(*) FROM outbox").fetchone()[0] == 40
+    assert conn.execute("SELECT count(*) FROM readings").fetchone()[0] == 40
 
 
 def test_run_refuses_a_bad_config_naming_the_key(db, tmp_path):
@@ -87,7 +86,7 @@ def test_run_refuses_a_bad_config_naming_the_key(db, tmp_path):
 def test_every_config_key_is_documented():
     import dataclasses
 
-    from edge.retention import parse_retention_config
+    from edge.store.retention import parse_retention_config
     from edge.sync.config import HttpsConfig, MqttConfig, SyncConfig, TlsConfig
 
     doc = (REPO / "docs" / "sync.md").read_text()

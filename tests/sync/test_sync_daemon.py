@@ -15,7 +15,7 @@ from sync_helpers import (
 
 from edge import config as config_mod
 from edge.daemon import Daemon
-from edge.db import connect
+from edge.store import connect
 
 
 def test_the_daemon_starts_sync_and_retention_and_exports_sync_metrics(broker, tmp_path):
@@ -32,7 +32,9 @@ def test_the_daemon_starts_sync_and_retention_and_exports_sync_metrics(broker, t
         }
     )
     sub = CloudSubscriber(broker.port, ["fieldpost/testsite/+/up"]).start()
-    daemon = Daemon(cfg, attach_points=("edge.sync.service:attach", "edge.retention:attach")).start()
+    daemon = Daemon(
+        cfg, attach_points=("edge.sync.service:attach", "edge.store.retention_worker:attach")
+    ).start()
     conn = connect(db_path)  # our own connection: the daemon's belongs to its ingest writer
     try:
         ids = buffer_readings(conn, 500)

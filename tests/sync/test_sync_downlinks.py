@@ -11,8 +11,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from sync_helpers import DEVICES, CloudSubscriber, add_devices, sync_config, wait_for
 
 from edge import downlinks
-from edge.db import transaction
 from edge.radio import DownlinkResult
+from edge.store import transaction
 from edge.sync import SyncService
 
 DEV = DEVICES[0]

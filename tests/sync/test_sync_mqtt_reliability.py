@@ -160,3 +160,40 @@ def test_a_broker_that_stops_answering_is_detected_and_the_batches_resent(broker
         service.stop()
         sub.stop()
     assert_complete_and_ordered(sub, ids)
+
+
+def test_a_broker_that_flapped_30_times_is_used_within_5_s_of_coming_back(broker_factory, db):
+    """The shipped back-off (1 s doubling to 300 s): after 30 short outages and a long one, the
+    backlog must not wait for the back-off to run out once the broker is back."""
+    path, conn = db
+    broker = broker_factory()
+    _cloud_session(broker)
+    ids = buffer_readings(conn, 2_000)
+    shipped = {
+        "site": "testsite",
+        "mqtt": {"host": "127.0.0.1", "port": broker.port, "tls": {"enabled": False}},
+    }
+    service = SyncService(path, shipped).start()
+    try:
+        for _ in range(30):  # up for a moment (a connection may get through), then down again
+            broker.stop(signal.SIGKILL)
+            time.sleep(0.3)
+            broker.start()
+            time.sleep(0.2)
+        broker.stop(signal.SIGKILL)
+        ids += buffer_readings(conn, 2_000, start_fcnt=10_000)  # stored during the outage
+        time.sleep(15)  # a longer outage: the back-off grows past 5 s
+        acked = service.messages_acked
+        broker.start()
+        back = time.monotonic()
+        wait_for(
+            lambda: service.messages_acked > acked, 5, "the drain resumed within 5 s of the broker's return"
+        )
+        resumed_after = time.monotonic() - back
+        sub = CloudSubscriber(broker.port, [UP]).start()
+        wait_for(lambda: unsynced(conn) == 0, 30, "the backlog drained")
+    finally:
+        service.stop()
+    sub.stop()
+    assert resumed_after < 5
+    print(f"drain resumed {resumed_after:.2f} s after the broker came back ({len(ids)} readings)")

@@ -10,11 +10,20 @@ import time
 import pytest
 import trustme
 from click.testing import CliRunner
-from sync_helpers import CloudSubscriber, add_devices, buffer_readings, sync_config, unsynced, wait_for
+from sync_helpers import (
+    CloudSubscriber,
+    add_devices,
+    buffer_readings,
+    mark_first_synced,
+    sync_config,
+    unsynced,
+    wait_for,
+)
 
-from edge.db import transaction
 from edge.errors import ConfigError
-from edge.retention import RetentionWorker, parse_retention_config, policy_with_settings
+from edge.store import transaction
+from edge.store.retention import parse_retention_config, policy_with_settings
+from edge.store.retention_worker import RetentionWorker
 from edge.sync import SyncService, parse_sync_config
 from edge.sync.cli import sync_group
 from edge.sync.panel_settings import sync_config_with, with_endpoint
@@ -56,10 +65,9 @@ def _readings(conn) -> int:
 def test_retention_worker_applies_the_panels_retention_and_ignores_bad_values(db, panel, caplog):
     path, conn = db
     add_devices(conn)
-    buffer_readings(conn, 200, with_readings=True, created_at=time.time() - 20 * DAY)  # 20 days old
-    buffer_readings(conn, 40, with_readings=True, start_fcnt=1000)  # fresh
-    with transaction(conn):
-        conn.execute("UPDATE outbox SET synced_at = ?", (time.time(),))
+    old = buffer_readings(conn, 200, created_at=time.time() - 20 * DAY)  # 20 days old
+    fresh = buffer_readings(conn, 40, start_fcnt=1000)  # fresh
+    mark_first_synced(conn, old + fresh, 240)
     toml = parse_retention_config({"max_age_days": 90, "interval_s": 3600})
     worker = RetentionWorker(path, toml, settings_poll_s=0.02).start()
     try:
@@ -254,9 +262,8 @@ def test_a_tls_link_moves_to_another_tls_broker_and_never_to_plaintext(broker_fa
 
 def test_the_retention_command_uses_the_panels_values_too(db, tmp_path):
     path, conn = db
-    buffer_readings(conn, 30, created_at=time.time() - 5 * DAY)
-    with transaction(conn):
-        conn.execute("UPDATE outbox SET synced_at = ? WHERE id <= 20", (time.time(),))
+    ids = buffer_readings(conn, 30, created_at=time.time() - 5 * DAY)
+    mark_first_synced(conn, ids, 20)
     config = tmp_path / "f.toml"
     config.write_text("[retention]\nmax_age_days = 90\n")
     args = ["retention", "--db", str(path), "--config", str(config), "--json"]

@@ -7,21 +7,24 @@ import json
 import random
 
 import pytest
-from sync_helpers import buffer_readings
+from sync_helpers import DEVICES, buffer_readings, unsynced
 
-from edge.db import transaction
+from edge.codecs import CodecRunner
 from edge.errors import ConfigError
+from edge.store import cursor, transaction
 from edge.sync import budget, encoding, parse_sync_config, state, sync_status
 from edge.sync.backoff import Backoff
-from edge.sync.batching import OutboxMessage, build_batches
+from edge.sync.batching import Message, build_batches
 from edge.sync.config import BudgetConfig
 from edge.sync.https_sink import is_retryable
 from edge.sync.pending import PendingScanner
+from edge.sync.reading_scan import ReadingScanner
+from tests.storekit import mark_synced, put_readings
 
 
 def _msg(i, device="a" * 16, priority=1, body=None, created=100.0):
     body = body or json.dumps({"id": f"{device}:{i}", "device": device, "fcnt": i, "ts": created})
-    return OutboxMessage(i, f"{device}:{i}", "reading", priority, device, body, created)
+    return Message(i, f"{device}:{i}", "reading", priority, device, body, created)
 
 
 # ---------------------------------------------------------------- backoff
@@ -131,7 +134,7 @@ def test_thingsboard_values_flatten_readings_and_alarms():
             {"channel": 2, "name": "temperature", "value": 4.0, "unit": "°C"},
         ],
     }
-    msg = OutboxMessage(1, "d:1", "reading", 1, "d", json.dumps(body), 1.0)
+    msg = Message(1, "d:1", "reading", 1, "d", json.dumps(body), 1.0)
     values = encoding.thingsboard_values(msg)
     assert values == {
         "msg_id": "d:1",
@@ -209,7 +212,12 @@ def test_bad_config_names_the_key(section, key):
 
 def test_scanner_skips_in_flight_rows_and_rescans_for_alarms(db):
     _, conn = db
-    buffer_readings(conn, 50)
+    with transaction(conn):
+        for i in range(50):
+            conn.execute(
+                "INSERT INTO outbox (msg_id, kind, priority, body, created_at) VALUES (?, 'event', 1, '{}', ?)",
+                (f"e{i}", i),
+            )
     scanner = PendingScanner()
     rows = scanner.next_rows(conn, 20)
     assert [r.row_id for r in rows] == list(range(1, 21))
@@ -225,12 +233,74 @@ def test_scanner_skips_in_flight_rows_and_rescans_for_alarms(db):
     assert scanner.next_rows(conn, 1)[0].msg_id == "al"
 
 
+def test_reading_scanner_reads_past_the_cursor_in_fcnt_order_and_moves_it_over_acked_prefixes(db):
+    _, conn = db
+    devices = DEVICES[:2]
+    ids = buffer_readings(conn, 20, devices=devices, created_at=1000.0)  # fcnt 0..9 of each
+    codecs = CodecRunner()
+    scanner = ReadingScanner(codecs)
+    try:
+        first = scanner.next_messages(conn, 100, per_device=4)
+        assert [m.msg_id for m in first] == [f"{devices[0]}:{f}" for f in range(4)] + [
+            f"{devices[1]}:{f}" for f in range(4)
+        ]
+        body = json.loads(first[0].body)
+        assert body["values"][0] == {"channel": 1, "name": "temperature", "value": 20.0, "unit": "°C"}
+        assert (first[0].kind, first[0].priority, first[0].source) == ("reading", 1, "reading")
+        # device 0's first 4 go out; device 1's only up to fcnt 1 (its fcnt 2 stays): the rest of
+        # device 1 is held back behind it, so a device's readings always leave in order
+        sent = {m.row_id for m in first[:4]} | {first[4].row_id, first[5].row_id}
+        scanner.handed_out(first, sent)
+        again = scanner.next_messages(conn, 100, per_device=4)
+        assert [m.msg_id for m in again][:2] == [f"{devices[0]}:4", f"{devices[0]}:5"]
+        assert f"{devices[1]}:2" in [m.msg_id for m in again]
+        # acks out of order: the cursor only passes the acknowledged prefix
+        marks = scanner.acked([first[2].row_id, first[3].row_id])
+        assert marks == {}
+        marks = scanner.acked([first[0].row_id, first[1].row_id, first[5].row_id])
+        n0 = first[0].row_id >> 32
+        assert marks[n0] == first[3].row_id and (first[5].row_id >> 32) not in marks
+        with transaction(conn):
+            cursor.advance(conn, marks)
+        assert unsynced(conn) == len(ids) - 4
+        # a dropped connection: everything past the committed cursor is read again
+        scanner.reset()
+        assert scanner.next_messages(conn, 100, per_device=4)[0].msg_id == f"{devices[0]}:4"
+    finally:
+        codecs.close()
+
+
+def test_readings_the_cloud_never_gets_are_passed_over_by_the_cursor(db):
+    _, conn = db
+    dev = DEVICES[0]
+    buffer_readings(conn, 2, devices=[dev])  # fcnt 0, 1
+    put_readings(conn, dev, [2], port=2, raw=b"\x00\x07\x00")  # a downlink result
+    buffer_readings(conn, 1, devices=[dev], start_fcnt=3)
+    codecs = CodecRunner()
+    scanner = ReadingScanner(codecs)
+    try:
+        out = scanner.next_messages(conn, 100, per_device=10)
+        assert [(m.msg_id.split(":")[1], m.kind) for m in out] == [
+            ("0", "reading"),
+            ("1", "reading"),
+            ("2", ""),
+            ("3", "reading"),
+        ]
+        scanner.handed_out(out, {m.row_id for m in out if m.kind})
+        marks = scanner.acked([m.row_id for m in out if m.kind])
+        assert marks == {out[0].row_id >> 32: out[3].row_id}
+    finally:
+        codecs.close()
+
+
 def test_sync_status_reports_backlog_errors_and_bytes(db):
     _, conn = db
-    buffer_readings(conn, 30, created_at=1000.0)
+    buffer_readings(conn, 30, created_at=1000.0)  # round-robin over 8 devices, 1 ms apart
     now = 1_700_000_000.0
+    # the first 10 reached the cloud: fcnt 0 of every device, and fcnt 1 of the first two
+    for i, device in enumerate(DEVICES):
+        mark_synced(conn, device, 1 if i < 2 else 0)
     with transaction(conn):
-        conn.execute("UPDATE outbox SET synced_at = ? WHERE id <= 10", (now - 5,))
         state.record_success(conn, "mqtt", now - 5)
         state.record_error(conn, "mqtt", "mqtt connection lost: boom", now - 1)
         state.add_bytes(conn, "mqtt", 1200, now)
@@ -251,7 +321,7 @@ def test_sync_status_reports_backlog_errors_and_bytes(db):
 
 
 def test_retention_config_is_checked_key_by_key():
-    from edge.retention import RetentionPolicy, parse_retention_config, policy_with_settings
+    from edge.store.retention import RetentionPolicy, parse_retention_config, policy_with_settings
 
     assert parse_retention_config(None) == RetentionPolicy()
     policy = parse_retention_config({"max_age_days": 2, "max_db_bytes": 1 << 20, "low_water": 0.5})

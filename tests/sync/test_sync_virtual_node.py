@@ -14,7 +14,7 @@ import pytest
 from sync_helpers import CloudSubscriber, sync_config, wait_for
 
 from edge.daemon import Daemon
-from edge.db import connect, migrate
+from edge.store import connect, migrate
 from tests.sitekit import NODE_ID, register_modules, site_config, start_bridge
 
 pytestmark = pytest.mark.firmware

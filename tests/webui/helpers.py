@@ -10,10 +10,11 @@ import time
 from argon2 import PasswordHasher
 
 from edge import registry
-from edge.codecs import CodecRunner, lpp
-from edge.db import connect, transaction
+from edge.codecs import lpp
 from edge.ingest.process import handle_uplink
 from edge.radio import AckResult, build_serial_uplink, build_uplink
+from edge.store import connect, transaction
+from edge.store.numbers import Numbers
 from webui import accounts
 
 PASSWORD = "correct horse battery"
@@ -68,7 +69,7 @@ def add_device(
 
 
 class Module:
-    """A registered device whose uplinks go through edge.ingest (MIC, replay check, decode, outbox)."""
+    """A registered device whose uplinks go through edge.ingest (MIC, replay check, store)."""
 
     def __init__(
         self,
@@ -83,7 +84,7 @@ class Module:
             key,
             start_fcnt,
         )
-        self.codecs = CodecRunner()
+        self.numbers = Numbers()
         self._batch = None
 
     @contextlib.contextmanager
@@ -106,12 +107,12 @@ class Module:
         if (
             self._batch is not None
         ):  # inside batch(): one commit for many frames, like the daemon's group commit
-            outcome = handle_uplink(self._batch, uplink, bridge_id=BRIDGE, codecs=self.codecs, now=at)
+            outcome = handle_uplink(self._batch, uplink, bridge_id=BRIDGE, numbers=self.numbers, now=at)
         else:
             conn = connect(self.db_path)
             try:
                 with transaction(conn):
-                    outcome = handle_uplink(conn, uplink, bridge_id=BRIDGE, codecs=self.codecs, now=at)
+                    outcome = handle_uplink(conn, uplink, bridge_id=BRIDGE, numbers=self.numbers, now=at)
             finally:
                 conn.close()
         assert outcome.result in (AckResult.STORED, AckResult.DUPLICATE), outcome.detail

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from edge import rules as edge_rules
-from edge.db import connect, transaction
+from edge.store import connect, transaction
 from tests.webui.helpers import Module, add_device, add_panel_rule, csrf_token
 
 DEVICE = "00112233aabbccdd"

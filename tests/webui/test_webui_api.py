@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from edge.db import connect
+from edge.store import connect
 from tests.webui.helpers import Module, add_device, raise_alarm
 
 DEV = "0011223344556677"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from edge.db import connect
+from edge.store import connect
 from tests.webui.conftest import SETUP_CODE
 from tests.webui.helpers import PASSWORD, csrf_token, login, make_user
 from webui import create_app

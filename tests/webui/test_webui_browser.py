@@ -1,7 +1,7 @@
 """The panel in headless Chromium (Playwright), served by waitress in its own process.
 
 Readings are written by the edge's ingest code (edge.ingest.process.handle_uplink: real frames with
-MICs, decoded, outbox rows) from the test process, so the panel sees them only through the shared
+MICs, stored raw, as the daemon stores them) from the test process, so the panel sees them only through the shared
 SQLite file, as it sees the daemon's. Every request the browser makes to anything but 127.0.0.1 is
 blocked and recorded; each test ends by asserting there was none.
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.db import connect
+from edge.store import connect
 from tests.webui.browser import (
     CHROMIUM,
     expect,
@@ -94,7 +94,7 @@ def panel(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("panel")
     db_path = str(tmp / "fieldpost.db")
     conn = connect(db_path)
-    from edge.db import migrate
+    from edge.store import migrate
 
     migrate(conn)
     conn.close()
@@ -244,7 +244,7 @@ def test_export_csv(page, panel):
         rows = list(csv.DictReader(f))
     conn = connect(panel["db"])
     expected = conn.execute(
-        "SELECT count(*) FROM readings WHERE device_id = ? AND received_at >= ? AND port = 1",
+        "SELECT count(*) FROM reading_list WHERE device_id = ? AND received_at >= ? AND port = 1",
         (TANK, now - 6 * 3600),
     ).fetchone()[0]
     temperatures = [r for r in rows if r["name"] == "temperature"]

@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from edge.db import connect
+from edge.store import backlog, connect
+from tests.storekit import mark_synced
 from tests.webui.helpers import Module, add_device, csrf_token, raise_alarm
 
 DEV = "0011223344556677"
@@ -51,7 +52,7 @@ def test_overview_shows_modules_values_alarms_sync_and_disk(site, admin, db_path
     assert "3.7 V" in page and "-71 dBm" in page and "9.5 dB" in page
     assert "8 °C" in page and "°C" in page  # the newest temperature with its unit
     assert "too warm" in page and 'id="open-alarm-count">1<' in page
-    assert 'id="sync-backlog">7<' in page  # 6 readings and the alarm wait in the outbox
+    assert 'id="sync-backlog">7<' in page  # 6 readings past the sync cursor and the alarm in the outbox
     assert "free" in page and "KiB" in page or "MiB" in page
 
 
@@ -222,25 +223,27 @@ def test_quarantine_and_adopt(app, operator, db_path):
     )
 
 
-def test_delete_data_needs_the_typed_id_and_is_audited(site, admin, db_path):
+def test_delete_data_needs_the_typed_id_and_is_audited(site, admin, db_path, monkeypatch):
+    from webui.views import devices
+
+    monkeypatch.setattr(devices, "DELETE_CHUNK", 2)  # 5 readings: deleted in 3 transactions
     token = csrf_token(admin, f"/devices/{DEV}")
     conn = connect(db_path)
+
+    def stored(device):
+        return conn.execute("SELECT count(*) FROM reading_list WHERE device_id = ?", (device,)).fetchone()[0]
+
+    mark_synced(conn, DEV, 2)  # the cloud has fcnt 1 and 2; 3 to 5 still wait for it
     wrong = admin.post(f"/devices/{DEV}/delete-data", data={"csrf_token": token, "confirm": OTHER})
     assert wrong.status_code == 400 and "nothing was deleted" in wrong.get_data(as_text=True)
-    assert conn.execute("SELECT count(*) FROM readings WHERE device_id = ?", (DEV,)).fetchone()[0] == 5
+    assert stored(DEV) == 5
     ok = admin.post(f"/devices/{DEV}/delete-data", data={"csrf_token": token, "confirm": DEV})
     assert ok.status_code == 302
-    assert conn.execute("SELECT count(*) FROM readings WHERE device_id = ?", (DEV,)).fetchone()[0] == 0
-    assert conn.execute("SELECT count(*) FROM readings WHERE device_id = ?", (OTHER,)).fetchone()[0] == 1
-    assert (
-        conn.execute(
-            "SELECT count(*) FROM outbox WHERE device_id = ? AND kind = 'reading'",
-            (DEV,),
-        ).fetchone()[0]
-        == 0
-    )
+    assert (stored(DEV), stored(OTHER)) == (0, 1)
+    # What the cloud had not had yet does not leave the site: only OTHER's reading still waits.
+    assert backlog.summary(conn).readings == 1
     entry = conn.execute("SELECT * FROM audit_log WHERE action = 'device.delete_data'").fetchone()
-    assert entry["actor"] == "alice" and json.loads(entry["detail"])["readings"] == 5
+    assert entry["actor"] == "alice" and json.loads(entry["detail"]) == {"readings": 5, "unsynced": 3}
 
 
 def test_export_csv_and_json(site, admin):
@@ -470,8 +473,9 @@ def test_nothing_typed_changes_stored_readings(site, admin, db_path):
 def test_live_events_announce_new_readings(site, app, admin, db_path):
     app.config.update(SSE_POLL_S=0.05, SSE_MAX_S=5.0)
     conn = connect(db_path)
-    cursor = conn.execute("SELECT max(id) FROM readings").fetchone()[0]
-    response = admin.get(f"/events?cursor=r:{cursor},d:0,a:0,q:0,s:0", buffered=False)
+    # "r" follows the newest time a device was heard (the writer sets it with the readings).
+    cursor = conn.execute("SELECT max(last_seen) FROM devices").fetchone()[0]
+    response = admin.get(f"/events?cursor=r:{cursor!r},d:0,a:0,q:0,s:0", buffered=False)
     assert response.mimetype == "text/event-stream"
     stream = response.response
     assert next(stream).startswith(b"retry:")
@@ -485,7 +489,9 @@ def test_live_events_announce_new_readings(site, app, admin, db_path):
         pytest.fail("no change event")
     data = json.loads(chunk.split("data: ", 1)[1])
     assert data["readings"] == [DEV]
+    heard = conn.execute("SELECT last_seen FROM devices WHERE id = ?", (DEV,)).fetchone()[0]
+    assert heard > cursor
     assert chunk.split("\n")[0] == "id: " + ",".join(
-        f"{k}:{v!r}" for k, v in sorted({"r": cursor + 1, "d": 0, "a": 0, "q": 0, "s": 0}.items())
+        f"{k}:{v!r}" for k, v in sorted({"r": heard, "d": 0, "a": 0, "q": 0, "s": 0}.items())
     )
     response.close()

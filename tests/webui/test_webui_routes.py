@@ -86,7 +86,7 @@ def test_public_routes_answer_without_a_session(seeded):
 
 
 def test_viewer_can_change_nothing(seeded, viewer, db_path):
-    from edge.db import connect
+    from edge.store import connect
 
     def snapshot():
         conn = connect(db_path)

@@ -11,8 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from edge.config import from_dict
-from edge.db import connect
 from edge.errors import ConfigError, ValidationError
+from edge.store import connect
 from webui import airtime, create_app, formatting
 from webui.cli import standalone
 from webui.config import parse

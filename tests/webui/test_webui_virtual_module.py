@@ -17,7 +17,8 @@ import time
 import pytest
 
 from edge.daemon import Daemon
-from edge.db import connect
+from edge.store import connect
+from edge.store.query import ReadingReader
 from tests.conftest import wait_until
 from tests.sitekit import NODE_ID, register_modules, site_config, start_bridge
 from tests.webui.browser import CHROMIUM, expect, launch, log_in, offline_page
@@ -43,19 +44,19 @@ def shown_fcnt(row) -> int:
     return int(match.group(1)) if match else -1
 
 
-def newest_reading(conn):
-    return conn.execute(
-        "SELECT id, fcnt, decoded FROM readings WHERE device_id = ? AND port = 1 ORDER BY id DESC LIMIT 1",
-        (NODE_ID,),
-    ).fetchone()
+def newest_reading(reader):
+    """The node's newest sensor reading (edge.store.readings.Reading), or None."""
+    found = reader.newest(NODE_ID, limit=1, ports=(1,))
+    return found[0] if found else None
 
 
 def test_virtual_module_reading_and_downlink_in_the_browser(tmp_path, virtual_module):
     db_path = str(tmp_path / "fieldpost.db")
     conn = connect(db_path)
-    from edge.db import migrate
+    from edge.store import migrate
 
     migrate(conn)
+    reader = ReadingReader(conn)
     register_modules(
         conn,
         now=time.time(),
@@ -76,25 +77,25 @@ def test_virtual_module_reading_and_downlink_in_the_browser(tmp_path, virtual_mo
     base = f"http://127.0.0.1:{port}"
     try:
         site.start_node()
-        wait_until(lambda: newest_reading(conn), timeout=30, what="the node's first reading")
+        wait_until(lambda: newest_reading(reader), timeout=30, what="the node's first reading")
         with launch() as browser, offline_page(browser) as page:
             log_in(page, base)
             row = page.locator(f"#device-{NODE_ID}")
             expect(row).to_contain_text("online")
             expect(page.locator("body")).to_have_attribute("data-live", "connected")
             # The next reading the node sends, from the moment the edge has committed it.
-            before = newest_reading(conn)["id"]
+            before = newest_reading(reader).id
             fresh = wait_until(
-                lambda: (r := newest_reading(conn)) and r["id"] > before and r,
+                lambda: (r := newest_reading(reader)) and r.id > before and r,
                 timeout=20,
                 what="a new reading",
             )
             committed = time.monotonic()
             # The node keeps sending (every 2 s): the row may already show a newer frame than this one.
-            while shown_fcnt(row) < fresh["fcnt"] and time.monotonic() - committed < 5.0:
+            while shown_fcnt(row) < fresh.fcnt and time.monotonic() - committed < 5.0:
                 time.sleep(0.05)
             assert time.monotonic() - committed < 5.0
-            temperature = next(v for v in json.loads(fresh["decoded"]) if v["name"] == "temperature")
+            temperature = next(v for v in reader.values(fresh) if v["name"] == "temperature")
             assert temperature["unit"] == "°C"
 
             # A downlink from the device page, applied by the real firmware.
@@ -116,4 +117,5 @@ def test_virtual_module_reading_and_downlink_in_the_browser(tmp_path, virtual_mo
         assert statuses == [f"downlink:{dl_id}:{s}" for s in ("queued", "sent", "acked")]
     finally:
         daemon.stop()
+        reader.close()
         conn.close()

@@ -15,7 +15,7 @@ from werkzeug.exceptions import HTTPException
 
 from edge.errors import ValidationError
 from webui import accounts, audit, openapi, queries
-from webui.db import get_db, now, write
+from webui.db import get_db, get_reader, now, write
 from webui.edge_adapters import alarms as edge_alarms
 from webui.edge_adapters import downlinks, sync_status
 from webui.views import ROW_ID
@@ -137,7 +137,7 @@ def me():
 @bp.route("/api/v1/devices")
 def devices():
     t = now()
-    rows = queries.devices_overview(get_db(), t, current_app.config["ONLINE_INTERVALS"])
+    rows = queries.devices_overview(get_reader(), t, current_app.config["ONLINE_INTERVALS"])
     return jsonify({"devices": rows})
 
 
@@ -146,8 +146,9 @@ def device(device_id: str):
     row = _device_or_404(device_id)
     d = queries.device_dict(row)
     d["online"] = queries.is_online(row, now(), current_app.config["ONLINE_INTERVALS"])
-    latest = queries.latest_decoded_reading(get_db(), device_id)
-    d["latest"] = queries.reading_dict(latest) if latest is not None else None
+    reader = get_reader()
+    d["latest"] = queries.latest_values(reader, device_id)
+    d["battery_v"] = queries.battery_v(reader, device_id, d["latest"])
     return jsonify(d)
 
 
@@ -159,8 +160,9 @@ def readings(device_id: str):
     end = _number_arg("end", t + 1)
     limit = _int_arg("limit", 500, 1, 5000)
     after = _int_arg("after_id", 0, 0, 2**62)
-    rows = queries.readings(get_db(), device_id, start=start, end=end, limit=limit, after_id=after)
-    return jsonify({"readings": [queries.reading_dict(r) for r in rows], "limit": limit})
+    reader = get_reader()
+    rows = queries.readings(reader, device_id, start=start, end=end, limit=limit, after_id=after)
+    return jsonify({"readings": [queries.reading_dict(reader, r) for r in rows], "limit": limit})
 
 
 @bp.route("/api/v1/devices/<device_id>/series")
@@ -169,7 +171,7 @@ def series(device_id: str):
     window = request.args.get("window", "24h")
     if window not in queries.WINDOWS:
         raise ValidationError("window", "must be 24h or 7d")
-    return jsonify(queries.series(get_db(), device_id, window_s=queries.WINDOWS[window], now=now()))
+    return jsonify(queries.series(get_reader(), device_id, window_s=queries.WINDOWS[window], now=now()))
 
 
 @bp.route("/api/v1/devices/<device_id>/downlinks", methods=["GET"])

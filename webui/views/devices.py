@@ -15,14 +15,17 @@ from flask import (
 )
 
 from edge.errors import ValidationError
+from edge.store import cursor, numbers
+from edge.store import readings as store_readings
 from webui import airtime, audit, queries
-from webui.db import get_db, now, write
+from webui.db import get_db, get_reader, now, write
 from webui.edge_adapters import downlinks, registry
 from webui.forms import AdoptForm, DeleteDataForm, DownlinkForm, show_error
 from webui.views.auth import actor, role_required
 from webui.views.overview import page_cursor
 
 bp = Blueprint("devices", __name__)
+DELETE_CHUNK = 2000  # readings deleted per transaction: ingest waits milliseconds, not seconds
 
 
 def _device_or_404(device_id: str):
@@ -37,16 +40,18 @@ def device_context(device_id: str) -> dict:
     device = _device_or_404(device_id)
     t = now()
     cfg = current_app.config
-    latest = queries.latest_decoded_reading(conn, device_id)
-    lengths = queries.payload_lengths_since(conn, device_id, t - 3600)
+    reader = get_reader()
+    latest = queries.latest_values(reader, device_id)
+    lengths = queries.payload_lengths_since(reader, device_id, t - 3600)
     use = airtime.duty_cycle_use(lengths, window_s=3600, sf=cfg["RADIO_SF"], bw_hz=cfg["RADIO_BW_HZ"])
     d = queries.device_dict(device)
+    d["battery_v"] = queries.battery_v(reader, device_id, latest)
     return {
         "now": t,
         "device": d,
         "online": queries.is_online(device, t, cfg["ONLINE_INTERVALS"]),
-        "latest": queries.reading_dict(latest) if latest is not None else None,
-        "frames": [queries.reading_dict(r) for r in queries.raw_frames(conn, device_id)],
+        "latest": latest,
+        "frames": [queries.reading_dict(reader, r) for r in queries.raw_frames(reader, device_id)],
         "airtime": use,
         "duty_limit": cfg["DUTY_CYCLE_LIMIT"],
         "radio": {"sf": cfg["RADIO_SF"], "bw_khz": cfg["RADIO_BW_HZ"] / 1000},
@@ -88,7 +93,7 @@ def series(device_id: str):
     window = request.args.get("window", "24h")
     if window not in queries.WINDOWS:
         return jsonify({"error": "window", "message": "Use 24h or 7d."}), 400
-    return jsonify(queries.series(get_db(), device_id, window_s=queries.WINDOWS[window], now=now()))
+    return jsonify(queries.series(get_reader(), device_id, window_s=queries.WINDOWS[window], now=now()))
 
 
 @bp.route("/devices/<device_id>/downlinks", methods=["POST"])
@@ -143,25 +148,56 @@ def delete_data(device_id: str):
     _device_or_404(device_id)
     form = DeleteDataForm(device_id)
     if form.validate_on_submit():
-        with write() as conn:
-            readings = conn.execute("DELETE FROM readings WHERE device_id = ?", (device_id,)).rowcount
-            # What the cloud has not had yet must not leave the site after the operator deleted it.
-            pending = conn.execute(
-                "DELETE FROM outbox WHERE device_id = ? AND kind = 'reading' AND synced_at IS NULL",
-                (device_id,),
-            ).rowcount
-            audit.record(
-                conn,
-                actor=actor(),
-                action="device.delete_data",
-                target=device_id,
-                detail={"readings": readings, "unsynced_outbox": pending},
-                now=now(),
-            )
+        readings = _delete_readings(device_id)
         flash(f"Deleted {readings} readings of {device_id}.")
         return redirect(url_for("devices.show", device_id=device_id))
     context = device_context(device_id)
     return render_template("device.html", form=DownlinkForm(), delete_form=form, cursor="", **context), 400
+
+
+def _delete_readings(device_id: str) -> int:
+    """Delete every reading the device has stored, synced or not (what the cloud has not had yet
+    must not leave the site after the operator deleted it); return how many went.
+
+    The decision is audited first, then the readings go in short transactions, oldest first, so
+    the ingest writer never waits long for the lock. Readings that arrive meanwhile are kept.
+    """
+    with write() as conn:
+        low, last = 0, -1  # a device never heard from has nothing stored
+        stored = unsynced = 0
+        number = numbers.number_of(conn, device_id)
+        found = None if number is None else store_readings.last_id(conn, number)
+        if number is not None and found is not None:
+            low, last = store_readings.device_bounds(number)[0], found
+            stored = store_readings.count_between(conn, low, last)
+            synced_to = cursor.load(conn).get(number, low - 1)
+            unsynced = store_readings.count_between(
+                conn, max(low, synced_to + 1), last, ports=store_readings.SYNCED_PORTS
+            )
+        audit.record(
+            conn,
+            actor=actor(),
+            action="device.delete_data",
+            target=device_id,
+            detail={"readings": stored, "unsynced": unsynced},
+            now=now(),
+        )
+    deleted = 0
+    while low <= last:
+        with write() as conn:
+            end = _chunk_end(conn, low, last)
+            deleted += store_readings.delete_between(conn, low, end)
+        low = end + 1
+    return deleted
+
+
+def _chunk_end(conn, low: int, high: int) -> int:
+    """The id that ends a chunk of DELETE_CHUNK stored readings starting at ``low`` (at most ``high``)."""
+    row = conn.execute(
+        "SELECT id FROM readings WHERE id BETWEEN ? AND ? ORDER BY id LIMIT 1 OFFSET ?",
+        (low, high, DELETE_CHUNK - 1),
+    ).fetchone()
+    return high if row is None else row[0]
 
 
 @bp.route("/quarantine")

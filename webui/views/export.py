@@ -20,7 +20,7 @@ from flask import (
 from edge.errors import ValidationError
 from edge.export import value_rows
 from webui import queries
-from webui.db import get_db, now, open_db
+from webui.db import get_db, now, open_db, reader_for
 from webui.timeparse import iso, parse_time
 
 bp = Blueprint("export", __name__)
@@ -117,11 +117,14 @@ def data():
     )
 
 
-def _rows(device: str, start: float, end: float) -> Iterator:
-    # Its own connection: the stream outlives the view function's return.
+def _rows(device: str, start: float, end: float) -> Iterator[dict]:
+    """The device's readings as dicts (values decoded), on a connection of the stream's own:
+    the stream outlives the view function's return."""
     conn = open_db()
     try:
-        yield from queries.iter_readings(conn, device, start=start, end=end)
+        reader = reader_for(conn)
+        for reading in queries.iter_readings(reader, device, start=start, end=end):
+            yield queries.reading_dict(reader, reading)
     finally:
         conn.close()
 
@@ -131,8 +134,7 @@ def stream_csv(device: str, start: float, end: float) -> Iterator[str]:
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(CSV_COLUMNS)
-    for row in _rows(device, start, end):
-        r = queries.reading_dict(row)
+    for r in _rows(device, start, end):
         common = [
             r["received_at"],
             iso_seconds(r["received_at"]),
@@ -159,7 +161,7 @@ def stream_json(device: str, start: float, end: float) -> Iterator[str]:
     head = {"device": device, "start": start, "end": end}
     yield (json.dumps(head)[:-1] + ', "readings": [')  # the object stays open for the streamed list
     first = True
-    for row in _rows(device, start, end):
-        yield ("" if first else ",") + "\n" + json.dumps(queries.reading_dict(row))
+    for r in _rows(device, start, end):
+        yield ("" if first else ",") + "\n" + json.dumps(r)
         first = False
     yield "\n]}\n"

@@ -15,7 +15,7 @@ from flask import (
 )
 
 from webui import queries
-from webui.db import get_db, now, open_db
+from webui.db import get_db, get_reader, now, open_db
 from webui.edge_adapters import sync_status
 
 bp = Blueprint("overview", __name__)
@@ -25,7 +25,7 @@ def overview_context() -> dict:
     conn = get_db()
     t = now()
     cfg = current_app.config
-    devices = queries.devices_overview(conn, t, cfg["ONLINE_INTERVALS"])
+    devices = queries.devices_overview(get_reader(), t, cfg["ONLINE_INTERVALS"])
     return {
         "now": t,
         "devices": devices,
@@ -101,8 +101,7 @@ def events():
             while True:
                 changed = {}
                 if cursor["r"] != previous.get("r"):
-                    devices, _ = queries.new_reading_devices(conn, int(previous.get("r", 0)))
-                    changed["readings"] = devices
+                    changed["readings"] = queries.new_reading_devices(conn, float(previous.get("r", 0)))
                 for key, topic in (
                     ("d", "downlinks"),
                     ("a", "alarms"),

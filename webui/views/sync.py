@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, render_template
 
+from edge.store import cursor
 from webui.db import get_db, now
 from webui.edge_adapters import sync_status
 from webui.views.overview import page_cursor
@@ -15,10 +16,18 @@ bp = Blueprint("sync", __name__)
 def index():
     conn = get_db()
     t = now()
-    by_kind = conn.execute(
-        "SELECT kind, count(*) AS n, min(created_at) AS oldest FROM outbox WHERE synced_at IS NULL GROUP BY kind"
-        " ORDER BY kind"
-    ).fetchall()
+    by_kind = [
+        dict(row)
+        for row in conn.execute(
+            "SELECT kind, count(*) AS n, min(created_at) AS oldest FROM outbox WHERE synced_at IS NULL"
+            " GROUP BY kind ORDER BY kind"
+        ).fetchall()
+    ]
+    waiting = cursor.backlog(conn)  # readings wait past the sync cursor, not in the outbox
+    if waiting.readings:
+        oldest = None if waiting.oldest_ms is None else waiting.oldest_ms / 1000
+        by_kind.append({"kind": "reading", "n": waiting.readings, "oldest": oldest})
+        by_kind.sort(key=lambda row: row["kind"])
     return render_template(
         "sync.html",
         sync=sync_status(conn, t),

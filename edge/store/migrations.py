@@ -11,7 +11,8 @@ import sqlite3
 import time
 from collections.abc import Callable
 
-from edge.db.connection import transaction
+from edge.store import migrate_v2
+from edge.store.connection import transaction
 
 Migration = tuple[str, str | Callable[[sqlite3.Connection], None]]
 
@@ -240,6 +241,8 @@ MIGRATIONS: list[Migration] = [
         );
         """,
     ),
+    # The lean store: each reading once, keyed by (device, fcnt); the outbox a cursor (docs/store.md).
+    ("0008_store_v2", migrate_v2.upgrade),
 ]
 
 

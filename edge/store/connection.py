@@ -7,8 +7,14 @@ import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
+WAL_SIZE_LIMIT = 4 * 1024 * 1024
+READER_CACHE_KIB = 512
+WRITER_CACHE_KIB = 2048  # the ingest writer: the readings tree's upper levels and the devices stay cached
 
-def connect(path: str | Path, *, readonly: bool = False, timeout: float = 10.0) -> sqlite3.Connection:
+
+def connect(
+    path: str | Path, *, readonly: bool = False, timeout: float = 10.0, cache_kib: int = READER_CACHE_KIB
+) -> sqlite3.Connection:
     """Open the buffer database.
 
     ``synchronous=FULL`` in WAL mode makes every COMMIT fsync the WAL before it
@@ -25,7 +31,13 @@ def connect(path: str | Path, *, readonly: bool = False, timeout: float = 10.0) 
         conn = sqlite3.connect(str(path), timeout=timeout, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
         conn.execute("PRAGMA journal_mode=WAL")
+        # After a checkpoint the WAL is cut back to this size instead of keeping its largest size on
+        # disk for ever (a retention pass or a backlog can grow it by many MB).
+        conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
     conn.row_factory = sqlite3.Row
+    # A page cache per connection, and the daemon holds half a dozen (writer, sync, rules, retention,
+    # the panel's): small ones by default, so memory does not grow with the database.
+    conn.execute(f"PRAGMA cache_size=-{int(cache_kib)}")
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA foreign_keys=ON")
     conn.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
