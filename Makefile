@@ -6,15 +6,22 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BUILD := build
-# Debian packages the tests and the demo use; installed only when missing.
-APT_PACKAGES := mosquitto chromium strace
+# Debian packages `make deb` needs: its wheels are built by Debian's own python3.11.
+DEB_BUILD_PACKAGES := dpkg-dev binutils gcc git python3-dev python3-venv
+# Debian packages the tests and the demo use; installed only when missing. The .deb's tests need
+# lintian, mmdebstrap (a fresh Debian root) and systemd-container (systemd-nspawn boots it).
+APT_PACKAGES := mosquitto chromium strace $(DEB_BUILD_PACKAGES) lintian mmdebstrap systemd-container
+# build/fieldpost_<version>_<arch>.deb, for the architecture this machine runs
+DEB_VERSION := $(shell sed -n 's/^version = //p' setup.cfg)-1
+DEB := $(BUILD)/fieldpost_$(DEB_VERSION)_$(shell dpkg --print-architecture 2>/dev/null).deb
 
-.PHONY: help venv deps demo test test-fast lint firmware bench bench-quick clean
+.PHONY: help venv deps deb deb-deps demo test test-fast lint firmware bench bench-quick clean
 
 help:
 	@echo "make demo      run the appliance: virtual modules, edge, panel"
 	@echo "make test      set up and run every test"
 	@echo "make lint      ruff"
+	@echo "make deb       the Debian package, $(DEB)"
 	@echo "make firmware  mpy-cross every firmware file into $(BUILD)/"
 	@echo "make bench     run the benchmarks, figures in $(BUILD)/bench/ (bench-quick: small sizes)"
 
@@ -29,18 +36,26 @@ venv: $(STAMP)
 deps:
 	@sh scripts/ensure-debian-packages.sh $(APT_PACKAGES)
 
+deb-deps:
+	@sh scripts/ensure-debian-packages.sh $(DEB_BUILD_PACKAGES)
+
+# Needs no venv: the build makes its own with Debian's python3.11 (packaging/deb/build_deb.py).
+deb: deb-deps
+	$(PYTHON) packaging/deb/build_deb.py --out $(BUILD) --version $(DEB_VERSION)
+
 demo: $(STAMP) deps
 	$(BIN)/python -m edge.demo
 
-test: $(STAMP) deps
-	$(BIN)/python -m pytest -n 2 -p no:cacheprovider -q
+# The package tests (tests/packaging) install the .deb built here.
+test: $(STAMP) deps deb
+	FIELDPOST_DEB=$(CURDIR)/$(DEB) $(BIN)/python -m pytest -n 2 -p no:cacheprovider -q
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -x -m "not slow"
 
 lint: $(STAMP)
-	$(BIN)/ruff check edge webui provisioning tests
-	$(BIN)/ruff format --check edge webui provisioning tests
+	$(BIN)/ruff check edge webui provisioning tests packaging setup.py
+	$(BIN)/ruff format --check edge webui provisioning tests packaging setup.py
 
 firmware: $(STAMP)
 	$(BIN)/python -m edge.tools.build_firmware --out $(BUILD)/firmware

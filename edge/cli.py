@@ -106,7 +106,8 @@ class _LazyGroup(click.Group):
 @click.option(
     "--config",
     "config_path",
-    type=click.Path(dir_okay=False),
+    # readable=False: edge.config reports an unreadable file itself, with the fix
+    type=click.Path(dir_okay=False, readable=False),
     envvar="FIELDPOST_CONFIG",
     help="TOML configuration file (default /etc/fieldpost/fieldpost.toml; env FIELDPOST_CONFIG).",
 )

@@ -187,16 +187,27 @@ def load(path: str | Path | None = None, *, env: Mapping[str, str] | None = None
     explicit = path is not None or ENV_PREFIX + "CONFIG" in env
     file = Path(path if path is not None else env.get(ENV_PREFIX + "CONFIG", DEFAULT_PATH))
     data: dict[str, Any] = {}
-    if file.exists():
-        try:
-            data = tomllib.loads(file.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{file}: not valid TOML: {exc}") from None
-        except OSError as exc:
-            raise ConfigError(f"{file}: cannot read: {exc.strerror}") from None
-    elif explicit:
-        raise ConfigError(f"{file}: no such configuration file")
-    return from_dict(data, env=env, path=file if file.exists() else None)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        if explicit:
+            raise ConfigError(f"{file}: no such configuration file") from None
+        return from_dict(data, env=env, path=None)  # no default file: every key at its default
+    except PermissionError as exc:
+        # e.g. a config readable by root only, or a folder the user may not enter: never fall back to
+        # the defaults then, and say how the service's user gets to read it
+        raise ConfigError(
+            f"{file}: cannot read: {exc.strerror}; fix: make it readable by the user running fieldpost "
+            f"(sudo chgrp fieldpost {file} && sudo chmod 0640 {file}, and its folder 0750 root:fieldpost), "
+            "or run `sudo fieldpost init`"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file}: not valid TOML: {exc}") from None
+    return from_dict(data, env=env, path=file)
 
 
 def from_dict(

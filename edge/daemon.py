@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from edge import alarms, bridge_downlinks, downlinks
+from edge import alarms, bridge_downlinks, downlinks, preflight
 from edge.codecs import CodecRunner
 from edge.config import Config
 from edge.ingest import Backpressure, Ingestor
@@ -32,6 +32,7 @@ from edge.store import connect, migrate
 from edge.store.connection import WRITER_CACHE_KIB
 from edge.store.numbers import Numbers
 from edge.store.space import SpaceGuard
+from edge.systemd_notify import Check, Notifier, WriterProbe
 
 log = logging.getLogger("fieldpost.daemon")
 
@@ -67,6 +68,7 @@ class Daemon:
         *,
         clock: Callable[[], float] = time.time,
         attach_points: tuple[str, ...] = ATTACH_POINTS,
+        notifier: Notifier | None = None,
         **manager_overrides: Any,
     ):
         self.config = config
@@ -79,6 +81,10 @@ class Daemon:
         self._periodic: list[tuple[float, Callable[[], None]]] = []
         self._closers: list[Callable[[], None]] = []
         self._hooks: list[Callable] = []
+        # systemd: READY=1 once up, WATCHDOG=1 while every liveness check passes, STOPPING=1
+        self.notifier = notifier if notifier is not None else Notifier.from_env()
+        self._liveness: dict[str, Check] = {}
+        self.services: dict[str, Any] = {}  # what each attach point returned, by module name
         self.metrics_sources = Sources(db_path=str(self.db_path))
         self.conn = None
         self.ingest: Ingestor | None = None
@@ -110,10 +116,15 @@ class Daemon:
     def add_closer(self, fn: Callable[[], None]) -> None:
         self._closers.append(fn)
 
+    def add_liveness(self, name: str, check: Check) -> None:
+        """``check()`` must answer True for systemd's watchdog to be fed (see edge.systemd_notify)."""
+        self._liveness[name] = check
+
     # --- lifecycle --------------------------------------------------------------------------
 
     def start(self) -> Daemon:
         cfg = self.config
+        preflight.check_database(self.db_path)  # a clear message instead of SQLite's "readonly database"
         self.db_path.parent.mkdir(parents=True, exist_ok=True)
         self.conn = connect(self.db_path, cache_kib=WRITER_CACHE_KIB)
         applied = migrate(self.conn)
@@ -176,6 +187,7 @@ class Daemon:
         self.manager.start()
         self._timer = threading.Thread(target=self._run_timer, name="fieldpost-timer", daemon=True)
         self._timer.start()
+        self._notify_ready()
         log.info(
             "edge started %s",
             kv(
@@ -192,6 +204,7 @@ class Daemon:
         if self._stopping:
             return
         self._stopping = True  # from here every new uplink gets NACK BUSY: the module keeps it
+        self.notifier.stopping()
         log.info("edge stopping")
         if self.ingest is not None:
             self.ingest.stop()  # commit and ACK what was handed in
@@ -313,6 +326,21 @@ class Daemon:
             return "degraded", {**detail, "reason": degraded}
         return "ok", detail
 
+    def _notify_ready(self) -> None:
+        """Database open and migrated, writer and links started: tell systemd, and feed its watchdog."""
+        if not self.notifier.enabled:
+            return
+        probe_s = max(0.05, min(5.0, (self.notifier.watchdog_s or 4.0) / 4))
+        checks = {
+            "writer": WriterProbe(self.ingest.submit_call, timeout_s=probe_s),
+            "links": self._links_alive,
+        }
+        self.notifier.ready(status=f"storing readings in {self.db_path}")
+        self.notifier.start_watchdog({**checks, **self._liveness})
+
+    def _links_alive(self) -> bool:
+        return self.manager is not None and self.manager.alive
+
     def _expire_downlinks(self) -> None:
         if self.ingest is not None:
             self.ingest.submit_call(lambda conn, now: downlinks.expire(conn, now=now))
@@ -344,7 +372,9 @@ class Daemon:
             attach = getattr(module, func_name, None)
             if attach is None:
                 continue  # the module exists but does not (yet) offer an attach point
-            attach(self)
+            service = self.services[module_name] = attach(self)
+            if hasattr(service, "alive"):  # a service with its own thread: the watchdog watches it too
+                self.add_liveness(module_name, lambda service=service: service.alive)
             log.info("attached %s", kv(service=point))
 
 

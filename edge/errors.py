@@ -85,3 +85,8 @@ class ProvisioningError(FieldpostError):
 
 class SimError(FieldpostError):
     """A virtual module could not be started (no micropython, no entry file...)."""
+
+
+class SetupError(FieldpostError):
+    """This machine is not set up for what was asked: a file the user cannot read or write, a read-only
+    file system, a missing account. The message names the path and the fix."""

@@ -79,14 +79,25 @@ class _AbsPath(click.Path):
     show_default=True,
     help="Where the systemd unit files come from.",
 )
-def init_command(root, config_path, db, tls_dir, site, admin, ask_password, hosts, systemd, units_dir):
+@click.option(
+    "--system-only",
+    is_flag=True,
+    help="Only the database, the panel certificate, the fieldpost user and groups, owners and modes: "
+    "what the Debian package's postinst runs (the package ships the config, unit and udev rule).",
+)
+def init_command(
+    root, config_path, db, tls_dir, site, admin, ask_password, hosts, systemd, units_dir, system_only
+):
     """Set up this machine as a Fieldpost appliance.
 
     Writes the configuration, creates and migrates the database, creates the admin
     user, makes a self-signed certificate for the panel, installs the udev rule that
-    gives module ports stable names under /dev/fieldpost/, and with --systemd
+    gives module ports stable names under /dev/fieldpost/, creates the system user
+    fieldpost (groups dialout and gpio) and gives it its files, and with --systemd
     installs and enables the services. Safe to run again: what exists is kept.
     """
+    if system_only:
+        ask_password = False
     if ask_password is None:
         ask_password = sys.stdin.isatty()
     password = None
@@ -103,6 +114,7 @@ def init_command(root, config_path, db, tls_dir, site, admin, ask_password, host
         hosts=list(hosts),
         systemd=systemd,
         units_dir=units_dir,
+        system_only=system_only,
     )
     try:
         report = run_init(opts, now=time.time())

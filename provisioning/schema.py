@@ -14,11 +14,13 @@ from typing import Any
 
 import jsonschema
 
+from edge.assets import asset_dir
 from edge.errors import ValidationError
 
-# The repository root: hardware/ sits next to the Python packages (editable install).
+# The repository root, in a checkout (docs/ and the data folders sit next to the Python packages).
 REPO_ROOT = Path(__file__).resolve().parents[1]
-HARDWARE_DIR = REPO_ROOT / "hardware"
+# hardware/: the checkout's, or the copy an installed wheel carries (edge.assets)
+HARDWARE_DIR = asset_dir("hardware")
 SCHEMA_DIR = HARDWARE_DIR / "schema"
 
 

@@ -4,13 +4,16 @@ Enabling is done the way ``systemctl enable`` does it offline: a symlink in
 ``<target>.wants/`` for each WantedBy= of the unit's [Install] section. That works
 the same on the live system and in an image or test directory (``root``); on the
 live system (root "/") systemd is then told to reload and start the units.
+
+The shipped unit runs ``/usr/bin/fieldpost`` (where the Debian package puts it); installed
+by `fieldpost init` from a pip install, it runs this installation's ``fieldpost`` instead.
 """
 
 from __future__ import annotations
 
 import configparser
-import shutil
 import subprocess
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -18,6 +21,7 @@ from edge.errors import ConfigError
 
 UNIT_DIR = Path("etc/systemd/system")
 UNIT_SUFFIXES = (".service", ".timer", ".socket", ".path")
+PACKAGED_BIN = "/usr/bin/fieldpost"
 
 Runner = Callable[[Sequence[str]], object]
 
@@ -42,6 +46,16 @@ def wanted_by(unit_text: str) -> list[str]:
     return parser.get("Install", "WantedBy", fallback="").split()
 
 
+def this_fieldpost() -> str:
+    """The ``fieldpost`` command of the running installation (beside its Python), else the package's."""
+    beside = Path(sys.executable).with_name("fieldpost")
+    return str(beside) if beside.exists() else PACKAGED_BIN
+
+
+def render_unit(text: str, fieldpost_bin: str) -> str:
+    return text.replace(f"ExecStart={PACKAGED_BIN} ", f"ExecStart={fieldpost_bin} ")
+
+
 def install_units(units_dir: Path, root: Path, *, run: Runner | None = None) -> list[str]:
     """Copy units into <root>/etc/systemd/system and enable them; return the unit names."""
     root = Path(root)
@@ -49,7 +63,7 @@ def install_units(units_dir: Path, root: Path, *, run: Runner | None = None) -> 
     target_dir.mkdir(parents=True, exist_ok=True)
     names = []
     for unit in find_units(Path(units_dir)):
-        shutil.copyfile(unit, target_dir / unit.name)
+        (target_dir / unit.name).write_text(render_unit(unit.read_text(encoding="utf-8"), this_fieldpost()))
         (target_dir / unit.name).chmod(0o644)
         for target in wanted_by(unit.read_text(encoding="utf-8")):
             wants = target_dir / f"{target}.wants"

@@ -9,7 +9,6 @@ import socket
 import ssl
 from pathlib import Path
 
-
 VALID_DAYS = 3650
 
 

@@ -191,6 +191,11 @@ class LinkManager:
         for port in ports:
             port.close()
 
+    @property
+    def alive(self) -> bool:
+        """The supervisor thread (it opens, reopens and scans the ports) is running."""
+        return self._thread is not None and self._thread.is_alive()
+
     def figures(self) -> list[dict[str, Any]]:
         with self._lock:
             return [s.figures() for s in self._states.values()]

@@ -31,11 +31,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Self
 
+from edge.assets import asset_dir
 from edge.errors import SimError
 
 log = logging.getLogger("fieldpost.sim")
 
-FIRMWARE_DIR = Path(__file__).resolve().parents[2] / "firmware"
+FIRMWARE_DIR = asset_dir("firmware")
 
 
 def _find_tool(name: str, package: str) -> str:

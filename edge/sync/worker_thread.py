@@ -24,6 +24,11 @@ class ThreadedLoop:
         self._thread = threading.Thread(target=target, name=name, daemon=True)
         self._thread.start()
 
+    @property
+    def alive(self) -> bool:
+        """The loop's thread is running (the daemon's systemd watchdog checks it)."""
+        return self._thread is not None and self._thread.is_alive()
+
     def stop(self, timeout: float = 10.0) -> None:
         """Ask the loop to end and wait up to ``timeout`` seconds for its thread."""
         self._stop.set()

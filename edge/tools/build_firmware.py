@@ -28,13 +28,13 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from edge.assets import asset_dir
 from edge.errors import FieldpostError
 
 log = logging.getLogger("fieldpost.tools")
 
-REPO = Path(__file__).resolve().parents[2]
-FIRMWARE_DIR = REPO / "firmware"
-BOARDS_DIR = REPO / "hardware" / "boards"
+FIRMWARE_DIR = asset_dir("firmware")
+BOARDS_DIR = asset_dir("hardware") / "boards"
 ARCHS = (
     "x86",
     "x64",
