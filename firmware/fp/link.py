@@ -137,8 +137,10 @@ class Link:
         # receiver
         self._expected = 0
         self._unsettled = set()
-        self._replies = {}  # seq -> ACK/NACK bytes sent, for duplicates
-        self._reply_ring = [None] * DUPLICATE_SPAN  # eviction order of _replies
+        # The last DUPLICATE_SPAN ACK/NACK frames sent, for duplicates: a ring of preallocated slots,
+        # not a dict, so settling a frame never allocates a table (a 64K heap fragments)
+        self._reply_seq = [-1] * DUPLICATE_SPAN
+        self._reply_data = [None] * DUPLICATE_SPAN
         self._reply_i = 0
         self._last_gap_nack = None
         self._last_gap_expected = -1
@@ -307,9 +309,9 @@ class Link:
         self._prod_due = None
         self._expected = peer_isn
         self._unsettled.clear()
-        self._replies.clear()
         for i in range(DUPLICATE_SPAN):
-            self._reply_ring[i] = None
+            self._reply_seq[i] = -1
+            self._reply_data[i] = None
         self._events.append((EV_STARTED, peer))
 
     def _on_frame(self, ftype, seq, payload):
@@ -352,9 +354,10 @@ class Link:
                 self.nack(seq, NACK_UNSUPPORTED, "frame type")
         elif -DUPLICATE_SPAN <= dist < 0:
             self.counters["dup_rx"] += 1
-            reply = self._replies.get(seq)
-            if reply is not None:
-                self._write(reply)
+            for i in range(DUPLICATE_SPAN):
+                if self._reply_seq[i] == seq:
+                    self._write(self._reply_data[i])
+                    break
         else:
             self.counters["gap_rx"] += 1
             now = self._clock()
@@ -375,12 +378,10 @@ class Link:
         if seq not in self._unsettled:
             return False  # settled already, or from a session that has since been reset
         self._unsettled.discard(seq)
-        old = self._reply_ring[self._reply_i]
-        if old is not None and old in self._replies:
-            del self._replies[old]
-        self._reply_ring[self._reply_i] = seq
-        self._reply_i = (self._reply_i + 1) % DUPLICATE_SPAN
-        self._replies[seq] = reply
+        i = self._reply_i
+        self._reply_seq[i] = seq
+        self._reply_data[i] = reply
+        self._reply_i = (i + 1) % DUPLICATE_SPAN
         self._write(reply)
         return True
 

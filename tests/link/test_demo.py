@@ -250,7 +250,12 @@ def test_site_demo_stops_cleanly_on_ctrl_c(tmp_path, wait_until):
     assert children and not [pid for pid in children if alive(pid)]
     conn = sqlite3.connect(db)
     try:
-        total, synced = conn.execute("SELECT count(*), count(synced_at) FROM outbox").fetchone()
+        # readings stored, and those the cloud acknowledged (at or below their device's sync cursor)
+        total = conn.execute("SELECT count(*) FROM readings").fetchone()[0]
+        synced = conn.execute(
+            "SELECT count(*) FROM readings AS r JOIN sync_cursor AS c ON c.device = r.id >> 32"
+            " AND r.id <= c.synced_to"
+        ).fetchone()[0]
     finally:
         conn.close()
     assert total > 0
