@@ -248,13 +248,16 @@ class Daemon:
     # --- internals --------------------------------------------------------------------------
 
     def _busy(self) -> str | None:
+        # Asked for every frame a link receives: the common answer (not busy) takes two attribute looks.
         if self._stopping:
             return "edge shutting down"
-        if self.space is not None:
-            reason = self.space.busy()
+        space = self.space
+        if space is not None and space.refusing:
+            reason = space.busy()
             if reason:
                 return reason
-        return self.backpressure.busy() if self.backpressure is not None else None
+        backpressure = self.backpressure
+        return backpressure.busy() if backpressure is not None and backpressure.is_busy else None
 
     def _commit_failed(self, exc: Exception) -> str:
         assert self.space is not None

@@ -223,9 +223,15 @@ class LinkPort:
                     os.read(self._wake_r, 512)
                 data = b""
                 if fd in readable:
-                    data = ser.read(min(max(1, ser.in_waiting), READ_CHUNK))
-                    if not data:  # readable but empty: the device is gone
-                        raise serial.SerialException("device disconnected")
+                    # Straight from the descriptor (pyserial opened it non-blocking): its read() would
+                    # cost an ioctl and a timeout object per call, for the same bytes.
+                    try:
+                        data = os.read(fd, READ_CHUNK)
+                    except BlockingIOError:
+                        data = b""
+                    else:
+                        if not data:  # readable but empty: the device is gone
+                            raise serial.SerialException("device disconnected")
                 with self._lock:
                     self._settle_queued()
                     events = self.session.receive(data) if data else []

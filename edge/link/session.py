@@ -29,6 +29,9 @@ DUPLICATE_SPAN = 64
 MAX_WINDOW = 32
 PROD_INTERVAL = 0.05  # resend of an ACK-less oldest frame, see _on_ack
 PROD_MAX = 4
+_HELLO, _HELLO_ACK, _ACK, _NACK = (
+    int(t) for t in (FrameType.HELLO, FrameType.HELLO_ACK, FrameType.ACK, FrameType.NACK)
+)
 
 
 def seq_distance(a: int, b: int) -> int:
@@ -195,7 +198,7 @@ class Session:
 
     def ack(self, seq: int, result: bytes = b"") -> None:
         """The application made frame ``seq`` durable: acknowledge it."""
-        self._settle(seq, encode(FrameType.ACK, seq, result))
+        self._settle(seq, encode(_ACK, seq, result))
 
     def nack(self, seq: int, reason: NackReason, text: str = "") -> None:
         """The application refuses frame ``seq`` (INVALID or UNSUPPORTED)."""
@@ -295,22 +298,23 @@ class Session:
 
     def _on_frame(self, frame: Frame) -> None:
         ftype = frame.type
-        if ftype == FrameType.HELLO:
+        # plain ints: an enum member lookup per frame costs more than the comparison (a hot path)
+        if ftype == _HELLO:
             peer = self._parse_hello(frame.payload)
             if peer is not None and (self._yields or self._hello_due is None):
                 isn = self._rng.randrange(0x10000)
                 peer["isn"] = int(peer["isn"]) & 0xFFFF  # _parse_hello checked it is a number
                 self._write(encode(FrameType.HELLO_ACK, 0, self._hello_payload(isn, answering=peer["isn"])))
                 self._start(isn, peer)
-        elif ftype == FrameType.HELLO_ACK:
+        elif ftype == _HELLO_ACK:
             peer = self._parse_hello(frame.payload)
             # Only the answer to our latest HELLO counts: an answer to an earlier one
             # carries numbers the peer has already replaced.
             if peer is not None and self._hello_due is not None and peer.get("re") == self._hello_isn:
                 self._start(self._hello_isn, peer)
-        elif ftype == FrameType.ACK:
+        elif ftype == _ACK:
             self._on_ack(frame)
-        elif ftype == FrameType.NACK:
+        elif ftype == _NACK:
             self._on_nack(frame)
         elif is_sequenced(ftype):
             self._on_sequenced(frame)

@@ -151,12 +151,18 @@ class SpaceGuard:
         """A commit succeeded: a storage error's pause is over."""
         self._pause = 0.0
 
+    @property
+    def refusing(self) -> bool:
+        """Cheap: whether :meth:`busy` may answer a reason (full, or a pause after a storage error)."""
+        return self.full or self._pause_until > 0.0
+
     def busy(self) -> str | None:
         """Why new uplinks are refused (NACK BUSY) right now, or None."""
         if self.full:
             return "disk full: the edge cannot store readings"
         if self._clock() < self._pause_until:
             return "storage error: retrying shortly"
+        self._pause_until = 0.0
         return None
 
     def degraded(self) -> str | None:
