@@ -54,3 +54,19 @@ def transaction(conn: sqlite3.Connection, *, immediate: bool = True) -> Iterator
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
+
+
+def run_script(conn: sqlite3.Connection, script: str) -> None:
+    """Run the statements of ``script`` one by one inside the caller's transaction.
+
+    executescript() would COMMIT that transaction first, so a migration would no longer be
+    all-or-nothing; the script is split on complete statements instead.
+    """
+    current = ""
+    for line in script.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            conn.execute(current.strip())
+            current = ""
+    if current.strip():
+        conn.execute(current.strip())

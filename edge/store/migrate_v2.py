@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import sqlite3
 
+from edge.store.connection import run_script
 from edge.store.readings import FCNT_BITS, FCNT_MASK
 
 SCHEMA = f"""
@@ -61,20 +62,8 @@ LEFT JOIN device_numbers AS b ON b.n = r.bridge;
 """
 
 
-def _statements(script: str) -> list[str]:
-    # executescript() would COMMIT the migration's transaction: run complete statements one by one.
-    statements, current = [], ""
-    for line in script.splitlines(keepends=True):
-        current += line
-        if sqlite3.complete_statement(current):
-            statements.append(current.strip())
-            current = ""
-    return statements
-
-
 def upgrade(conn: sqlite3.Connection) -> None:
-    for statement in _statements(SCHEMA):
-        conn.execute(statement)
+    run_script(conn, SCHEMA)
     _number_devices(conn)
     conn.execute("CREATE TEMP TABLE v1_reading_ids (old INTEGER PRIMARY KEY, new INTEGER NOT NULL)")
     conn.execute(
@@ -105,8 +94,7 @@ def upgrade(conn: sqlite3.Connection) -> None:
     # Derived from the newest reading when shown (edge.store.decode.battery_of); a column the
     # writer would have to decode every reading for.
     conn.execute("ALTER TABLE devices DROP COLUMN battery_v")
-    for statement in _statements(VIEW):
-        conn.execute(statement)
+    run_script(conn, VIEW)
 
 
 def _number_devices(conn: sqlite3.Connection) -> None:

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 
 from edge.store import migrate_v2
-from edge.store.connection import transaction
+from edge.store.connection import run_script, transaction
 
 Migration = tuple[str, str | Callable[[sqlite3.Connection], None]]
 
@@ -267,21 +267,7 @@ def migrate(conn: sqlite3.Connection, migrations: list[Migration] | None = None)
             if callable(step):
                 step(conn)
             else:
-                for statement in _statements(step):
-                    conn.execute(statement)
+                run_script(conn, step)
             conn.execute("INSERT INTO migrations (name, applied_at) VALUES (?, ?)", (name, time.time()))
         applied.append(name)
     return applied
-
-
-def _statements(script: str) -> list[str]:
-    # executescript() would COMMIT our transaction; split on complete statements instead.
-    statements, current = [], ""
-    for line in script.splitlines(keepends=True):
-        current += line
-        if sqlite3.complete_statement(current):
-            statements.append(current.strip())
-            current = ""
-    if current.strip():
-        statements.append(current.strip())
-    return statements

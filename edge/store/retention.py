@@ -47,6 +47,7 @@ log = logging.getLogger("fieldpost.retention")
 T = TypeVar("T")
 Runner = Callable[[Callable[[sqlite3.Connection], T]], T]
 VACUUM_PAGES = 256  # pages handed back per transaction (1 MiB of 4 KiB pages)
+RECLAIM_AT_PAGES = 256  # free pages left by others worth a reclaim
 
 
 @dataclass(frozen=True)
@@ -207,7 +208,15 @@ class _Pass:
             self._evict_synced()
             if self._over(1.0):
                 self._drop_unsynced()
-        if report.aged_out or report.synced_evicted or report.unsynced_dropped:
+        # Free pages are handed back after this pass's deletes, and also when others left them (the
+        # v1 -> v2 migration frees the old tables; a device's readings deleted in the panel).
+        free_pages = self.conn.execute("PRAGMA freelist_count").fetchone()[0]
+        if (
+            report.aged_out
+            or report.synced_evicted
+            or report.unsynced_dropped
+            or free_pages >= RECLAIM_AT_PAGES
+        ):
             self._reclaim()
             report.bytes_after = _file_bytes(self.conn)
             log.info(

@@ -165,3 +165,21 @@ def test_a_new_database_gets_the_v2_schema_directly_usable(tmp_path):
         assert tuple(row) == ("00000000000000a1", 1, 1.0, 7.25)
     finally:
         conn.close()
+
+
+def test_the_space_the_v1_tables_took_is_handed_back_by_retention(tmp_path):
+    from edge.store.retention import RetentionPolicy, apply_retention
+
+    site = make_v1_site(tmp_path / "v1.db", per_device=4000)
+    size_v1 = site.path.stat().st_size
+    conn = connect(site.path)
+    try:
+        migrate(conn)
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        assert conn.execute("PRAGMA freelist_count").fetchone()[0] > 0  # the old tables' pages
+        report = apply_retention(conn, RetentionPolicy(max_age_s=None), now=time.time())
+        assert report.aged_out == report.synced_evicted == 0  # nothing to delete, only to reclaim
+        assert conn.execute("PRAGMA freelist_count").fetchone()[0] == 0
+    finally:
+        conn.close()
+    assert site.path.stat().st_size < size_v1 / 3
