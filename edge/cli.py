@@ -25,6 +25,7 @@ from edge import logs, registry
 from edge.errors import ConfigError, FieldpostError
 from edge.store import MIGRATIONS, applied_migrations, backlog, connect, migrate, transaction
 from edge.store.query import ReadingReader
+from edge.store.retention import reclaim
 
 
 class Context:
@@ -548,9 +549,9 @@ def db_vacuum(ctx: Context, full: bool) -> None:
         before = ctx.db_path.stat().st_size
         if full:
             conn.execute("VACUUM")
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         else:
-            conn.execute("PRAGMA incremental_vacuum")
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            reclaim(conn)  # every free page, then the WAL written back and truncated
         after = ctx.db_path.stat().st_size
     click.echo(f"{before} -> {after} bytes")
 

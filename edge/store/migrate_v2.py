@@ -46,7 +46,7 @@ CREATE TABLE sync_cursor (
     sink TEXT NOT NULL,                               -- 'cloud' (edge.store.cursor)
     device INTEGER NOT NULL,                          -- device_numbers.n
     synced_to INTEGER NOT NULL,                       -- readings.id: the sink has every reading up to it
-    PRIMARY KEY (sink, device)
+    PRIMARY KEY (device, sink)                        -- by device first: the writer looks a device up
 ) WITHOUT ROWID;
 """
 
