@@ -128,8 +128,9 @@ def main(ctx: click.Context, config_path: str | None, db_override: str | None) -
 
 
 @main.command()
+@click.option("--create", is_flag=True, help="Create the database's folder if it does not exist.")
 @pass_ctx
-def run(ctx: Context) -> None:
+def run(ctx: Context, create: bool) -> None:
     """Run the edge daemon in the foreground: serial links, durable ingest, /health and /metrics.
 
     Stops cleanly on SIGTERM or Ctrl-C (everything received is committed and ACKed first).
@@ -141,6 +142,7 @@ def run(ctx: Context) -> None:
         cfg = config_mod.replace_db(cfg, ctx.db_override)
     logs.setup(cfg.log.level, timestamps=cfg.log.timestamps)
     try:
+        config_mod.check_db_folder(cfg, create=create)
         Daemon(cfg).run_forever()
     except FieldpostError as exc:
         raise _fail(exc) from exc
@@ -629,20 +631,36 @@ def db_export(ctx: Context, device_id, since, until, fmt, output) -> None:
 
 @main.command("config")
 @click.option("--example", is_flag=True, help="Print a commented file with every key at its default.")
+@click.option("--json", "as_json", is_flag=True, help="Print the values in effect as JSON.")
 @pass_ctx
-def config_command(ctx: Context, example: bool) -> None:
-    """Check the configuration and print the values in effect (file + FIELDPOST_* + defaults)."""
+def config_command(ctx: Context, example: bool, as_json: bool) -> None:
+    """Check the configuration as `run` does and print the values in effect (file + FIELDPOST_* + defaults).
+
+    Exits non-zero, naming the key and the fix, on any error in any section. Secrets are named, never
+    printed. Every key is described in docs/config.md.
+    """
     if example:
-        click.echo(config_mod.example())
+        click.echo(config_mod.example(), nl=False)
         return
     cfg = ctx.config
-    click.echo(f"# from {cfg.path or 'built-in defaults'}")
-    for name in ("edge", "link", "ingest", "http", "log"):
-        click.echo(f"[{name}]")
-        for key, value in vars(getattr(cfg, name)).items():
-            click.echo(f"{key} = {config_mod.toml_value(value)}")
-    for name in cfg.extra:
-        click.echo(f"[{name}]  # checked by its own area")
+    if ctx.db_override:
+        cfg = config_mod.replace_db(cfg, ctx.db_override)
+    try:
+        config_mod.check_db_folder(cfg)
+    except FieldpostError as exc:
+        raise click.ClickException(f"configuration: {exc}") from exc
+    if as_json:
+        from edge.config import render
+
+        doc = {
+            "path": str(cfg.path) if cfg.path else None,
+            "given": sorted(cfg.given),
+            "sections": render.values(cfg),
+            "secrets": render.secrets_state(cfg),
+        }
+        click.echo(json.dumps(doc, indent=2, sort_keys=True))
+        return
+    click.echo(config_mod.effective(cfg), nl=False)
 
 
 def command_paths(group: click.Group = main, prefix: str = "fieldpost") -> list[tuple[str, click.Command]]:

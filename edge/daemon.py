@@ -396,6 +396,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     faulthandler.register(signal.SIGUSR1)  # `kill -USR1 <pid>`: every thread's stack to stderr
     cfg = config_mod.load(args.config)
+    config_mod.check_db_folder(cfg)
     logs.setup(cfg.log.level, timestamps=cfg.log.timestamps)
     Daemon(cfg).run_forever()
 

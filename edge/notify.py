@@ -30,6 +30,7 @@ from email.message import EmailMessage
 from typing import Any
 
 from edge import alarms
+from edge.config.schema import SettingError, build, setting, table, tables
 from edge.errors import ValidationError
 from edge.store import transaction
 
@@ -75,150 +76,106 @@ class NotifyConfig:
 # --------------------------------------------------------------------------- config
 
 
-def parse_notify(table: Any) -> NotifyConfig:
-    """Validate the config file's ``[notify]`` table; errors name ``notify.<field>``.
+def _severity_or_inherit(value: str) -> str | None:
+    if value == "" or value in alarms.SEVERITIES:
+        return None
+    return f"must be one of {', '.join(alarms.SEVERITIES)}"
 
-    [notify]
-    min_severity = "warning"            # default for every target
-    [[notify.webhook]]
-    url = "https://example.org/hook"
-    min_severity = "critical"           # optional
-    states = ["raised"]                 # optional: raised, acknowledged, cleared
-    [notify.email]
-    to = ["ops@example.org"]
-    host = "smtp.example.org"
-    port = 587
-    sender = "fieldpost@site.example"
-    starttls = true
-    username = "..."; password = "..."
-    """
-    if table is None:
-        return NotifyConfig()
-    if not isinstance(table, dict):
-        raise ValidationError("notify", "must be a table")
-    allowed = {
-        "min_severity",
-        "webhook",
-        "email",
-        "http_timeout_s",
-        "backoff_s",
-        "backoff_max_s",
-        "max_attempts",
-    }
-    _no_unknown(table, allowed, "notify")
-    default_severity = _severity(table.get("min_severity", "warning"), "notify.min_severity")
-    targets: list[Target] = []
-    hooks = table.get("webhook", [])
-    if isinstance(hooks, dict):
-        hooks = [hooks]
-    if not isinstance(hooks, list):
-        raise ValidationError("notify.webhook", "must be an array of tables ([[notify.webhook]])")
-    for i, hook in enumerate(hooks):
-        where = f"notify.webhook[{i}]"
-        if not isinstance(hook, dict):
-            raise ValidationError(where, "must be a table")
-        _no_unknown(hook, {"url", "min_severity", "states"}, where)
-        url = hook.get("url")
-        if not isinstance(url, str) or not url.startswith(("http://", "https://")) or len(url) > 2000:
-            raise ValidationError(f"{where}.url", "must be an http:// or https:// URL")
-        targets.append(
-            Target(
-                "webhook",
-                url,
-                _severity(hook.get("min_severity", default_severity), f"{where}.min_severity"),
-                _states(hook.get("states", ["raised", "cleared"]), f"{where}.states"),
-            )
-        )
-    smtp = None
-    email = table.get("email")
-    if email is not None:
-        where = "notify.email"
-        if not isinstance(email, dict):
-            raise ValidationError(where, "must be a table")
-        _no_unknown(
-            email,
-            {
-                "to",
-                "host",
-                "port",
-                "sender",
-                "username",
-                "password",
-                "starttls",
-                "timeout_s",
-                "min_severity",
-                "states",
-            },
-            where,
-        )
-        to = email.get("to")
-        if isinstance(to, str):
-            to = [to]
-        if not isinstance(to, list) or not to or not all(isinstance(a, str) and "@" in a for a in to):
-            raise ValidationError(f"{where}.to", "must be a list of e-mail addresses")
-        host = email.get("host")
-        if not isinstance(host, str) or not host:
-            raise ValidationError(f"{where}.host", "required: the SMTP server")
-        port = email.get("port", 25)
-        if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
-            raise ValidationError(f"{where}.port", "must be a port number")
-        sender = email.get("sender", "fieldpost@localhost")
-        if not isinstance(sender, str) or "@" not in sender:
-            raise ValidationError(f"{where}.sender", "must be an e-mail address")
-        starttls = email.get("starttls", False)
-        if not isinstance(starttls, bool):
-            raise ValidationError(f"{where}.starttls", "must be true or false")
-        for key in ("username", "password"):
-            if key in email and not isinstance(email[key], str):
-                raise ValidationError(f"{where}.{key}", "must be text")
-        smtp = SmtpSettings(
-            host=host,
-            port=port,
-            sender=sender,
-            username=email.get("username"),
-            password=email.get("password"),
-            starttls=starttls,
-            timeout_s=_positive(email, "timeout_s", 10.0, where),
-        )
-        severity = _severity(email.get("min_severity", default_severity), f"{where}.min_severity")
-        states = _states(email.get("states", ["raised", "cleared"]), f"{where}.states")
-        targets += [Target("email", address, severity, states) for address in to]
-    max_attempts = table.get("max_attempts", 200)
-    if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
-        raise ValidationError("notify.max_attempts", "must be a whole number of at least 1")
-    return NotifyConfig(
-        targets=tuple(targets),
-        smtp=smtp,
-        http_timeout_s=_positive(table, "http_timeout_s", 10.0, "notify"),
-        backoff_s=_positive(table, "backoff_s", 30.0, "notify"),
-        backoff_max_s=_positive(table, "backoff_max_s", 3600.0, "notify"),
-        max_attempts=max_attempts,
+
+def _states_ok(value: list[str]) -> str | None:
+    if value and all(s in alarms.STATES for s in value):
+        return None
+    return f"must be a list of {', '.join(alarms.STATES)}"
+
+
+def _http_url(value: str) -> str | None:
+    if value.startswith(("http://", "https://")) and len(value) <= 2000:
+        return None
+    return "must be an http:// or https:// URL"
+
+
+def _addresses(value: list[str]) -> str | None:
+    return None if value and all("@" in a for a in value) else "must be a list of e-mail addresses"
+
+
+@dataclass(frozen=True)
+class WebhookSection:
+    url: str | None = setting(
+        None, doc="Where alarm changes are POSTed as JSON", check=_http_url, required=True
     )
+    min_severity: str = setting(
+        "", doc="Least severity sent (empty: notify.min_severity)", check=_severity_or_inherit
+    )
+    states: list[str] = setting(["raised", "cleared"], doc="Alarm states sent", check=_states_ok)
 
 
-def _no_unknown(table: dict, allowed: set[str], where: str) -> None:
-    unknown = sorted(set(table) - allowed)
-    if unknown:
-        raise ValidationError(f"{where}.{unknown[0]}", "is not a known setting")
+@dataclass(frozen=True)
+class EmailSection:
+    to: list[str] = setting([], doc="Recipients", check=_addresses, required=True)
+    host: str | None = setting(None, doc="SMTP server", required=True)
+    port: int = setting(25, doc="SMTP port", lo=1, hi=65535)
+    sender: str = setting(
+        "fieldpost@localhost",
+        doc="From address",
+        check=lambda v: None if "@" in v else "must be an e-mail address",
+    )
+    username: str | None = setting(None, doc="SMTP user name")
+    password: str | None = setting(None, doc="SMTP password", secret=True)
+    starttls: bool = setting(False, doc="Upgrade the connection with STARTTLS")
+    timeout_s: float = setting(10.0, doc="SMTP timeout", unit="s", lo=0.001, hi=600)
+    min_severity: str = setting(
+        "", doc="Least severity mailed (empty: notify.min_severity)", check=_severity_or_inherit
+    )
+    states: list[str] = setting(["raised", "cleared"], doc="Alarm states mailed", check=_states_ok)
 
 
-def _severity(value: Any, where: str) -> str:
-    if value not in alarms.SEVERITIES:
-        raise ValidationError(where, f"must be one of {', '.join(alarms.SEVERITIES)}")
-    return value
+@dataclass(frozen=True)
+class NotifySection:
+    """Alarm notifications by webhook and e-mail (docs/rules.md); :meth:`config` is what runs."""
+
+    min_severity: str = setting(
+        "warning", doc="Least severity notified (default for every target)", choices=alarms.SEVERITIES
+    )
+    http_timeout_s: float = setting(10.0, doc="Webhook timeout", unit="s", lo=0.001, hi=600)
+    backoff_s: float = setting(
+        30.0, doc="First retry delay; doubles up to backoff_max_s", unit="s", lo=0.001, hi=86400
+    )
+    backoff_max_s: float = setting(3600.0, doc="Longest retry delay", unit="s", lo=0.001, hi=30 * 86400)
+    max_attempts: int = setting(
+        200, doc="Attempts per notification before it is marked failed", lo=1, hi=10**6
+    )
+    webhook: tuple[WebhookSection, ...] = tables(WebhookSection, doc="Webhooks ([[notify.webhook]])")
+    email: EmailSection | None = table(EmailSection, doc="E-mail by SMTP", optional=True)
+
+    def config(self) -> NotifyConfig:
+        targets = [
+            Target("webhook", h.url or "", h.min_severity or self.min_severity, tuple(h.states))
+            for h in self.webhook
+        ]
+        smtp = None
+        if self.email is not None:
+            e = self.email
+            smtp = SmtpSettings(
+                e.host or "", e.port, e.sender, e.username, e.password, e.starttls, e.timeout_s
+            )
+            severity = e.min_severity or self.min_severity
+            targets += [Target("email", address, severity, tuple(e.states)) for address in e.to]
+        return NotifyConfig(
+            targets=tuple(targets),
+            smtp=smtp,
+            http_timeout_s=self.http_timeout_s,
+            backoff_s=self.backoff_s,
+            backoff_max_s=self.backoff_max_s,
+            max_attempts=self.max_attempts,
+        )
 
 
-def _states(value: Any, where: str) -> tuple[str, ...]:
-    if not isinstance(value, list) or not value or any(s not in alarms.STATES for s in value):
-        raise ValidationError(where, f"must be a list of {', '.join(alarms.STATES)}")
-    return tuple(value)
-
-
-def _positive(table: dict, key: str, default: float, where: str) -> float:
-    value = table.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValidationError(f"{where}.{key}", "must be a number above 0")
-    return float(value)
+def parse_notify(table_: Any) -> NotifyConfig:
+    """Validate the config file's ``[notify]`` table; a ValidationError names ``notify.<field>``."""
+    try:
+        return build(NotifySection, table_, "notify").config()
+    except SettingError as exc:
+        raise ValidationError(exc.key, exc.why) from None
 
 
 # --------------------------------------------------------------------------- notifier

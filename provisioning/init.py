@@ -75,17 +75,17 @@ def default_hosts() -> list[str]:
 
 
 def render_config(opts: InitOptions) -> str:
+    """The config file init writes (TOML by tomli-w), checked by the schema before it is written."""
     cert, key = opts.tls_dir / "panel.crt", opts.tls_dir / "panel.key"
+    data = {
+        "edge": {"db": str(opts.db), "site": opts.site},
+        "webui": {"tls": True, "tls_cert": str(cert), "tls_key": str(key)},
+    }
+    edge_config.from_dict(data, env={})  # a bad --site (a newline...) is refused, naming edge.site
     return (
         "# Fieldpost appliance configuration, written by `fieldpost init`.\n"
-        "# Every key has a default; see `fieldpost config example` for the edge sections.\n\n"
-        "[edge]\n"
-        f"db = {_q(opts.db)}\n"
-        f"site = {_q(opts.site)}\n\n"
-        "[webui]\n"
-        "tls = true\n"
-        f"tls_cert = {_q(cert)}\n"
-        f"tls_key = {_q(key)}\n"
+        "# Every key has a default; `fieldpost config --example` prints them all (docs/config.md).\n\n"
+        + edge_config.dumps(data)
     )
 
 
@@ -93,10 +93,6 @@ def _as_os_error(exc: Exception) -> OSError:
     if isinstance(exc, OSError):
         return exc
     return OSError(errno.EIO, str(exc))  # sqlite3's "unable to open database file" and kin
-
-
-def _q(value: object) -> str:
-    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _write_private(path: Path, data: bytes, mode: int) -> None:
@@ -135,10 +131,9 @@ def read_config(opts: InitOptions) -> None:
 
     panel = from_edge_config(cfg)  # and the panel's section must satisfy the panel
     opts.db = Path(cfg.edge.db)
-    webui = cfg.section("webui")
     opts.tls = panel.enabled and bool(panel.tls_cert)
-    opts.tls_cert = Path(webui.get("tls_cert") or opts.tls_dir / "panel.crt")
-    opts.tls_key = Path(webui.get("tls_key") or opts.tls_dir / "panel.key")
+    opts.tls_cert = Path(cfg.webui.tls_cert or opts.tls_dir / "panel.crt")
+    opts.tls_key = Path(cfg.webui.tls_key or opts.tls_dir / "panel.key")
 
 
 def migrate_database(opts: InitOptions, report: InitReport) -> None:

@@ -28,12 +28,12 @@ def _db_path(ctx: click.Context, db: str | None) -> str:
 
 
 def _settings(ctx: click.Context, db: str):
-    from webui.config import parse
+    from webui.config import WebuiSection, settings
 
     parent = ctx.find_root().obj
-    section = parent.config.section("webui") if parent is not None and hasattr(parent, "config") else {}
     try:
-        return parse(section, db_path=db)
+        section = parent.config.webui if parent is not None and hasattr(parent, "config") else WebuiSection()
+        return settings(section, db_path=db)
     except FieldpostError as exc:
         raise click.ClickException(str(exc)) from exc
 

@@ -1,20 +1,6 @@
-"""The [webui] section of fieldpost.toml -> the panel's Flask config. Bad values name their key.
+"""The [webui] section of fieldpost.toml (declared on edge.config.schema) -> the panel's Flask config.
 
-[webui]
-enabled = true
-host = "0.0.0.0"          # the site LAN
-port = 8080
-threads = 16
-tls = false               # true: HTTPS with tls_cert/tls_key, made by `fieldpost webui make-cert`
-tls_cert = ""             # default: <db>.panel-cert.pem
-tls_key = ""              # default: <db>.panel-key.pem
-login_max_failures = 5
-login_lockout_s = 900
-login_rate_limit = "20 per minute"
-online_intervals = 3
-radio_sf = 12
-radio_bw_hz = 125000
-duty_cycle_limit = 0.01
+No Flask import here: `fieldpost config` checks this section without loading the panel.
 """
 
 from __future__ import annotations
@@ -23,40 +9,41 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from edge.errors import ConfigError
+from edge.config.schema import build, setting
 
-# key -> (default, type, check, why)
-SCHEMA: dict[str, tuple[Any, type, Any, str]] = {
-    "enabled": (True, bool, None, ""),
-    "host": ("0.0.0.0", str, lambda v: bool(v), "must not be empty"),
-    "port": (8080, int, lambda v: 0 <= v <= 65535, "must be 0 .. 65535"),
-    "threads": (16, int, lambda v: 2 <= v <= 256, "must be 2 .. 256"),
-    "tls": (False, bool, None, ""),
-    "tls_cert": ("", str, None, ""),
-    "tls_key": ("", str, None, ""),
-    "login_max_failures": (5, int, lambda v: 1 <= v <= 100, "must be 1 .. 100"),
-    "login_lockout_s": (
-        900.0,
-        float,
-        lambda v: 0 <= v <= 86400 * 7,
-        "must be 0 .. 604800",
-    ),
-    "login_rate_limit": (
-        "20 per minute",
-        str,
-        lambda v: " per " in v or "/" in v,
-        "must be like '20 per minute'",
-    ),
-    "online_intervals": (3, int, lambda v: 1 <= v <= 1000, "must be 1 .. 1000"),
-    "radio_sf": (12, int, lambda v: 7 <= v <= 12, "must be 7 .. 12"),
-    "radio_bw_hz": (
-        125000,
-        int,
-        lambda v: v in (125000, 250000, 500000),
-        "must be 125000, 250000 or 500000",
-    ),
-    "duty_cycle_limit": (0.01, float, lambda v: 0 < v <= 1, "must be > 0 and <= 1"),
-}
+
+def _rate(value: str) -> str | None:
+    return None if (" per " in value or "/" in value) else "must be like '20 per minute'"
+
+
+@dataclass(frozen=True)
+class WebuiSection:
+    """The panel (docs/panel.md)."""
+
+    enabled: bool = setting(True, doc="Serve the panel inside `fieldpost run`")
+    host: str = setting(
+        "0.0.0.0",
+        doc="Address the panel listens on (the site LAN)",
+        check=lambda v: None if v else "must not be empty",
+    )
+    port: int = setting(8080, doc="Panel port (0: any free port)", lo=0, hi=65535)
+    threads: int = setting(16, doc="Request threads", lo=2, hi=256)
+    tls: bool = setting(False, doc="true: HTTPS with tls_cert/tls_key (made by `fieldpost webui make-cert`)")
+    tls_cert: str = setting("", doc="Certificate (PEM); empty: <db>.panel-cert.pem")
+    tls_key: str = setting("", doc="Certificate's key (PEM); empty: <db>.panel-key.pem")
+    login_max_failures: int = setting(5, doc="Failed logins per account before a lockout", lo=1, hi=100)
+    login_lockout_s: float = setting(
+        900.0, doc="Lockout after too many failed logins", unit="s", lo=0, hi=86400 * 7
+    )
+    login_rate_limit: str = setting("20 per minute", doc="Login attempts per client address", check=_rate)
+    online_intervals: int = setting(
+        3, doc="A device is online while heard within this many report intervals", lo=1, hi=1000
+    )
+    radio_sf: int = setting(12, doc="Spreading factor for airtime estimates", lo=7, hi=12)
+    radio_bw_hz: int = setting(
+        125000, doc="Bandwidth for airtime estimates", unit="Hz", choices=(125000, 250000, 500000)
+    )
+    duty_cycle_limit: float = setting(0.01, doc="Duty-cycle limit shown against airtime", lo=0.000001, hi=1)
 
 
 @dataclass(frozen=True)
@@ -72,51 +59,31 @@ class PanelSettings:
     flask: dict[str, Any]
 
 
-def _typed(key: str, value: Any, kind: type) -> Any:
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise ConfigError(f"webui.{key}: must be {kind.__name__}, not {type(value).__name__} {value!r}")
-    return value
-
-
-def parse(section: Mapping[str, Any], *, db_path: str) -> PanelSettings:
-    unknown = sorted(set(section) - set(SCHEMA))
-    if unknown:
-        raise ConfigError(f"webui.{unknown[0]}: unknown key (known: {', '.join(SCHEMA)})")
-    values = {}
-    for key, (default, kind, check, why) in SCHEMA.items():
-        value = _typed(key, section.get(key, default), kind)
-        if check is not None and not check(value):
-            raise ConfigError(f"webui.{key}: {why} (got {value!r})")
-        values[key] = value
+def settings(section: WebuiSection, *, db_path: str) -> PanelSettings:
     cert = key = None
-    if values["tls"]:
-        cert = values["tls_cert"] or db_path + ".panel-cert.pem"
-        key = values["tls_key"] or db_path + ".panel-key.pem"
+    if section.tls:
+        cert = section.tls_cert or db_path + ".panel-cert.pem"
+        key = section.tls_key or db_path + ".panel-key.pem"
     flask = {
         "DATABASE": db_path,
         "TLS_CERT": cert,
         "TLS_KEY": key,
-        "LOGIN_MAX_FAILURES": values["login_max_failures"],
-        "LOGIN_LOCKOUT_S": values["login_lockout_s"],
-        "LOGIN_RATE_LIMIT": values["login_rate_limit"],
-        "ONLINE_INTERVALS": values["online_intervals"],
-        "RADIO_SF": values["radio_sf"],
-        "RADIO_BW_HZ": values["radio_bw_hz"],
-        "DUTY_CYCLE_LIMIT": values["duty_cycle_limit"],
+        "LOGIN_MAX_FAILURES": section.login_max_failures,
+        "LOGIN_LOCKOUT_S": section.login_lockout_s,
+        "LOGIN_RATE_LIMIT": section.login_rate_limit,
+        "ONLINE_INTERVALS": section.online_intervals,
+        "RADIO_SF": section.radio_sf,
+        "RADIO_BW_HZ": section.radio_bw_hz,
+        "DUTY_CYCLE_LIMIT": section.duty_cycle_limit,
     }
-    return PanelSettings(
-        values["enabled"],
-        values["host"],
-        values["port"],
-        values["threads"],
-        cert,
-        key,
-        flask,
-    )
+    return PanelSettings(section.enabled, section.host, section.port, section.threads, cert, key, flask)
+
+
+def parse(section: Mapping[str, Any], *, db_path: str) -> PanelSettings:
+    """A raw ``[webui]`` table -> PanelSettings (ConfigError naming the key)."""
+    return settings(build(WebuiSection, section, "webui"), db_path=db_path)
 
 
 def from_edge_config(config: Any) -> PanelSettings:
-    """From an edge.config.Config: its [edge] db and its raw [webui] section."""
-    return parse(config.section("webui"), db_path=str(config.edge.db))
+    """From an edge.config.Config: its [edge] db and its [webui] section."""
+    return settings(config.webui, db_path=str(config.edge.db))

@@ -70,15 +70,15 @@ def _audit(daemon: Any, action: str) -> None:
 
 
 def attach(daemon: Any, *, pin_factory: Any | None = None) -> IndicatorService | None:
-    section = daemon.config.section("gpio")
-    if not section.get("enabled", True):
+    section = daemon.config.gpio
+    if not section.enabled:
         log.info("gpio indicators=off reason='gpio.enabled = false'")
         return None
     try:
-        pin_map = load_pin_map(Path(section.get("map", DEFAULT_GPIO_MAP)))
-        refresh_s = float(section.get("refresh_s", 1.0))
+        pin_map = load_pin_map(Path(section.map or DEFAULT_GPIO_MAP))
+        refresh_s = section.refresh_s
     except (ValidationError, OSError, TypeError, ValueError) as exc:
-        raise ConfigError(f"gpio: {exc}") from None
+        raise ConfigError(f"gpio.map: {exc}") from None
 
     def force_sync() -> None:
         _audit(daemon, "sync.force")

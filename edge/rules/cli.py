@@ -50,7 +50,7 @@ def rules_group() -> None:
 def check_command(ctx: click.Context) -> None:
     """Validate the config file's [[rules]] and [notify] sections without starting anything."""
     try:
-        rules, notify = load_config(_root(ctx).config.extra)
+        rules, notify = load_config(_root(ctx).config)
     except FieldpostError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"ok: {len(rules)} rule(s), {len(notify.targets)} notification target(s)")

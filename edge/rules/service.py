@@ -15,9 +15,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from edge.errors import ConfigError, ValidationError
-from edge.notify import Notifier, NotifyConfig, parse_notify
+from edge.notify import Notifier, NotifyConfig
 from edge.rules.engine import RuleEngine
-from edge.rules.model import parse_rules
 from edge.rules.status import LinkStatus, SiteStatus
 from edge.rules.store import sync_config_rules
 from edge.store import connect
@@ -28,16 +27,13 @@ TICK_S = 5.0
 NOTIFY_EVERY_S = 5.0
 
 
-def load_config(extra: dict[str, Any]) -> tuple[list, NotifyConfig]:
-    """Validate the rules' and notifications' config sections (``Config.extra``); ConfigError on error."""
-    try:
-        return parse_rules(extra.get("rules")), parse_notify(extra.get("notify"))
-    except ValidationError as exc:
-        raise ConfigError(f"{exc.field}: {exc.message}") from None
+def load_config(config: Any) -> tuple[list, NotifyConfig]:
+    """The rules and the notifications of an edge.config.Config (checked when it was loaded)."""
+    return list(config.rules), config.notify.config()
 
 
 def attach(daemon: Any) -> None:
-    rules, notify_config = load_config(daemon.config.extra)
+    rules, notify_config = load_config(daemon.config)
     conn = connect(daemon.db_path)
     try:
         try:

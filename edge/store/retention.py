@@ -36,11 +36,11 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
+from edge.config.schema import build, setting
 from edge.errors import ConfigError
 from edge.store import cursor, readings
 from edge.store.connection import transaction
 from edge.store.numbers import all_numbers
-from edge.sync.config import SectionReader
 
 log = logging.getLogger("fieldpost.retention")
 
@@ -61,31 +61,55 @@ class RetentionPolicy:
     interval_s: float = 300.0
 
 
+@dataclass(frozen=True)
+class RetentionSection:
+    """How long and how much the buffer keeps (docs/store.md); :meth:`policy` is what the worker runs."""
+
+    max_age_days: float | None = setting(
+        90.0,
+        doc="Synced data older than this is deleted (unsynced data never is)",
+        unit="days",
+        lo=0.0001,
+        hi=36500,
+    )
+    max_db_bytes: int | None = setting(
+        None,
+        doc="Database size limit (unset: none; synced data goes first)",
+        unit="B",
+        lo=64 * 1024,
+        hi=2**50,
+    )
+    low_water: float = setting(0.8, doc="Eviction goes down to this fraction of max_db_bytes", lo=0.1, hi=1.0)
+    min_free_disk_bytes: int = setting(
+        0, doc="Evict while the disk has less free than this", unit="B", lo=0, hi=2**50
+    )
+    chunk_rows: int = setting(
+        2000, doc="Rows per delete to start with (adapted to chunk_target_ms)", lo=10, hi=1_000_000
+    )
+    chunk_target_ms: float = setting(
+        20.0,
+        doc="Work per delete step: what a step adds to the transaction it runs in",
+        unit="ms",
+        lo=1,
+        hi=1000,
+    )
+    interval_s: float = setting(300.0, doc="Time between retention passes", unit="s", lo=1, hi=86400)
+
+    def policy(self) -> RetentionPolicy:
+        return RetentionPolicy(
+            max_age_s=None if self.max_age_days is None else self.max_age_days * 86400,
+            max_db_bytes=self.max_db_bytes,
+            low_water=self.low_water,
+            min_free_disk_bytes=self.min_free_disk_bytes,
+            chunk_rows=self.chunk_rows,
+            chunk_target_ms=self.chunk_target_ms,
+            interval_s=self.interval_s,
+        )
+
+
 def parse_retention_config(section: Mapping[str, Any] | None) -> RetentionPolicy:
     """Validate the ``[retention]`` table; a bad value raises ConfigError naming the key."""
-    raw = dict(section or {})
-    r = SectionReader(raw, "retention")
-
-    def optional(read: Callable[..., Any], key: str, default: Any, lo: float, hi: float) -> Any:
-        # The panel's null (no limit) passes through; the config file's checks apply otherwise.
-        if raw.get(key, default) is None:
-            r.seen.add(key)
-            return None
-        return read(key, default, lo=lo, hi=hi)
-
-    age_days = optional(r.float, "max_age_days", 90, 0.0001, 36500)
-    max_bytes = optional(r.int, "max_db_bytes", None, 64 * 1024, 2**50)
-    policy = RetentionPolicy(
-        max_age_s=None if age_days is None else age_days * 86400,
-        max_db_bytes=max_bytes,
-        low_water=r.float("low_water", 0.8, lo=0.1, hi=1.0),
-        min_free_disk_bytes=r.int("min_free_disk_bytes", 0, lo=0, hi=2**50),
-        chunk_rows=r.int("chunk_rows", 2000, lo=10, hi=1_000_000),
-        chunk_target_ms=r.float("chunk_target_ms", 20.0, lo=1.0, hi=1000.0),
-        interval_s=r.float("interval_s", 300, lo=1, hi=86400),
-    )
-    r.done()
-    return policy
+    return build(RetentionSection, dict(section or {}), "retention").policy()
 
 
 # The panel's keys (webui/settings_store.py), named after the [retention] keys they replace.

@@ -22,7 +22,6 @@ from edge.store.retention import (
     RetentionReport,
     Runner,
     apply_retention,
-    parse_retention_config,
     policy_with_settings,
 )
 from edge.sync.panel_settings import SettingsWatch
@@ -125,7 +124,7 @@ class RetentionWorker(ThreadedLoop):
 
 def attach(daemon: Any) -> RetentionWorker:
     """The daemon's attach point: run the ``[retention]`` policy on its own thread."""
-    policy = parse_retention_config(daemon.config.section("retention"))
+    policy = daemon.config.retention.policy()
     ingest = daemon.ingest
     worker = RetentionWorker(
         daemon.db_path,

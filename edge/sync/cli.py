@@ -13,36 +13,35 @@ import logging
 import signal
 import sys
 import time
-import tomllib
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
+from edge import config as config_mod
 from edge.errors import ConfigError
 from edge.store import connect, migrate
-from edge.sync.config import parse_sync_config
 from edge.sync.state import sync_status
 
+if TYPE_CHECKING:
+    from edge.config.root import Config
 
-def _sources(db_path: str | None, config_path: str | None) -> tuple[str, dict[str, Any], str | None]:
-    """(database path, full config document as dict of sections, site) from our options or fieldpost's."""
+
+def _sources(db_path: str | None, config_path: str | None) -> tuple[str, Config]:
+    """(database path, the checked configuration) from our options or fieldpost's."""
     if config_path is not None:
         try:
-            with open(config_path, "rb") as fh:
-                doc = tomllib.load(fh)
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise click.ClickException(f"{config_path}: {exc}") from exc
-        site = (doc.get("edge") or {}).get("site")
-        db = db_path or (doc.get("edge") or {}).get("db")
+            cfg = config_mod.load(config_path)
+        except ConfigError as exc:
+            raise click.ClickException(f"configuration: {exc}") from exc
+        db = db_path or cfg.edge.db
     else:
         parent = click.get_current_context().find_root().obj  # edge.cli.Context under `fieldpost`
-        cfg = getattr(parent, "config", None) if parent is not None else None
-        doc = {} if cfg is None else {name: cfg.section(name) for name in ("sync", "retention")}
-        site = None if cfg is None else cfg.edge.site
-        db = db_path or (str(parent.db_path) if cfg is not None else None)
+        found = getattr(parent, "config", None) if parent is not None else None
+        cfg = found if found is not None else config_mod.from_dict({})
+        db = db_path or (str(parent.db_path) if found is not None else "")
     if not db:
         raise click.ClickException("no database: give --db (or [edge] db in the configuration)")
-    return db, doc, site
+    return db, cfg
 
 
 _db_option = click.option("--db", "db_path", type=click.Path(dir_okay=False), help="SQLite buffer database.")
@@ -65,7 +64,7 @@ def sync_group() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 def status_command(db_path: str | None, config_path: str | None, as_json: bool) -> None:
     """Show the backlog (count, age), last success, last error and bytes sent today."""
-    db, _, _ = _sources(db_path, config_path)
+    db, _ = _sources(db_path, config_path)
     conn = connect(db, readonly=True)
     try:
         status = sync_status(conn, time.time())
@@ -102,9 +101,9 @@ def run_command(db_path: str | None, config_path: str | None, log_level: str) ->
         stream=sys.stdout,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
-    db, doc, site = _sources(db_path, config_path)
+    db, cfg = _sources(db_path, config_path)
     try:
-        config = parse_sync_config(doc.get("sync"), site=site)
+        config = cfg.sync
         conn = connect(db)
         migrate(conn)
         conn.close()
@@ -128,14 +127,13 @@ def retention_command(db_path: str | None, config_path: str | None, as_json: boo
     from edge.store.retention import (
         SETTING_KEYS,
         apply_retention,
-        parse_retention_config,
         policy_with_settings,
     )
     from edge.sync.panel_settings import read_settings
 
-    db, doc, _ = _sources(db_path, config_path)
+    db, cfg = _sources(db_path, config_path)
     try:
-        policy = parse_retention_config(doc.get("retention"))
+        policy = cfg.retention.policy()
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
     conn = connect(db)

@@ -504,14 +504,13 @@ def attach(daemon: Any) -> SyncService | None:
     """
     from edge.sync.metrics import sync_families
 
-    section = daemon.config.section("sync")
-    if not section and not _panel_endpoint(daemon.db_path):
+    if "sync" not in daemon.config.given and not _panel_endpoint(daemon.db_path):
         log.info("sync=off reason='no [sync] section and no endpoint set in the panel'")
         return None
     backpressure = daemon.backpressure
     service = SyncService(
         daemon.db_path,
-        section,
+        daemon.config.sync,
         clock=daemon.clock,
         site=daemon.config.edge.site,
         on_synced=None if backpressure is None else backpressure.synced,

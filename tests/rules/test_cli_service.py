@@ -64,9 +64,13 @@ def test_list_shows_rules_stored_in_the_database(tmp_path, db_path, conn):
 
 
 def test_daemon_config_errors_name_the_key():
+    from edge.config import from_dict
+
     with pytest.raises(ConfigError, match=r"rules\[1\]\.kind"):
-        load_config({"rules": [{"name": "a", "kind": "silent"}, {"name": "b", "kind": "eval"}]})
+        from_dict({"rules": [{"name": "a", "kind": "silent"}, {"name": "b", "kind": "eval"}]})
     with pytest.raises(ConfigError, match=r"notify\.email\.to"):
-        load_config({"notify": {"email": {"host": "h", "to": "nobody"}}})
-    rules, notify = load_config({})
+        from_dict({"notify": {"email": {"host": "h", "to": "nobody"}}})
+    rules, notify = load_config(from_dict({}))
     assert rules == [] and notify.targets == ()
+    rules, notify = load_config(from_dict({"notify": {"webhook": [{"url": "http://127.0.0.1:9/"}]}}))
+    assert [t.target for t in notify.targets] == ["http://127.0.0.1:9/"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -14,6 +13,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
+import tomli_w
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.codecs import lpp
@@ -320,20 +320,8 @@ def sync_config(port: int, **overrides) -> dict:
 
 
 def write_toml(path: Path, sync: dict) -> Path:
-    """A minimal TOML writer for the nested [sync] dicts the tests use."""
-    lines: list[str] = []
-
-    def emit(prefix: str, table: dict) -> None:
-        scalars = {k: v for k, v in table.items() if not isinstance(v, dict)}
-        lines.append(f"[{prefix}]")
-        for k, v in scalars.items():
-            lines.append(f"{k} = {json.dumps(v)}")
-        for k, v in table.items():
-            if isinstance(v, dict):
-                emit(f"{prefix}.{k}", v)
-
-    emit("sync", sync)
-    path.write_text("\n".join(lines) + "\n")
+    """A config file with this [sync] table (written by tomli-w, as the project writes TOML)."""
+    path.write_text(tomli_w.dumps({"sync": sync}))
     return path
 
 

@@ -373,10 +373,10 @@ def test_retention_config_is_checked_key_by_key():
     assert (policy.max_age_s, policy.max_db_bytes, policy.low_water) == (2 * 86400.0, 1 << 20, 0.5)
     for section, error in (
         ({"max_age_day": 2}, r"retention\.max_age_day: unknown key"),
-        ({"chunk_rows": 2.5}, r"retention\.chunk_rows: must be an integer"),
-        ({"low_water": "high"}, r"retention\.low_water: must be a number"),
+        ({"chunk_rows": 2.5}, r"retention\.chunk_rows: 2\.5 is float, expected int"),
+        ({"low_water": "high"}, r"retention\.low_water: 'high' is str, expected float"),
         ({"max_db_bytes": 1}, r"retention\.max_db_bytes: 1 is outside"),
-        ({"interval_s": True}, r"retention\.interval_s: must be a number"),
+        ({"interval_s": True}, r"retention\.interval_s: True is bool, expected float"),
     ):
         with pytest.raises(ConfigError, match=error):
             parse_retention_config(section)
