@@ -20,7 +20,7 @@ DEB := $(BUILD)/fieldpost_$(DEB_VERSION)_$(shell dpkg --print-architecture 2>/de
 help:
 	@echo "make demo      run the appliance: virtual modules, edge, panel"
 	@echo "make test      set up and run every test"
-	@echo "make lint      ruff"
+	@echo "make lint      ruff, ruff format, mypy"
 	@echo "make deb       the Debian package, $(DEB)"
 	@echo "make firmware  mpy-cross every firmware file into $(BUILD)/"
 	@echo "make bench     run the benchmarks, figures in $(BUILD)/bench/ (bench-quick: small sizes)"
@@ -56,6 +56,7 @@ test-fast: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check edge webui provisioning tests packaging setup.py
 	$(BIN)/ruff format --check edge webui provisioning tests packaging setup.py
+	$(BIN)/mypy  # edge/ webui/ provisioning/, configured in pyproject.toml [tool.mypy]
 
 firmware: $(STAMP)
 	$(BIN)/python -m edge.tools.build_firmware --out $(BUILD)/firmware

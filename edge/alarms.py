@@ -95,7 +95,8 @@ def raise_alarm(
             " VALUES (?, ?, ?, 'raised', ?, ?, ?, ?)",
             (rule, device_id, severity, message, reading_id, value, now),
         )
-        alarm_id = int(cur.lastrowid)
+        assert cur.lastrowid is not None  # sqlite3 sets it after every INSERT
+        alarm_id = cur.lastrowid
         _record(conn, alarm_id, "raised", now, by=None)
     log.info("alarm=raised id=%d rule=%s device=%s severity=%s", alarm_id, rule, device_id, severity)
     return alarm_id

@@ -15,6 +15,7 @@ import importlib
 import importlib.metadata
 import logging
 import signal
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -86,7 +87,7 @@ class Daemon:
         self._liveness: dict[str, Check] = {}
         self.services: dict[str, Any] = {}  # what each attach point returned, by module name
         self.metrics_sources = Sources(db_path=str(self.db_path))
-        self.conn = None
+        self.conn: sqlite3.Connection | None = None
         self.ingest: Ingestor | None = None
         self.manager: LinkManager | None = None
         self.http: StatusServer | None = None
@@ -95,7 +96,9 @@ class Daemon:
         self.numbers = Numbers()  # device id <-> number, shared by everything in this process
         # Decoding stored payloads (sync, rules, panel share it): one plug-in codec worker at most.
         self.codecs = CodecRunner(timeout_s=config.ingest.codec_timeout_s)
-        self._reader = None  # a read connection for the timer's counts (never the writer's)
+        self._reader: sqlite3.Connection | None = (
+            None  # a read connection for the timer's counts (never the writer's)
+        )
         self._disk_alarm: int | None = None
         self._raising_disk_alarm = False
         self._timer: threading.Thread | None = None
@@ -331,10 +334,10 @@ class Daemon:
 
     def _notify_ready(self) -> None:
         """Database open and migrated, writer and links started: tell systemd, and feed its watchdog."""
-        if not self.notifier.enabled:
+        if not self.notifier.enabled or self.ingest is None:
             return
         probe_s = max(0.05, min(5.0, (self.notifier.watchdog_s or 4.0) / 4))
-        checks = {
+        checks: dict[str, Check] = {
             "writer": WriterProbe(self.ingest.submit_call, timeout_s=probe_s),
             "links": self._links_alive,
         }
@@ -377,8 +380,12 @@ class Daemon:
                 continue  # the module exists but does not (yet) offer an attach point
             service = self.services[module_name] = attach(self)
             if hasattr(service, "alive"):  # a service with its own thread: the watchdog watches it too
-                self.add_liveness(module_name, lambda service=service: service.alive)
+                self.add_liveness(module_name, _alive_of(service))
             log.info("attached %s", kv(service=point))
+
+
+def _alive_of(service: Any) -> Check:
+    return lambda: bool(service.alive)
 
 
 def main(argv: list[str] | None = None) -> None:

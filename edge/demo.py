@@ -21,6 +21,7 @@ broker and panel stopped, no process left behind.
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import queue
 import secrets
@@ -29,6 +30,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import TextIO
 
 from edge.codecs import CodecRunner
@@ -138,7 +140,7 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout, stop: threading.Even
                 ["--id", module_id(n), "--every", str(args.every)],
                 heapsize=args.heapsize,
                 name=name,
-                on_output=lambda line, name=name: say(f"[{name}] (firmware) {line}"),
+                on_output=functools.partial(_firmware_line, say, name),
             )
             modules.append(vm.start())
             say(f"[{name}] started: micropython pid {vm.pid}, UART on {vm.port}")
@@ -150,6 +152,7 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout, stop: threading.Even
                     ref[0].ack(event.frame.seq)  # the demo stores nothing: ACK at once
                 events.put((name, event))
 
+            assert vm.port is not None  # start() made it
             port = LinkPort(
                 vm.port, hello={"edge": EDGE_VERSION, "time": int(time.time())}, on_event=on_event
             )
@@ -309,6 +312,10 @@ def panel_port(preferred: int, host: str = PANEL_HOST) -> int:
     return preferred
 
 
+def _firmware_line(say: Callable[[str], None], name: str, line: str) -> None:
+    say(f"[{name}] (firmware) {line}")
+
+
 def site_config(
     db_path, bridge_port: str, *, panel_port: int | None, sync: dict | None, verbose: bool
 ) -> dict:
@@ -397,6 +404,7 @@ def run_site(args: argparse.Namespace, out: TextIO = sys.stdout, stop: threading
             )
             modules.append(bridge.start())
             say(f"[bridge {bridge_id}] started: micropython pid {bridge.pid}, UART on {bridge.port}")
+            assert bridge.port is not None  # start() made it
             cfg = config_mod.from_dict(
                 site_config(
                     db_path,
@@ -408,7 +416,12 @@ def run_site(args: argparse.Namespace, out: TextIO = sys.stdout, stop: threading
             )
             # The panel is attached below rather than by the daemon, to learn the port it got.
             daemon = Daemon(cfg, attach_points=tuple(p for p in ATTACH_POINTS if p != "webui.service:attach"))
-            daemon.add_hook(lambda readings: [say(describe_reading(r, codecs)) for r in readings])
+
+            def show(readings: list) -> None:
+                for r in readings:
+                    say(describe_reading(r, codecs))
+
+            daemon.add_hook(show)
             daemon.start()
             say(f"[edge] database {db_path}")
             if daemon.http is not None:
@@ -446,6 +459,7 @@ def run_site(args: argparse.Namespace, out: TextIO = sys.stdout, stop: threading
                 feed.poll()
                 stop.wait(0.2)
             feed.poll()
+            assert daemon.ingest is not None and daemon.manager is not None  # start() made them
             stats = daemon.ingest.stats
             say(
                 f"stopping: {stats.results['stored']} readings stored, {stats.batches} commits, "

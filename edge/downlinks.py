@@ -22,7 +22,7 @@ SOURCES = ("panel", "cloud", "rule", "cli")
 MAX_TTL_S = 30 * 86400
 
 
-def validate(command: str, args: Any) -> dict[str, Any]:
+def validate(command: Any, args: Any) -> dict[str, Any]:
     """Check a command and its arguments; return the normalised arguments.
 
     Raises ValidationError naming the offending field.

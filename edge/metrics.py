@@ -200,7 +200,8 @@ class StatusServer:
         self.health = health
         self._server = ThreadingHTTPServer((host, port), Handler)
         self._server.daemon_threads = True
-        self.host, self.port = self._server.server_address[:2]
+        self.host: str = str(self._server.server_address[0])
+        self.port: int = self._server.server_address[1]
         self._thread: threading.Thread | None = None
 
     def start(self) -> StatusServer:

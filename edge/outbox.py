@@ -50,5 +50,6 @@ def enqueue(
         (msg_id, kind, priority, device_id, ref_id, text, now),
     )
     if cur.rowcount == 1:
-        return int(cur.lastrowid)
+        assert cur.lastrowid is not None  # sqlite3 sets it after every INSERT
+        return cur.lastrowid
     return int(conn.execute("SELECT id FROM outbox WHERE msg_id = ?", (msg_id,)).fetchone()[0])

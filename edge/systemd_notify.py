@@ -86,7 +86,7 @@ class Notifier:
 
     def _run_watchdog(self, checks: dict[str, Check]) -> None:
         # Half the timeout, as sd_watchdog_enabled(3) advises: one late ping is not yet fatal.
-        every = self.watchdog_s / 2
+        every = (self.watchdog_s or 0.0) / 2  # only started with a watchdog (see start_watchdog)
         failing: list[str] = []
         while not self._stop.wait(every):
             now_failing = [name for name, check in checks.items() if not _passes(check)]

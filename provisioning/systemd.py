@@ -39,7 +39,7 @@ def find_units(units_dir: Path) -> list[Path]:
 
 def wanted_by(unit_text: str) -> list[str]:
     parser = configparser.ConfigParser(strict=False, interpolation=None, delimiters=("=",))
-    parser.optionxform = str  # unit keys are case-sensitive
+    parser.optionxform = str  # type: ignore[assignment,method-assign]  # configparser's documented way: unit keys are case-sensitive
     parser.read_string(unit_text)
     if not parser.has_section("Install"):
         return []

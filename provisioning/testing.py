@@ -29,6 +29,8 @@ class BlankModule:
 
     @property
     def port(self) -> str:
+        if self.vm.port is None:
+            raise RuntimeError(f"{self.vm.name}: not started, so it has no port")
         return self.vm.port
 
     def start(self) -> BlankModule:

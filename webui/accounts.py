@@ -102,6 +102,7 @@ def create_user(
         "INSERT INTO users (username, password_hash, role, created_at) VALUES (?, ?, ?, ?)",
         (username, (hasher or _hasher).hash(password), role, now),
     )
+    assert cur.lastrowid is not None  # sqlite3 sets it after every INSERT
     return cur.lastrowid
 
 
@@ -170,6 +171,7 @@ def create_token(conn: sqlite3.Connection, user_id: int, name: str, *, now: floa
         "INSERT INTO api_tokens (user_id, name, token_hash, created_at) VALUES (?, ?, ?, ?)",
         (user_id, name, hash_token(token), now),
     )
+    assert cur.lastrowid is not None  # sqlite3 sets it after every INSERT
     return cur.lastrowid, token
 
 

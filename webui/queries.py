@@ -206,7 +206,7 @@ def alarms(
     limit: int = 200,
 ) -> list[sqlite3.Row]:
     """Alarms newest first; ``state`` 'open' means raised or acknowledged."""
-    sql, params = "SELECT * FROM alarms WHERE 1 = 1", []
+    sql, params = "SELECT * FROM alarms WHERE 1 = 1", list[Any]()
     if state == "open":
         sql += " AND state != 'cleared'"
     elif state:

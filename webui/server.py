@@ -53,7 +53,7 @@ class Panel:
         self.app = app
         self.relay = None
         self.host = host
-        if tls_cert:
+        if tls_cert and tls_key:
             from webui.tls import server_context
             from webui.tls_relay import TlsRelay
 

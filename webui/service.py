@@ -20,7 +20,7 @@ def attach(daemon: Any) -> Panel | None:
     if not settings.enabled:
         log.info("event=panel_disabled")
         return None
-    if settings.tls_cert and not Path(settings.tls_cert).exists():
+    if settings.tls_cert and settings.tls_key and not Path(settings.tls_cert).exists():
         # Set-up normally makes it (`fieldpost webui make-cert`); a missing one is made now, not skipped.
         make_self_signed(settings.tls_cert, settings.tls_key, now=time.time())
         log.warning("event=panel_cert_created cert=%s", settings.tls_cert)

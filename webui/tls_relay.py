@@ -101,6 +101,7 @@ class TlsRelay:
     def _pipe(client: ssl.SSLSocket, backend: socket.socket) -> None:
         while True:
             # Decrypted bytes already buffered in the SSL object do not make the socket readable.
+            readable: list[socket.socket]
             if client.pending():
                 readable = [client]
             else:

@@ -95,8 +95,8 @@ class CodecRunner:
         self.timeout_s = timeout_s
         self._lock = threading.Lock()
         self._ctx = multiprocessing.get_context("spawn")
-        self._proc = None
-        self._pipe = None
+        self._proc: Any = None  # a multiprocessing Process of the spawn context
+        self._pipe: Any = None  # its end of a multiprocessing Pipe
         self.timeouts = 0
 
     def decode(self, codec: str, port: int, payload: bytes) -> tuple[list[dict[str, Any]] | None, str | None]:

@@ -23,6 +23,11 @@ class LppType:
     unit: str
     fields: tuple[str, ...] = ()  # sub-names for multi-value types (x, y, z ...)
 
+    @property
+    def scales(self) -> tuple[float, ...]:
+        """One scale per field (GPS has three; every other type one for all its fields)."""
+        return self.scale if isinstance(self.scale, tuple) else (self.scale,)
+
 
 TYPES = {
     t.code: t
@@ -87,7 +92,7 @@ def _fields(kind: LppType) -> tuple[_Field, ...]:
     if kind.code == 136:
         return tuple(
             _Field(name, unit, scale, _decimals(scale))
-            for name, scale, unit in zip(kind.fields, kind.scale, GPS_UNITS, strict=True)
+            for name, scale, unit in zip(kind.fields, kind.scales, GPS_UNITS, strict=True)
         )
     names = [f"{kind.name}_{f}" for f in kind.fields] or [kind.name]
     scale = float(kind.scale)  # type: ignore[arg-type]
@@ -184,7 +189,7 @@ def encode(items: list[tuple[int, str, Any]]) -> bytes:
         kind = by_name[name]
         out += bytes([channel, kind.code])
         if kind.code == 136:
-            for v, scale in zip(value, kind.scale, strict=True):
+            for v, scale in zip(value, kind.scales, strict=True):
                 out += round(v / scale).to_bytes(3, "big", signed=True)
         elif kind.fields:
             out += struct.pack(kind.fmt, *(round(v / kind.scale) for v in value))

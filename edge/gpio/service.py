@@ -15,6 +15,7 @@ raised at that moment. Both are written to the audit log (actor "button").
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,7 @@ class IndicatorService:
         self.indicators = indicators
         self._db_path = Path(db_path)
         self._links_up = links_up
-        self._conn = None
+        self._conn: sqlite3.Connection | None = None
 
     def refresh(self) -> None:
         if self._conn is None:

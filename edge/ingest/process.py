@@ -126,13 +126,15 @@ def handle_batch(
     parsed: list[_Frame | None] = []
     for payload, bridge_id in frames:
         try:
-            rssi, snr_q, rx_time, dev, fcnt, port, app, signed, mic = split_serial_uplink(payload)
+            rssi, snr_q, rx_time, dev_id, fcnt, port, app, signed, mic = split_serial_uplink(payload)
         except RadioFormatError as exc:
             outcomes.append(_reject(AckResult.MALFORMED, str(exc)))
             parsed.append(None)
             continue
         outcomes.append(None)
-        parsed.append(_Frame(rssi, snr_q, rx_time, dev, dev.hex(), fcnt, port, app, signed, mic, bridge_id))
+        parsed.append(
+            _Frame(rssi, snr_q, rx_time, dev_id, dev_id.hex(), fcnt, port, app, signed, mic, bridge_id)
+        )
     devices = _load_devices(conn, {f.device_id for f in parsed if f is not None}, numbers)
 
     # Which frames may be new readings: known device, good MIC.

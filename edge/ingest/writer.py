@@ -24,7 +24,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from edge.ingest.backpressure import Backpressure
 from edge.ingest.process import CommittedReading, Outcome, handle_batch, handle_uplink
@@ -39,10 +39,10 @@ Hook = Callable[[list[CommittedReading]], None]
 T = TypeVar("T")
 
 
-class Source:
+class Source(Protocol):
     """Where items come from (a link): its window bounds how many can be waiting at once."""
 
-    window: int = 0
+    window: int
 
 
 @dataclass(slots=True)
@@ -59,7 +59,7 @@ class Item:
 class Call:
     """Other work for the writer's transaction (a module's STATUS, downlink expiry ...)."""
 
-    fn: Callable[[sqlite3.Connection, float], None]
+    fn: Callable[[sqlite3.Connection, float], object]  # what it returns is not used
     reply: Callable[[], None] | None = None
 
 
@@ -132,7 +132,7 @@ class Ingestor:
         self._queue.put(items)
 
     def submit_call(
-        self, fn: Callable[[sqlite3.Connection, float], None], reply: Callable[[], None] | None = None
+        self, fn: Callable[[sqlite3.Connection, float], object], reply: Callable[[], None] | None = None
     ) -> None:
         """Run ``fn(conn, now)`` inside the next batch transaction, then ``reply()`` after its commit."""
         self._queue.put(Call(fn, reply))

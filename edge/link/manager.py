@@ -28,7 +28,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,7 +78,7 @@ class PortState:
     past: dict[str, int] = field(default_factory=dict)
 
     def figures(self) -> dict[str, Any]:
-        out = dict(self.past)
+        out: dict[str, Any] = dict(self.past)
         if self.port is not None:
             for name, value in _port_counters(self.port).items():
                 out[name] = out.get(name, 0) + value
@@ -125,9 +125,9 @@ class LinkManager:
         self,
         *,
         ingest: Any,
-        ports: list[str] = (),
+        ports: Sequence[str] = (),
         discover_ports: bool = True,
-        usb_ids: list[str] = (),
+        usb_ids: Sequence[str] = (),
         baudrate: int = 921_600,
         window: int = 8,
         reconnect_min_s: float = 0.2,

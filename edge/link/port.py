@@ -106,7 +106,7 @@ class LinkPort:
 
     # --- public API --------------------------------------------------------------------------
 
-    def open(self) -> LinkPort:
+    def open(self) -> Self:
         """Open the serial port, say HELLO and start reading. Raises LinkError if it can't."""
         try:
             # exclusive: an advisory flock, as mpremote and provisioning take too, so the daemon and
@@ -211,6 +211,8 @@ class LinkPort:
 
     def _run(self) -> None:
         ser = self._ser
+        if ser is None:
+            return  # closed before the reader started
         fd = ser.fileno()
         reason = "closed"
         try:

@@ -75,7 +75,8 @@ def save_rule(
                 " VALUES (?, ?, ?, 'panel', ?, ?)",
                 (rule.name, text, int(rule.enabled), now, now),
             )
-            rule_id = int(cur.lastrowid)
+            assert cur.lastrowid is not None  # sqlite3 sets it after every INSERT
+            rule_id = cur.lastrowid
             action = "rule.create"
         else:
             _panel_rule(conn, rule_id)

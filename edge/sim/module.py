@@ -182,6 +182,7 @@ class VirtualModule:
             path.insert(len(self.extra_path), self._mpy_dir)
             path.insert(len(self.extra_path) + 1, str(Path(self._mpy_dir) / "lib"))
         env = {**os.environ, "MICROPYPATH": ":".join(path), **self.env}
+        pass_fds: tuple[int, ...]
         if self.entry is None:
             os.set_blocking(self._master, True)  # the REPL reads stdin the ordinary way
             stdin, stdout, pass_fds = self._master, self._master, ()
@@ -247,19 +248,21 @@ class VirtualModule:
 
     def kill(self) -> None:
         """SIGKILL: the module dies at once, mid-write if it was writing. The pty stays."""
-        if self.running:
-            self._proc.send_signal(signal.SIGKILL)
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
             log.info("sim.kill module=%s pid=%s", self.name, self.pid)
         if self._proc is not None:
             self.wait(timeout=5)
 
     def stop(self, grace: float = 2.0) -> None:
-        if self.running:
-            self._proc.terminate()
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
             try:
-                self._proc.wait(grace)
+                proc.wait(grace)
             except subprocess.TimeoutExpired:
-                self._proc.kill()
+                proc.kill()
         if self._proc is not None:
             self.wait(timeout=5)
 

@@ -40,7 +40,7 @@ class CorruptingProxy:
         self._stop_r, self._stop_w = os.pipe()
         self._thread: threading.Thread | None = None
 
-    def start(self) -> CorruptingProxy:
+    def start(self) -> Self:
         self._up_fd = os.open(self.upstream, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
         tty.setraw(self._up_fd, termios.TCSANOW)
         self._master, self._slave, self.port = open_raw_pty()
@@ -62,6 +62,8 @@ class CorruptingProxy:
 
     def _run(self) -> None:
         up, down = self._up_fd, self._master
+        if up is None or down is None:
+            return  # closed before the thread got going
         pending = {up: b"", down: b""}  # bytes waiting to be written to that fd
         try:
             while True:
@@ -100,13 +102,13 @@ class CorruptingProxy:
             self._thread.join(timeout=5)
             self._thread = None
         for fd in (self._up_fd, self._master, self._slave, self._stop_r, self._stop_w):
-            if fd is not None:
+            if fd is not None and fd >= 0:
                 try:
                     os.close(fd)
                 except OSError:
                     pass
         self._up_fd = self._master = self._slave = None
-        self._stop_r = self._stop_w = None
+        self._stop_r = self._stop_w = -1  # closed
 
     def __enter__(self) -> Self:
         return self.start()

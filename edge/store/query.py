@@ -92,7 +92,7 @@ class ReadingReader:
 
     def by_ids(self, ids: Iterable[int]) -> list[Reading]:
         ids = list(ids)
-        out = []
+        out: list[Reading] = []
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
             marks = ",".join("?" * len(chunk))

@@ -109,6 +109,7 @@ def select_rows(
 def count_between(
     conn: sqlite3.Connection, low: int, high: int, *, ports: tuple[int, ...] | None = None
 ) -> int:
+    params: tuple[int, ...]
     if ports is None:
         sql, params = "SELECT count(*) FROM readings WHERE id BETWEEN ? AND ?", (low, high)
     else:

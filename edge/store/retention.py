@@ -25,6 +25,7 @@ point is simply resumed by the next one: nothing is planned ahead that a crash c
 
 from __future__ import annotations
 
+import functools
 import heapq
 import json
 import logging
@@ -110,6 +111,11 @@ class RetentionSection:
 def parse_retention_config(section: Mapping[str, Any] | None) -> RetentionPolicy:
     """Validate the ``[retention]`` table; a bad value raises ConfigError naming the key."""
     return build(RetentionSection, dict(section or {}), "retention").policy()
+
+
+def _rowcount(sql: str, params: tuple[Any, ...]) -> Callable[[sqlite3.Connection], int]:
+    """A write step: run ``sql`` with ``params`` (bound now, not when the step runs) -> rows changed."""
+    return lambda conn: conn.execute(sql, params).rowcount
 
 
 # The panel's keys (webui/settings_store.py), named after the [retention] keys they replace.
@@ -321,7 +327,7 @@ class _Pass:
             "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE at < ? ORDER BY at LIMIT ?)",
         ):
             while not self._stop():
-                n = self._step(lambda c, sql=sql: c.execute(sql, (cutoff, self.chunk)).rowcount)
+                n = self._step(_rowcount(sql, (cutoff, self.chunk)))
                 self.report.aged_out += n
                 if n == 0:
                     break
@@ -340,11 +346,7 @@ class _Pass:
         while low <= high and not self._stop():
             end = self._chunk_end(low, high)
             n = self._step(
-                lambda c, a=low, b=end: (
-                    c.execute(
-                        f"DELETE FROM readings WHERE id BETWEEN ? AND ?{where}", (a, b, *params)
-                    ).rowcount
-                )
+                _rowcount(f"DELETE FROM readings WHERE id BETWEEN ? AND ?{where}", (low, end, *params))
             )
             setattr(self.report, counter, getattr(self.report, counter) + n)
             low = end + 1
@@ -512,7 +514,7 @@ class _Pass:
             if not free:
                 break
             pages = min(free, VACUUM_PAGES)
-            self._step(lambda c, n=pages: free_pages(c, n))
+            self._step(functools.partial(free_pages, pages=pages))
         checkpoint(self.conn)
 
 

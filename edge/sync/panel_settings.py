@@ -128,7 +128,7 @@ def with_endpoint(base: SyncConfig, endpoint: str) -> SyncConfig:
         )
     mqtt = dataclasses.replace(
         base.mqtt,
-        host=parts.hostname,
+        host=parts.hostname or "",  # parse_endpoint refused a URL without one
         port=parts.port or (8883 if tls_on else 1883),
         tls=dataclasses.replace(base.mqtt.tls, enabled=tls_on),
     )

@@ -127,6 +127,18 @@ def test_init_sets_up_a_blank_system(tmp_path, units_dir):
     assert os.readlink(link) == "/etc/systemd/system/fieldpost.service"
 
 
+def test_a_site_with_a_newline_is_refused_and_quotes_are_written_as_valid_toml(tmp_path, units_dir):
+    root = tmp_path / "root"
+    result = run_init(root, units_dir, "--generate-password", "--site", 'north"\n[sync]')
+    assert result.exit_code != 0 and "edge.site" in result.output and "control characters" in result.output
+    assert not (root / "etc/fieldpost/fieldpost.toml").exists()
+    result = run_init(root, units_dir, "--generate-password", "--site", 'north "well" \\ 2')
+    assert result.exit_code == 0, result.output
+    path = root / "etc/fieldpost/fieldpost.toml"
+    assert edge_config.load(path, env={}).edge.site == 'north "well" \\ 2'
+    assert "`fieldpost config --example`" in path.read_text()
+
+
 def test_init_twice_changes_nothing(tmp_path, units_dir):
     root = tmp_path / "root"
     first = run_init(root, units_dir, "--generate-password")

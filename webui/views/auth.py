@@ -161,7 +161,7 @@ def _check_login(username: str, password: str) -> str | None:
         return generic
     with write() as conn:
         accounts.record_successful_login(conn, user)
-        user = accounts.get_user(conn, user["id"])
+        user = accounts.get_user(conn, user["id"]) or user
     session.clear()
     session.permanent = True
     session["uid"] = user["id"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import (
     Blueprint,
     abort,
@@ -42,7 +44,7 @@ def _forms(**overrides) -> dict:
     conn = get_db()
     values = settings_store.all_panel(conn)
     users = accounts.list_users(conn)
-    forms = {
+    forms: dict[str, Any] = {
         "cloud_form": CloudForm(formdata=None, endpoint=values["sync.endpoint"]),
         "retention_form": RetentionForm(
             formdata=None,
@@ -177,7 +179,7 @@ def edit_user(user_id: int):
     if user_id == g.user["id"] and (form.role.data != "admin" or form.disabled.data):
         form.role.errors = ["You cannot demote or disable yourself; ask another admin."]
         return _page(400, edit_forms={user_id: form})
-    changes = {}
+    changes: dict[str, Any] = {}
     with write() as conn:
         if form.role.data != user["role"]:
             conn.execute("UPDATE users SET role = ? WHERE id = ?", (form.role.data, user_id))
