@@ -303,7 +303,7 @@ def panel_port(preferred: int, host: str = PANEL_HOST) -> int:
     if preferred == 0:
         return 0
     with socket.socket() as sock:
-        # As waitress does: a port left in TIME_WAIT by an earlier run is free, a listening one is not.
+        # As the panel's server does: a port left in TIME_WAIT by an earlier run is free, a listening one is not.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, preferred))

@@ -1,4 +1,4 @@
-"""The Fieldpost web panel and JSON API (Flask), served by waitress on the site LAN.
+"""The Fieldpost web panel and JSON API (Flask), served by cheroot (HTTP or HTTPS) on the site LAN.
 
 The names below are imported on first use, so ``webui.config`` (read by `fieldpost config`)
 does not load Flask.

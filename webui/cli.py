@@ -73,7 +73,7 @@ def serve(
     tls_cert: str | None,
     tls_key: str | None,
 ) -> None:
-    """Serve the panel with waitress until interrupted (when it runs apart from `fieldpost run`)."""
+    """Serve the panel (cheroot) until interrupted (when it runs apart from `fieldpost run`)."""
     from webui.app import create_app
     from webui.server import Panel
 
@@ -92,6 +92,7 @@ def serve(
         threads=settings.threads,
         tls_cert=cert,
         tls_key=key,
+        redirect_port=settings.redirect_port if cert else None,
     )
     # Tests and supervisors read this line to learn the port when --port 0 was given.
     click.echo(f"panel listening on {panel.scheme}://{panel.host}:{panel.port}", err=True)

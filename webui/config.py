@@ -31,6 +31,12 @@ class WebuiSection:
     tls: bool = setting(False, doc="true: HTTPS with tls_cert/tls_key (made by `fieldpost webui make-cert`)")
     tls_cert: str = setting("", doc="Certificate (PEM); empty: <db>.panel-cert.pem")
     tls_key: str = setting("", doc="Certificate's key (PEM); empty: <db>.panel-key.pem")
+    http_redirect_port: int | None = setting(
+        None,
+        doc="With tls: also listen for plain HTTP here and redirect it to HTTPS (unset: no)",
+        lo=0,
+        hi=65535,
+    )
     login_max_failures: int = setting(5, doc="Failed logins per account before a lockout", lo=1, hi=100)
     login_lockout_s: float = setting(
         900.0, doc="Lockout after too many failed logins", unit="s", lo=0, hi=86400 * 7
@@ -57,6 +63,7 @@ class PanelSettings:
     tls_cert: str | None
     tls_key: str | None
     flask: dict[str, Any]
+    redirect_port: int | None = None
 
 
 def settings(section: WebuiSection, *, db_path: str) -> PanelSettings:
@@ -76,7 +83,10 @@ def settings(section: WebuiSection, *, db_path: str) -> PanelSettings:
         "RADIO_BW_HZ": section.radio_bw_hz,
         "DUTY_CYCLE_LIMIT": section.duty_cycle_limit,
     }
-    return PanelSettings(section.enabled, section.host, section.port, section.threads, cert, key, flask)
+    redirect = section.http_redirect_port if section.tls else None
+    return PanelSettings(
+        section.enabled, section.host, section.port, section.threads, cert, key, flask, redirect
+    )
 
 
 def parse(section: Mapping[str, Any], *, db_path: str) -> PanelSettings:

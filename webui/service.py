@@ -38,6 +38,7 @@ def attach(daemon: Any) -> Panel | None:
             threads=settings.threads,
             tls_cert=settings.tls_cert,
             tls_key=settings.tls_key,
+            redirect_port=settings.redirect_port,
         ).start()
     except OSError as exc:
         # A busy port must not stop ingest: the edge keeps storing readings without its panel.

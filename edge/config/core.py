@@ -175,3 +175,16 @@ class GpioSection:
         "", doc="Pin map file (JSON); empty: the bundled hardware/pi/gpio.json", check=existing_or_empty
     )
     refresh_s: float = setting(1.0, doc="How often the LEDs are refreshed", unit="s", lo=0.05, hi=3600)
+
+    def validate(self) -> None:
+        if not self.map:
+            return
+        from edge.errors import ValidationError
+        from edge.gpio.pinmap import load_pin_map  # the pin map's own schema check, as `run` does
+
+        try:
+            load_pin_map(self.map)
+        except (ValidationError, OSError, ValueError) as exc:
+            raise SettingError(
+                "gpio.map", f"{self.map}: {exc}; fix: correct the file or remove the key"
+            ) from None

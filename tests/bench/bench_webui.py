@@ -4,7 +4,7 @@ edge's ingest code (group commits of 100, synchronous=FULL) — against the same
 running (the baseline, measured in the same run), as a ratio.
 
 Sizes: full 10,000,000 readings over 200 modules (about 35 days at one reading a minute each);
-quick 200,000 over 50 modules. The panel is served by waitress in this process, the ingest runs in
+quick 200,000 over 50 modules. The panel is served by cheroot in this process, the ingest runs in
 its own process (as the daemon does when the panel has its own unit), requests come over loopback
 HTTP with a logged-in session.
 """

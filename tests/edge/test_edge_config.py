@@ -76,6 +76,7 @@ def _candidates(info: KeyInfo, pem: Path) -> list:
     return [
         "farm-north",
         str(pem),
+        str(REPO / "hardware" / "pi" / "gpio.json"),
         "https://ingest.example.org/v2",
         "30 per minute",
         "DEBUG",
@@ -344,3 +345,12 @@ def test_float_keys_take_integers_and_refuse_nan():
     assert config.from_dict({"ingest": {"batch_wait_ms": 3}}).ingest.batch_wait_ms == 3.0
     with pytest.raises(ConfigError, match="ingest.batch_wait_ms"):
         config.from_dict({"ingest": {"batch_wait_ms": math.nan}})
+
+
+def test_gpio_pin_map_is_checked_when_the_config_is(tmp_path):
+    bad = tmp_path / "gpio.json"
+    bad.write_text("{}")
+    with pytest.raises(ConfigError, match=r"gpio\.map: .*fix: "):
+        config.from_dict({"gpio": {"map": str(bad)}})
+    good = REPO / "hardware" / "pi" / "gpio.json"
+    assert config.from_dict({"gpio": {"map": str(good)}}).gpio.map == str(good)

@@ -271,7 +271,7 @@ def test_panel_port_is_8080_unless_taken_then_any_free_one():
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         taken = busy.getsockname()[1]
-        assert panel_port(taken) == 0  # 0: waitress picks a free port, and the demo prints it
+        assert panel_port(taken) == 0  # 0: the server picks a free port, and the demo prints it
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         free = probe.getsockname()[1]

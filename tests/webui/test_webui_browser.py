@@ -1,4 +1,4 @@
-"""The panel in headless Chromium (Playwright), served by waitress in its own process.
+"""The panel in headless Chromium (Playwright), served by cheroot in its own process.
 
 Readings are written by the edge's ingest code (edge.ingest.process.handle_uplink: real frames with
 MICs, stored raw, as the daemon stores them) from the test process, so the panel sees them only through the shared

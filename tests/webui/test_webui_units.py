@@ -19,7 +19,6 @@ from webui.config import parse
 from webui.server import Panel
 from webui.timeparse import parse_time
 from webui.tls import make_self_signed
-from webui.tls_relay import loopback_source
 
 
 def test_time_on_air_matches_the_semtech_calculator():
@@ -113,7 +112,7 @@ def test_https_with_a_certificate_made_at_set_up(tmp_path):
         assert response.status == 200 and b"Set up Fieldpost" in response.read()
         cookie = response.getheader("Set-Cookie")
         assert "Secure" in cookie and "HttpOnly" in cookie
-        # Keep-alive through the relay: a second request on the same connection.
+        # Keep-alive: a second request on the same connection.
         https.request("GET", "/static/app.css")
         assert https.getresponse().status == 200
         https.close()
@@ -132,13 +131,6 @@ def test_https_with_a_certificate_made_at_set_up(tmp_path):
             plain.getresponse()
     finally:
         panel.close()
-
-
-def test_relay_keeps_lan_clients_apart():
-    assert loopback_source("192.168.1.23") == "127.168.1.23"
-    assert loopback_source("10.0.0.0") == "127.0.0.1"
-    assert loopback_source("fe80::1") == "127.0.0.1"
-    assert loopback_source("not an ip") == "127.0.0.1"
 
 
 def test_cli_users_and_certificate(tmp_path):
