@@ -25,7 +25,9 @@ from wtforms.validators import (
 )
 from wtforms.validators import ValidationError as FieldError
 
+from edge.config.schema import bounds
 from edge.errors import ConfigError, ValidationError
+from edge.store.retention import RetentionSection
 from edge.sync.panel_settings import parse_endpoint
 from webui.accounts import MAX_PASSWORD_LEN, MIN_PASSWORD_LEN, ROLES
 
@@ -172,11 +174,18 @@ class CloudForm(FlaskForm):
                 raise FieldError(str(exc).split(": ", 1)[-1]) from None
 
 
+# The panel's retention settings stand for [retention] keys: their ranges come from that schema.
+_MAX_AGE_DAYS = bounds(RetentionSection, "max_age_days")[1] or 36500
+_MAX_DB_MB = int(bounds(RetentionSection, "max_db_bytes")[1] or 2**50) // (1024 * 1024)
+
+
 class RetentionForm(FlaskForm):
-    max_age_days = WholeNumberField("Keep readings for (days)", [InputRequired(), NumberRange(1, 3650)])
+    max_age_days = WholeNumberField(
+        "Keep readings for (days)", [InputRequired(), NumberRange(1, int(_MAX_AGE_DAYS))]
+    )
     max_db_mb = WholeNumberField(
         "Largest buffer size (MiB; empty: no size limit)",
-        [Optional(), NumberRange(1, 1_000_000)],
+        [Optional(), NumberRange(1, _MAX_DB_MB)],
     )
 
 

@@ -151,6 +151,14 @@ def fields(cls: type) -> Iterator[tuple[dataclasses.Field[Any], Any]]:
             yield f, meta
 
 
+def bounds(cls: type, name: str) -> tuple[float | None, float | None]:
+    """The range a key allows (for forms that take the same value, e.g. the panel's settings)."""
+    for f, meta in fields(cls):
+        if f.name == name and isinstance(meta, Setting):
+            return meta.lo, meta.hi
+    raise KeyError(name)
+
+
 def default_of(f: dataclasses.Field[Any]) -> Any:
     if f.default_factory is not dataclasses.MISSING:
         return f.default_factory()
