@@ -20,7 +20,7 @@ DEB := $(BUILD)/fieldpost_$(DEB_VERSION)_$(shell dpkg --print-architecture 2>/de
 help:
 	@echo "make demo      run the appliance: virtual modules, edge, panel"
 	@echo "make test      set up and run every test"
-	@echo "make lint      ruff, ruff format, mypy"
+	@echo "make lint      ruff, ruff format, mypy (edge; firmware against MicroPython stubs)"
 	@echo "make deb       the Debian package, $(DEB)"
 	@echo "make firmware  mpy-cross every firmware file into $(BUILD)/"
 	@echo "make bench     run the benchmarks, figures in $(BUILD)/bench/ (bench-quick: small sizes)"
@@ -53,10 +53,30 @@ test: $(STAMP) deps deb
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -x -m "not slow"
 
-lint: $(STAMP)
+# The firmware is type-checked against the MicroPython stubs of the boards' ports
+# (hardware/boards/*.json: esp32 and esp32s3 -> esp32, rp2040 -> rp2), each in its own folder so
+# they never mix with the edge's CPython environment.
+MP_PORTS := esp32 rp2
+MP_STUBS_VERSION := 1.29.0.post1
+MP_STDLIB_STUBS := micropython-stdlib-stubs==1.29.0.post2
+MP_STUBS := $(BUILD)/mpstubs
+
+$(MP_STUBS)/%/.installed: | $(STAMP)
+	rm -rf $(MP_STUBS)/$*
+	$(BIN)/python -m pip install --quiet --target $(MP_STUBS)/$* \
+		micropython-$*-stubs==$(MP_STUBS_VERSION) $(MP_STDLIB_STUBS)
+	touch $@
+
+lint: $(STAMP) $(foreach port,$(MP_PORTS),$(MP_STUBS)/$(port)/.installed)
 	$(BIN)/ruff check edge webui provisioning tests packaging setup.py
 	$(BIN)/ruff format --check edge webui provisioning tests packaging setup.py
 	$(BIN)/mypy  # edge/ webui/ provisioning/, configured in pyproject.toml [tool.mypy]
+	cd firmware && for port in $(MP_PORTS); do \
+		echo "firmware against the $$port stubs"; \
+		MYPYPATH=$(CURDIR)/$(MP_STUBS)/$$port:lib $(CURDIR)/$(BIN)/mypy --config-file $(CURDIR)/mypy-firmware.ini \
+			--custom-typeshed-dir $(CURDIR)/$(MP_STUBS)/$$port --cache-dir $(CURDIR)/$(BUILD)/mypy-$$port \
+			fp main.py boot.py linktest.py || exit 1; \
+	done
 
 firmware: $(STAMP)
 	$(BIN)/python -m edge.tools.build_firmware --out $(BUILD)/firmware
