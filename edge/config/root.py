@@ -88,6 +88,12 @@ class Config:
         value = self.raw.get(name, {})
         return dict(value) if isinstance(value, Mapping) else {}
 
+    @property
+    def extra(self) -> Mapping[str, Any]:
+        """Every table as given (file and environment), by section name: for an area that still
+        validates its own section; the checked values are the attributes."""
+        return self.raw
+
 
 def keys() -> list[KeyInfo]:
     """Every key of every section (for the environment, the reference and the example)."""
