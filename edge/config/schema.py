@@ -21,10 +21,11 @@ import typing
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from edge.errors import ConfigError
 
+T = TypeVar("T")
 ENV_PREFIX = "FIELDPOST_"
 META = "fieldpost"
 DOCS = "docs/config.md"
@@ -243,7 +244,7 @@ def suggest(word: str, known: typing.Iterable[str], shape: str = "{}") -> str:
     return f"did you mean {shape.format(close[0])}? " if close else ""
 
 
-def build(cls: type, raw: Any, where: str, origins: Mapping[str, str] | None = None) -> Any:
+def build(cls: type[T], raw: Any, where: str, origins: Mapping[str, str] | None = None) -> T:
     """The frozen ``cls`` from the TOML table ``raw``; ``where`` is its dotted name (``sync.mqtt``).
 
     ``origins`` maps a dotted key to where its value came from (an environment variable...),
