@@ -131,7 +131,10 @@ class EmailSection:
 
 @dataclass(frozen=True)
 class NotifySection:
-    """Alarm notifications by webhook and e-mail (docs/rules.md); :meth:`config` is what runs."""
+    """Alarm notifications by webhook and e-mail (docs/rules.md).
+
+    :meth:`config` is what the notifier runs.
+    """
 
     min_severity: str = setting(
         "warning", doc="Least severity notified (default for every target)", choices=alarms.SEVERITIES

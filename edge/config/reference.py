@@ -43,7 +43,7 @@ def _cell(text: str) -> str:
 
 
 def _row(info: KeyInfo) -> str:
-    default = "*(unset)*" if info.default is None else f"`{toml_value(info.default)}`"
+    default = "*(unset)*" if info.default is None or info.meta.required else f"`{toml_value(info.default)}`"
     allowed = info.range
     if info.meta.choices:
         allowed = ", ".join(f"`{toml_value(c)}`" for c in info.meta.choices)
@@ -54,7 +54,8 @@ def _row(info: KeyInfo) -> str:
     env = f"`{info.env}`" if info.env else "—"
     if info.env and info.meta.secret:
         env += f", `{info.env}_FILE`"
-    cells = [f"`{name}`", info.kind.name, default, allowed, info.meta.unit, flags, env, info.meta.doc]
+    kind = info.kind.name.replace(" (optional)", "") if info.meta.required else info.kind.name
+    cells = [f"`{name}`", kind, default, allowed, info.meta.unit, flags, env, info.meta.doc]
     return "| " + " | ".join(_cell(c) for c in cells) + " |"
 
 
@@ -86,7 +87,7 @@ def render() -> str:
             out.append("")
             if tdoc:
                 out += [tdoc, ""]
-            out.append("| Key | Type | Default | Allowed | Unit | | Environment | Meaning |")
+            out.append("| Key | Type | Default | Allowed | Unit | Flags | Environment | Meaning |")
             out.append("|---|---|---|---|---|---|---|---|")
             out += [_row(i) for i in rows]
             out.append("")

@@ -64,7 +64,10 @@ class RetentionPolicy:
 
 @dataclass(frozen=True)
 class RetentionSection:
-    """How long and how much the buffer keeps (docs/store.md); :meth:`policy` is what the worker runs."""
+    """How long and how much the buffer keeps (docs/sync.md#retention, docs/store.md).
+
+    :meth:`policy` is what the retention worker runs.
+    """
 
     max_age_days: float | None = setting(
         90.0,
