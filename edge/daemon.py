@@ -58,6 +58,7 @@ ATTACH_POINTS = (
     "edge.store.retention_worker:attach",
     "edge.gpio.service:attach",
     "webui.service:attach",
+    "edge.sources.service:attach",
 )
 
 
