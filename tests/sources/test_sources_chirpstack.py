@@ -6,7 +6,6 @@ import json
 import random
 import threading
 import time
-import uuid
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -166,7 +165,7 @@ def test_ten_thousand_uplinks_with_the_edge_killed_twenty_times(tmp_path, broker
     assert {r[6] for r in rows} == set(sent)  # every uplink stored, none twice (dedup_id is UNIQUE)
     conn = connect(db)
     try:
-        for rid, raw, rssi, snr_q, fcnt, fport, dedup, obj in rows:
+        for _rid, raw, rssi, snr_q, fcnt, fport, dedup, obj in rows:
             msg, _enc = sent[dedup]
             assert (raw, fcnt, fport) == (msg.data, msg.f_cnt, msg.f_port)
             assert (rssi, snr_q) == (-70, 22)  # the best gateway's (5.5 dB as quarter dB)
