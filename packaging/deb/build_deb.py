@@ -158,8 +158,18 @@ def build_wheels(pip: list[str], src: Path, wheels: Path) -> None:
         (src / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO / name, src / name)
     quiet(*pip, "wheel", "--no-deps", "--wheel-dir", wheels, src)
-    # Every pinned dependency as a wheel (sdist-only ones are built here, for this CPU).
-    quiet(*pip, "wheel", "--no-deps", "--wheel-dir", wheels, "--requirement", HERE / "requirements.txt")
+    # Every pinned dependency as a wheel (sdist-only ones are built here, for this CPU). PEP 517 for
+    # all: an sdist with only a setup.py (chirpstack-api) would otherwise need `wheel` in this venv.
+    quiet(
+        *pip,
+        "wheel",
+        "--no-deps",
+        "--use-pep517",
+        "--wheel-dir",
+        wheels,
+        "--requirement",
+        HERE / "requirements.txt",
+    )
 
 
 def make_venv(pip: list[str], venv: Path, wheels: Path) -> None:
