@@ -151,6 +151,8 @@ class ChirpstackSource:
                 )
             if box:
                 self._count(box[0], msg.topic)
+                if box[0].reading is not None:
+                    self.ingest.committed_elsewhere([box[0].reading])
             if current:
                 client.ack(mid, qos)  # only now: what it carried is on disk
 

@@ -19,6 +19,7 @@ import sqlite3
 from dataclasses import dataclass
 
 from edge import downlinks, registry
+from edge.ingest.process import CommittedReading
 from edge.sources.chirpstack_events import MAX_FCNT, Ack, DeviceInfo, Event, Join, TxAck, Uplink
 from edge.store import cursor, readings
 from edge.store.numbers import Numbers
@@ -32,6 +33,7 @@ class Applied:
     result: str  # stored, duplicate, unknown_device, joined, downlink_acked, downlink_sent, ignored
     detail: str = ""
     reading_id: int | None = None
+    reading: CommittedReading | None = None  # a stored uplink, for the post-commit hooks (rules, panel)
 
 
 @dataclass(frozen=True)
@@ -52,11 +54,13 @@ def apply(conn: sqlite3.Connection, event: Event, *, numbers: Numbers, policy: P
     raise TypeError(f"not a ChirpStack event: {event!r}")
 
 
-def _known(conn: sqlite3.Connection, info: DeviceInfo, policy: Policy, now: float) -> tuple[int, int] | None:
-    """(fcnt_base, last_fcnt) of a registered device, adopting it if its application is adopted;
+def _known(
+    conn: sqlite3.Connection, info: DeviceInfo, policy: Policy, now: float
+) -> tuple[int, int, str] | None:
+    """(fcnt_base, last_fcnt, codec) of a registered device, adopting it if its application is adopted;
     None: it is quarantined (recorded with its ChirpStack name and tags)."""
     row = conn.execute(
-        "SELECT d.last_fcnt, s.fcnt_base, s.name, s.tags FROM devices d LEFT JOIN source_devices s"
+        "SELECT d.last_fcnt, s.fcnt_base, s.name, s.tags, d.codec FROM devices d LEFT JOIN source_devices s"
         " ON s.device_id = d.id WHERE d.id = ?",
         (info.dev_eui,),
     ).fetchone()
@@ -81,11 +85,11 @@ def _known(conn: sqlite3.Connection, info: DeviceInfo, policy: Policy, now: floa
             now=now,
         )
         _remember(conn, info, tags)
-        return 0, -1
-    last_fcnt, base, name, stored_tags = row
+        return 0, -1, policy.codec
+    last_fcnt, base, name, stored_tags, codec = row
     if base is None or name != info.name or stored_tags != tags:
         _remember(conn, info, tags)
-    return base or 0, last_fcnt
+    return base or 0, last_fcnt, codec
 
 
 def _remember(conn: sqlite3.Connection, info: DeviceInfo, tags: str) -> None:
@@ -111,7 +115,7 @@ def _uplink(conn: sqlite3.Connection, up: Uplink, numbers: Numbers, policy: Poli
             f"deviceInfo.devEui: {up.device.dev_eui} (application {up.device.application_id}) is not registered:"
             " quarantined",
         )
-    base, last_fcnt = known
+    base, last_fcnt, codec = known
     number = numbers.number(conn, up.device.dev_eui, create=True)
     assert number is not None
     rid = readings.reading_id(number, base + up.fcnt) if base + up.fcnt <= MAX_FCNT else None
@@ -136,7 +140,19 @@ def _uplink(conn: sqlite3.Connection, up: Uplink, numbers: Numbers, policy: Poli
         " last_bridge = ? WHERE id = ?",
         (fcnt, now, up.rssi, up.snr, up.gateway_id, up.device.dev_eui),
     )
-    return Applied("stored", "", rid)
+    reading = CommittedReading(
+        rid,
+        up.device.dev_eui,
+        fcnt,
+        PORT,
+        round(now * 1000) / 1000,
+        up.data,
+        up.rssi or 0,
+        up.snr or 0.0,
+        up.gateway_id,
+        codec,
+    )
+    return Applied("stored", "", rid, reading)
 
 
 def _join(conn: sqlite3.Connection, join: Join, policy: Policy, now: float) -> Applied:
@@ -146,7 +162,7 @@ def _join(conn: sqlite3.Connection, join: Join, policy: Policy, now: float) -> A
         return Applied(
             "unknown_device", f"deviceInfo.devEui: {join.device.dev_eui} joined; not registered: quarantined"
         )
-    _base, last_fcnt = known
+    _base, last_fcnt, _codec = known
     # the same join delivered again (its PUBACK lost) must not start yet another session
     cur = conn.execute(
         "UPDATE source_devices SET fcnt_base = ?, session = ? WHERE device_id = ? AND session != ?",

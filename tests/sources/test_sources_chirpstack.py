@@ -264,9 +264,15 @@ def test_bad_events_are_refused_counted_and_lose_nothing(broker, store):
     cs = FakeChirpstack(broker.port)
     dev = DEVICES[1]
     try:
+        hooked = []
+        store[2].add_hook(hooked.extend)  # what the rules engine and the panel's live view get
         first = uplink(dev, APP, 5, b"kept", name="kept")
         cs.publish("up", first)
         wait_until(lambda: counters.get("chirpstack", "stored") == 1, 10, what="the first uplink")
+        wait_until(lambda: hooked, 10, what="the post-commit hooks")
+        assert [(r.msg_id, r.raw, r.rssi, r.snr, r.codec) for r in hooked] == [
+            (f"{dev}:5", b"kept", -70, 5.5, "lpp")
+        ]
         for event, payload, _field in BAD:
             cs.client.publish(
                 f"application/{APP}/device/70b3d57ed0000001/event/{event}", payload, qos=1
