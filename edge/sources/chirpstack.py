@@ -54,6 +54,7 @@ class ChirpstackSource:
         counters: Counters,
         site: str = "site",
         clock: Callable[[], float] = time.time,
+        busy: Callable[[], str | None] | None = None,
     ):
         self.config = config
         self.ingest = ingest
@@ -61,6 +62,7 @@ class ChirpstackSource:
         self._db_path = db_path
         self._site = site
         self._clock = clock
+        self._busy = busy  # the daemon's: stopping, disk full, backlog over the high-water mark
         self._policy = store.Policy(config.adopt_applications, config.codec)
         self._lock = threading.Lock()
         self._generation = 0  # counts connections: a PUBACK goes only on the one its message came on
@@ -139,6 +141,13 @@ class ChirpstackSource:
         with self._lock:
             generation = self._generation
             self._pending[(generation, mid)] = time.monotonic()
+        why = self._busy() if self._busy is not None else None
+        if why:
+            # Left unacknowledged: the broker keeps it (and, its window full, sends no more);
+            # check_stuck reconnects later and the broker sends it again.
+            self.counters.add(SOURCE, "busy")
+            log.warning("chirpstack message held %s", kv(topic=msg.topic, why=why))
+            return
         box: list[store.Applied] = []
 
         def apply(conn, now) -> None:

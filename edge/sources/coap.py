@@ -64,10 +64,12 @@ class CoapServer:
         *,
         counters: Counters,
         clock: Callable[[], float] = time.monotonic,
+        busy: Callable[[], str | None] | None = None,
     ):
         self.config = config
         self.ingest = ingest
         self.counters = counters
+        self._busy = busy  # the daemon's: stopping, disk full, backlog over the high-water mark
         self.limiter = RateLimiter(config.rate_per_s, config.burst, clock=clock)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._context: aiocoap.Context | None = None
@@ -139,6 +141,9 @@ class CoapServer:
             return self._refuse(
                 "rate_limited", Code.TOO_MANY_REQUESTS, "rate: over the per-address limit", sender
             )
+        why = self._busy() if self._busy is not None else None
+        if why:
+            return self._refuse("busy", Code.SERVICE_UNAVAILABLE, f"store: {why}", sender)
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[tuple[bool, bytes | str]] = loop.create_future()
 

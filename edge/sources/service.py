@@ -51,6 +51,7 @@ def attach(daemon) -> SourcesService | None:
             counters=service.counters,
             site=daemon.config.edge.site,
             clock=daemon.clock,
+            busy=daemon.busy,
         )
         service.chirpstack = source.start()
         daemon.add_periodic(config.chirpstack.downlink_poll_s, source.publish_downlinks)
@@ -58,11 +59,11 @@ def attach(daemon) -> SourcesService | None:
     if config.udp.enabled:
         from edge.sources.udp import UdpListener
 
-        service.udp = UdpListener(config.udp, ingest, counters=service.counters).start()
+        service.udp = UdpListener(config.udp, ingest, counters=service.counters, busy=daemon.busy).start()
     if config.coap.enabled:
         from edge.sources.coap import CoapServer
 
-        service.coap = CoapServer(config.coap, ingest, counters=service.counters).start()
+        service.coap = CoapServer(config.coap, ingest, counters=service.counters, busy=daemon.busy).start()
     daemon.add_closer(service.stop)
     daemon.metrics_sources.extra.append(service.counters.families)
     return service

@@ -37,10 +37,12 @@ class UdpListener:
         *,
         counters: Counters,
         clock: Callable[[], float] = time.monotonic,
+        busy: Callable[[], str | None] | None = None,
     ):
         self.config = config
         self.ingest = ingest
         self.counters = counters
+        self._busy = busy  # the daemon's: stopping, disk full, backlog over the high-water mark
         self.limiter = RateLimiter(config.rate_per_s, config.burst, clock=clock)
         self._clock = clock
         self._logged: dict[str, float] = {}
@@ -86,6 +88,10 @@ class UdpListener:
                 continue
             if not self.limiter.allow(addr[0]):
                 self._refused("rate_limited", addr, "over the per-address rate")
+                continue
+            why = self._busy() if self._busy is not None else None
+            if why:  # no answer: the device keeps the frame and sends it again later
+                self._refused("busy", addr, why)
                 continue
             self.ingest.submit(
                 payload,

@@ -318,3 +318,26 @@ def test_coap_refuses_a_wrong_content_format_naming_it(store):
     assert c5 == Code.UNAUTHORIZED and p5 == bytes([AckResult.BAD_MIC])
     assert counters.get("coap", "content_format") == 2
     assert counters.get("coap", "malformed") == 1
+
+
+def test_while_the_edge_is_busy_frames_are_not_taken_and_the_device_sends_again(store):
+    from edge.sources.udp import UdpListener
+
+    path, conn, ingest = store
+    dev = DEVICES[0]
+    keys = _register(conn, [dev])
+    counters = Counters()
+    why: list[str] = ["disk full: 0 MiB free"]
+    cfg = DatagramConfig(enabled=True, host="127.0.0.1", port=0)
+    udp = UdpListener(cfg, ingest, counters=counters, busy=lambda: why[0] if why else None).start()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    frame = build_uplink(keys[dev], dev, 1, 1, LPP)
+    try:
+        assert _exchange(sock, frame, udp.address, timeout=0.3) is None
+        assert counters.get("udp", "busy") == 1
+        assert connect(path).execute("SELECT count(*) FROM readings").fetchone()[0] == 0
+        why.clear()  # space again: the device's resend is taken
+        assert _exchange(sock, frame, udp.address)[0] == AckResult.STORED
+    finally:
+        sock.close()
+        udp.stop()
