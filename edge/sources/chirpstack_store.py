@@ -26,6 +26,7 @@ from edge.store.numbers import Numbers
 
 SOURCE = "chirpstack"
 PORT = 1  # stored as sensor readings: the device's codec decodes them, sync sends them
+CODEC = "chirpstack"  # a device whose readings are ChirpStack's decoded object
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,10 +130,15 @@ def _uplink(conn: sqlite3.Connection, up: Uplink, numbers: Numbers, policy: Poli
     fcnt = base + up.fcnt
     bridge = numbers.number(conn, up.gateway_id, create=True) if up.gateway_id else None
     snr_q = None if up.snr is None else max(-128, min(127, round(up.snr * 4)))
-    readings.insert_many(conn, [(rid, round(now * 1000), PORT, up.rssi, snr_q, bridge, None, up.data)])
+    # codec "chirpstack": ChirpStack's codec decodes, so the reading is its object (decoded like any
+    # reading when read: sync, panel, rules, export); the LoRaWAN bytes are kept beside it
+    raw, data = up.data, None
+    if codec == CODEC and up.object_json is not None:
+        raw, data = up.object_json.encode(), up.data
+    readings.insert_many(conn, [(rid, round(now * 1000), PORT, up.rssi, snr_q, bridge, None, raw)])
     conn.execute(
-        "INSERT INTO source_uplinks (id, dedup_id, fcnt, fport, object) VALUES (?, ?, ?, ?, ?)",
-        (rid, up.dedup_id, up.fcnt, up.fport, up.object_json),
+        "INSERT INTO source_uplinks (id, dedup_id, fcnt, fport, object, data) VALUES (?, ?, ?, ?, ?, ?)",
+        (rid, up.dedup_id, up.fcnt, up.fport, up.object_json, data),
     )
     cursor.rewind(conn, {number: rid})
     conn.execute(
@@ -146,7 +152,7 @@ def _uplink(conn: sqlite3.Connection, up: Uplink, numbers: Numbers, policy: Poli
         fcnt,
         PORT,
         round(now * 1000) / 1000,
-        up.data,
+        raw,
         up.rssi or 0,
         up.snr or 0.0,
         up.gateway_id,

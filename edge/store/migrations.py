@@ -261,7 +261,8 @@ MIGRATIONS: list[Migration] = [
             dedup_id TEXT NOT NULL UNIQUE,                   -- ChirpStack deduplicationId
             fcnt INTEGER NOT NULL,                           -- fCnt as the device sent it
             fport INTEGER NOT NULL,
-            object TEXT                                      -- ChirpStack's decoded object, JSON
+            object TEXT,                                     -- ChirpStack's decoded object, JSON
+            data BLOB                                        -- the LoRaWAN payload, when raw is the object
         );
         CREATE TABLE source_downlinks (
             downlink_id INTEGER PRIMARY KEY,                 -- downlinks.id

@@ -314,3 +314,38 @@ def test_bad_events_are_refused_counted_and_lose_nothing(broker, store):
     finally:
         cs.stop()
         source.stop()
+
+
+def test_a_device_whose_profile_decodes_in_chirpstack_gets_its_object_as_values(broker, store):
+    from edge.codecs import CodecRunner
+    from edge.store.decode import decode_payload
+
+    path, _conn, _ingest = store
+    source, counters = _source(broker, store, codec="chirpstack")
+    cs = FakeChirpstack(broker.port)
+    dev = DEVICES[2]
+    try:
+        cs.publish("up", uplink(dev, APP, 1, b"\x01\x02", obj={"temperature": 21.5, "valve": {"open": True}}))
+        cs.publish("up", uplink(dev, APP, 2, b"\x03"), "protobuf")  # its profile's codec gave no object
+        wait_until(lambda: counters.get("chirpstack", "stored") == 2, 10, what="both uplinks")
+    finally:
+        cs.stop()
+        source.stop()
+    conn = connect(path)
+    try:
+        rows = conn.execute(
+            "SELECT r.raw, u.data, d.codec FROM readings r JOIN source_uplinks u ON u.id = r.id"
+            " JOIN reading_list l ON l.id = r.id JOIN devices d ON d.id = l.device_id ORDER BY r.id"
+        ).fetchall()
+    finally:
+        conn.close()
+    (raw1, data1, codec), (raw2, data2, _) = rows
+    assert codec == "chirpstack" and data1 == b"\x01\x02" and (raw2, data2) == (b"\x03", None)
+    runner = CodecRunner()
+    values, error = decode_payload(runner, codec, 1, raw1)
+    assert error is None and [(v["name"], v["value"]) for v in values] == [
+        ("temperature", 21.5),
+        ("valve.open", 1),
+    ]
+    values, error = decode_payload(runner, codec, 1, raw2)
+    assert values is None and error.startswith("chirpstack: payload is not JSON")
