@@ -230,29 +230,38 @@ def test_a_flood_from_one_address_is_limited_without_slowing_the_others(store):
     flooded = [0]
 
     def flood():
+        # 5,000 valid frames a second, 250 times the address's rate (paced, so the kernel's socket
+        # buffer, which no rate limit in the listener can protect, does not overflow on a slow box)
         fcnt = 1
         while not stop.is_set():
-            for _ in range(200):
+            for _ in range(50):
                 flooder.sendto(build_uplink(keys[noisy], noisy, fcnt, 1, LPP), udp.address)
                 fcnt += 1
             flooded[0] = fcnt - 1
-            time.sleep(0.001)
+            time.sleep(0.01)
 
-    latencies = []
-    try:
-        thread = threading.Thread(target=flood, daemon=True)
-        thread.start()
-        time.sleep(0.2)
+    def honest_uplinks(first: int, count: int) -> list[float]:
+        latencies = []
         started = time.monotonic()
-        for fcnt in range(1, 31):  # the honest device, one uplink at a time, at 30 a second
+        for i, fcnt in enumerate(range(first, first + count), 1):  # one at a time, 30 a second
             t0 = time.monotonic()
             reply = _exchange(sock, build_uplink(keys[honest], honest, fcnt, 1, LPP), udp.address)
             latencies.append(time.monotonic() - t0)
             assert reply is not None and reply[0] == AckResult.STORED, f"fcnt {fcnt}: {reply!r}"
-            time.sleep(max(0.0, started + fcnt / 30 - time.monotonic()))
-        elapsed = time.monotonic() - started
+            time.sleep(max(0.0, started + i / 30 - time.monotonic()))
+        return latencies
+
+    try:
+        alone = honest_uplinks(1, 15)  # the baseline, in the same run: no flood
+        thread = threading.Thread(target=flood, daemon=True)
+        thread.start()
+        time.sleep(0.2)
+        started = time.monotonic()
+        flooded_latencies = honest_uplinks(16, 45)
+        elapsed = time.monotonic() - started + 0.2
         stop.set()
         thread.join(5)
+        time.sleep(0.2)  # what is still in the socket buffer is read (and refused)
     finally:
         stop.set()
         flooder.close()
@@ -266,12 +275,14 @@ def test_a_flood_from_one_address_is_limited_without_slowing_the_others(store):
         ).fetchone()
     finally:
         c.close()
-    assert flooded[0] > 2000, "the flood was not a flood"
+    assert flooded[0] > 3000, "the flood was not a flood"
     # the flooding address got its burst and its rate, no more; the rest was dropped and counted
-    assert noisy_stored <= 40 + 20 * (elapsed + 1.0), noisy_stored
-    assert limited >= flooded[0] - noisy_stored - 1000  # some may still sit in the socket buffer at the end
-    # and the honest device went on as if alone: every uplink stored and answered quickly
-    assert statistics.median(latencies) < 0.1 and max(latencies) < 1.0, latencies
+    assert noisy_stored <= 40 + 20 * (elapsed + 0.5), noisy_stored
+    assert limited >= flooded[0] - noisy_stored - 200, (limited, flooded[0], noisy_stored)
+    # and the honest device went on as if alone: every uplink stored and answered about as fast
+    base = statistics.median(alone)
+    assert statistics.median(flooded_latencies) <= 3 * base + 0.05, (alone, flooded_latencies)
+    assert max(flooded_latencies) < 2.0, flooded_latencies
 
 
 def test_coap_refuses_a_wrong_content_format_naming_it(store):

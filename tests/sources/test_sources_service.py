@@ -133,3 +133,17 @@ def test_the_json_codec_flattens_and_names_what_it_cannot_read():
             decode(bad)
     values, error = CodecRunner().decode("json", 1, b"[]")
     assert values is None and error.startswith("json: payload is a JSON list")
+
+
+def test_the_rate_limiter_gives_each_address_its_burst_and_rate():
+    from edge.sources.ratelimit import RateLimiter
+
+    now = [100.0]
+    limiter = RateLimiter(rate=2.0, burst=3, clock=lambda: now[0], max_addresses=4)
+    assert [limiter.allow("a") for _ in range(4)] == [True, True, True, False]
+    assert limiter.allow("b")  # another address is not touched by a's flood
+    now[0] += 0.5  # one token back for a
+    assert [limiter.allow("a") for _ in range(2)] == [True, False]
+    for i in range(10):  # a sweep of addresses does not grow the table without bound
+        limiter.allow(f"x{i}")
+    assert len(limiter._buckets) <= 4
