@@ -81,6 +81,8 @@ class ChirpstackSource:
         )
         if config.username is not None:
             self.client.username_pw_set(config.username, config.password)
+        if config.tls:  # verified, never a fallback to plaintext
+            self.client.tls_set(ca_certs=config.ca_file, certfile=config.cert_file, keyfile=config.key_file)
         self.client.reconnect_delay_set(min_delay=1, max_delay=30)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect

@@ -31,6 +31,10 @@ class ChirpstackConfig:
     downlink_port: int = 10  # LoRaWAN FPort our commands go out on
     downlink_poll_s: float = 1.0
     keepalive_s: int = 30
+    tls: bool = False  # a broker on another machine (a gateway): TLS, its certificate verified
+    ca_file: str | None = None  # None: the system trust store
+    cert_file: str | None = None  # client certificate (mutual TLS), PEM
+    key_file: str | None = None
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,10 @@ def parse(section: Mapping[str, Any]) -> SourcesConfig:
         raise ConfigError(
             "sources.chirpstack.client_id: must not be empty (the broker keeps our session by it)"
         )
+    if (cs.cert_file is None) != (cs.key_file is None):
+        raise ConfigError("sources.chirpstack.key_file: cert_file and key_file go together")
+    if not cs.tls and (cs.ca_file or cs.cert_file):
+        raise ConfigError("sources.chirpstack.tls: ca_file / cert_file are set but tls is false")
     from edge.codecs import available
 
     if cs.codec not in available():

@@ -13,6 +13,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from sources_helpers import EdgeProcess, ack, encode, join, topic, txack, uplink, write_config
 
 from edge import downlinks
+from edge.ingest import Ingestor
 from edge.radio import encode_command
 from edge.sources import chirpstack_events as events
 from edge.sources.chirpstack import ChirpstackSource
@@ -349,3 +350,58 @@ def test_a_device_whose_profile_decodes_in_chirpstack_gets_its_object_as_values(
     ]
     values, error = decode_payload(runner, codec, 1, raw2)
     assert values is None and error.startswith("chirpstack: payload is not JSON")
+
+
+def test_a_broker_on_another_machine_over_verified_tls(tmp_path):
+    import shutil
+
+    import trustme
+
+    from tests.sync.sync_helpers import MOSQUITTO, Mosquitto
+
+    if not shutil.which(MOSQUITTO):
+        pytest.skip("mosquitto is not installed")
+    ca, stranger = trustme.CA(), trustme.CA()
+    server = ca.issue_cert("127.0.0.1", "localhost")
+    files = {name: tmp_path / f"{name}.pem" for name in ("ca", "stranger", "cert", "key")}
+    ca.cert_pem.write_to_path(str(files["ca"]))
+    stranger.cert_pem.write_to_path(str(files["stranger"]))
+    server.cert_chain_pems[0].write_to_path(str(files["cert"]))
+    server.private_key_pem.write_to_path(str(files["key"]))
+    broker = Mosquitto(
+        tmp_path / "tls-broker",
+        tls={"cafile": str(files["ca"]), "certfile": str(files["cert"]), "keyfile": str(files["key"])},
+    ).start()
+    path = tmp_path / "edge.db"
+    conn = connect(path)
+    migrate(conn)
+    ingest = Ingestor(conn)
+    ingest.start()
+    sources = []
+    try:
+        counters = Counters()
+        for ca_file in (files["stranger"], files["ca"]):
+            cfg = ChirpstackConfig(
+                enabled=True,
+                port=broker.port,
+                client_id=f"tls-{len(sources)}",
+                tls=True,
+                ca_file=str(ca_file),
+                adopt_applications=(APP,),
+            )
+            sources.append(ChirpstackSource(cfg, ingest, db_path=str(path), counters=counters).start())
+        wait_until(sources[1].connected.is_set, 10, what="the source trusting the broker's CA to connect")
+        time.sleep(0.5)
+        assert not sources[0].connected.is_set()  # a certificate it cannot verify: no connection at all
+        cs = FakeChirpstack(broker.plain_port)
+        try:
+            cs.publish("up", uplink(DEVICES[3], APP, 1, b"tls"))
+            wait_until(lambda: counters.get("chirpstack", "stored") == 1, 10, what="the uplink over TLS")
+        finally:
+            cs.stop()
+    finally:
+        for s in sources:
+            s.stop()
+        ingest.stop()
+        conn.close()
+        broker.stop()

@@ -36,6 +36,8 @@ DEV = "c0a8000000000001"
         ({"chirpstack": {"downlink_port": 0}}, "sources.chirpstack.downlink_port"),
         ({"chirpstack": {"colour": "red"}}, "sources.chirpstack.colour"),
         ({"lorawan": {}}, "sources.lorawan"),
+        ({"chirpstack": {"ca_file": "/etc/ca.pem"}}, "sources.chirpstack.tls"),
+        ({"chirpstack": {"tls": True, "cert_file": "/etc/c.pem"}}, "sources.chirpstack.key_file"),
     ],
 )
 def test_a_bad_value_names_its_key(section, key):
