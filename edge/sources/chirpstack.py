@@ -55,6 +55,7 @@ class ChirpstackSource:
         site: str = "site",
         clock: Callable[[], float] = time.time,
         busy: Callable[[], str | None] | None = None,
+        stuck_s: float = STUCK_S,
     ):
         self.config = config
         self.ingest = ingest
@@ -63,6 +64,7 @@ class ChirpstackSource:
         self._site = site
         self._clock = clock
         self._busy = busy  # the daemon's: stopping, disk full, backlog over the high-water mark
+        self._stuck_s = stuck_s
         self._policy = store.Policy(config.adopt_applications, config.codec)
         self._lock = threading.Lock()
         self._generation = 0  # counts connections: a PUBACK goes only on the one its message came on
@@ -177,7 +179,7 @@ class ChirpstackSource:
     def check_stuck(self) -> None:
         """A message the writer never answered (a failed commit drops its calls): reconnect, so the
         broker sends it again. Called from the daemon's timer."""
-        limit = time.monotonic() - STUCK_S
+        limit = time.monotonic() - self._stuck_s
         with self._lock:
             stuck = any(at < limit for at in self._pending.values())
         if stuck and self.connected.is_set():
