@@ -65,6 +65,7 @@ class ChirpstackSource:
         self._clock = clock
         self._busy = busy  # the daemon's: stopping, disk full, backlog over the high-water mark
         self._stuck_s = stuck_s
+        self._held = False  # a message was left unacknowledged because the edge was busy
         self._policy = store.Policy(config.adopt_applications, config.codec)
         self._lock = threading.Lock()
         self._generation = 0  # counts connections: a PUBACK goes only on the one its message came on
@@ -150,6 +151,7 @@ class ChirpstackSource:
             # Left unacknowledged: the broker keeps it (and, its window full, sends no more);
             # check_stuck reconnects later and the broker sends it again.
             self.counters.add(SOURCE, "busy")
+            self._held = True
             log.warning("chirpstack message held %s", kv(topic=msg.topic, why=why))
             return
         box: list[store.Applied] = []
@@ -177,11 +179,13 @@ class ChirpstackSource:
             log.warning("chirpstack event %s", kv(result=applied.result, topic=topic, why=applied.detail))
 
     def check_stuck(self) -> None:
-        """A message the writer never answered (a failed commit drops its calls): reconnect, so the
-        broker sends it again. Called from the daemon's timer."""
+        """A message the writer never answered (a failed commit drops its calls), or one held while the
+        edge was busy: reconnect, so the broker sends it again. Called from the daemon's timer."""
         limit = time.monotonic() - self._stuck_s
         with self._lock:
             stuck = any(at < limit for at in self._pending.values())
+        if self._held and not (self._busy is not None and self._busy()):
+            stuck, self._held = True, False  # not busy any more: what was held comes again now
         if stuck and self.connected.is_set():
             log.warning("chirpstack messages not committed in time; reconnecting for a resend")
             self.client.reconnect()

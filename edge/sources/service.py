@@ -55,7 +55,7 @@ def attach(daemon) -> SourcesService | None:
         )
         service.chirpstack = source.start()
         daemon.add_periodic(config.chirpstack.downlink_poll_s, source.publish_downlinks)
-        daemon.add_periodic(5.0, source.check_stuck)
+        daemon.add_periodic(2.0, source.check_stuck)
     if config.udp.enabled:
         from edge.sources.udp import UdpListener
 
