@@ -22,6 +22,7 @@ import aiocoap.resource as resource
 from aiocoap.numbers import ContentFormat
 from aiocoap.numbers.codes import Code
 
+from edge.errors import ConfigError
 from edge.ingest import Ingestor
 from edge.logs import kv
 from edge.radio import AckResult
@@ -81,6 +82,10 @@ class CoapServer:
         self._thread = threading.Thread(target=self._run, name="fieldpost-coap", daemon=True)
         self._thread.start()
         self._ready.wait(10)
+        if isinstance(self._error, OSError):
+            raise ConfigError(
+                f"sources.coap.port: cannot listen on {self.config.host}:{self.config.port}: {self._error.strerror}"
+            ) from None
         if self._error is not None:
             raise self._error
         log.info("coap listening %s", kv(address=f"{self.config.host}:{self.config.port}"))

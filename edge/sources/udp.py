@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from edge.errors import ConfigError
 from edge.ingest import Ingestor
 from edge.logs import kv
 from edge.sources import datagram
@@ -50,7 +51,13 @@ class UdpListener:
         self._thread: threading.Thread | None = None
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-        self.sock.bind((config.host, config.port))
+        try:
+            self.sock.bind((config.host, config.port))
+        except OSError as exc:
+            self.sock.close()
+            raise ConfigError(
+                f"sources.udp.port: cannot listen on {config.host}:{config.port}: {exc.strerror}"
+            ) from None
         self.sock.settimeout(0.5)
         self.address = self.sock.getsockname()
 

@@ -149,3 +149,18 @@ def test_the_rate_limiter_gives_each_address_its_burst_and_rate():
     for i in range(10):  # a sweep of addresses does not grow the table without bound
         limiter.allow(f"x{i}")
     assert len(limiter._buckets) <= 4
+
+
+def test_a_port_in_use_is_a_config_error_naming_it(store):
+    from edge.sources.coap import CoapServer
+    from edge.sources.udp import UdpListener
+
+    _path, _conn, ingest = store
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        cfg = parse({"udp": {"host": "127.0.0.1", "port": port}, "coap": {"host": "127.0.0.1", "port": port}})
+        with pytest.raises(ConfigError, match=f"sources.udp.port: cannot listen on 127.0.0.1:{port}"):
+            UdpListener(cfg.udp, ingest, counters=None)
+        with pytest.raises(ConfigError, match=f"sources.coap.port: cannot listen on 127.0.0.1:{port}"):
+            CoapServer(cfg.coap, ingest, counters=None).start()
