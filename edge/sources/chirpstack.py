@@ -190,6 +190,12 @@ class ChirpstackSource:
             log.warning("chirpstack messages not committed in time; reconnecting for a resend")
             self.client.reconnect()
 
+    def prune(self) -> None:
+        """What retention deleted goes from ``source_uplinks`` too (the daemon's timer, hourly)."""
+        pruned = self.ingest.run(lambda conn: store.prune(conn, self.ingest.numbers))
+        if pruned:
+            log.info("chirpstack uplink records pruned %s", kv(rows=pruned))
+
     # --- downlinks -------------------------------------------------------------------------------
 
     def publish_downlinks(self) -> int:

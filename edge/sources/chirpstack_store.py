@@ -205,3 +205,26 @@ def queued_downlinks(conn: sqlite3.Connection, now: float, limit: int = 50) -> l
         " WHERE d.status = 'queued' AND d.expires_at > ? AND p.downlink_id IS NULL ORDER BY d.id LIMIT ?",
         (now, limit),
     ).fetchall()
+
+
+def prune(conn: sqlite3.Connection, numbers: Numbers) -> int:
+    """Drop the ``source_uplinks`` rows of readings retention deleted; return how many.
+
+    Retention deletes a device's oldest readings, a prefix of its id range, so per ChirpStack device
+    everything below its first stored reading goes: two range look-ups a device, no scan, and no
+    trigger to slow every delete of every reading.
+    """
+    pruned = 0
+    for (device_id,) in conn.execute(
+        "SELECT device_id FROM source_devices WHERE source = ?", (SOURCE,)
+    ).fetchall():
+        number = numbers.number(conn, device_id)
+        if number is None:
+            continue
+        low, high = readings.device_bounds(number)
+        (first,) = conn.execute(
+            "SELECT min(id) FROM readings WHERE id BETWEEN ? AND ?", (low, high)
+        ).fetchone()
+        cut = high if first is None else first - 1
+        pruned += conn.execute("DELETE FROM source_uplinks WHERE id BETWEEN ? AND ?", (low, cut)).rowcount
+    return pruned

@@ -10,6 +10,8 @@ from edge.sources.counters import Counters
 
 log = logging.getLogger("fieldpost.sources")
 
+PRUNE_S = 3600.0  # how often the records of readings retention deleted are dropped
+
 
 class SourcesService:
     def __init__(self, config: SourcesConfig):
@@ -56,6 +58,7 @@ def attach(daemon) -> SourcesService | None:
         service.chirpstack = source.start()
         daemon.add_periodic(config.chirpstack.downlink_poll_s, source.publish_downlinks)
         daemon.add_periodic(2.0, source.check_stuck)
+        daemon.add_periodic(PRUNE_S, source.prune)
     if config.udp.enabled:
         from edge.sources.udp import UdpListener
 

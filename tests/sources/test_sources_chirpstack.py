@@ -433,3 +433,26 @@ def test_a_message_held_while_the_edge_is_busy_comes_again_and_is_stored(broker,
     finally:
         cs.stop()
         source.stop()
+
+
+def test_what_retention_deletes_goes_from_the_uplink_records_too(broker, store):
+    from edge.store import readings
+
+    path, _conn, ingest = store
+    source, counters = _source(broker, store)
+    cs = FakeChirpstack(broker.port)
+    try:
+        for fcnt in range(4):
+            cs.publish("up", uplink(DEVICES[5], APP, fcnt, bytes([fcnt])))
+        cs.publish("up", uplink(DEVICES[6], APP, 0, b"other"))
+        wait_until(lambda: counters.get("chirpstack", "stored") == 5, 10, what="five uplinks")
+        ids = [r[0] for r in _readings(path)]
+        # retention removes a device's oldest readings: the first two of DEVICES[5]
+        ingest.run(lambda c: readings.delete_between(c, ids[0], ids[1]))
+        source.prune()
+        assert [r[0] for r in _readings(path)] == ids[2:]
+        left = ingest.run(lambda c: [r[0] for r in c.execute("SELECT id FROM source_uplinks ORDER BY id")])
+        assert left == ids[2:]
+    finally:
+        cs.stop()
+        source.stop()
