@@ -285,7 +285,7 @@ def test_a_flood_from_one_address_is_limited_without_slowing_the_others(store):
     assert max(flooded_latencies) < 2.0, flooded_latencies
 
 
-def test_coap_refuses_a_wrong_content_format_naming_it(store):
+def test_coap_refuses_a_wrong_content_format_and_bad_frames_naming_them(store):
     _path, conn, ingest = store
     dev = DEVICES[0]
     keys = _register(conn, [dev])
@@ -307,6 +307,9 @@ def test_coap_refuses_a_wrong_content_format_naming_it(store):
                 (ContentFormat.OCTETSTREAM, b"\x40"),
                 (ContentFormat.OCTETSTREAM, frame),
                 (ContentFormat.OCTETSTREAM, build_uplink(b"k" * 16, dev, 2, 1, LPP)),
+                (ContentFormat.OCTETSTREAM, build_uplink(keys[dev], dev, 1, 1, b"\x01" * 4)),  # fcnt 1 reused
+                (ContentFormat.OCTETSTREAM, build_uplink(keys[dev], dev, 3, 1, b"\x00" * 300)),
+                (ContentFormat.OCTETSTREAM, build_uplink(keys[dev], "c0a8ffffffffffff", 1, 1, LPP)),
             ):
                 msg = aiocoap.Message(code=aiocoap.POST, uri=uri, payload=payload)
                 if fmt is not None:
@@ -321,14 +324,19 @@ def test_coap_refuses_a_wrong_content_format_naming_it(store):
         answers = asyncio.run(exchange())
     finally:
         server.stop()
-    (c1, p1), (c2, p2), (c3, p3), (c4, p4), (c5, p5) = answers
+    (c1, p1), (c2, p2), (c3, p3), (c4, p4), (c5, p5), (c6, p6), (c7, p7), (c8, p8) = answers
     assert c1 == Code.UNSUPPORTED_CONTENT_FORMAT and p1.startswith(b"content-format: 50;")
     assert c2 == Code.UNSUPPORTED_CONTENT_FORMAT and p2.startswith(b"content-format: none;")
-    assert c3 == Code.BAD_REQUEST and p3.startswith(b"datagram: ") or p3.startswith(b"frame: "), p3
+    assert c3 == Code.BAD_REQUEST and p3 == b"frame: radio frame of 1 bytes, at least 18", p3
     assert c4 == Code.CHANGED and p4[0] == AckResult.STORED
     assert c5 == Code.UNAUTHORIZED and p5 == bytes([AckResult.BAD_MIC])
+    assert c6 == Code.CONFLICT and p6 == bytes([AckResult.REPLAYED])
+    assert c7 == Code.REQUEST_ENTITY_TOO_LARGE and p7 == b"datagram: 318 bytes; at most 256 are taken"
+    assert c8 == Code.NOT_FOUND and p8 == bytes([AckResult.UNKNOWN_DEVICE])
     assert counters.get("coap", "content_format") == 2
     assert counters.get("coap", "malformed") == 1
+    assert counters.get("coap", "oversized") == 1
+    assert (counters.get("coap", "bad_mic"), counters.get("coap", "replayed")) == (1, 1)
 
 
 def test_while_the_edge_is_busy_frames_are_not_taken_and_the_device_sends_again(store):
