@@ -42,6 +42,7 @@ def attach(daemon) -> SourcesService | None:
     if not (config.chirpstack.enabled or config.udp.enabled or config.coap.enabled):
         return None
     service = SourcesService(config)
+    daemon.add_closer(service.stop)  # first: a source that fails to start stops the ones before it
     ingest = daemon.ingest
     if config.chirpstack.enabled:
         from edge.sources.chirpstack import ChirpstackSource
@@ -67,6 +68,5 @@ def attach(daemon) -> SourcesService | None:
         from edge.sources.coap import CoapServer
 
         service.coap = CoapServer(config.coap, ingest, counters=service.counters, busy=daemon.busy).start()
-    daemon.add_closer(service.stop)
     daemon.metrics_sources.extra.append(service.counters.families)
     return service
