@@ -360,3 +360,36 @@ def test_while_the_edge_is_busy_frames_are_not_taken_and_the_device_sends_again(
     finally:
         sock.close()
         udp.stop()
+
+
+def test_coap_answers_too_many_requests_past_an_address_rate(store):
+    _path, conn, ingest = store
+    dev = DEVICES[0]
+    keys = _register(conn, [dev])
+    counters = Counters()
+    port = free_udp_port()
+    cfg = DatagramConfig(enabled=True, host="127.0.0.1", port=port, rate_per_s=0.5, burst=2)
+    server = CoapServer(cfg, ingest, counters=counters).start()
+
+    async def exchange():
+        ctx = await aiocoap.Context.create_client_context()
+        try:
+            out = []
+            for fcnt in (1, 2, 3):
+                msg = aiocoap.Message(
+                    code=aiocoap.POST,
+                    uri=f"coap://127.0.0.1:{port}/up",
+                    payload=build_uplink(keys[dev], dev, fcnt, 1, LPP),
+                    content_format=ContentFormat.OCTETSTREAM,
+                )
+                out.append((await ctx.request(msg).response).code)
+            return out
+        finally:
+            await ctx.shutdown()
+
+    try:
+        codes = asyncio.run(exchange())
+    finally:
+        server.stop()
+    assert codes == [Code.CHANGED, Code.CHANGED, Code.TOO_MANY_REQUESTS]
+    assert counters.get("coap", "rate_limited") == 1
