@@ -59,6 +59,7 @@ ATTACH_POINTS = (
     "edge.store.retention_worker:attach",
     "edge.gpio.service:attach",
     "webui.service:attach",
+    "edge.sources.service:attach",
 )
 
 
@@ -117,6 +118,11 @@ class Daemon:
 
     def add_closer(self, fn: Callable[[], None]) -> None:
         self._closers.append(fn)
+
+    def busy(self) -> str | None:
+        """Why new uplinks should be refused now (stopping, disk full, backlog), or None: for sources
+        other than the links (edge.sources), which answer "busy" in their own protocol."""
+        return self._busy()
 
     def add_liveness(self, name: str, check: Check) -> None:
         """``check()`` must answer True for systemd's watchdog to be fed (see edge.systemd_notify)."""
