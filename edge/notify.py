@@ -111,7 +111,7 @@ class WebhookSection:
 
 @dataclass(frozen=True)
 class EmailSection:
-    to: list[str] = setting([], doc="Recipients", check=_addresses, required=True)
+    to: list[str] = setting([], doc="Recipients", check=_addresses, required=True, one_or_many=True)
     host: str | None = setting(None, doc="SMTP server", required=True)
     port: int = setting(25, doc="SMTP port", lo=1, hi=65535)
     sender: str = setting(

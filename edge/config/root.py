@@ -22,6 +22,7 @@ from edge.config.schema import DOCS, KeyInfo, SettingError, Sources, build, sugg
 from edge.errors import ConfigError, ValidationError
 from edge.notify import NotifySection
 from edge.rules.model import Rule, parse_rules
+from edge.sources.config import SourcesConfig
 from edge.store.retention import RetentionSection
 from edge.sync.config import SyncConfig
 from webui.config import WebuiSection
@@ -62,6 +63,7 @@ SECTIONS: dict[str, Any] = {
     "retention": RetentionSection,
     "notify": NotifySection,
     "webui": WebuiSection,
+    "sources": SourcesConfig,
     "rules": RULES,
 }
 
@@ -78,6 +80,7 @@ class Config:
     retention: RetentionSection = field(default_factory=RetentionSection)
     notify: NotifySection = field(default_factory=NotifySection)
     webui: WebuiSection = field(default_factory=WebuiSection)
+    sources: SourcesConfig = field(default_factory=SourcesConfig)
     rules: tuple[Rule, ...] = ()
     path: Path | None = None  # the file it came from, if any
     given: frozenset[str] = frozenset()  # sections present in the file or the environment
@@ -151,9 +154,9 @@ def from_dict(
                 f" (every section is listed in {DOCS})",
             )
     every = keys()
-    sources = Sources(env)
-    sources.check_names(every, SECTIONS)
-    merged, origins = sources.overlay(data, every, str(path) if path else "the configuration")
+    outside = Sources(env)
+    outside.check_names(every, SECTIONS)
+    merged, origins = outside.overlay(data, every, str(path) if path else "the configuration")
     values: dict[str, Any] = {}
     for name, spec in SECTIONS.items():
         raw = merged.get(name)

@@ -53,6 +53,7 @@ class Setting:
     check: Callable[[Any], str | None] | None = None  # returns what is wrong, or None
     example: Any = None
     required: bool = False
+    one_or_many: bool = False  # a list key that also takes one value alone (to = "ops@site")
 
 
 @dataclass(frozen=True)
@@ -80,9 +81,10 @@ def setting(
     check: Callable[[Any], str | None] | None = None,
     example: Any = None,
     required: bool = False,
+    one_or_many: bool = False,
 ) -> Any:
     """One key: its default and what a value must be (dataclass field metadata)."""
-    meta = {META: Setting(doc, unit, lo, hi, tuple(choices), secret, check, example, required)}
+    meta = {META: Setting(doc, unit, lo, hi, tuple(choices), secret, check, example, required, one_or_many)}
     if isinstance(default, list):
         return dataclasses.field(default_factory=lambda: list(default), metadata=meta)
     return dataclasses.field(default=default, metadata=meta, repr=not secret)
@@ -221,7 +223,7 @@ def check_value(key: str, value: Any, annotation: Any, meta: Setting) -> Any:
             return None
         raise SettingError(key, f"required; {_fix(key, meta, kind)}")
     if kind.item is not None:
-        if isinstance(value, str) and kind.item is str:
+        if meta.one_or_many and not isinstance(value, (list, tuple)):
             value = [value]
         if not isinstance(value, (list, tuple)):
             raise SettingError(

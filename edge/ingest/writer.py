@@ -49,8 +49,8 @@ class Source(Protocol):
 class Item:
     payload: bytes
     bridge_id: str | None
-    reply: Callable[[bytes], None]
-    refuse: Callable[[str], None] | None = None
+    reply: Callable[[bytes], object]  # what they return is not used
+    refuse: Callable[[str], object] | None = None
     source: Source | None = None
     submitted: float = 0.0
 
@@ -113,13 +113,19 @@ class Ingestor:
         """Call ``hook(readings)`` after every commit that stored readings (errors are logged)."""
         self._hooks.append(hook)
 
+    def committed_elsewhere(self, readings: list[CommittedReading]) -> None:
+        """Hand the post-commit hooks readings that a task in the writer's transaction stored (a
+        source's, edge.sources): call from that task's reply, i.e. after the commit."""
+        if readings and self._hooks:
+            self._hook_queue.put(readings)
+
     def submit(
         self,
         payload: bytes,
         *,
         bridge_id: str | None,
-        reply: Callable[[bytes], None],
-        refuse: Callable[[str], None] | None = None,
+        reply: Callable[[bytes], object],
+        refuse: Callable[[str], object] | None = None,
         source: Source | None = None,
     ) -> None:
         self._queue.put(Item(bytes(payload), bridge_id, reply, refuse, source, time.monotonic()))

@@ -25,6 +25,9 @@ NEEDS = {
     "sync.mqtt.tls.key_file": {"sync": {"mqtt": {"tls": {"cert_file": "PEM"}}}},
     "sync.https.key_file": {"sync": {"https": {"cert_file": "PEM"}}},
     "sync.sink": {"sync": {"https": {"url": "https://ingest.example.org/v1"}}},
+    "sources.chirpstack.ca_file": {"sources": {"chirpstack": {"tls": True}}},
+    "sources.chirpstack.cert_file": {"sources": {"chirpstack": {"tls": True, "key_file": "PEM"}}},
+    "sources.chirpstack.key_file": {"sources": {"chirpstack": {"tls": True, "cert_file": "PEM"}}},
 }
 EMAIL = {"notify": {"email": {"host": "smtp.example.org", "to": ["ops@example.org"]}}}
 
@@ -50,7 +53,7 @@ def _get(cfg, info: KeyInfo):
     node = getattr(cfg, info.section)
     for part in info.key.split("."):
         node = getattr(node, part)
-    return node
+    return list(node) if isinstance(node, tuple) else node  # list keys may be kept as tuples
 
 
 def _base(info: KeyInfo, pem: Path) -> dict:
@@ -82,6 +85,8 @@ def _candidates(info: KeyInfo, pem: Path) -> list:
         "DEBUG",
         "a@b.example",
         "critical",
+        "raw",
+        "127.0.0.1",
     ]
 
 
