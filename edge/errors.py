@@ -90,3 +90,16 @@ class SimError(FieldpostError):
 class SetupError(FieldpostError):
     """This machine is not set up for what was asked: a file the user cannot read or write, a read-only
     file system, a missing account. The message names the path and the fix."""
+
+
+class DeliveryError(FieldpostError):
+    """A notification could not be handed to ``target`` (a webhook URL, an address, a target name).
+
+    ``permanent``: retrying cannot help (a malformed apprise URL, no SMTP settings); the queue
+    dead-letters such a notification at once instead of retrying it for days.
+    """
+
+    def __init__(self, target: str, message: str, *, permanent: bool = False):
+        self.target = target
+        self.permanent = permanent
+        super().__init__(f"{target}: {message}")
