@@ -13,7 +13,7 @@ import sqlite3
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -487,55 +487,102 @@ def check_database(conn: sqlite3.Connection) -> list[str]:
 @click.argument("destination", type=click.Path(dir_okay=False))
 @pass_ctx
 def db_backup(ctx: Context, destination: str) -> None:
-    """Copy the database to DESTINATION, consistently, while the daemon keeps running."""
-    dest = Path(destination)
-    if dest.exists():
-        raise click.ClickException(f"{dest} exists; choose a new file")
+    """Copy the database to DESTINATION while the daemon keeps running, checked and recorded.
+
+    The copy is of one instant; it is kept only if SQLite's integrity_check passes and every table
+    has the rows the database had at that instant.
+    """
+    from edge.backup import records
+    from edge.backup.copy import make_backup
+
+    with ctx.db() as conn, progress_bar("backing up") as progress:
+        result = make_backup(ctx.db_path, Path(destination), progress=progress)
+        records.record_ok(conn, "manual", result)
+    rows = sum(result.row_counts.values())
+    click.echo(f"backed up {ctx.db_path} to {result.path} ({result.bytes} bytes, {rows} rows checked)")
+
+
+@db.command("backups")
+@click.option("--json", "as_json", is_flag=True, help="One JSON array instead of a table.")
+@pass_ctx
+def db_backups(ctx: Context, as_json: bool) -> None:
+    """List the backups the edge made (scheduled and by hand), newest first."""
+    from edge.backup import records
+
     with ctx.db() as conn:
-        target = sqlite3.connect(dest)
-        try:
-            conn.backup(target)
-        finally:
-            target.close()
-    click.echo(f"backed up {ctx.db_path} to {dest} ({dest.stat().st_size} bytes)")
+        found = records.listing(conn)
+    if as_json:
+        click.echo(json.dumps([b.as_dict() for b in found], indent=2))
+        return
+    for b in found:
+        size = "-" if b.bytes is None else str(b.bytes)
+        click.echo(f"{b.id:>5} {_ts(b.started_at)} {b.kind:<7} {b.status:<7} {size:>12} {b.error or b.path}")
 
 
 @db.command("restore")
-@click.argument("source", type=click.Path(exists=True, dir_okay=False))
+@click.argument("source", type=click.Path(dir_okay=False))
+@click.option("--dry-run", is_flag=True, help="Only show what the backup contains; change nothing.")
+@click.option("--json", "as_json", is_flag=True, help="With --dry-run: the contents as JSON.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @pass_ctx
-def db_restore(ctx: Context, source: str, yes: bool) -> None:
-    """Replace the database's contents with the backup SOURCE (checked first).
+def db_restore(ctx: Context, source: str, dry_run: bool, as_json: bool, yes: bool) -> None:
+    """Replace the database with the backup SOURCE (checked first); the old one is kept aside.
 
-    The copy is one transaction on the live file, so a running daemon sees either the
-    old or the restored contents, never a mixture.
+    Refused while the daemon runs. The current database is moved to
+    <db>.before-restore-<time>, never deleted.
     """
-    src = sqlite3.connect(f"file:{Path(source).resolve()}?mode=ro", uri=True)
+    from edge.backup.restore import inspect, restore
+
     try:
-        problems = check_database(src)
-        if any(not p.startswith("migration pending") for p in problems):
-            raise click.ClickException(f"{source} is damaged: {problems[0]}")
-        if not yes:
-            click.confirm(f"Replace the contents of {ctx.db_path} with {source}?", abort=True)
-        ctx.db_path.parent.mkdir(parents=True, exist_ok=True)
-        conn = connect(ctx.db_path)
-        try:
-            src.backup(conn)
-            migrate(conn)
-            with transaction(conn):
-                registry.audit(
-                    conn,
-                    actor="cli",
-                    action="db.restore",
-                    target=str(ctx.db_path),
-                    detail={"source": str(source)},
-                    now=time.time(),
-                )
-        finally:
-            conn.close()
+        contents = inspect(Path(source))
+    except FieldpostError as exc:
+        raise _fail(exc) from exc
+    if dry_run:
+        if as_json:
+            click.echo(json.dumps(contents.as_dict(), indent=2))
+            return
+        click.echo(f"{source}: {contents.bytes} bytes, integrity ok")
+        click.echo(f"migrations: {', '.join(contents.migrations) or '-'}")
+        if contents.first_reading_at is not None:
+            click.echo(f"readings from {_ts(contents.first_reading_at)} to {_ts(contents.last_reading_at)}")
+        for table, rows in contents.row_counts.items():
+            click.echo(f"  {table:<24} {rows:>10} rows")
+        return
+    if not yes:
+        click.confirm(f"Replace {ctx.db_path} with {source}? (the current one is kept aside)", abort=True)
+    try:
+        with progress_bar("restoring") as progress:
+            aside = restore(ctx.db_path, Path(source), progress=progress)
+    except FieldpostError as exc:
+        raise _fail(exc) from exc
+    click.echo(f"restored {ctx.db_path} from {source} ({sum(contents.row_counts.values())} rows)")
+    if aside is not None:
+        click.echo(f"the previous database is kept as {aside}")
+
+
+@contextmanager
+def progress_bar(label: str) -> Iterator[Callable[[int, int], None] | None]:
+    """A ``progress(done, total)`` callback drawing a bar on a terminal; None when stderr is not one
+    (a log, a pipe, a test), so nothing but the result is printed there."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    bar = None
+    shown = 0
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar, shown
+        if bar is None:
+            bar = click.progressbar(length=max(1, total), label=label, file=sys.stderr)
+            bar.__enter__()
+        bar.update(done - shown)
+        shown = done
+
+    try:
+        yield progress
     finally:
-        src.close()
-    click.echo(f"restored {ctx.db_path} from {source}")
+        if bar is not None:
+            bar.__exit__(None, None, None)
 
 
 @db.command("vacuum")

@@ -103,3 +103,19 @@ class DeliveryError(FieldpostError):
         self.target = target
         self.permanent = permanent
         super().__init__(f"{target}: {message}")
+
+
+class BackupError(FieldpostError):
+    """A backup or a restore could not be done; ``path`` is the file or directory at fault.
+
+    Nothing already stored is touched when this is raised: the database is only ever read by a
+    backup, and a restore replaces it only after the copy has been checked.
+    """
+
+    def __init__(self, path: str, message: str):
+        self.path = path
+        super().__init__(f"{path}: {message}")
+
+
+class DaemonRunning(FieldpostError):
+    """The edge daemon holds the database (its run lock); the operation needs it stopped."""

@@ -243,6 +243,26 @@ MIGRATIONS: list[Migration] = [
     ),
     # The lean store: each reading once, keyed by (device, fcnt); the outbox a cursor (docs/store.md).
     ("0008_store_v2", migrate_v2.upgrade),
+    (
+        "0012_backups",
+        """
+        -- Every backup the edge made (edge.backup): scheduled (daily, weekly) or by hand. A row is
+        -- written after the copy was checked (integrity_check, the row count of every table equal to
+        -- the database's at the copy's snapshot); 'pruned' once the file was deleted to keep N.
+        CREATE TABLE backups (
+            id INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL CHECK (kind IN ('daily', 'weekly', 'manual')),
+            started_at REAL NOT NULL,
+            finished_at REAL NOT NULL,
+            path TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('ok', 'failed', 'pruned')),
+            bytes INTEGER,
+            row_counts TEXT,                                  -- JSON {table: rows}, checked in the copy
+            error TEXT
+        );
+        CREATE INDEX backups_by_kind ON backups (kind, status, started_at);
+        """,
+    ),
 ]
 
 
