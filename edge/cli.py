@@ -84,6 +84,7 @@ EXTERNAL_COMMANDS = {
     "provision": "provisioning.cli:provision_group",
     "init": "provisioning.cli:init_command",
     "rules": "edge.rules.cli:rules_group",
+    "notify": "edge.notify.cli:notify_group",
     "webui": "webui.cli:webui_group",
     "users": "webui.cli:users_group",
     "gpio": "edge.gpio.cli:gpio_group",

@@ -86,5 +86,5 @@ def transports_for(config: NotifyConfig) -> dict[str, Transport]:
     if config.apprise:
         from edge.notify.apprise_transport import AppriseTransport
 
-        out["apprise"] = AppriseTransport(config.apprise)
+        out["apprise"] = AppriseTransport(config.apprise, timeout_s=config.http_timeout_s)
     return out

@@ -261,6 +261,23 @@ MIGRATIONS: list[Migration] = [
             error TEXT
         );
         CREATE INDEX backups_by_kind ON backups (kind, status, started_at);
+        -- The same branch (issue 17, services) adds notifications through apprise: the queue's
+        -- channel check is rebuilt to allow 'apprise' (its target is the apprise target's name).
+        CREATE TABLE notifications_new (
+            id INTEGER PRIMARY KEY,
+            alarm_id INTEGER NOT NULL REFERENCES alarms(id),
+            channel TEXT NOT NULL CHECK (channel IN ('webhook', 'email', 'apprise')),
+            target TEXT NOT NULL,
+            body TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'sent', 'failed')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at REAL NOT NULL,
+            last_error TEXT
+        );
+        INSERT INTO notifications_new SELECT id, alarm_id, channel, target, body, status, attempts,
+            next_attempt_at, last_error FROM notifications;
+        DROP TABLE notifications;
+        ALTER TABLE notifications_new RENAME TO notifications;
         """,
     ),
 ]
