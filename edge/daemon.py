@@ -57,6 +57,7 @@ ATTACH_POINTS = (
     "edge.sync.service:attach",
     "edge.store.retention_worker:attach",
     "edge.backup.service:attach",
+    "edge.homeassistant.service:attach",
     "edge.gpio.service:attach",
     "webui.service:attach",
 )
