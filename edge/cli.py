@@ -13,7 +13,7 @@ import sqlite3
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ import click
 from edge import config as config_mod
 from edge import logs, registry
 from edge.errors import ConfigError, FieldpostError
+from edge.progress import progress_bar
 from edge.store import MIGRATIONS, applied_migrations, backlog, connect, migrate, transaction
 from edge.store.query import ReadingReader
 from edge.store.retention import reclaim
@@ -453,8 +454,9 @@ def db_migrate(ctx: Context) -> None:
 
 
 @db.command("check")
+@click.option("--json", "as_json", is_flag=True, help='{"ok": ..., "problems": [...]} instead of lines.')
 @pass_ctx
-def db_check(ctx: Context) -> None:
+def db_check(ctx: Context, as_json: bool) -> None:
     """Run SQLite's integrity and foreign-key checks and list pending migrations; exit 1 on a problem."""
     if not ctx.db_path.exists():
         raise click.ClickException(f"no database at {ctx.db_path}")
@@ -463,6 +465,9 @@ def db_check(ctx: Context) -> None:
         problems = check_database(conn)
     finally:
         conn.close()
+    if as_json:
+        click.echo(json.dumps({"db": str(ctx.db_path), "ok": not problems, "problems": problems}, indent=2))
+        sys.exit(1 if problems else 0)
     if problems:
         for p in problems:
             click.echo(p, err=True)
@@ -561,31 +566,6 @@ def db_restore(ctx: Context, source: str, dry_run: bool, as_json: bool, yes: boo
         click.echo(f"the previous database is kept as {aside}")
 
 
-@contextmanager
-def progress_bar(label: str) -> Iterator[Callable[[int, int], None] | None]:
-    """A ``progress(done, total)`` callback drawing a bar on a terminal; None when stderr is not one
-    (a log, a pipe, a test), so nothing but the result is printed there."""
-    if not sys.stderr.isatty():
-        yield None
-        return
-    bar = None
-    shown = 0
-
-    def progress(done: int, total: int) -> None:
-        nonlocal bar, shown
-        if bar is None:
-            bar = click.progressbar(length=max(1, total), label=label, file=sys.stderr)
-            bar.__enter__()
-        bar.update(done - shown)
-        shown = done
-
-    try:
-        yield progress
-    finally:
-        if bar is not None:
-            bar.__exit__(None, None, None)
-
-
 @db.command("vacuum")
 @click.option(
     "--full", is_flag=True, help="Rebuild the whole file (VACUUM; needs free space the size of the file)."
@@ -599,7 +579,8 @@ def db_vacuum(ctx: Context, full: bool) -> None:
             conn.execute("VACUUM")
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         else:
-            reclaim(conn)  # every free page, then the WAL written back and truncated
+            with progress_bar("freeing pages") as progress:
+                reclaim(conn, progress)  # every free page, then the WAL written back and truncated
         after = ctx.db_path.stat().st_size
     click.echo(f"{before} -> {after} bytes")
 
@@ -629,6 +610,11 @@ def db_export(ctx: Context, device_id, since, until, fmt, output) -> None:
             found = reader.device_readings(device_id, start=since, end=until)
         else:
             found = reader.all_readings(start=since, end=until)
+        # a bar only when the readings go to a file: on the terminal it would tear through them
+        to_terminal = output is sys.stdout and sys.stdout.isatty()
+        bar = progress_bar("exporting", enabled=not to_terminal)
+        progress = bar.__enter__()
+        total = _export_total(conn, device_id, since, until) if progress else 0
         writer = None
         if fmt == "csv":
             writer = csv.writer(output)
@@ -649,7 +635,9 @@ def db_export(ctx: Context, device_id, since, until, fmt, output) -> None:
                 ]
             )
         try:
-            for r in found:
+            for done, r in enumerate(found, 1):
+                if progress is not None and (done % 500 == 0 or done == total):
+                    progress(min(done, total), total)
                 values, error = reader.decode(r)
                 if writer is None:
                     doc = reading_document(
@@ -669,7 +657,30 @@ def db_export(ctx: Context, device_id, since, until, fmt, output) -> None:
                 tail = [r.rssi, r.snr, r.raw.hex(), error or ""]
                 writer.writerows(value_rows(base, values or [], tail))
         finally:
+            bar.__exit__(None, None, None)
             reader.close()
+
+
+def _export_total(
+    conn: sqlite3.Connection, device_id: str | None, since: float | None, until: float | None
+) -> int:
+    """How many readings an export will write (only counted for a progress bar)."""
+    from edge.store import numbers, readings
+
+    where, args = ["1"], []
+    if device_id:
+        number = numbers.number_of(conn, device_id)
+        if number is None:
+            return 0
+        where.append("id BETWEEN ? AND ?")
+        args += list(readings.device_bounds(number))
+    if since is not None:
+        where.append("received_ms >= ?")
+        args.append(round(since * 1000))
+    if until is not None:
+        where.append("received_ms < ?")
+        args.append(round(until * 1000))
+    return conn.execute(f"SELECT COUNT(*) FROM readings WHERE {' AND '.join(where)}", args).fetchone()[0]
 
 
 # --- config ----------------------------------------------------------------------------------
@@ -677,13 +688,26 @@ def db_export(ctx: Context, device_id, since, until, fmt, output) -> None:
 
 @main.command("config")
 @click.option("--example", is_flag=True, help="Print a commented file with every key at its default.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="The edge core's values as JSON (other sections by name only)."
+)
 @pass_ctx
-def config_command(ctx: Context, example: bool) -> None:
+def config_command(ctx: Context, example: bool, as_json: bool) -> None:
     """Check the configuration and print the values in effect (file + FIELDPOST_* + defaults)."""
     if example:
         click.echo(config_mod.example())
         return
     cfg = ctx.config
+    if as_json:
+        # other areas' sections hold passwords and tokens: named, never printed
+        out = {name: dict(vars(getattr(cfg, name))) for name in ("edge", "link", "ingest", "http", "log")}
+        click.echo(
+            json.dumps(
+                {"file": str(cfg.path) if cfg.path else None, **out, "other_sections": list(cfg.extra)},
+                indent=2,
+            )
+        )
+        return
     click.echo(f"# from {cfg.path or 'built-in defaults'}")
     for name in ("edge", "link", "ingest", "http", "log"):
         click.echo(f"[{name}]")
