@@ -52,7 +52,11 @@ def check_directory(directory: Path, needed_bytes: int) -> None:
     except OSError as exc:
         raise BackupError(str(directory), f"cannot read the backup directory: {exc.strerror}") from None
     if statvfs.f_flag & os.ST_RDONLY:
-        raise BackupError(str(directory), "backup directory is on a read-only file system")
+        raise BackupError(
+            str(directory),
+            "backup directory is on a read-only file system (under systemd, the unit's ProtectSystem=strict"
+            " makes it so unless a drop-in lists it in ReadWritePaths=; see docs/services.md)",
+        )
     free = shutil.disk_usage(directory).free
     if free < needed_bytes:
         raise BackupError(
