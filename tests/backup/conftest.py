@@ -1,54 +1,76 @@
-"""Backup fixtures: a store under a steady write load, small or read-only file systems of their own."""
+"""Backup fixtures: a daemon ingesting readings as fast as a bridge sends them, small or read-only
+file systems of their own."""
 
 from __future__ import annotations
 
 import subprocess
 import threading
+import time
 
 import pytest
 
+from edge import config as config_mod
+from edge import registry
+from edge.daemon import Daemon
 from edge.store import connect
-from tests.storekit import put_readings
+from tests.edge.edge_module_peer import ModulePeer, Node
 
 DEVICE = "a1b2c3d4e5f60708"
+BRIDGE = "b0b1b2b3b4b5b6b7"
 
 
 class IngestLoad:
-    """Writes batches of readings, each in its own fsync'd commit as the ingest writer does, until stopped."""
+    """The real ingest path under load: the edge daemon (link manager, ingest writer) reads UPLINK
+    frames from a CPython bridge peer on a pty (tests/edge/edge_module_peer.py), commits them and
+    ACKs them. ``committed`` counts the readings the daemon has ACKed, i.e. made durable."""
 
-    def __init__(self, db_path, batch=50):
-        self.db_path = db_path
-        self.batch = batch
-        self.committed = 0  # readings committed so far
+    def __init__(self, db_path):
+        conn = connect(db_path)
+        try:
+            key = registry.add_device(conn, DEVICE, name="load", actor="test", now=time.time())
+            registry.add_device(conn, BRIDGE, role="bridge", actor="test", now=time.time())
+        finally:
+            conn.close()
+        self.peer = ModulePeer(BRIDGE, [Node(DEVICE, key)], window=8).start()
+        cfg = config_mod.from_dict(
+            {
+                "edge": {"db": str(db_path), "services": False},
+                "link": {"ports": [self.peer.path], "discover": False},
+                "http": {"enabled": False},
+            }
+        )
+        self.daemon = Daemon(cfg).start()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread = threading.Thread(target=self._feed, daemon=True)
+
+    @property
+    def committed(self) -> int:
+        return len(self.peer.log.acked)
 
     def start(self):
         self._thread.start()
         return self
 
     def stop(self):
-        self._stop.set()
-        self._thread.join(30)
+        if not self._stop.is_set():
+            self._stop.set()
+            self._thread.join(30)
+            self.daemon.stop()
+            self.peer.close()
 
-    def _run(self):
-        conn = connect(self.db_path)
-        try:
-            while not self._stop.is_set():
-                put_readings(conn, DEVICE, range(self.committed, self.committed + self.batch))
-                self.committed += self.batch
-                # the ingest writer waits for a batch to fill (batch_wait_ms): others get the lock between
-                self._stop.wait(0.005)
-        finally:
-            conn.close()
+    def _feed(self):
+        while not self._stop.is_set():
+            while self.peer.pending < 64:  # keep the link's window full: the edge is never idle
+                self.peer.add_reading(DEVICE)
+            time.sleep(0.002)
 
 
 @pytest.fixture
 def ingest_load(db_path):
     loads = []
 
-    def start(**kwargs):
-        load = IngestLoad(db_path, **kwargs).start()
+    def start():
+        load = IngestLoad(db_path).start()
         loads.append(load)
         return load
 

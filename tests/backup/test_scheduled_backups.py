@@ -16,6 +16,7 @@ from edge.backup.service import FAILED, OVERDUE, BackupService
 from edge.errors import BackupError, ConfigError
 from edge.store import connect
 from tests.conftest import wait_until
+from tests.storekit import put_readings
 
 DAY = 86_400.0
 T0 = 1_800_000_000.0
@@ -61,17 +62,20 @@ def test_daily_and_weekly_backups_under_ingest_load_are_checked_recorded_and_pru
     clock = Clock()
     service = BackupService(db_path, BackupConfig(str(target), keep_daily=3, keep_weekly=2), clock=clock)
     load = ingest_load()
-    wait_until(lambda: load.committed >= 2000, what="readings being written")
+    wait_until(lambda: load.committed >= 500, what="the daemon ingesting")
+    acked_while_backing_up = 0
     for day in range(15):
         clock.now = T0 + day * DAY
-        before = load.committed
+        before = load.committed  # ACKed, so committed before the backup began
         service.run_due()
-        after = load.committed
+        acked_while_backing_up += load.committed - before
+        after = stored(db_path)
         newest = backup_rows(db_path)[0]
         assert newest.status == "ok", newest.error
         # the copy is of one instant during the backup: every reading committed before it began
         assert before <= newest.row_counts["readings"] <= after
     load.stop()
+    assert acked_while_backing_up > 0  # ingest went on during the backups
 
     rows = backup_rows(db_path)
     kept = {kind: [r for r in rows if r.kind == kind and r.status == "ok"] for kind in ("daily", "weekly")}
@@ -85,13 +89,24 @@ def test_daily_and_weekly_backups_under_ingest_load_are_checked_recorded_and_pru
     assert open_alarm_rules(db_path) == []
 
 
+def test_a_backup_of_a_large_store_is_of_one_instant_while_the_daemon_commits(db_path, tmp_path, ingest_load):
+    conn = connect(db_path)
+    put_readings(conn, "0011223344556677", range(60_000))  # many backup steps, ingest between them
+    conn.close()
+    load = ingest_load()
+    wait_until(lambda: load.committed >= 200, what="the daemon ingesting")
+    for n in range(3):
+        before = load.committed
+        result = make_backup(db_path, tmp_path / f"b{n}.db")  # raises if the copy's rows differ
+        assert result.row_counts["readings"] >= 60_000 + before
+    assert load.committed > before
+
+
 @pytest.mark.parametrize("trouble", ["missing", "read-only", "full"])
 def test_a_bad_directory_fails_clearly_raises_the_alarm_and_loses_nothing(
     db_path, tmp_path, mount_tmpfs, trouble
 ):
     conn = connect(db_path)
-    from tests.storekit import put_readings
-
     put_readings(conn, "a1b2c3d4e5f60708", range(3000), raw=bytes(40))
     conn.close()
     if trouble == "missing":
