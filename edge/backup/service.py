@@ -150,5 +150,15 @@ def attach(daemon: Any) -> BackupService | None:
         return None
     service = BackupService(daemon.db_path, config, site=daemon.config.edge.site, clock=daemon.clock).start()
     daemon.add_closer(service.stop)
+    daemon.metrics_sources.extra.append(lambda: _metric_families(service))
     log.info("backup=attached directory=%s kinds=%s", config.directory, ",".join(config.kinds))
     return service
+
+
+def _metric_families(service: BackupService):
+    from prometheus_client.core import CounterMetricFamily
+
+    made = CounterMetricFamily("fieldpost_backups", "Scheduled backups, by outcome", labels=["outcome"])
+    for outcome, value in service.stats.items():
+        made.add_metric([outcome], value)
+    yield made

@@ -199,5 +199,22 @@ def attach(daemon: Any) -> HomeAssistantService | None:
     daemon.add_hook(service.on_readings)
     daemon.add_periodic(config.removal_check_s, service.check_removed)
     daemon.add_closer(service.stop)
+    daemon.metrics_sources.extra.append(lambda: _metric_families(service))
     log.info("homeassistant=attached host=%s port=%d", config.host, config.port)
     return service
+
+
+def _metric_families(service: HomeAssistantService):
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+    sent = CounterMetricFamily(
+        "fieldpost_homeassistant_messages", "Discovery messages published, by kind", labels=["kind"]
+    )
+    for kind, value in service.stats.items():
+        sent.add_metric([kind], value)
+    yield sent
+    yield GaugeMetricFamily(
+        "fieldpost_homeassistant_connected",
+        "1 while connected to Home Assistant's broker",
+        value=1 if service.publisher.connected.is_set() else 0,
+    )

@@ -12,7 +12,7 @@ from edge.backup import records
 from edge.backup.config import BackupConfig, parse_backup
 from edge.backup.copy import make_backup, verify
 from edge.backup.schedule import KindHistory, due, overdue, to_prune
-from edge.backup.service import FAILED, OVERDUE, BackupService
+from edge.backup.service import FAILED, OVERDUE, BackupService, _metric_families
 from edge.errors import BackupError, ConfigError
 from edge.store import connect
 from tests.conftest import wait_until
@@ -87,6 +87,8 @@ def test_daily_and_weekly_backups_under_ingest_load_are_checked_recorded_and_pru
     for r in kept["daily"] + kept["weekly"]:
         assert verify(target / r.path.rsplit("/", 1)[1], r.row_counts) == r.row_counts
     assert open_alarm_rules(db_path) == []
+    [made] = _metric_families(service)
+    assert {s.labels["outcome"]: s.value for s in made.samples} == {"ok": 18, "failed": 0, "pruned": 13}
 
 
 def test_a_backup_of_a_large_store_is_of_one_instant_while_the_daemon_commits(db_path, tmp_path, ingest_load):

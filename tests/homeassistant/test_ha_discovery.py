@@ -21,7 +21,7 @@ from edge.codecs import CodecRunner, lpp
 from edge.errors import ConfigError
 from edge.homeassistant import discovery
 from edge.homeassistant.config import HomeAssistantConfig, parse_homeassistant
-from edge.homeassistant.service import HomeAssistantService
+from edge.homeassistant.service import HomeAssistantService, _metric_families
 from edge.ingest.process import CommittedReading
 from edge.store import connect
 from tests.homeassistant.ha_schema import CONFIG_TOPIC, DOCUMENTED_UNITS, SENSOR
@@ -220,6 +220,10 @@ def test_states_follow_committed_readings_and_removing_a_device_removes_its_enti
         lambda: watcher.json(node_state) == {"temperature_1": 4.5, "voltage_3": 3.3}, "the next state"
     )
     watcher.wait(lambda: len(watcher.configs()) == 3, "three configs")
+    families = {f.name: f for f in _metric_families(ha)}
+    sent = {s.labels["kind"]: s.value for s in families["fieldpost_homeassistant_messages"].samples}
+    assert sent["announced"] == 3 and sent["states"] == 3
+    assert families["fieldpost_homeassistant_connected"].samples[0].value == 1
 
     conn = connect(db_path)
     try:
