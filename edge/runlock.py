@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from edge.errors import DaemonRunning
+from edge.errors import DaemonRunning, SetupError
 
 
 def lock_path(db_path: Path) -> Path:
@@ -28,7 +28,13 @@ class RunLock:
         self._fd: int | None = None
 
     def acquire(self) -> RunLock:
-        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o640)
+        try:
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o640)
+        except OSError as exc:
+            raise SetupError(
+                f"{self.path}: cannot create the run lock beside the database: {exc.strerror}; "
+                "fix: make the database's folder writable by the user running fieldpost"
+            ) from None
         fcntl.flock(self._fd, fcntl.LOCK_SH)  # waits only while a restore is replacing the file
         return self
 
