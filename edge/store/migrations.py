@@ -272,6 +272,43 @@ MIGRATIONS: list[Migration] = [
         """,
     ),
     (
+        "0012_backups",
+        """
+        -- Every backup the edge made (edge.backup): scheduled (daily, weekly) or by hand. A row is
+        -- written after the copy was checked (integrity_check, the row count of every table equal to
+        -- the database's at the copy's snapshot); 'pruned' once the file was deleted to keep N.
+        CREATE TABLE backups (
+            id INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL CHECK (kind IN ('daily', 'weekly', 'manual')),
+            started_at REAL NOT NULL,
+            finished_at REAL NOT NULL,
+            path TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('ok', 'failed', 'pruned')),
+            bytes INTEGER,
+            row_counts TEXT,                                  -- JSON {table: rows}, checked in the copy
+            error TEXT
+        );
+        CREATE INDEX backups_by_kind ON backups (kind, status, started_at);
+        -- The same branch (issue 17, services) adds notifications through apprise: the queue's
+        -- channel check is rebuilt to allow 'apprise' (its target is the apprise target's name).
+        CREATE TABLE notifications_new (
+            id INTEGER PRIMARY KEY,
+            alarm_id INTEGER NOT NULL REFERENCES alarms(id),
+            channel TEXT NOT NULL CHECK (channel IN ('webhook', 'email', 'apprise')),
+            target TEXT NOT NULL,
+            body TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'sent', 'failed')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at REAL NOT NULL,
+            last_error TEXT
+        );
+        INSERT INTO notifications_new SELECT id, alarm_id, channel, target, body, status, attempts,
+            next_attempt_at, last_error FROM notifications;
+        DROP TABLE notifications;
+        ALTER TABLE notifications_new RENAME TO notifications;
+        """,
+    ),
+    (
         "0014_module_updates",
         """
         -- Firmware updates of modules (edge.fuota): one row per update asked for, its package
