@@ -88,6 +88,7 @@ EXTERNAL_COMMANDS = {
     "users": "webui.cli:users_group",
     "gpio": "edge.gpio.cli:gpio_group",
     "firmware": "edge.fuota.cli:firmware_group",
+    "modules": "edge.fuota.cli:modules_group",
 }
 
 

@@ -271,6 +271,32 @@ MIGRATIONS: list[Migration] = [
         );
         """,
     ),
+    (
+        "0014_module_updates",
+        """
+        -- Firmware updates of modules (edge.fuota): one row per update asked for, its package
+        -- on disk, the bytes the module has acknowledged (a transfer resumes from there), and
+        -- how it ended. queued -> sending -> staged -> done | rolled_back | failed | cancelled.
+        CREATE TABLE module_updates (
+            id INTEGER PRIMARY KEY,
+            device_id TEXT NOT NULL REFERENCES devices(id) ON DELETE CASCADE,
+            board TEXT NOT NULL,
+            version TEXT NOT NULL,
+            from_version TEXT,
+            package TEXT NOT NULL,                            -- path of the package file
+            package_sha256 TEXT NOT NULL CHECK (length(package_sha256) = 64),
+            size INTEGER NOT NULL,
+            sent INTEGER NOT NULL DEFAULT 0,
+            state TEXT NOT NULL DEFAULT 'queued' CHECK (state IN
+                ('queued', 'sending', 'staged', 'done', 'rolled_back', 'failed', 'cancelled')),
+            error TEXT,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        );
+        CREATE UNIQUE INDEX module_updates_one_active ON module_updates (device_id)
+            WHERE state IN ('queued', 'sending', 'staged');
+        """,
+    ),
 ]
 
 
