@@ -68,6 +68,18 @@ class LoginForm(FlaskForm):
     password = PasswordField("Password", [DataRequired(), Length(max=MAX_PASSWORD_LEN)])
 
 
+class TotpForm(FlaskForm):
+    code = StringField("Code from your authenticator app", [DataRequired(), Length(max=10)])
+
+
+class PasswordChangeForm(FlaskForm):
+    current = PasswordField("Current password", [DataRequired(), Length(max=MAX_PASSWORD_LEN)])
+    password = PasswordField("New password", PASSWORD)
+    confirm = PasswordField(
+        "New password again", [DataRequired(), EqualTo("password", "The passwords differ.")]
+    )
+
+
 class SetupForm(FlaskForm):
     setup_code = StringField("Setup code (printed in the log and in the .setup-code file)", [DataRequired()])
     username = StringField(

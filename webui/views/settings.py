@@ -183,16 +183,10 @@ def edit_user(user_id: int):
             conn.execute("UPDATE users SET role = ? WHERE id = ?", (form.role.data, user_id))
             changes["role"] = [user["role"], form.role.data]
         if bool(form.disabled.data) != bool(user["disabled"]):
-            conn.execute(
-                "UPDATE users SET disabled = ? WHERE id = ?",
-                (int(bool(form.disabled.data)), user_id),
-            )
+            accounts.set_disabled(conn, user_id, bool(form.disabled.data))
             changes["disabled"] = bool(form.disabled.data)
         if form.password.data:
-            conn.execute(
-                "UPDATE users SET password_hash = ?, failed_logins = 0, locked_until = NULL WHERE id = ?",
-                (accounts.hash_password(form.password.data), user_id),
-            )
+            accounts.set_password(conn, user_id, form.password.data, now=now())
             changes["password"] = "reset"
         if changes:
             audit.record(
