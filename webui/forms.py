@@ -161,7 +161,12 @@ class DeleteDataForm(FlaskForm):
             raise FieldError("This is not the device id; nothing was deleted.")
 
 
-ENDPOINT_RE = re.compile(r"^(mqtts?|https)://[^\s/?#]+(:\d{1,5})?(/[^\s]*)?$")
+# A host name (labels of letters, digits and inner hyphens), an IPv4 address or a bracketed IPv6
+# address; then an optional port and, for https, a path of URL characters (no quotes, no <>).
+HOST_RE = r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*)"
+ENDPOINT_RE = re.compile(
+    r"^(mqtts?|https)://" + HOST_RE + r"(:(\d{1,5}))?(/[A-Za-z0-9._~!$&()*+,;=:@%/-]*)?$"
+)
 
 
 class CloudForm(FlaskForm):
@@ -171,8 +176,14 @@ class CloudForm(FlaskForm):
     )
 
     def validate_endpoint(self, field):
-        if field.data and not ENDPOINT_RE.match(field.data.strip()):
-            raise FieldError("Use mqtt://, mqtts:// or https:// followed by a host name.")
+        match = ENDPOINT_RE.match(field.data.strip()) if field.data else None
+        if field.data and not match:
+            raise FieldError(
+                "Use mqtt://, mqtts:// or https:// followed by a host name or address, an optional :port"
+                " and (https) a path; quotes, spaces and angle brackets are not allowed."
+            )
+        if match and match.group(4) is not None and not 1 <= int(match.group(4)) <= 65535:
+            raise FieldError(f"The port must be 1 to 65535, not {int(match.group(4))}.")
         if field.data and field.data.strip().startswith("https://"):
             URL(require_tld=False, message="Not a valid https URL.")(self, field)
         if field.data:
@@ -182,6 +193,21 @@ class CloudForm(FlaskForm):
                 parse_endpoint(field.data.strip())
             except ConfigError as exc:
                 raise FieldError(str(exc).split(": ", 1)[-1]) from None
+
+
+class SiteForm(FlaskForm):
+    timezone = StringField(
+        "Site time zone (charts and times: e.g. Europe/Berlin, America/Chicago, UTC)",
+        [DataRequired(message="Enter a time zone name."), Length(max=64)],
+    )
+
+    def validate_timezone(self, field):
+        from webui.site_time import validate
+
+        try:
+            field.data = validate(field.data)
+        except ValidationError as exc:
+            raise FieldError(exc.message) from None
 
 
 class RetentionForm(FlaskForm):

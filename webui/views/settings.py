@@ -15,12 +15,13 @@ from flask import (
 from wtforms import SelectChoice
 
 from edge.errors import ValidationError
-from webui import accounts, audit, settings_store
+from webui import accounts, audit, settings_store, site_time
 from webui.db import get_db, now, write
 from webui.forms import (
     ActionForm,
     CloudForm,
     RetentionForm,
+    SiteForm,
     TokenForm,
     UserEditForm,
     UserForm,
@@ -51,6 +52,7 @@ def _forms(**overrides) -> dict:
             if values["retention.max_db_bytes"] is None
             else values["retention.max_db_bytes"] // settings_store.MIB,
         ),
+        "site_form": SiteForm(formdata=None, timezone=site_time.zone_name(conn)),
         "user_form": UserForm(formdata=None),
         "token_form": TokenForm(formdata=None),
         "action_form": ActionForm(formdata=None),
@@ -107,6 +109,26 @@ def cloud():
             now=now(),
         )
     flash("Cloud endpoint saved (setting sync.endpoint).")
+    return redirect(url_for("settings.index"))
+
+
+@bp.route("/settings/site", methods=["POST"])
+def site():
+    form = SiteForm()
+    if not form.validate_on_submit():
+        return _page(400, site_form=form)
+    with write() as conn:
+        before = settings_store.put(conn, site_time.KEY, form.timezone.data, by=actor(), now=now())
+        if before != form.timezone.data:
+            audit.record(
+                conn,
+                actor=actor(),
+                action="settings.update",
+                target=site_time.KEY,
+                detail={"from": before, "to": form.timezone.data},
+                now=now(),
+            )
+    flash(f"Site time zone: {form.timezone.data}.")
     return redirect(url_for("settings.index"))
 
 
