@@ -303,6 +303,12 @@ MIGRATIONS: list[Migration] = [
             device_id TEXT PRIMARY KEY,
             reading_id INTEGER NOT NULL
         );
+        -- The cloud backlog every few minutes (the panel's sampler), for the sync page's chart.
+        CREATE TABLE panel_backlog_samples (
+            at INTEGER PRIMARY KEY,                           -- Unix seconds
+            readings INTEGER NOT NULL,
+            outbox INTEGER NOT NULL
+        );
         """,
     ),
 ]

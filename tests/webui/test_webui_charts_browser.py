@@ -154,3 +154,11 @@ def test_drag_to_zoom_and_pan(page, panel):
     page.get_by_role("button", name="◀ Earlier").click()
     expect(section).not_to_have_attribute("data-start", str(start))
     assert float(section.get_attribute("data-start")) == pytest.approx(start - (end - start) / 2, abs=1)
+
+
+def test_overview_sparklines_and_the_sync_backlog_chart(page, panel):
+    page.goto(panel + "/")
+    expect(page.locator(f"#device-{DENSE} svg.spark polyline").first).to_be_attached()
+    page.goto(panel + "/sync")  # the panel's sampler took a sample as it started
+    expect(page.locator("#backlog-chart")).to_have_attribute("data-drawn", "true")
+    expect(page.locator("#backlog-chart canvas").first).to_be_visible()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import sqlite3
 import time
 
 from flask import (
@@ -14,11 +16,13 @@ from flask import (
     stream_with_context,
 )
 
-from webui import queries
+from edge.store import transaction
+from webui import queries, sparklines
 from webui.db import get_db, get_reader, now, open_db
 from webui.edge_adapters import sync_status
 
 bp = Blueprint("overview", __name__)
+log = logging.getLogger("fieldpost.webui.overview")
 
 
 def overview_context() -> dict:
@@ -26,6 +30,7 @@ def overview_context() -> dict:
     t = now()
     cfg = current_app.config
     devices = queries.devices_overview(get_reader(), t, cfg["ONLINE_INTERVALS"])
+    _add_sparklines(conn, devices, t)
     return {
         "now": t,
         "devices": devices,
@@ -36,6 +41,24 @@ def overview_context() -> dict:
         "sync": sync_status(conn, t),
         "disk": queries.buffer_disk(cfg["DATABASE"]),
     }
+
+
+def _add_sparklines(conn, devices: list[dict], t: float) -> None:
+    """The last 24 h of each device's first measure, brought up to date incrementally."""
+    ext = current_app.extensions
+    rows = {row["id"]: row for row in conn.execute("SELECT id, codec FROM devices")}
+    try:
+        with transaction(conn):
+            for d in devices:
+                if d["id"] in rows:
+                    sparklines.fold(
+                        conn, ext["fieldpost_codecs"], ext["fieldpost_numbers"], rows[d["id"]], now=t
+                    )
+    except sqlite3.OperationalError as exc:  # busy or full: show what is there
+        log.warning("event=sparkline_fold_failed error=%s", exc)
+    for d in devices:
+        line = sparklines.hourly(conn, d["id"], now=t)
+        d["spark"] = sparklines.svg_points(line) if line else None
 
 
 @bp.route("/")
