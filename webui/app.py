@@ -96,13 +96,26 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["fieldpost_codecs_owned"] = True
     app.extensions["fieldpost_numbers"] = Numbers()
 
-    from webui.views import account, alarms, api, auth, devices, export, overview, rules, settings, sync
+    from webui.views import (
+        account,
+        alarms,
+        api,
+        auth,
+        devices,
+        export,
+        manage,
+        overview,
+        rules,
+        settings,
+        sync,
+    )
 
     limiter.limit(lambda: app.config["LOGIN_RATE_LIMIT"], methods=["POST"])(auth.bp)
     for blueprint in (
         auth.bp,
         account.bp,
         overview.bp,
+        manage.bp,
         devices.bp,
         alarms.bp,
         rules.bp,

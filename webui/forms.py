@@ -242,3 +242,35 @@ class UserEditForm(FlaskForm):
 class TokenForm(FlaskForm):
     user_id = SelectField("For user", coerce=int, choices=[])
     name = StringField("Token name", [DataRequired(), Length(max=64)])
+
+
+DEVICE_ID_RE = r"^\s*([0-9a-fA-F]{16})?\s*$"
+KEY_RE = r"^\s*([0-9a-fA-F]{32})?\s*$"
+
+
+class DeviceAddForm(FlaskForm):
+    device_id = StringField(
+        "Module id (16 hex digits; empty: make one)",
+        [Optional(), Regexp(DEVICE_ID_RE, message="Enter 16 hex digits, or leave it empty.")],
+    )
+    key = StringField(
+        "Key (32 hex digits; empty: make one)",
+        [Optional(), Regexp(KEY_RE, message="Enter 32 hex digits, or leave it empty.")],
+    )
+    name = StringField("Name", [Optional(), Length(max=64)])
+    role = SelectField("Role", choices=[SelectChoice("node", "node"), SelectChoice("bridge", "bridge")])
+    board = SelectField("Board profile", choices=[])
+    codec = SelectField("Codec", choices=[])
+    interval_s = WholeNumberField(
+        "Sampling interval (seconds, 10 to 86400)", [InputRequired(), NumberRange(10, 86400)], default=300
+    )
+
+
+class DeviceEditForm(FlaskForm):
+    name = StringField("Name", [Optional(), Length(max=64)])
+    board = SelectField("Board profile", choices=[])
+    codec = SelectField("Codec", choices=[])
+    interval_s = WholeNumberField(
+        "Sampling interval (seconds, 10 to 86400)", [InputRequired(), NumberRange(10, 86400)]
+    )
+    send_interval = BooleanField("Also send the new interval to the module (a downlink)", default=True)

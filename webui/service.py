@@ -30,6 +30,8 @@ def attach(daemon: Any) -> Panel | None:
     app.extensions["fieldpost_codecs"].close()
     app.extensions["fieldpost_codecs"] = daemon.codecs
     app.extensions["fieldpost_codecs_owned"] = False
+    # the live serial links (webui/bridges.py): a bridge is online while its link is up
+    app.extensions["fieldpost_links"] = lambda: daemon.manager.figures() if daemon.manager is not None else []
     try:
         panel = Panel(
             app,
