@@ -196,16 +196,17 @@ def test_unknown_users_and_wrong_passwords_answer_alike(app, db_path):
         return r.status_code, body, took
 
     real, ghost = _client(app, "10.0.1.1"), _client(app, "10.0.1.2")
-    answers = {
-        "real": [attempt(real, "root") for _ in range(5)],
-        "ghost": [attempt(ghost, "nobody") for _ in range(5)],
-    }
+    answers = {"real": [], "ghost": []}
+    for _ in range(5):  # interleaved, so load from elsewhere on the machine hits both alike
+        answers["real"].append(attempt(real, "root"))
+        answers["ghost"].append(attempt(ghost, "nobody"))
     for i in range(5):  # the throttle too: same statuses, same pages, attempt by attempt
         assert answers["real"][i][:2] == answers["ghost"][i][:2]
     assert [a[0] for a in answers["real"]] == [401, 401, 401, 401, 429]
     t_real = statistics.median(a[2] for a in answers["real"][:4])
     t_ghost = statistics.median(a[2] for a in answers["ghost"][:4])
-    assert 0.5 < t_real / t_ghost < 2.0, (t_real, t_ghost)
+    # Within noise: an unknown name that skipped the password hash would answer ~30x faster.
+    assert 1 / 3 < t_real / t_ghost < 3, (t_real, t_ghost)
 
 
 def test_every_post_needs_a_csrf_token(app, admin):
