@@ -10,7 +10,15 @@ from webui import create_app
 from webui.views.auth import VIEWER_POSTS
 
 DEVICE = "00112233aabbccdd"
-PUBLIC = {"auth.login", "auth.login_code", "auth.setup", "static", "api.openapi"}
+PUBLIC = {
+    "auth.login",
+    "auth.login_code",
+    "auth.setup",
+    "static",
+    "api.openapi",
+    "meta.favicon",
+    "meta.manifest",
+}
 SAMPLE_ARGS = {
     "device_id": DEVICE,
     "alarm_id": 1,
@@ -89,6 +97,14 @@ def test_public_routes_answer_without_a_session(seeded):
     assert anonymous.get("/static/app.css").status_code == 200
     assert anonymous.get("/static/vendor/uplot/uPlot.iife.min.js").status_code == 200
     assert anonymous.get("/api/openapi.json").status_code == 200
+    icon = anonymous.get("/favicon.ico")
+    assert (
+        icon.status_code == 200 and icon.mimetype == "image/x-icon" and icon.data[:4] == b"\x00\x00\x01\x00"
+    )
+    manifest = anonymous.get("/manifest.webmanifest")
+    assert manifest.mimetype == "application/manifest+json" and manifest.get_json()["icons"]
+    for entry in manifest.get_json()["icons"]:
+        assert anonymous.get(entry["src"]).data[:8] == b"\x89PNG\r\n\x1a\n"
     assert anonymous.get("/setup").status_code == 302  # users exist: first run is over
 
 
