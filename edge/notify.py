@@ -46,8 +46,11 @@ class Target:
     target: str  # URL, or an e-mail address
     min_severity: str = "warning"
     states: tuple[str, ...] = ("raised", "cleared")
+    rule: str | None = None  # only this rule's alarms (panel routes); None: every rule
 
-    def wants(self, severity: str, state: str) -> bool:
+    def wants(self, severity: str, state: str, rule: str | None = None) -> bool:
+        if self.rule is not None and rule != self.rule:
+            return False
         return state in self.states and SEVERITY_RANK[severity] >= SEVERITY_RANK[self.min_severity]
 
 
@@ -268,11 +271,14 @@ class Notifier:
                 (start,),
             ).fetchall()
             queued = 0
+            from edge.notify_routes import panel_targets  # the panel's targets, read each time
+
+            targets = (*self._config.targets, *panel_targets(conn)) if entries else ()
             for entry in entries:
                 alarm = alarms.Alarm.from_row(entry)
                 body = alarms.outbox_body(alarm, entry["new_state"], entry["changed_at"])
-                for target in self._config.targets:
-                    if target.wants(alarm.severity, entry["new_state"]):
+                for target in targets:
+                    if target.wants(alarm.severity, entry["new_state"], alarm.rule):
                         conn.execute(
                             "INSERT INTO notifications (alarm_id, channel, target, body, next_attempt_at)"
                             " VALUES (?, ?, ?, ?, ?)",
@@ -316,6 +322,10 @@ class Notifier:
             self.stats["sent"] += 1
             log.info("notification=sent id=%d channel=%s target=%s", row["id"], row["channel"], row["target"])
         return sent
+
+    def send(self, channel: str, target: str, body: dict) -> None:
+        """Deliver one message now, not queued (the panel's "send test"); raises what a delivery raises."""
+        (self._post if channel == "webhook" else self._mail)(target, body)
 
     def close(self) -> None:
         if self._conn is not None:

@@ -274,3 +274,21 @@ class DeviceEditForm(FlaskForm):
         "Sampling interval (seconds, 10 to 86400)", [InputRequired(), NumberRange(10, 86400)]
     )
     send_interval = BooleanField("Also send the new interval to the module (a downlink)", default=True)
+
+
+SEVERITY_CHOICES = [SelectChoice(s, s) for s in ("info", "warning", "critical")]
+
+
+class NotifyTargetForm(FlaskForm):
+    name = StringField("Name", [DataRequired(message="Give the target a name."), Length(max=64)])
+    kind = SelectField("Kind", choices=[])
+    destination = StringField(
+        "Where to (URL for a webhook, address for e-mail)", [DataRequired(), Length(max=2000)]
+    )
+    rule = StringField("Only alarms of rule (empty: every rule)", [Optional(), Length(max=100)])
+    min_severity = SelectField("From severity", choices=SEVERITY_CHOICES, default="warning")
+
+
+class NotifyRouteForm(FlaskForm):
+    rule = StringField("Rule (empty: every rule)", [Optional(), Length(max=100)])
+    min_severity = SelectField("From severity", choices=SEVERITY_CHOICES, default="warning")

@@ -30,6 +30,10 @@ def attach(daemon: Any) -> Panel | None:
     app.extensions["fieldpost_codecs"].close()
     app.extensions["fieldpost_codecs"] = daemon.codecs
     app.extensions["fieldpost_codecs_owned"] = False
+    # the daemon's [notify] settings (SMTP), for the notifications page's "send test"
+    from edge.notify import parse_notify
+
+    app.extensions["fieldpost_notify_config"] = parse_notify(daemon.config.extra.get("notify"))
     # the live serial links (webui/bridges.py): a bridge is online while its link is up
     app.extensions["fieldpost_links"] = lambda: daemon.manager.figures() if daemon.manager is not None else []
     try:

@@ -29,6 +29,7 @@ PAGES = {
     "audit": "/audit",
     "account": "/account",
     "health": "/health-page",
+    "notifications": "/notifications",
 }
 
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chromium is not installed")

@@ -27,6 +27,8 @@ SAMPLE_ARGS = {
     "rule_id": 1,
     "filename": "app.css",
     "key": "a" * 64,
+    "target_id": 1,
+    "route_id": 1,
 }
 
 
