@@ -148,3 +148,19 @@ def test_a_kind_the_panel_does_not_know_is_listed_and_skipped(app, admin, db_pat
 
 def test_only_admins(app, operator):
     assert operator.get("/notifications").status_code == 403
+
+
+def test_what_is_typed_is_shown_escaped(app, admin, db_path):
+    token = csrf_token(admin, "/notifications")
+    assert _add(admin, token, name="ops", destination="https://hooks.example/x").status_code == 302
+    target_id = connect(db_path).execute("SELECT id FROM notify_targets").fetchone()[0]
+    payload = '<script>alert("r")</script>'
+    r = admin.post(
+        f"/notifications/targets/{target_id}/routes",
+        data={"csrf_token": token, "rule": payload, "min_severity": "info"},
+    )
+    assert r.status_code == 302
+    page = admin.get("/notifications").get_data(as_text=True)
+    assert payload not in page and "&lt;script&gt;alert(&#34;r&#34;)&lt;/script&gt;" in page
+    bad = _add(admin, token, name=payload, destination="https://hooks.example/y")
+    assert bad.status_code == 400 and payload not in bad.get_data(as_text=True)
