@@ -164,3 +164,40 @@ def test_what_is_typed_is_shown_escaped(app, admin, db_path):
     assert payload not in page and "&lt;script&gt;alert(&#34;r&#34;)&lt;/script&gt;" in page
     bad = _add(admin, token, name=payload, destination="https://hooks.example/y")
     assert bad.status_code == 400 and payload not in bad.get_data(as_text=True)
+
+
+def test_send_test_by_email_uses_the_daemons_smtp_settings(app, admin, db_path):
+    from aiosmtpd.controller import Controller
+
+    from edge.notify import parse_notify
+    from tests.rules.test_notify import Mailbox
+
+    token = csrf_token(admin, "/notifications")
+    assert (
+        _add(admin, token, name="ops mail", kind="email", destination="ops@site.example").status_code == 302
+    )
+    target_id = connect(db_path).execute("SELECT id FROM notify_targets").fetchone()[0]
+    without = admin.post(f"/notifications/targets/{target_id}/test", data={"csrf_token": token})
+    assert without.status_code == 302
+    assert "no [notify.email] SMTP settings" in admin.get("/notifications").get_data(as_text=True)
+    port = free_port()
+    mailbox = Mailbox()
+    smtp = Controller(mailbox, hostname="127.0.0.1", port=port)
+    smtp.start()
+    try:
+        app.extensions["fieldpost_notify_config"] = parse_notify(
+            {
+                "email": {
+                    "host": "127.0.0.1",
+                    "port": port,
+                    "to": ["x@site.example"],
+                    "sender": "edge@site.example",
+                }
+            }
+        )
+        admin.post(f"/notifications/targets/{target_id}/test", data={"csrf_token": token})
+    finally:
+        smtp.stop()
+    assert "Test to ops mail: delivered." in admin.get("/notifications").get_data(as_text=True)
+    rcpts, mail = mailbox.messages[0]
+    assert rcpts == ["ops@site.example"] and "notification-test" in mail["Subject"]
