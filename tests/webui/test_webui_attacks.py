@@ -284,3 +284,28 @@ def test_a_disabled_users_sessions_end(app, admin, db_path):
         .fetchone()[0]
         == 0
     )
+
+
+def test_cli_password_reset_ends_sessions_and_reset_totp_removes_the_second_factor(app, db_path):
+    from click.testing import CliRunner
+
+    from webui.cli import standalone
+
+    c = _client(app, "10.0.0.7")
+    assert login(c, "alice").status_code == 302
+    conn = connect(db_path)
+    conn.execute("UPDATE users SET totp_secret = 'JBSWY3DPEHPK3PXP' WHERE username = 'alice'")
+    runner = CliRunner()
+    listed = runner.invoke(standalone, ["users", "list", "--db", db_path])
+    assert "alice" in listed.output and "totp" in listed.output.split("alice")[1].splitlines()[0]
+    reset = runner.invoke(
+        standalone, ["users", "set-password", "--db", db_path, "--password", "p" * 12, "alice"]
+    )
+    assert reset.exit_code == 0, reset.output
+    assert c.get("/account").status_code == 302  # the browser's session ended with the reset
+    assert conn.execute("SELECT count(*) FROM panel_sessions").fetchone()[0] == 0
+    removed = runner.invoke(standalone, ["users", "reset-totp", "--db", db_path, "alice"])
+    assert removed.exit_code == 0 and "removed" in removed.output
+    assert conn.execute("SELECT totp_secret FROM users WHERE username = 'alice'").fetchone()[0] is None
+    assert runner.invoke(standalone, ["users", "reset-totp", "--db", db_path, "nobody"]).exit_code != 0
+    assert login(_client(app, "10.0.0.8"), "alice", "p" * 12).headers["Location"] == "/"  # no code asked
