@@ -153,3 +153,17 @@ def test_bridges_follow_the_live_link_when_the_panel_has_one(app, admin, db_path
     links[0]["up"] = False
     card = admin.get("/devices").get_data(as_text=True).split(f'id="bridge-{BRIDGE}"')[1].split("</li>")[0]
     assert "offline" in card
+
+
+def test_the_overview_shows_a_relaying_bridge_as_up(app, admin, db_path):
+    add_device(db_path, BRIDGE, name="roof bridge")
+    connect(db_path).execute("UPDATE devices SET role = 'bridge' WHERE id = ?", (BRIDGE,))
+    add_device(db_path, DEV, name="cellar", interval_s=60)
+    row = admin.get("/").get_data(as_text=True).split(f'id="device-{BRIDGE}"')[1].split("</tr>")[0]
+    assert "silent" in row and "never" in row  # nothing relayed yet
+    Module(db_path, DEV).reading(now=time.time() - 10)
+    row = admin.get("/").get_data(as_text=True).split(f'id="device-{BRIDGE}"')[1].split("</tr>")[0]
+    assert "relaying" in row and "badge-ok" in row and "never" not in row
+    app.extensions["fieldpost_links"] = lambda: [{"peer_id": BRIDGE, "up": True}]
+    row = admin.get("/").get_data(as_text=True).split(f'id="device-{BRIDGE}"')[1].split("</tr>")[0]
+    assert ">online<" in row

@@ -17,7 +17,7 @@ from flask import (
 )
 
 from edge.store import transaction
-from webui import queries, sparklines
+from webui import bridges, queries, sparklines
 from webui.db import get_db, get_reader, now, open_db
 from webui.edge_adapters import sync_status
 
@@ -31,6 +31,7 @@ def overview_context() -> dict:
     cfg = current_app.config
     devices = queries.devices_overview(get_reader(), t, cfg["ONLINE_INTERVALS"])
     _add_sparklines(conn, devices, t)
+    _bridge_states(conn, devices, t)
     return {
         "now": t,
         "devices": devices,
@@ -41,6 +42,30 @@ def overview_context() -> dict:
         "sync": sync_status(conn, t),
         "disk": queries.buffer_disk(cfg["DATABASE"]),
     }
+
+
+def _bridge_states(conn, devices: list[dict], t: float) -> None:
+    """A bridge sends no readings of its own: it is online while its link is up (or, in a panel
+    without the daemon's links, while a node heard through it is), and "last heard" is when it
+    last relayed a reading."""
+    if not any(d["role"] == "bridge" for d in devices):
+        return
+    states = {
+        b["id"]: b
+        for b in bridges.overview(
+            conn,
+            current_app.extensions.get("fieldpost_links"),
+            now=t,
+            online_intervals=current_app.config["ONLINE_INTERVALS"],
+        )
+    }
+    for d in devices:
+        b = states.get(d["id"]) if d["role"] == "bridge" else None
+        if b is not None:
+            d["online"] = b["state"] in ("online", "relaying")
+            d["bridge_state"] = b["state"]
+            if b["last_relayed"] and (d["last_seen"] is None or b["last_relayed"] > d["last_seen"]):
+                d["last_seen"] = b["last_relayed"]
 
 
 def _add_sparklines(conn, devices: list[dict], t: float) -> None:
