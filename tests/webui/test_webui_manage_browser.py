@@ -76,6 +76,7 @@ def test_add_rename_bridge_state_and_remove_in_the_browser(tmp_path, virtual_mod
             wait_until(lambda: newest_reading(reader), timeout=30, what="the node's first reading once added")
             expect(row).to_contain_text("online", timeout=15_000)
             expect(row).to_contain_text("°C", timeout=15_000)
+            expect(page.locator(f"#device-{BRIDGE_ID}")).to_contain_text("online")  # not "offline / never"
 
             page.goto(f"{base}/devices/{NODE_ID}/manage")
             page.get_by_label("Name").fill("cellar north")
