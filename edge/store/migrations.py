@@ -269,6 +269,7 @@ MIGRATIONS: list[Migration] = [
             PRIMARY KEY (address, username)
         ) WITHOUT ROWID;
         ALTER TABLE users ADD COLUMN totp_secret TEXT;        -- base32; NULL: no second factor
+        ALTER TABLE users ADD COLUMN totp_last_step INTEGER;  -- the last code's 30 s step: no code twice
         ALTER TABLE users ADD COLUMN password_changed_at REAL;
         -- Notification targets made in the panel (kind: a transport the edge has, e.g. webhook,
         -- email, settings JSON as that transport reads them) and which alarms go to each.

@@ -252,8 +252,24 @@ def test_totp_second_factor_for_an_admin(app, db_path):
     code_token = csrf_token(fresh, "/login/code")
     assert fresh.post("/login/code", data={"csrf_token": code_token, "code": "123456"}).status_code == 401
     assert not _signed_in(fresh)
-    ok = fresh.post("/login/code", data={"csrf_token": code_token, "code": totp.code_at(secret, clock[0])})
+    code = totp.code_at(secret, clock[0])
+    ok = fresh.post("/login/code", data={"csrf_token": code_token, "code": code})
     assert ok.status_code == 302 and _signed_in(fresh)
+    # the same code seen over the shoulder does not open a second session
+    onlooker = _client(app, "10.0.0.9")
+    assert login(onlooker, "alice").status_code == 302
+    replay = onlooker.post(
+        "/login/code", data={"csrf_token": csrf_token(onlooker, "/login/code"), "code": code}
+    )
+    assert replay.status_code == 401 and not _signed_in(onlooker)
+    clock[0] += 30  # the next code works
+    assert (
+        onlooker.post(
+            "/login/code",
+            data={"csrf_token": csrf_token(onlooker, "/login/code"), "code": totp.code_at(secret, clock[0])},
+        ).status_code
+        == 302
+    )
     # a pending password step expires
     late = _client(app, "10.0.0.4")
     login(late, "alice")

@@ -234,7 +234,9 @@ def login_code():
         blocked = _throttled(user["username"])
         if blocked is not None:
             error, status = blocked
-        elif totp.verify(user["totp_secret"], form.code.data, now=now()):
+        elif (step := _fresh_step(user, form.code.data)) is not None:
+            with write() as conn:
+                conn.execute("UPDATE users SET totp_last_step = ? WHERE id = ?", (step, user["id"]))
             _begin_session(user)
             return redirect(_next_target())
         else:
@@ -243,6 +245,14 @@ def login_code():
     elif request.method == "POST":
         status = 401
     return render_template("login_code.html", form=form, error=error), status
+
+
+def _fresh_step(user, code: str) -> int | None:
+    """The step of a right code not used before (a replayed code counts as a wrong one)."""
+    step = totp.accepted_step(user["totp_secret"], code, now=now())
+    if step is None or (user["totp_last_step"] is not None and step <= user["totp_last_step"]):
+        return None
+    return step
 
 
 @bp.route("/logout", methods=["POST"])
