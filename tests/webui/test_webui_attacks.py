@@ -325,3 +325,23 @@ def test_cli_password_reset_ends_sessions_and_reset_totp_removes_the_second_fact
     assert conn.execute("SELECT totp_secret FROM users WHERE username = 'alice'").fetchone()[0] is None
     assert runner.invoke(standalone, ["users", "reset-totp", "--db", db_path, "nobody"]).exit_code != 0
     assert login(_client(app, "10.0.0.8"), "alice", "p" * 12).headers["Location"] == "/"  # no code asked
+
+
+def test_a_stolen_session_cannot_guess_the_password_quickly(app):
+    app.config["LOGIN_MAX_FAILURES"] = 2
+    c = _client(app, "10.0.0.2")
+    assert login(c, "oscar").status_code == 302
+    token = csrf_token(c, "/account")
+    statuses = [
+        c.post(
+            "/account/password",
+            data={
+                "csrf_token": token,
+                "pw-current": f"guess {i}!!!!",
+                "pw-password": "n" * 12,
+                "pw-confirm": "n" * 12,
+            },
+        ).status_code
+        for i in range(5)
+    ]
+    assert statuses[:3] == [400, 400, 400] and statuses[3:] == [429, 429]

@@ -9,7 +9,7 @@ from edge.errors import ValidationError
 from webui import accounts, audit, sessions, totp
 from webui.db import get_db, now, write
 from webui.forms import ActionForm, PasswordChangeForm, TotpForm
-from webui.views.auth import actor
+from webui.views.auth import actor, count_failure, throttled_answer
 
 bp = Blueprint("account", __name__)
 SESSION_KEY = "string(length=64)"
@@ -46,7 +46,13 @@ def change_password():
     if not form.validate_on_submit():
         return _page(400, password_form=form)
     user = g.user
+    # A stolen session must not become a way to guess the password: the same throttle as logins.
+    blocked = throttled_answer(user["username"])
+    if blocked is not None:
+        form.current.errors = [blocked[0]]
+        return _page(429, password_form=form)
     if not accounts.verify_password(user["password_hash"], form.current.data):
+        count_failure(user["username"], reason="current_password")
         form.current.errors = ["This is not your current password."]
         return _page(400, password_form=form)
     try:

@@ -134,7 +134,7 @@ def _policy() -> throttle.Policy:
     return throttle.Policy(free=int(cfg["LOGIN_MAX_FAILURES"]), max_delay_s=float(cfg["LOGIN_LOCKOUT_S"]))
 
 
-def _throttled(username: str) -> tuple[str, int] | None:
+def throttled_answer(username: str) -> tuple[str, int] | None:
     """The page to answer while this address must wait before guessing ``username`` again."""
     wait = throttle.wait_s(get_db(), request.remote_addr or "", username, now=now())
     if wait <= 0:
@@ -142,7 +142,7 @@ def _throttled(username: str) -> tuple[str, int] | None:
     return f"Too many failed attempts from this address. Wait {int(wait) + 1} s and try again.", 429
 
 
-def _failed(username: str, *, reason: str) -> str:
+def count_failure(username: str, *, reason: str) -> str:
     """Count a failed attempt for this address and typed name (the same whether the name exists)."""
     address = request.remote_addr or ""
     with write() as conn:
@@ -183,7 +183,7 @@ def login():
     form = LoginForm()
     error, status = None, 200
     if form.validate_on_submit():
-        blocked = _throttled(form.username.data)
+        blocked = throttled_answer(form.username.data)
         if blocked is not None:
             error, status = blocked
         else:
@@ -209,10 +209,10 @@ def _check_password(username: str, password: str):
     user = accounts.find_user(get_db(), username)
     if user is None or user["disabled"]:
         accounts.burn_verify_time(password)
-        _failed(username, reason="unknown_or_disabled")
+        count_failure(username, reason="unknown_or_disabled")
         return None
     if not accounts.verify_password(user["password_hash"], password):
-        _failed(username, reason="password")
+        count_failure(username, reason="password")
         return None
     return user
 
@@ -231,7 +231,7 @@ def login_code():
     form = TotpForm()
     error, status = None, 200
     if form.validate_on_submit():
-        blocked = _throttled(user["username"])
+        blocked = throttled_answer(user["username"])
         if blocked is not None:
             error, status = blocked
         elif (step := _fresh_step(user, form.code.data)) is not None:
@@ -240,7 +240,7 @@ def login_code():
             _begin_session(user)
             return redirect(_next_target())
         else:
-            _failed(user["username"], reason="totp")
+            count_failure(user["username"], reason="totp")
             error, status = "That code is not right. Use the current code from your app.", 401
     elif request.method == "POST":
         status = 401
