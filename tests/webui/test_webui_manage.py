@@ -167,3 +167,23 @@ def test_the_overview_shows_a_relaying_bridge_as_up(app, admin, db_path):
     app.extensions["fieldpost_links"] = lambda: [{"peer_id": BRIDGE, "up": True}]
     row = admin.get("/").get_data(as_text=True).split(f'id="device-{BRIDGE}"')[1].split("</tr>")[0]
     assert ">online<" in row
+
+
+def test_a_module_with_an_old_board_profile_can_still_be_renamed(app, operator, db_path):
+    add_device(db_path, DEV, name="old")
+    connect(db_path).execute("UPDATE devices SET board = 'retired_board_v1' WHERE id = ?", (DEV,))
+    token = csrf_token(operator, f"/devices/{DEV}/manage")
+    r = operator.post(
+        f"/devices/{DEV}/edit",
+        data={
+            "csrf_token": token,
+            "name": "renamed",
+            "board": "retired_board_v1",
+            "codec": "lpp",
+            "interval_s": "300",
+        },
+    )
+    assert r.status_code == 302
+    assert (
+        connect(db_path).execute("SELECT name FROM devices WHERE id = ?", (DEV,)).fetchone()[0] == "renamed"
+    )

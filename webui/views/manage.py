@@ -23,9 +23,16 @@ from webui.views.auth import actor, role_required
 bp = Blueprint("manage", __name__)
 
 
-def _choices(form) -> None:
-    form.board.choices = [SelectChoice("", "(none)")] + [SelectChoice(b, b) for b in board_names()]
-    form.codec.choices = [SelectChoice(c, c) for c in available_codecs()]
+def _choices(form, device=None) -> None:
+    """Board profiles and codecs to choose from; a module's own (an older profile, a codec plug-in
+    since removed) stays choosable, so saving its name does not fail on a field nobody touched."""
+    boards = ["", *board_names()]
+    codecs = list(available_codecs())
+    if device is not None:
+        boards += [device["board"]] if device["board"] not in boards else []
+        codecs += [device["codec"]] if device["codec"] not in codecs else []
+    form.board.choices = [SelectChoice(b, b or "(none)") for b in boards]
+    form.codec.choices = [SelectChoice(c, c) for c in codecs]
 
 
 def _device_or_404(device_id: str):
@@ -111,7 +118,7 @@ def _device_page(device, status: int = 200, *, edit_form=None, remove_form=None,
         codec=device["codec"],
         interval_s=device["interval_s"],
     )
-    _choices(edit_form)
+    _choices(edit_form, device)
     return (
         render_template(
             "device_manage.html",
@@ -136,7 +143,7 @@ def manage(device_id: str):
 def edit(device_id: str):
     device = _device_or_404(device_id)
     form = DeviceEditForm()
-    _choices(form)
+    _choices(form, device)
     if not form.validate_on_submit():
         return _device_page(device, 400, edit_form=form)
     new = {
