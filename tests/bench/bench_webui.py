@@ -182,10 +182,10 @@ class Session:
     def get(self, path: str) -> float:
         return self.fetch(path)[0]
 
-    def fetch(self, path: str) -> tuple[float, int]:
-        """(seconds, bytes of the body)."""
+    def fetch(self, path: str, headers: dict[str, str] | None = None) -> tuple[float, int]:
+        """(seconds, bytes of the body as transferred)."""
         t0 = time.perf_counter()
-        with self.opener.open(self.base + path) as response:
+        with self.opener.open(urllib.request.Request(self.base + path, headers=headers or {})) as response:
             body = response.read()
             assert response.status == 200, (path, response.status)
         return time.perf_counter() - t0, len(body)
@@ -235,6 +235,7 @@ def run(out_dir: Path, quick: bool) -> dict:
             }
             first_overview_s, _ = session.fetch("/")  # folds a day of every module into the sparklines
             page_bytes = {name: session.fetch(path)[1] for name, path in pages.items()}
+            chart_gzip_bytes = session.fetch(pages["node_chart_30d"], {"Accept-Encoding": "gzip"})[1]
             static = [
                 "/static/app.css",
                 "/static/app.js",
@@ -278,7 +279,8 @@ def run(out_dir: Path, quick: bool) -> dict:
         "bytes": {
             "node_page_html": page_bytes["node_page"],
             "node_chart_30d_json": page_bytes["node_chart_30d"],
-            "node_page_total_warm": page_bytes["node_page"] + page_bytes["node_chart_30d"],
+            "node_chart_30d_json_gzip": chart_gzip_bytes,
+            "node_page_total_warm": page_bytes["node_page"] + chart_gzip_bytes,
             "static_first_visit": static_bytes,
             "overview_html": page_bytes["overview"],
         },

@@ -109,3 +109,21 @@ def test_a_bad_codec_payload_is_skipped_not_fatal(app, admin, db_path):
     module.reading(temperature=1.5, now=T0 + 20)
     data = _series(admin, T0, T0 + 60)
     assert _by_name(data, "temperature")["avg"] == [1.5]
+
+
+def test_chart_data_is_gzipped_for_clients_that_ask(app, admin, db_path):
+    import gzip
+    import json
+
+    add_device(db_path, DEV, interval_s=60)
+    module = Module(db_path, DEV)
+    with module.batch():
+        for i in range(500):
+            module.reading(temperature=20 + (i % 7) * 0.1, now=T0 + i * 60)
+    url = f"/devices/{DEV}/series?start={T0}&end={T0 + 30000}&points=1000"
+    plain = admin.get(url)
+    packed = admin.get(url, headers={"Accept-Encoding": "gzip, deflate"})
+    assert "Content-Encoding" not in plain.headers
+    assert packed.headers["Content-Encoding"] == "gzip" and "Accept-Encoding" in packed.headers["Vary"]
+    assert json.loads(gzip.decompress(packed.data)) == plain.get_json()
+    assert len(packed.data) < len(plain.data) / 3
