@@ -271,7 +271,8 @@ class Notifier:
                 (start,),
             ).fetchall()
             queued = 0
-            from edge.notify_routes import panel_targets  # the panel's targets, read each time
+            # The panel's targets, read each time (imported here: edge.notify_routes builds on Target).
+            from edge.notify_routes import panel_targets
 
             targets = (*self._config.targets, *panel_targets(conn)) if entries else ()
             for entry in entries:
