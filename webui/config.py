@@ -37,9 +37,11 @@ class WebuiSection:
         lo=0,
         hi=65535,
     )
-    login_max_failures: int = setting(5, doc="Failed logins per account before a lockout", lo=1, hi=100)
+    login_max_failures: int = setting(
+        5, doc="Wrong passwords per address and name before each next one doubles a wait", lo=1, hi=100
+    )
     login_lockout_s: float = setting(
-        900.0, doc="Lockout after too many failed logins", unit="s", lo=0, hi=86400 * 7
+        900.0, doc="The longest such wait (accounts are never locked)", unit="s", lo=0, hi=86400 * 7
     )
     login_rate_limit: str = setting("20 per minute", doc="Login attempts per client address", check=_rate)
     online_intervals: int = setting(

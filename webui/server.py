@@ -115,8 +115,15 @@ class Panel:
     def _servers(self) -> list[wsgi.Server]:
         return [self.server] + ([self.redirect] if self.redirect is not None else [])
 
+    def _start_sampler(self) -> None:
+        from webui.backlog_history import Sampler
+
+        ext = self.app.extensions
+        Sampler(self.app.config["DATABASE"], ext["fieldpost_stopping"], self.app.config["CLOCK"]).start()
+
     def start(self) -> Panel:
         """Serve in background threads."""
+        self._start_sampler()
         for server in self._servers():
             thread = threading.Thread(target=server.serve, daemon=True, name="fieldpost-panel")
             thread.start()
@@ -128,6 +135,7 @@ class Panel:
 
     def run(self) -> None:
         """Serve in this thread until interrupted."""
+        self._start_sampler()
         if self.redirect is not None:
             threading.Thread(target=self.redirect.serve, daemon=True, name="fieldpost-redirect").start()
         self.server.serve()

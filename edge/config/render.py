@@ -40,7 +40,7 @@ def secrets_state(config: root.Config) -> dict[str, str]:
     """Each secret key -> 'set' or 'unset' (the value itself is never printed)."""
     out = {}
     for info in root.keys():
-        if info.meta.secret:
+        if info.meta.secret and "[]" not in info.key:  # those in arrays of tables: never printed either
             out[info.dotted] = "set" if _get(config, info) is not None else "unset"
     return out
 

@@ -17,10 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edge.backup.config import BackupConfig
 from edge.config.core import EdgeSection, GpioSection, HttpSection, IngestSection, LinkSection, LogSection
 from edge.config.schema import DOCS, KeyInfo, SettingError, Sources, build, suggest, walk_class
 from edge.errors import ConfigError, ValidationError
-from edge.notify import NotifySection
+from edge.homeassistant.config import HomeAssistantConfig
+from edge.notify.config import NotifySection
 from edge.rules.model import Rule, parse_rules
 from edge.sources.config import SourcesConfig
 from edge.store.retention import RetentionSection
@@ -64,6 +66,8 @@ SECTIONS: dict[str, Any] = {
     "notify": NotifySection,
     "webui": WebuiSection,
     "sources": SourcesConfig,
+    "backup": BackupConfig,
+    "homeassistant": HomeAssistantConfig,
     "rules": RULES,
 }
 
@@ -81,6 +85,8 @@ class Config:
     notify: NotifySection = field(default_factory=NotifySection)
     webui: WebuiSection = field(default_factory=WebuiSection)
     sources: SourcesConfig = field(default_factory=SourcesConfig)
+    backup: BackupConfig = field(default_factory=BackupConfig)
+    homeassistant: HomeAssistantConfig = field(default_factory=HomeAssistantConfig)
     rules: tuple[Rule, ...] = ()
     path: Path | None = None  # the file it came from, if any
     given: frozenset[str] = frozenset()  # sections present in the file or the environment

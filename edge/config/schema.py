@@ -237,7 +237,8 @@ def check_value(key: str, value: Any, annotation: Any, meta: Setting) -> Any:
         why = meta.check(value)
         if why:
             fix = "" if "fix:" in why else f"; fix: correct it (see {DOCS})"
-            raise SettingError(key, f"{value!r} {why}{fix}")
+            shown = "" if why.startswith(repr(value)) else f"{value!r} "
+            raise SettingError(key, f"{shown}{why}{fix}")
     return value
 
 

@@ -59,6 +59,9 @@ class ChirpstackConfig:
         check=_installed_codec,
     )
     downlink_port: int = setting(10, doc="LoRaWAN FPort our commands go out on", lo=1, hi=223)
+    json: bool = setting(
+        True, doc="As ChirpStack's integration.mqtt.json: how commands are sent (events are read either way)"
+    )
     downlink_poll_s: float = setting(
         1.0, doc="How often queued downlinks are looked for", unit="s", lo=0.001, hi=3600
     )
