@@ -92,6 +92,10 @@ class SetupError(FieldpostError):
     file system, a missing account. The message names the path and the fix."""
 
 
+class UpdateError(FieldpostError):
+    """A firmware update bundle or package is unusable (wrong board, version, hash, format)."""
+
+
 class DeliveryError(FieldpostError):
     """A notification could not be handed to ``target`` (a webhook URL, an address, a target name).
 
