@@ -24,8 +24,10 @@
 # frame it did store is answered as a duplicate as long as the key is unchanged.
 #
 # Every boot appends to a fresh segment, so nothing is ever written after a
-# torn tail; a record whose CRC fails ends the reading of its segment and is
-# counted, never used. Segments are deleted oldest first once nothing in them
+# torn tail. A record whose CRC fails is counted and never used, and replay
+# resyncs on the next offset that holds a whole valid record (magic, known
+# type, length, CRC-32): one bad byte loses at most the record that holds it,
+# not every reading after it in the segment. Segments are deleted oldest first once nothing in them
 # is pending (a DONE always follows its FRAME, so no acknowledgement is lost
 # with them). When there are too many, the pending frames are copied into one
 # new segment written under a temporary name and renamed into place (atomic);
@@ -78,6 +80,8 @@ class Journal:
         self.migrated = 0  # pending frames rewritten in format 2 at boot, as some were in format 1
         self.max_fcnt = -1  # highest fcnt in any record: the counter resumes above it
         self.segs = []
+        self._scan = bytearray(32)  # resync window (see _resync)
+        self._hdr = bytearray(3)
         self._v1 = []  # segments in format 1: their FRAME bodies end in a MIC
         self._alien = []  # segments in a format this code does not know
         for name in os.listdir(path):
@@ -95,7 +99,6 @@ class Journal:
             self.segs.remove(s)  # never collected nor compacted; numbers above them are used
         self._f = None
         self._size = 0
-        self._hdr = bytearray(3)
         self.appends = 0
         for s in self._v1:
             if self._holds(s):
@@ -138,36 +141,89 @@ class Journal:
         off = 0
         try:
             while True:
-                hdr = f.read(3)
-                if not hdr:
+                rec = self._valid_at(f, off)
+                if rec is None:
                     break
-                if len(hdr) < 3 or hdr[0] != _MAGIC:
+                if rec is False:
+                    # Damage: this record is lost (counted once), the ones after it are
+                    # not. Resync: the next offset where a whole record checks out.
                     self.bad += 1
-                    break
-                rest = f.read(hdr[2] + 4)
-                if len(rest) < hdr[2] + 4:
-                    self.bad += 1
-                    break
-                body = rest[:-4]
-                c = crc32(hdr[1:3])
-                if struct.unpack(">I", rest[-4:])[0] != crc32(body, c) & 0xFFFFFFFF:
-                    self.bad += 1
-                    break
-                if hdr[1] == _T_FORMAT:
+                    start = off
+                    off = self._resync(f, off + 1)
+                    if off < 0:
+                        break
+                    self.bad += self._damaged_after(f, start, off)
+                    continue
+                rtype, body = rec
+                if rtype == _T_FORMAT:
                     if off != 0 or len(body) != 1 or body[0] != _FORMAT:
                         # misplaced (damage), or a format this code cannot read (a newer
                         # firmware's): not guessed at; the latter is left on flash untouched
                         self.bad += 1
                         if off == 0:
                             self._alien.append(seg)
-                        break
+                            break
                 else:
                     if off == 0:
                         self._v1.append(seg)  # written before FORMAT records existed
-                    self._apply(hdr[1], body, seg, off)
-                off += 3 + len(rest)
+                    self._apply(rtype, body, seg, off)
+                off += 3 + len(body) + 4
         finally:
             f.close()
+
+    def _valid_at(self, f, off):
+        # (type, body) of the record at off; None at the end of the file; False if
+        # what is there is not a whole record with a good CRC and a known type.
+        f.seek(off)
+        hdr = f.read(3)
+        if not hdr:
+            return None
+        if len(hdr) < 3 or hdr[0] != _MAGIC or not _T_FRAME <= hdr[1] <= _T_REFUSED:
+            return False
+        rest = f.read(hdr[2] + 4)
+        if len(rest) < hdr[2] + 4:
+            return False
+        body = rest[:-4]
+        if struct.unpack(">I", rest[-4:])[0] != crc32(body, crc32(hdr[1:3])) & 0xFFFFFFFF:
+            return False
+        return hdr[1], body
+
+    def _damaged_after(self, f, start, end):
+        # Further damaged records between a bad one at start and the next good one at
+        # end: a chain of headers (magic, known type) whose lengths land exactly on end
+        # is that many more records lost, each counted (a record whose own header is
+        # damaged too cannot be told apart and stays counted with the span).
+        hdr = self._hdr
+        for p in range(start + 1, end):
+            q = p
+            cnt = 0
+            while q < end:
+                f.seek(q)
+                if f.readinto(hdr) < 3 or hdr[0] != _MAGIC or not _T_FRAME <= hdr[1] <= _T_REFUSED:
+                    break
+                q += 3 + hdr[2] + 4
+                cnt += 1
+            if q == end and cnt:
+                return cnt
+        return 0
+
+    def _resync(self, f, off):
+        # The first offset >= off holding a valid record, or -1. Scans for the magic
+        # byte in small chunks (no segment-sized buffer: a 64K board), then checks
+        # the whole record, so a stray 0xA5 in a payload is passed over (its CRC-32
+        # fails but for 1 in 2^32).
+        buf = self._scan
+        while True:
+            f.seek(off)
+            n = f.readinto(buf)
+            if not n:
+                return -1
+            for i in range(n):
+                if buf[i] == _MAGIC:
+                    rec = self._valid_at(f, off + i)
+                    if rec:
+                        return off + i
+            off += n
 
     def _apply(self, rtype, body, seg, off):
         if rtype == _T_FRAME:
