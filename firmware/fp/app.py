@@ -73,7 +73,10 @@ async def _run(cfg, cfg_path, hal):
         _err("frame counter file damaged: resuming at %d" % counter.next)
     log = _StderrLog()
     dev = Device(cfg, cfg_path, hal, journal, counter, log)
-    sup = Supervisor(hal.wdt, int(cfg["watchdog_s"] * 1000), log)
+    wdt_ms = getattr(hal, "wdt_ms", 0) or int(cfg["watchdog_s"] * 1000)
+    if getattr(hal, "wdt_warning", None):
+        log("warn", hal.wdt_warning)
+    sup = Supervisor(hal.wdt, wdt_ms, log)
     if cfg["role"] == "bridge":
         from fp.roles.bridge import Bridge
         role = Bridge(dev, hal, beat=sup.beat)
@@ -82,7 +85,8 @@ async def _run(cfg, cfg_path, hal):
             sup.start(name, fn)
     else:
         from fp.roles.node import Node
-        role = Node(dev, hal, beat=lambda: sup.beat("node"), trace=_trace if cfg.get("trace") else None)
+        role = Node(dev, hal, beat=lambda: sup.beat("node"), trace=_trace if cfg.get("trace") else None,
+                    beat_ms=wdt_ms // 4)
         sup.start("node", role.run)
     sup.start("stable", _stable, watch=False)  # a timer: it never beats
     print("fieldpost %s %s %s board=%s journal=%d fcnt=%d" % (FW_VERSION, cfg["role"], cfg["id"], hal.name,

@@ -28,7 +28,7 @@ SCHEMA = {
     "own_readings": (False, "bool", 0, 0),  # a bridge also sends its own sensors
     "duty_cycle": (-1, "num", -1, 1),  # override the region's duty cycle (-1: region's)
     "time_scale": (1, "num", 1, 100000),  # unix port: run the clock this many times faster
-    "watchdog_s": (30, "num", 2, 3600),
+    "watchdog_s": (0, "num", 0, 3600),  # 0: the board profile's watchdog.timeout_ms (clamped to the MCU's)
     "safe_boots": (3, "int", 1, 100),  # crashed boots in a row before safe mode
     "air": ({}, "air", 0, 0),  # unix port: loopback radio, see fp/hal/air.py
     "seed": (-1, "int", -1, 0x7FFFFFFF),  # random seed for jitter (-1: from the hardware)

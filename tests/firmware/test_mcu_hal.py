@@ -29,7 +29,13 @@ def test_profiles_drive_the_hal(micropython):
         # SHT31 conversion (datasheet formula) and the battery divider
         assert d["sht_cmd"] and d["temp"] == 25.0 and d["rh"] == 50.0
         assert d["battery"] == pytest.approx(1.2 * profiles[b]["battery"]["divider"])
-        assert d["wdt_ms"] == 20000 and d["output0"] == 1
+        assert d["output0"] == 1
+        # watchdog: the profile's timeout unless config sets one, never above the MCU's maximum
+        assert d["wdt_profile_ms"] == min(profiles[b]["watchdog"]["timeout_ms"], 8388 if b == "pico_rfm95w" else 10**9)
+        if b == "pico_rfm95w":  # 20 s asked: the RP2040 takes at most 8388 ms; clamped, with a warning
+            assert d["wdt_ms"] == 8388 and "clamped to 8388 ms" in d["wdt_warning"]
+        else:
+            assert d["wdt_ms"] == 20000 and d["wdt_warning"] is None
         u = profiles[b]["uart"]
         assert d["uart"] == [u["id"], u["tx"], u["rx"]]
     assert got["heltec_v2"]["chip"] == "sx1276" and got["pico_rfm95w"]["chip"] == "sx1276"

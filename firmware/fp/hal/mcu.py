@@ -6,6 +6,7 @@
 import gc
 
 from fp.hal import board as board_mod
+from fp.hal import wdt
 from fp.hal.clock import Clock
 
 
@@ -91,7 +92,8 @@ class McuBoard:
         self._divider = bat.get("divider", 2.0) if bat else 1.0
         self._bat_ctrl = _pin(machine, bat.get("enable_pin"), machine.Pin.OUT, value=0) if bat else None
         self._bat_ctrl_on = bat.get("enable_level", 0) if bat else 0
-        self.wdt = machine.WDT(timeout=int(cfg.get("watchdog_s", 30) * 1000))
+        self.wdt_ms, self.wdt_warning = wdt.watchdog_ms(profile, cfg)
+        self.wdt = machine.WDT(timeout=self.wdt_ms)
 
     def _setter(self, idx, pin):
         def set_output(value):

@@ -41,7 +41,10 @@ class UnixBoard:
             idx = o["index"]
             self.output_state[idx] = 0
             self.outputs[idx] = self._setter(idx)
-        self.wdt = SoftWDT(int(cfg.get("watchdog_s", 30) * 1000))
+        from fp.hal.wdt import watchdog_ms
+        # the profile's MCU limit applies on the virtual board too (a Pico profile clamps)
+        self.wdt_ms, self.wdt_warning = watchdog_ms(profile, cfg)
+        self.wdt = SoftWDT(self.wdt_ms)
         self.led_on = False
         seed = cfg.get("seed", -1)
         self._phase = (seed % 1000) / 1000 if seed >= 0 else 0.0

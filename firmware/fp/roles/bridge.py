@@ -89,7 +89,7 @@ class Bridge:
                 self.on_radio(pkt)
 
     def _beat_ms(self):
-        return int(self.cfg["watchdog_s"] * 250 * self.clock.scale) or 1000
+        return int(getattr(self.hal, "wdt_ms", 4000) // 4 * self.clock.scale) or 1000
 
     async def tx_downlink(self, dl, rx_ms):
         # The node listens for rx_window after its uplink ended (= when we heard it).

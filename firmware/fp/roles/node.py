@@ -13,7 +13,7 @@ _BEAT_MAX_MS = const(10000)  # sleep in slices no longer than this, so the super
 
 
 class Node:
-    def __init__(self, dev, hal, beat=None, rand=None, trace=None):
+    def __init__(self, dev, hal, beat=None, rand=None, trace=None, beat_ms=_BEAT_MAX_MS):
         self.dev = dev
         self.hal = hal
         self.clock = hal.clock
@@ -27,6 +27,9 @@ class Node:
         self.too_long = 0
         self._deferring = False
         self.boot_ms = self.clock.ms()
+        # longest sleep slice in real ms: a quarter of the watchdog (an 8.4 s RP2040 watchdog
+        # must see a beat well before it bites)
+        self.beat_ms = max(100, min(_BEAT_MAX_MS, beat_ms))
 
     def _t(self, event, value):
         if self.trace:
@@ -127,7 +130,7 @@ class Node:
             if len(dev.journal) and next_try < wake:
                 wake = next_try
             delay = wake - clock.ms()
-            delay = min(delay, _BEAT_MAX_MS)
+            delay = min(delay, self.beat_ms * (self.clock.scale or 1))
             await clock.sleep_ms(max(0, delay))
 
 

@@ -54,7 +54,12 @@ class ADC:
 
 
 class WDT:
+    # as the ports do: rp2's machine.WDT refuses a timeout above 8388 ms
+    max_ms = None
+
     def __init__(self, timeout):
+        if WDT.max_ms is not None and timeout > WDT.max_ms:
+            raise ValueError("WDT timeout too long")
         self.timeout = timeout
 
 
@@ -98,7 +103,10 @@ for name in sys.argv[2:]:
     profile = json.load(open(sys.argv[1] + "/" + name + ".json"))
     cfg = {"role": "bridge", "region": "EU868", "dr": 0, "watchdog_s": 20, "board": name}
     Rec.log = []
+    WDT.max_ms = 8388 if profile["mcu"] == "rp2040" else None
     hal = board.make(cfg, profile=profile, machine=machine)
+    cfg["watchdog_s"] = 0  # config unset: the profile's own timeout
+    from_profile = board.make(cfg, profile=profile, machine=machine).wdt.timeout
     m = hal.modem
     pins = {}
     for k, v in m.kw.items():
@@ -118,6 +126,8 @@ for name in sys.argv[2:]:
                 "rh": round(rh, 2),
                 "battery": hal.battery_v(),
                 "wdt_ms": hal.wdt.timeout,
+                "wdt_warning": hal.wdt_warning,
+                "wdt_profile_ms": from_profile,
                 "uart": [hal.uart.id, hal.uart.kw["tx"], hal.uart.kw["rx"]],
                 "output0": hal.output_state[0],
                 "sht_cmd": [e for e in Rec.log if e[0] == "i2c_w"][0][2] == b"\x24\x00",
