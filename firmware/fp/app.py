@@ -44,8 +44,11 @@ async def main(cfg_path="config.json", hal=None):
     del config
     unload("fp.config")
     if n > cfg["safe_boots"]:
-        _err("safe mode: %d boots without running %d s" % (n - 1, STABLE_MS // 1000))
-        return await safe_mode("%d crashed boots" % (n - 1), cfg, cfg_path)
+        reason = "%d crashed boots" % (n - 1)
+        hold_ms = bootguard.safe_entered(reason)
+        _err("safe mode: %d boots without running %d s; role again in %d s"
+             % (n - 1, STABLE_MS // 1000, hold_ms // 1000))
+        return await safe_mode(reason, cfg, cfg_path, hold_ms)
     if hal is None:
         from fp.hal import board
         hal = board.make(cfg)
@@ -73,6 +76,9 @@ async def _run(cfg, cfg_path, hal):
         _err("frame counter file damaged: resuming at %d" % counter.next)
     log = _StderrLog()
     dev = Device(cfg, cfg_path, hal, journal, counter, log)
+    dev.safe_reason = bootguard.recovered()  # said in the first status, once the radio works
+    if dev.safe_reason:
+        log("warn", "back from safe mode (%s)" % dev.safe_reason)
     wdt_ms = getattr(hal, "wdt_ms", 0) or int(cfg["watchdog_s"] * 1000)
     if getattr(hal, "wdt_warning", None):
         log("warn", hal.wdt_warning)
@@ -138,9 +144,11 @@ class _StderrLog:
             _err("%s %s" % (lvl, msg))
 
 
-async def safe_mode(reason, cfg, cfg_path):
+async def safe_mode(reason, cfg, cfg_path, hold_ms=0):
     # No role: only the serial link (if the board has one), announcing safe mode
     # and the reason in HELLO, LOG and STATUS, so the edge and provisioning see it.
+    # hold_ms > 0 (crashed boots): after that long (virtual: time_scale applies on
+    # the unix port) the role is tried again (fp/bootguard.py); 0: until fixed.
     from fp import frame as fr
     from fp.link import Link
     from fp.linkio import LinkIO
@@ -166,8 +174,12 @@ async def safe_mode(reason, cfg, cfg_path):
     io = LinkIO(uart, link, lambda ev: None) if uart else None
     if io:
         asyncio.create_task(io.run())
-    while True:
+    end = time.ticks_add(time.ticks_ms(), int(hold_ms / ((cfg or {}).get("time_scale") or 1)))
+    while not hold_ms or time.ticks_diff(end, time.ticks_ms()) > 0:
         if io and link.up and link.can_send():
             io.send(fr.LOG, json.dumps({"lvl": "error", "msg": "safe mode: " + reason}).encode(), None)
             io.send(fr.STATUS, json.dumps({"safe": True, "reason": reason[:120]}).encode(), None)
-        await asyncio.sleep_ms(10000)
+        left = time.ticks_diff(end, time.ticks_ms()) if hold_ms else 10000
+        await asyncio.sleep_ms(max(0, min(10000, left)))
+    bootguard.leave()
+    return "safe mode over after %d s: the role runs again" % (hold_ms // 1000)

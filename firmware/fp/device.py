@@ -30,6 +30,7 @@ class Device:
         self.last_reject = ""
         self.status_due = False
         self.reboot_due = False
+        self.safe_reason = ""  # why the last safe mode was (fp/bootguard.py), until a status said it
         body = store.read_atomic(_DLIDS)
         self.dl_ids = list(struct.unpack(">4H", body)) if body and len(body) == 8 else []
 
@@ -80,6 +81,8 @@ class Device:
                  ("x", self.stats["dropped"]), ("f", self.journal.refused), ("w", self.last_reject[:12])]
         if bat is not None:
             items.insert(0, ("b", round(bat, 2)))
+        if self.safe_reason:  # first, so it is never the item cut for room
+            items.insert(0, ("s", self.safe_reason.replace(" ", "_")[:20]))  # the JSON goes without spaces
         room = self.max_payload - rf.OVERHEAD
         doc = {}
         for k, v in items:
@@ -90,7 +93,9 @@ class Device:
 
     def queue_status(self, uptime_s):
         self.status_due = False
-        return self.queue(rf.PORT_STATUS, self.status(uptime_s))
+        fcnt = self.queue(rf.PORT_STATUS, self.status(uptime_s))
+        self.safe_reason = ""  # journaled: it goes out, resent until acknowledged
+        return fcnt
 
     def reboot(self):
         # An ordered reboot is not a crash: it must not count toward safe mode.

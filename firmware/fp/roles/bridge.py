@@ -224,6 +224,8 @@ class Bridge:
                "edge_rej": self.c["edge_rej"], "given_up": self.dev.journal.refused,
                "logs_dropped": self.c["logs_dropped"],
                "radio_lost": m.get("lost", 0), "fw": FW_VERSION}
+        if self.dev.safe_reason:
+            doc["safe_was"] = self.dev.safe_reason  # back from safe mode (fp/bootguard.py)
         return json.dumps(doc).encode()
 
     async def status_loop(self):
