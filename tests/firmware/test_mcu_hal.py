@@ -39,4 +39,11 @@ def test_profiles_drive_the_hal(micropython):
         u = profiles[b]["uart"]
         assert d["uart"] == [u["id"], u["tx"], u["rx"]]
     assert got["heltec_v2"]["chip"] == "sx1276" and got["pico_rfm95w"]["chip"] == "sx1276"
+    # ESP32 strapping pins (0, 2, 5, 12, 15: boot mode, flash voltage) are never outputs: a relay on
+    # GPIO12 pulled high at reset sets the flash to 1.8 V and the board does not boot
+    for b in ("heltec_v2", "heltec_v3"):
+        assert not set(got[b]["output_pins"]) & {0, 2, 5, 12, 15, 45, 46}, b
+    # Heltec V2 (and V3): the battery divider is switched on (low) for the reading and off after it
+    assert got["heltec_v2"]["bat_sets"][-2:] == [[21, 0], [21, 1]]
+    assert got["heltec_v3"]["bat_sets"][-2:] == [[37, 0], [37, 1]]
     assert got["heltec_v3"]["chip"] == "sx1262"

@@ -130,6 +130,9 @@ for name in sys.argv[2:]:
                 "wdt_profile_ms": from_profile,
                 "uart": [hal.uart.id, hal.uart.kw["tx"], hal.uart.kw["rx"]],
                 "output0": hal.output_state[0],
+                "output_pins": [o["pin"] for o in profile.get("outputs") or ()],
+                # pins driven while the battery was read (its divider's enable, if any)
+                "bat_sets": [e[1:] for e in Rec.log if e[0] == "set" and e[1] == profile["battery"].get("enable_pin")],
                 "sht_cmd": [e for e in Rec.log if e[0] == "i2c_w"][0][2] == b"\x24\x00",
             }
         )
