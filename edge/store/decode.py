@@ -33,6 +33,7 @@ STATUS_KEYS = {
     "m": ("bad_mic", ""),
     "x": ("dropped", ""),
     "f": ("given_up", ""),  # own frames the module gave up after repeated refusals (fp/refusal.py)
+    "i": ("interval", "s"),  # reading interval a node spaced out to fit its duty cycle (fp/roles/node.py)
 }
 BATTERY_NAMES = ("battery", "voltage")
 

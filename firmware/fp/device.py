@@ -30,6 +30,7 @@ class Device:
         self.last_reject = ""
         self.status_due = False
         self.reboot_due = False
+        self.interval_ms = cfg["interval"] * 1000  # as the node spaces readings (fp/roles/node.py)
         self.safe_reason = ""  # why the last safe mode was (fp/bootguard.py), until a status said it
         body = store.read_atomic(_DLIDS)
         self.dl_ids = list(struct.unpack(">4H", body)) if body and len(body) == 8 else []
@@ -81,6 +82,8 @@ class Device:
                  ("x", self.stats["dropped"]), ("f", self.journal.refused), ("w", self.last_reject[:12])]
         if bat is not None:
             items.insert(0, ("b", round(bat, 2)))
+        if self.interval_ms != self.cfg["interval"] * 1000:  # backed off for the duty cycle
+            items.insert(1, ("i", self.interval_ms // 1000))
         if self.safe_reason:  # first, so it is never the item cut for room
             items.insert(0, ("s", self.safe_reason.replace(" ", "_")[:20]))  # the JSON goes without spaces
         room = self.max_payload - rf.OVERHEAD

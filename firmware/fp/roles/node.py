@@ -10,6 +10,10 @@ from fp.device import retry_ms
 from micropython import const
 
 _BEAT_MAX_MS = const(10000)  # sleep in slices no longer than this, so the supervisor sees us alive
+# Airtime a reading costs, over its frame's own: resends after a lost uplink or ACK
+# (10 % loss each way: x1.23) and the status frames; the interval is spaced out to fit.
+_AIR_MARGIN = 1.5
+_READING_LEN = const(11)  # the standard reading's payload (fp/lpp.py: temperature, humidity, battery)
 
 
 class Node:
@@ -34,6 +38,26 @@ class Node:
     def _t(self, event, value):
         if self.trace:
             self.trace(event, value)
+
+    def interval_ms(self):
+        # The reading interval the airtime law allows (issue 13). A reading that cannot be
+        # sent within the duty cycle waits in the journal, never dropped; so that the
+        # journal drains instead of filling up until the oldest go, readings are spaced
+        # out to what the budget carries: at least the reading frame's airtime x margin /
+        # duty, doubled while a backlog of a quarter of the journal waits. Reported: the
+        # status's "i" (seconds) and a "backoff" trace when it changes.
+        dev = self.dev
+        ms = dev.cfg["interval"] * 1000
+        duty = dev.budget.duty
+        if duty:
+            toa = self.modem.get_time_on_air_us(rf.OVERHEAD + _READING_LEN) // 1000
+            ms = max(ms, int(toa * _AIR_MARGIN / duty))
+            if len(dev.journal) > dev.journal.capacity // 4:
+                ms *= 2
+        if ms != dev.interval_ms:
+            dev.interval_ms = ms
+            self._t("backoff", ms // 1000)
+        return ms
 
     def backoff_ms(self):
         return retry_ms(self.dev.cfg, self.attempts, self.rand())
@@ -108,7 +132,7 @@ class Node:
             if now >= next_sample:
                 fcnt = dev.take_reading()
                 self._t("taken", fcnt)
-                interval = dev.cfg["interval"] * 1000
+                interval = self.interval_ms()
                 next_sample += interval
                 if next_sample <= now:  # fell behind (a long stall): skip, do not burst
                     next_sample = now + interval
