@@ -82,6 +82,10 @@ class Device:
                  ("x", self.stats["dropped"]), ("f", self.journal.refused), ("w", self.last_reject[:12])]
         if bat is not None:
             items.insert(0, ("b", round(bat, 2)))
+        power = getattr(self.hal, "power", None)
+        if power is not None:  # a virtual board's power model: mAh a day and the cell it drains
+            items.insert(0, ("c", self.hal.battery_mah))
+            items.insert(0, ("e", round(power.mah_per_day(), 3)))
         if self.interval_ms != self.cfg["interval"] * 1000:  # backed off for the duty cycle
             items.insert(1, ("i", self.interval_ms // 1000))
         if self.safe_reason:  # first, so it is never the item cut for room

@@ -91,9 +91,15 @@ class Journal:
                 except ValueError:
                     pass
         self.segs.sort()
-        for s in self.segs:
-            self._replay(s)
-        self._sort()
+        import sys
+
+        from fp import jreplay
+        jreplay.replay(self, self.segs)
+        del jreplay
+        sys.modules.pop("fp.jreplay", None)
+        fp = sys.modules.get("fp")
+        if fp is not None and hasattr(fp, "jreplay"):
+            delattr(fp, "jreplay")
         self.cur = (self.segs[-1] + 1) if self.segs else 1
         for s in self._alien:
             self.segs.remove(s)  # never collected nor compacted; numbers above them are used
@@ -132,140 +138,6 @@ class Journal:
         self._sg[j] = seg
         self._of[j] = off
         self._n += 1
-
-    def _replay(self, seg):
-        try:
-            f = open(self._p(_seg_name(seg)), "rb")
-        except OSError:
-            return
-        off = 0
-        try:
-            while True:
-                rec = self._valid_at(f, off)
-                if rec is None:
-                    break
-                if rec is False:
-                    # Damage: this record is lost (counted once), the ones after it are
-                    # not. Resync: the next offset where a whole record checks out.
-                    self.bad += 1
-                    start = off
-                    off = self._resync(f, off + 1)
-                    if off < 0:
-                        break
-                    self.bad += self._damaged_after(f, start, off)
-                    continue
-                rtype, body = rec
-                if rtype == _T_FORMAT:
-                    if off != 0 or len(body) != 1 or body[0] != _FORMAT:
-                        # misplaced (damage), or a format this code cannot read (a newer
-                        # firmware's): not guessed at; the latter is left on flash untouched
-                        self.bad += 1
-                        if off == 0:
-                            self._alien.append(seg)
-                            break
-                else:
-                    if off == 0:
-                        self._v1.append(seg)  # written before FORMAT records existed
-                    self._apply(rtype, body, seg, off)
-                off += 3 + len(body) + 4
-        finally:
-            f.close()
-
-    def _valid_at(self, f, off):
-        # (type, body) of the record at off; None at the end of the file; False if
-        # what is there is not a whole record with a good CRC and a known type.
-        f.seek(off)
-        hdr = f.read(3)
-        if not hdr:
-            return None
-        if len(hdr) < 3 or hdr[0] != _MAGIC or not _T_FRAME <= hdr[1] <= _T_REFUSED:
-            return False
-        rest = f.read(hdr[2] + 4)
-        if len(rest) < hdr[2] + 4:
-            return False
-        body = rest[:-4]
-        if struct.unpack(">I", rest[-4:])[0] != crc32(body, crc32(hdr[1:3])) & 0xFFFFFFFF:
-            return False
-        return hdr[1], body
-
-    def _damaged_after(self, f, start, end):
-        # Further damaged records between a bad one at start and the next good one at
-        # end: a chain of headers (magic, known type) whose lengths land exactly on end
-        # is that many more records lost, each counted (a record whose own header is
-        # damaged too cannot be told apart and stays counted with the span).
-        hdr = self._hdr
-        for p in range(start + 1, end):
-            q = p
-            cnt = 0
-            while q < end:
-                f.seek(q)
-                if f.readinto(hdr) < 3 or hdr[0] != _MAGIC or not _T_FRAME <= hdr[1] <= _T_REFUSED:
-                    break
-                q += 3 + hdr[2] + 4
-                cnt += 1
-            if q == end and cnt:
-                return cnt
-        return 0
-
-    def _resync(self, f, off):
-        # The first offset >= off holding a valid record, or -1. Scans for the magic
-        # byte in small chunks (no segment-sized buffer: a 64K board), then checks
-        # the whole record, so a stray 0xA5 in a payload is passed over (its CRC-32
-        # fails but for 1 in 2^32).
-        buf = self._scan
-        while True:
-            f.seek(off)
-            n = f.readinto(buf)
-            if not n:
-                return -1
-            for i in range(n):
-                if buf[i] == _MAGIC:
-                    rec = self._valid_at(f, off + i)
-                    if rec:
-                        return off + i
-            off += n
-
-    def _apply(self, rtype, body, seg, off):
-        if rtype == _T_FRAME:
-            if len(body) < _HEADER:
-                self.bad += 1
-                return
-            fcnt = struct.unpack_from(">I", body, 9)[0]
-            i = self._find(fcnt)
-            if i >= 0:  # a compacted copy: same frame, newer place
-                self._sg[self._at(i)] = seg
-                self._of[self._at(i)] = off
-            elif self._n < self.capacity:
-                self._push(fcnt, seg, off)
-            else:  # a smaller capacity than when written: the oldest go
-                self._forget(0)
-                self.dropped += 1
-                self._push(fcnt, seg, off)
-        elif rtype in (_T_DONE, _T_DROP, _T_REFUSED) and len(body) == 4:
-            fcnt = struct.unpack(">I", body)[0]
-            i = self._find(fcnt)
-            if i >= 0:
-                self._forget(i)
-            if rtype == _T_DROP:
-                self.dropped += 1
-            elif rtype == _T_REFUSED:
-                self.refused += 1
-        else:
-            self.bad += 1
-            return
-        fcnt = struct.unpack_from(">I", body, 9 if rtype == _T_FRAME else 0)[0]
-        self.max_fcnt = max(self.max_fcnt, fcnt)
-
-    def _sort(self):
-        # A power cut during compaction can leave a copy newer than frames that
-        # follow it; resend order is fcnt order. (Replay only: insertion sort in place.)
-        for i in range(1, self._n):
-            k = i
-            while k > 0 and self._fc[self._at(k - 1)] > self._fc[self._at(k)]:
-                a, b = self._at(k - 1), self._at(k)
-                for r in (self._fc, self._sg, self._of):
-                    r[a], r[b] = r[b], r[a]
-                k -= 1
 
     def _forget(self, i):
         if i == 0:  # the usual case: the oldest was acknowledged

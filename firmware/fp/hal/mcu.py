@@ -92,6 +92,8 @@ class McuBoard:
         self._divider = bat.get("divider", 2.0) if bat else 1.0
         self._bat_ctrl = _pin(machine, bat.get("enable_pin"), machine.Pin.OUT, value=0) if bat else None
         self._bat_ctrl_on = bat.get("enable_level", 0) if bat else 0
+        self.sleeps = cfg.get("sleep", True) and cfg.get("role", "node") == "node"
+        self.power = None  # no model on a board: its current is measured, not computed
         self.wdt_ms, self.wdt_warning = wdt.watchdog_ms(profile, cfg)
         self.wdt = machine.WDT(timeout=self.wdt_ms)
 
@@ -122,6 +124,25 @@ class McuBoard:
     def led(self, on):
         if self._led is not None:
             self._led.value(1 if bool(on) == self._led_high else 0)
+
+    async def sleep_until(self, deadline_ms, beat=None, slice_ms=10000):
+        # The node's "until when". machine.lightsleep keeps RAM and the asyncio state:
+        # the slice returns into the loop, where the supervisor feeds the watchdog, so
+        # a slice is at most a quarter of the watchdog (slice_ms). Short waits (< 20 ms)
+        # are not worth the clock switch and are slept awake.
+        import asyncio
+        while True:
+            left = deadline_ms - self.clock.ms()
+            if left <= 0:
+                return
+            if beat:
+                beat()
+            step = min(left, slice_ms)
+            if self.sleeps and step >= 20:
+                self.machine.lightsleep(step)
+                await asyncio.sleep_ms(0)
+            else:
+                await self.clock.sleep_ms(step)
 
     def heap_free(self):
         return gc.mem_free()

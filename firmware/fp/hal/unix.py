@@ -41,13 +41,31 @@ class UnixBoard:
             idx = o["index"]
             self.output_state[idx] = 0
             self.outputs[idx] = self._setter(idx)
-        from fp.hal.wdt import watchdog_ms
+        import sys
+
+        from fp.hal import wdt
         # the profile's MCU limit applies on the virtual board too (a Pico profile clamps)
-        self.wdt_ms, self.wdt_warning = watchdog_ms(profile, cfg)
+        self.wdt_ms, self.wdt_warning = wdt.watchdog_ms(profile, cfg)
+        del wdt
+        sys.modules.pop("fp.hal.wdt", None)  # needed once: its RAM goes back to the role
+        if hasattr(sys.modules.get("fp.hal"), "wdt"):
+            delattr(sys.modules["fp.hal"], "wdt")
         self.wdt = SoftWDT(self.wdt_ms)
         self.led_on = False
         seed = cfg.get("seed", -1)
         self._phase = (seed % 1000) / 1000 if seed >= 0 else 0.0
+        # The power model (fp/power.py) with the profile's datasheet currents: the
+        # virtual board has no current to measure, so it accounts time per state.
+        self.power = None
+        if profile.get("power"):
+            from fp.power import PowerModel
+            tx_dbm = (profile.get("radio") or {}).get("tx_power_dbm", 14)
+            self.power = PowerModel(profile["power"], self.clock, tx_dbm)
+        # How this MCU sleeps between readings: an RP2040 light-sleeps (RAM kept), an
+        # ESP32 deep-sleeps (a boot on waking). Only a node sleeps: a bridge is on the Pi's power.
+        self.sleep_kind = "light" if profile.get("mcu") == "rp2040" else "deep"
+        self.sleeps = cfg.get("sleep", True) and cfg.get("role", "node") == "node"
+        self.battery_mah = (profile.get("battery") or {}).get("capacity_mah", 0)
 
     def _setter(self, idx):
         def set_output(value):
@@ -67,6 +85,26 @@ class UnixBoard:
 
     def led(self, on):
         self.led_on = bool(on)
+
+    async def sleep_until(self, deadline_ms, beat=None, slice_ms=10000):
+        # The node's "until when": the virtual board sleeps on its clock (the time is
+        # charged to the sleep state, and a deep sleep's wake as a boot), beating in
+        # slices so the supervisor sees the node alive.
+        clock = self.clock
+        deep = self.sleeps and self.power is not None
+        if deep:
+            self.power.mcu(self.sleep_kind)
+        try:
+            while True:
+                left = deadline_ms - clock.ms()
+                if left <= 0:
+                    break
+                if beat:
+                    beat()
+                await clock.sleep_ms(min(left, slice_ms))
+        finally:
+            if deep:
+                self.power.mcu("active")
 
     def heap_free(self):
         return gc.mem_free()

@@ -90,10 +90,12 @@ class Node:
         dev.budget.record(now, toa)
         self._t("tx", (fcnt, now, toa))
         self.hal.led(True)  # the status LED is lit while the radio transmits
+        self._radio("tx")
         try:
             await self.modem.send(frame)
         finally:
             self.hal.led(False)
+            self._radio("standby")
         self.sent += 1
         acked = await self.listen(fcnt)
         if acked:
@@ -106,6 +108,7 @@ class Node:
 
     async def listen(self, fcnt):
         end = self.clock.ms() + int(self.dev.cfg["rx_window"] * 1000)
+        self._radio("rx")
         try:
             while True:
                 left = end - self.clock.ms()
@@ -119,6 +122,13 @@ class Node:
         finally:
             # the window is over: the radio sleeps until the next uplink (a node is on a battery)
             self.modem.sleep()
+            self._radio("sleep")
+
+    def _radio(self, state):
+        # the power model of a virtual board (fp/power.py); boards have none
+        power = getattr(self.hal, "power", None)
+        if power is not None:
+            power.radio(state)
 
     async def run(self, until_ms=None):
         dev = self.dev
@@ -150,12 +160,11 @@ class Node:
                 next_try = clock.ms() + (max(0, wait))
                 if wait == 0:
                     continue
-            wake = next_sample
+            wake = min(next_sample, next_status)
             if len(dev.journal) and next_try < wake:
                 wake = next_try
-            delay = wake - clock.ms()
-            delay = min(delay, self.beat_ms * (self.clock.scale or 1))
-            await clock.sleep_ms(max(0, delay))
+            # The HAL decides how to sleep (deep, light, or awake); the role says until when.
+            await self.hal.sleep_until(wake, self.beat, self.beat_ms * (self.clock.scale or 1))
 
 
 def _noop():
