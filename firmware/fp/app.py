@@ -93,6 +93,8 @@ async def _run(cfg, cfg_path, hal):
         from fp.roles.node import Node
         role = Node(dev, hal, beat=lambda: sup.beat("node"), trace=_trace if cfg.get("trace") else None,
                     beat_ms=wdt_ms // 4)
+        if getattr(hal, "sleep_kind", None) == "deep" and hasattr(hal, "keep"):
+            _deep_sleep_state(hal, role, dev, counter, journal)
         sup.start("node", role.run)
     sup.start("stable", _stable, watch=False)  # a timer: it never beats
     print("fieldpost %s %s %s board=%s journal=%d fcnt=%d" % (FW_VERSION, cfg["role"], cfg["id"], hal.name,
@@ -101,6 +103,24 @@ async def _run(cfg, cfg_path, hal):
         return await sup.run()
     finally:
         journal.close()
+
+
+def _deep_sleep_state(hal, node, dev, counter, journal):
+    # A board that deep-sleeps boots again on waking: what the node keeps across the
+    # sleep goes in RTC memory (fp/resume.py). Taken back here after a deep-sleep wake;
+    # packed by the HAL right before it sleeps (hal.keep: called with the wake time).
+    from fp import resume
+    rec = resume.unpack(hal.resumed, len(dev.budget._air)) if hal.resumed else None
+    if rec:
+        resume.restore(rec, hal.clock, counter, dev.budget, journal.max_fcnt + 1)
+        dev.interval_ms = rec["interval_ms"]
+        node.resume = rec["sched"]
+        node.boot_ms = hal.clock.ms()  # the clock went on: uptime counts from this boot
+
+    def keep(wake_ms):
+        bootguard.clear()  # an ordered sleep, not a crash: the wake must not count toward safe mode
+        return resume.pack(wake_ms, hal.clock._wall0, node.sched, counter, dev.interval_ms, dev.budget)
+    hal.keep = keep
 
 
 def _exists(path):

@@ -46,10 +46,11 @@ def restore(rec, clock, counter, budget, floor):
     # Put the clock, counter and budget back where the sleep found them.
     clock.resume(rec["clock_ms"], rec["wall_s"])
     nxt, limit = rec["fcnt"]
-    # The rest of the block reserved before the sleep, only if flash's latest bound is that
-    # block's (counter.next resumes there) and the journal used nothing from it since: the
-    # counter never goes back; otherwise the counter goes on from flash, as after a power cut.
-    if limit == counter.next == counter.limit and floor <= nxt <= limit:
+    # The rest of the block reserved before the sleep: flash holds its bound (the counter
+    # from flash starts at or above it) and nothing after the record used a value, since
+    # the record is written right before machine.deepsleep() and taken only on that wake.
+    # Otherwise the counter goes on from flash, as after a power cut: it never goes back.
+    if floor <= nxt <= limit <= counter.next and counter.next == counter.limit:
         counter.next = nxt
         counter.limit = limit
     budget._cur = rec["minute"]

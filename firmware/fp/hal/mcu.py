@@ -61,6 +61,9 @@ class SHT3x:
         return -45 + 175 * t_raw / 65535, 100 * h_raw / 65535
 
 
+_DEEP_MIN_MS = 5000  # shorter waits light-sleep: a boot costs about a second awake
+
+
 class McuBoard:
     def __init__(self, machine, profile, cfg, clock):
         self.machine = machine
@@ -93,6 +96,16 @@ class McuBoard:
         self._bat_ctrl = _pin(machine, bat.get("enable_pin"), machine.Pin.OUT, value=0) if bat else None
         self._bat_ctrl_on = bat.get("enable_level", 0) if bat else 0
         self.sleeps = cfg.get("sleep", True) and cfg.get("role", "node") == "node"
+        # ESP32/ESP32-S3 deep-sleep (a boot on waking; what must survive is packed by
+        # hal.keep into RTC memory, fp/resume.py); the RP2040 light-sleeps (RAM kept).
+        self.sleep_kind = "light" if profile.get("mcu") == "rp2040" else "deep"
+        self.keep = None
+        self.resumed = None  # the RTC record, after a deep-sleep wake only
+        if self.sleep_kind == "deep" and hasattr(machine, "RTC"):
+            self._rtc = machine.RTC()
+            if machine.reset_cause() == machine.DEEPSLEEP_RESET:
+                self.resumed = bytes(self._rtc.memory())
+            self._rtc.memory(b"")  # taken once: never reused after a later crash or reset
         self.power = None  # no model on a board: its current is measured, not computed
         self.wdt_ms, self.wdt_warning = wdt.watchdog_ms(profile, cfg)
         self.wdt = machine.WDT(timeout=self.wdt_ms)
@@ -137,6 +150,11 @@ class McuBoard:
                 return
             if beat:
                 beat()
+            if self.sleeps and self.keep is not None and left >= _DEEP_MIN_MS:
+                # Deep sleep: the radio is asleep already (the node put it there after its
+                # window); the record goes to RTC memory, then the chip sleeps and boots again.
+                self._rtc.memory(self.keep(deadline_ms))
+                self.machine.deepsleep(left)
             step = min(left, slice_ms)
             if self.sleeps and step >= 20:
                 self.machine.lightsleep(step)

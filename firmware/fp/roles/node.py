@@ -31,6 +31,8 @@ class Node:
         self.too_long = 0
         self._deferring = False
         self.boot_ms = self.clock.ms()
+        self.resume = None  # (next sample, next status, next try, attempts) after a deep sleep
+        self.sched = None
         # longest sleep slice in real ms: a quarter of the watchdog (an 8.4 s RP2040 watchdog
         # must see a beat well before it bites)
         self.beat_ms = max(100, min(_BEAT_MAX_MS, beat_ms))
@@ -136,6 +138,8 @@ class Node:
         next_sample = clock.ms()
         next_try = next_sample
         next_status = next_sample  # a status right after boot tells the edge we restarted
+        if self.resume:  # woken from a deep sleep (fp/resume.py): the schedule goes on
+            next_sample, next_status, next_try, self.attempts = self.resume
         while until_ms is None or clock.ms() < until_ms:
             self.beat()
             now = clock.ms()
@@ -164,6 +168,7 @@ class Node:
             if len(dev.journal) and next_try < wake:
                 wake = next_try
             # The HAL decides how to sleep (deep, light, or awake); the role says until when.
+            self.sched = (next_sample, next_status, next_try, self.attempts)  # kept if it deep-sleeps
             await self.hal.sleep_until(wake, self.beat, self.beat_ms * (self.clock.scale or 1))
 
 
