@@ -16,7 +16,11 @@ def test_profiles_drive_the_hal(micropython):
     boards = ["heltec_v2", "heltec_v3", "pico_rfm95w"]
     out = run_mp("check_mcu_hal.py", str(REPO / "hardware" / "boards"), *boards)
     assert out.returncode == 0, out.stderr
-    got = {d["board"]: d for d in map(json.loads, out.stdout.splitlines())}
+    lines = [json.loads(line) for line in out.stdout.splitlines()]
+    got = {d["board"]: d for d in lines if "board" in d}
+    # the sensor driver follows the profile: BME280 / SHT3x on I2C at their address, DS18B20 on its pin
+    drivers = [(d["driver"], d["where"]) for d in lines if "driver" in d]
+    assert drivers == [("BME280", 0x77), ("DS18B20", 4), ("SHT3x", 0x44), (None, None)]
     profiles = {b: json.loads((REPO / "hardware" / "boards" / f"{b}.json").read_text()) for b in boards}
     for b, d in got.items():
         radio = profiles[b]["radio"]
@@ -31,7 +35,9 @@ def test_profiles_drive_the_hal(micropython):
         assert d["battery"] == pytest.approx(1.2 * profiles[b]["battery"]["divider"])
         assert d["output0"] == 1
         # watchdog: the profile's timeout unless config sets one, never above the MCU's maximum
-        assert d["wdt_profile_ms"] == min(profiles[b]["watchdog"]["timeout_ms"], 8388 if b == "pico_rfm95w" else 10**9)
+        assert d["wdt_profile_ms"] == min(
+            profiles[b]["watchdog"]["timeout_ms"], 8388 if b == "pico_rfm95w" else 10**9
+        )
         if b == "pico_rfm95w":  # 20 s asked: the RP2040 takes at most 8388 ms; clamped, with a warning
             assert d["wdt_ms"] == 8388 and "clamped to 8388 ms" in d["wdt_warning"]
         else:

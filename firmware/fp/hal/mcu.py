@@ -43,22 +43,28 @@ def make_modem(machine, profile, lora_cfg):
     raise board_mod.BoardError("radio chip %r not supported" % chip)
 
 
-class SHT3x:
-    # Sensirion SHT30/31 over I2C: single-shot, high repeatability (datasheet 4.3).
-    def __init__(self, i2c, addr=0x44):
-        self.i2c = i2c
-        self.addr = addr
-        self._buf = bytearray(6)
+def make_sensor(machine, profile):
+    # The first sensor of the profile's "sensors" this HAL has a driver for (fp/sensors/),
+    # on its bus: I2C (profile "i2c") for SHT3x and BME280, 1-Wire on the sensor's "pin"
+    # (MicroPython's onewire module) for the DS18B20. None when there is none.
+    i2c_cfg = profile.get("i2c")
+    for s in profile.get("sensors") or ():
+        kind = s.get("type")
+        if kind in ("sht31", "sht30", "bme280") and i2c_cfg:
+            i2c = machine.I2C(i2c_cfg["id"], sda=machine.Pin(i2c_cfg["sda"]), scl=machine.Pin(i2c_cfg["scl"]),
+                              freq=i2c_cfg.get("freq", 100000))
+            if kind == "bme280":
+                from fp.sensors.bme280 import BME280
+                return BME280(i2c, s.get("address", 0x76))
+            from fp.sensors.sht3x import SHT3x
+            return SHT3x(i2c, s.get("address", 0x44))
+        if kind == "ds18b20":
+            import onewire
 
-    def read(self):
-        import time
-        self.i2c.writeto(self.addr, b"\x24\x00")
-        time.sleep_ms(16)
-        self.i2c.readfrom_into(self.addr, self._buf)
-        b = self._buf
-        t_raw = (b[0] << 8) | b[1]
-        h_raw = (b[3] << 8) | b[4]
-        return -45 + 175 * t_raw / 65535, 100 * h_raw / 65535
+            from fp.sensors.ds18b20 import DS18B20
+            rom = bytes.fromhex(s["rom"]) if s.get("rom") else None
+            return DS18B20(onewire.OneWire(machine.Pin(s["pin"])), rom)
+    return None
 
 
 _DEEP_MIN_MS = 5000  # shorter waits light-sleep: a boot costs about a second awake
@@ -81,14 +87,7 @@ class McuBoard:
         led = profile.get("led")
         self._led = machine.Pin(led["pin"], machine.Pin.OUT) if led else None
         self._led_high = led.get("active_high", True) if led else True
-        self._sensor = None
-        i2c_cfg = profile.get("i2c")
-        for s in profile.get("sensors") or ():
-            if s.get("type") in ("sht31", "sht30") and i2c_cfg:
-                i2c = machine.I2C(i2c_cfg["id"], sda=machine.Pin(i2c_cfg["sda"]),
-                                  scl=machine.Pin(i2c_cfg["scl"]),
-                                  freq=i2c_cfg.get("freq", 100000))
-                self._sensor = SHT3x(i2c, s.get("address", 0x44))
+        self._sensor = make_sensor(machine, profile)
         bat = profile.get("battery")
         has_adc = bat and bat.get("adc_pin") is not None
         self._adc = machine.ADC(machine.Pin(bat["adc_pin"])) if has_adc else None
@@ -122,7 +121,8 @@ class McuBoard:
         try:
             return self._sensor.read()
         except OSError:
-            return None, None  # sensor missing or not answering: the reading goes without it
+            # missing, not answering, or its data failed its CRC: the reading goes without it
+            return None, None
 
     def battery_v(self):
         if self._adc is None:

@@ -41,8 +41,8 @@ class I2C:
         Rec.log.append(("i2c_w", addr, bytes(data)))
 
     def readfrom_into(self, addr, buf):
-        # SHT31 raw words for 25.0 degC (0x6666) and 50 %RH (0x8000); CRC bytes not checked
-        buf[:] = struct.pack(">HBHB", 0x6666, 0, 0x8000, 0)
+        # SHT31 raw words for 25.0 degC (0x6666) and 50 %RH (0x8000), each with its CRC-8
+        buf[:] = struct.pack(">HBHB", 0x6666, 0x93, 0x8000, 0xA2)
 
 
 class ADC:
@@ -137,3 +137,22 @@ for name in sys.argv[2:]:
             }
         )
     )
+
+# the profile picks the driver: a BME280 on the board's I2C, a DS18B20 on a 1-Wire pin
+profile = json.load(open(sys.argv[1] + "/heltec_v3.json"))
+
+
+class onewire:  # stands in for MicroPython's onewire module (a board has it built in)
+    class OneWire:
+        def __init__(self, pin):
+            self.pin = pin.n
+
+
+sys.modules["onewire"] = onewire
+WDT.max_ms = None
+for sensors in ([{"type": "bme280", "address": 0x77}], [{"type": "ds18b20", "pin": 4}], [{"type": "sht30"}], []):
+    profile["sensors"] = sensors
+    hal = board.make({"role": "node", "region": "EU868", "dr": 0, "board": "heltec_v3"}, profile=profile, machine=machine)
+    s = hal._sensor
+    print(json.dumps({"sensors": sensors, "driver": type(s).__name__ if s else None,
+                      "where": getattr(s, "addr", None) or getattr(getattr(s, "ow", None), "pin", None)}))

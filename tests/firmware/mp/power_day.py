@@ -1,6 +1,7 @@
 # A node's simulated day on a board profile's power model (fp/power.py), time stepped
 # through the HAL clock. usage: micropython power_day.py <profile.json> <hours> <interval s>
-# <dr> <sleep 0|1>. The medium is a TEST STAND-IN for the air plus a bridge and edge that
+# <dr> <sleep 0|1> [garbage 0|1]. With garbage=1 the GC is off for the run and the bytes
+# allocated per reading cycle are reported (run it with a large -X heapsize). The medium is a TEST STAND-IN for the air plus a bridge and edge that
 # acknowledge each uplink ~200 ms after it. Prints the node's own last status (port 3
 # JSON, as the edge gets it) and the time per power state.
 import asyncio
@@ -70,8 +71,17 @@ board.modem = Medium(clock, dev, sf)
 from fp.roles.node import Node  # noqa: E402
 
 node = Node(dev, board)
+measure = len(sys.argv) > 6 and sys.argv[6] == "1"
+if measure:
+    import gc
+
+    gc.collect()
+    gc.disable()
+    alloc0 = gc.mem_alloc()
 asyncio.run(node.run(until_ms=int(hours * 3600000)))
+garbage = (gc.mem_alloc() - alloc0) // max(1, dev.stats["taken"]) if measure else None
 p = board.power
 states = MCU_STATES + RADIO_STATES
 print(json.dumps({"status": json.loads(dev.status(node.uptime_s())), "mah_day": p.mah_per_day(), "wakes": p.wakes,
+                  "taken": dev.stats["taken"], "garbage_per_cycle": garbage,
                   "state_s": {states[i]: p.state_ms[i] // 1000 for i in range(len(states))}}))
