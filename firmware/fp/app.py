@@ -44,6 +44,9 @@ async def main(cfg_path="config.json", hal=None):
     del config
     unload("fp.config")
     if n > cfg["safe_boots"]:
+        if _exists(update_state_path()):  # crashing since an update: the old firmware comes back
+            from fp import update
+            return update.Updater().rollback("%d crashed boots" % (n - 1))
         reason = "%d crashed boots" % (n - 1)
         hold_ms = bootguard.safe_entered(reason)
         _err("safe mode: %d boots without running %d s; role again in %d s"
@@ -97,6 +100,8 @@ async def _run(cfg, cfg_path, hal):
             _deep_sleep_state(hal, role, dev, counter, journal)
         sup.start("node", role.run)
     sup.start("stable", _stable, watch=False)  # a timer: it never beats
+    if _exists(update_state_path()):
+        sup.start("update", lambda: _confirm_update(dev, role), watch=False)
     print("fieldpost %s %s %s board=%s journal=%d fcnt=%d" % (FW_VERSION, cfg["role"], cfg["id"], hal.name,
                                                              len(journal), counter.next))
     try:
@@ -144,6 +149,25 @@ def unload(name):
 async def _stable():
     await asyncio.sleep_ms(STABLE_MS)
     bootguard.clear()
+    while True:
+        await asyncio.sleep_ms(3600000)
+
+
+def update_state_path():
+    from fp.update import firmware_root, DIR
+    return firmware_root() + DIR + "/state"
+
+
+async def _confirm_update(dev, role):
+    # A firmware on trial after an update (fp/update.py) is kept once it has done its job once:
+    # a bridge's link handshake, a node's reading acknowledged by the edge. Until then a reboot
+    # counts a trial boot, and too many bring the old firmware back.
+    from fp import update
+    link = getattr(role, "link", None)
+    while not (dev.stats["acked"] > 0 or (link is not None and link.up)):
+        await asyncio.sleep_ms(1000)
+    if update.Updater().confirm():
+        print("fieldpost update: confirmed", FW_VERSION)
     while True:
         await asyncio.sleep_ms(3600000)
 
