@@ -33,6 +33,7 @@ SCHEMA = {
     "air": ({}, "air", 0, 0),  # unix port: loopback radio, see fp/hal/air.py
     "seed": (-1, "int", -1, 0x7FFFFFFF),  # random seed for jitter (-1: from the hardware)
     "sleep": (True, "bool", 0, 0),  # a node sleeps between readings (false: stays awake, as before issue 13)
+    "deep_reboot": (False, "bool", 0, 0),  # unix port: a deep sleep boots again, as on an ESP32 (tests)
     "trace": (False, "bool", 0, 0),  # print one line per radio event on stdout (tests, bench)
 }
 # Keys a downlink may change (the identity and the role only by provisioning).

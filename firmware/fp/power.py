@@ -32,8 +32,17 @@ class PowerModel:
         self.mas = 0.0  # charge, mA x s
         self.wakes = 0
 
+    def rebase(self, clock):
+        # After a virtual deep-sleep boot: a new clock object on the same timeline, resumed by
+        # fp/app.py after this; the first reading of it only sets the start of the next state.
+        self.clock = clock
+        self._t = None
+
     def _accrue(self):
         now = self.clock.ms()
+        if self._t is None:
+            self._t = now
+            return
         dt = now - self._t
         if dt > 0:
             self.mas += (self._mcu_ma[self._mcu] + self._radio_ma[self._radio] + self.board_ma) * dt / 1000

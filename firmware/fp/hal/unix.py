@@ -13,6 +13,14 @@ import math
 from fp.hal.clock import Clock
 
 _DAY_MS = 86400000
+# The virtual board's RTC memory: module state, so it is kept across main.py's in-process
+# restart (which keeps fp.hal.unix, the "hardware") as RTC slow memory is kept across a deep
+# sleep, and lost when the process is killed, as RTC memory is on a power cut. Used only with
+# config "deep_reboot" (a virtual deep sleep that really boots again, fp/resume.py).
+_rtc = {"mem": None, "deep_wake": False, "power": None}
+
+
+_DEEP_MIN_MS = 5000  # as fp/hal/mcu.py: shorter waits light-sleep
 
 
 class SoftWDT:
@@ -66,6 +74,16 @@ class UnixBoard:
         self.sleep_kind = "light" if profile.get("mcu") == "rp2040" else "deep"
         self.sleeps = cfg.get("sleep", True) and cfg.get("role", "node") == "node"
         self.battery_mah = (profile.get("battery") or {}).get("capacity_mah", 0)
+        if cfg.get("deep_reboot") and self.sleeps and self.sleep_kind == "deep":
+            # A deep sleep boots again, as on an ESP32: fp/app.py packs what must survive
+            # (hal.keep) and takes it back after the wake (hal.resumed).
+            self.keep = None
+            self.resumed = _rtc["mem"] if _rtc["deep_wake"] else None
+            if self.resumed is not None and _rtc["power"] is not None:
+                self.power = _rtc["power"]  # the same battery: the day's account goes on
+                self.power.rebase(self.clock)
+            _rtc["mem"] = None
+            _rtc["deep_wake"] = False
 
     def _setter(self, idx):
         def set_output(value):
@@ -92,6 +110,17 @@ class UnixBoard:
         # slices so the supervisor sees the node alive.
         clock = self.clock
         deep = self.sleeps and self.power is not None
+        if getattr(self, "keep", None) is not None and deadline_ms - clock.ms() >= _DEEP_MIN_MS:
+            # deep_reboot: RTC memory written, the sleep passes, then the board boots again
+            _rtc["mem"] = self.keep(deadline_ms)
+            if deep:
+                self.power.mcu("deep")
+            await clock.sleep_ms(deadline_ms - clock.ms())
+            if deep:
+                self.power.mcu("active")
+            _rtc["power"] = self.power
+            _rtc["deep_wake"] = True
+            raise Reboot()
         if deep:
             self.power.mcu(self.sleep_kind)
         try:
