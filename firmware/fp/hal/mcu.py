@@ -74,6 +74,7 @@ class McuBoard:
     def __init__(self, machine, profile, cfg, clock):
         self.machine = machine
         self.name = profile["name"]
+        profile.pop("power", None)  # the virtual board's power model only (fp/power.py): not kept in RAM
         self.profile = profile
         self.clock = clock or Clock()
         self.modem = None

@@ -69,6 +69,7 @@ class UnixBoard:
             from fp.power import PowerModel
             tx_dbm = (profile.get("radio") or {}).get("tx_power_dbm", 14)
             self.power = PowerModel(profile["power"], self.clock, tx_dbm)
+            profile["power"].pop("sources", None)  # citations, for people: not kept in RAM
         # How this MCU sleeps between readings: an RP2040 light-sleeps (RAM kept), an
         # ESP32 deep-sleeps (a boot on waking). Only a node sleeps: a bridge is on the Pi's power.
         self.sleep_kind = "light" if profile.get("mcu") == "rp2040" else "deep"
