@@ -65,7 +65,7 @@ class UnixBoard:
         # The power model (fp/power.py) with the profile's datasheet currents: the
         # virtual board has no current to measure, so it accounts time per state.
         self.power = None
-        if profile.get("power"):
+        if profile.get("power") and cfg.get("role", "node") == "node":  # a bridge is on the Pi's power
             from fp.power import PowerModel
             tx_dbm = (profile.get("radio") or {}).get("tx_power_dbm", 14)
             self.power = PowerModel(profile["power"], self.clock, tx_dbm)
