@@ -156,7 +156,7 @@ class McuBoard:
                 # window); the record goes to RTC memory, then the chip sleeps and boots again.
                 self._rtc.memory(self.keep(deadline_ms))
                 self.machine.deepsleep(left)
-            step = min(left, slice_ms)
+            step = min(left, slice_ms) if slice_ms > 0 else left
             if self.sleeps and step >= 20:
                 self.machine.lightsleep(step)
                 await asyncio.sleep_ms(0)

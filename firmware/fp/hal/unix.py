@@ -131,7 +131,7 @@ class UnixBoard:
                     break
                 if beat:
                     beat()
-                await clock.sleep_ms(min(left, slice_ms))
+                await clock.sleep_ms(min(left, slice_ms) if slice_ms > 0 else left)
         finally:
             if deep:
                 self.power.mcu("active")

@@ -169,7 +169,9 @@ class Node:
                 wake = next_try
             # The HAL decides how to sleep (deep, light, or awake); the role says until when.
             self.sched = (next_sample, next_status, next_try, self.attempts)  # kept if it deep-sleeps
-            await self.hal.sleep_until(wake, self.beat, self.beat_ms * (self.clock.scale or 1))
+            # slices of a quarter of the watchdog in real time; a stepped clock (scale 0) has no
+            # real time to watch: one step
+            await self.hal.sleep_until(wake, self.beat, self.beat_ms * self.clock.scale)
 
 
 def _noop():
