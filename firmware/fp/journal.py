@@ -82,6 +82,8 @@ class Journal:
         self.segs = []
         self._scan = bytearray(32)  # resync window (see _resync)
         self._hdr = bytearray(3)
+        self._rec = bytearray(3 + 255 + 4)  # one record being written (fp: a body is at most 255 bytes)
+        self._recv = memoryview(self._rec)
         self._v1 = []  # segments in format 1: their FRAME bodies end in a MIC
         self._alien = []  # segments in a format this code does not know
         for name in os.listdir(path):
@@ -153,13 +155,16 @@ class Journal:
     # --- writing --------------------------------------------------------------
 
     def _record(self, rtype, body):
-        hdr = self._hdr
-        hdr[0] = _MAGIC
-        hdr[1] = rtype
-        hdr[2] = len(body)
-        c = crc32(body, crc32(memoryview(hdr)[1:3])) & 0xFFFFFFFF
-        # One write per record: a cut leaves at most this record torn.
-        return bytes(hdr) + body + struct.pack(">I", c)
+        # The whole record in the preallocated buffer (a view of it returned): one write per
+        # record, so a cut leaves at most this record torn, and no garbage per record.
+        n = len(body)
+        rec = self._rec
+        rec[0] = _MAGIC
+        rec[1] = rtype
+        rec[2] = n
+        rec[3 : 3 + n] = body
+        struct.pack_into(">I", rec, 3 + n, crc32(body, crc32(self._recv[1:3])) & 0xFFFFFFFF)
+        return self._recv[: 7 + n]
 
     def _write(self, rtype, body):
         rec = 3 + len(body) + 4
