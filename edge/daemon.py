@@ -21,9 +21,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from edge import alarms, bridge_downlinks, downlinks, preflight
+from edge import alarms, bridge_downlinks, downlinks, preflight, runlock
 from edge.codecs import CodecRunner
 from edge.config import Config
+from edge.fuota.serial import ActiveUpdates, SerialUpdates
 from edge.ingest import Backpressure, Ingestor
 from edge.link.manager import LinkManager
 from edge.logs import kv
@@ -56,8 +57,11 @@ ATTACH_POINTS = (
     "edge.rules.service:attach",
     "edge.sync.service:attach",
     "edge.store.retention_worker:attach",
+    "edge.backup.service:attach",
+    "edge.homeassistant.service:attach",
     "edge.gpio.service:attach",
     "webui.service:attach",
+    "edge.sources.service:attach",
 )
 
 
@@ -100,6 +104,8 @@ class Daemon:
         self._raising_disk_alarm = False
         self._timer: threading.Thread | None = None
         self._bridge_probe: bridge_downlinks.QueuedProbe | None = None
+        self._active_updates: ActiveUpdates | None = None
+        self._runlock: runlock.RunLock | None = None
 
     # --- for other areas --------------------------------------------------------------------
 
@@ -116,6 +122,11 @@ class Daemon:
     def add_closer(self, fn: Callable[[], None]) -> None:
         self._closers.append(fn)
 
+    def busy(self) -> str | None:
+        """Why new uplinks should be refused now (stopping, disk full, backlog), or None: for sources
+        other than the links (edge.sources), which answer "busy" in their own protocol."""
+        return self._busy()
+
     def add_liveness(self, name: str, check: Check) -> None:
         """``check()`` must answer True for systemd's watchdog to be fed (see edge.systemd_notify)."""
         self._liveness[name] = check
@@ -126,6 +137,7 @@ class Daemon:
         cfg = self.config
         preflight.check_database(self.db_path)  # a clear message instead of SQLite's "readonly database"
         self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        self._runlock = runlock.RunLock(self.db_path).acquire()  # `fieldpost db restore` waits for us
         self.conn = connect(self.db_path, cache_kib=WRITER_CACHE_KIB)
         applied = migrate(self.conn)
         if applied:
@@ -181,6 +193,8 @@ class Daemon:
         # which connected bridges have commands queued: read aside, not through the ingest writer
         self._bridge_probe = bridge_downlinks.QueuedProbe(self.db_path, clock=self.clock)
         options["queued"] = self._bridge_probe
+        self._active_updates = ActiveUpdates(self.db_path)
+        options["updates"] = SerialUpdates(read=self._active_updates, submit=self.ingest.submit_call)
         options.update(self._manager_overrides)
         self.manager = LinkManager(ingest=self.ingest, busy=self._busy, hello=self._hello, **options)
         self.metrics_sources.ports = self.manager.figures
@@ -212,6 +226,8 @@ class Daemon:
             self.manager.stop()
         if self._bridge_probe is not None:
             self._bridge_probe.close()
+        if self._active_updates is not None:
+            self._active_updates.close()
         for closer in reversed(self._closers):
             try:
                 closer()
@@ -224,6 +240,8 @@ class Daemon:
             self._reader.close()
         if self.conn is not None:
             self.conn.close()
+        if self._runlock is not None:
+            self._runlock.release()
         self._stopped.set()
         log.info("edge stopped")
 

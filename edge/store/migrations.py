@@ -243,6 +243,97 @@ MIGRATIONS: list[Migration] = [
     ),
     # The lean store: each reading once, keyed by (device, fcnt); the outbox a cursor (docs/store.md).
     ("0008_store_v2", migrate_v2.upgrade),
+    # Devices that are not our modules: ChirpStack (LoRaWAN), UDP and CoAP (docs/sources.md).
+    (
+        "0011_sources",
+        """
+        CREATE TABLE source_devices (
+            device_id TEXT PRIMARY KEY CHECK (length(device_id) = 16),  -- registered or quarantined
+            source TEXT NOT NULL CHECK (source IN ('chirpstack', 'udp', 'coap')),
+            application TEXT NOT NULL DEFAULT '',            -- ChirpStack application id
+            name TEXT NOT NULL DEFAULT '',                   -- as ChirpStack names it
+            tags TEXT NOT NULL DEFAULT '{}',                 -- ChirpStack device tags, JSON
+            fcnt_base INTEGER NOT NULL DEFAULT 0,            -- stored fcnt = fcnt_base + LoRaWAN fCnt
+            session TEXT NOT NULL DEFAULT ''                 -- the join (deduplicationId) that began it
+        );
+        CREATE TABLE source_uplinks (
+            id INTEGER PRIMARY KEY,                          -- readings.id
+            dedup_id TEXT NOT NULL UNIQUE,                   -- ChirpStack deduplicationId
+            fcnt INTEGER NOT NULL,                           -- fCnt as the device sent it
+            fport INTEGER NOT NULL,
+            object TEXT,                                     -- ChirpStack's decoded object, JSON
+            data BLOB                                        -- the LoRaWAN payload, when raw is the object
+        );
+        CREATE TABLE source_downlinks (
+            downlink_id INTEGER PRIMARY KEY,                 -- downlinks.id
+            queue_id TEXT NOT NULL UNIQUE,                   -- the id ChirpStack's ack/txack events name
+            published_at REAL NOT NULL
+        );
+        """,
+    ),
+    (
+        "0012_backups",
+        """
+        -- Every backup the edge made (edge.backup): scheduled (daily, weekly) or by hand. A row is
+        -- written after the copy was checked (integrity_check, the row count of every table equal to
+        -- the database's at the copy's snapshot); 'pruned' once the file was deleted to keep N.
+        CREATE TABLE backups (
+            id INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL CHECK (kind IN ('daily', 'weekly', 'manual')),
+            started_at REAL NOT NULL,
+            finished_at REAL NOT NULL,
+            path TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('ok', 'failed', 'pruned')),
+            bytes INTEGER,
+            row_counts TEXT,                                  -- JSON {table: rows}, checked in the copy
+            error TEXT
+        );
+        CREATE INDEX backups_by_kind ON backups (kind, status, started_at);
+        -- The same branch (issue 17, services) adds notifications through apprise: the queue's
+        -- channel check is rebuilt to allow 'apprise' (its target is the apprise target's name).
+        CREATE TABLE notifications_new (
+            id INTEGER PRIMARY KEY,
+            alarm_id INTEGER NOT NULL REFERENCES alarms(id),
+            channel TEXT NOT NULL CHECK (channel IN ('webhook', 'email', 'apprise')),
+            target TEXT NOT NULL,
+            body TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'sent', 'failed')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at REAL NOT NULL,
+            last_error TEXT
+        );
+        INSERT INTO notifications_new SELECT id, alarm_id, channel, target, body, status, attempts,
+            next_attempt_at, last_error FROM notifications;
+        DROP TABLE notifications;
+        ALTER TABLE notifications_new RENAME TO notifications;
+        """,
+    ),
+    (
+        "0014_module_updates",
+        """
+        -- Firmware updates of modules (edge.fuota): one row per update asked for, its package
+        -- on disk, the bytes the module has acknowledged (a transfer resumes from there), and
+        -- how it ended. queued -> sending -> staged -> done | rolled_back | failed | cancelled.
+        CREATE TABLE module_updates (
+            id INTEGER PRIMARY KEY,
+            device_id TEXT NOT NULL REFERENCES devices(id) ON DELETE CASCADE,
+            board TEXT NOT NULL,
+            version TEXT NOT NULL,
+            from_version TEXT,
+            package TEXT NOT NULL,                            -- path of the package file
+            package_sha256 TEXT NOT NULL CHECK (length(package_sha256) = 64),
+            size INTEGER NOT NULL,
+            sent INTEGER NOT NULL DEFAULT 0,
+            state TEXT NOT NULL DEFAULT 'queued' CHECK (state IN
+                ('queued', 'sending', 'staged', 'done', 'rolled_back', 'failed', 'cancelled')),
+            error TEXT,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        );
+        CREATE UNIQUE INDEX module_updates_one_active ON module_updates (device_id)
+            WHERE state IN ('queued', 'sending', 'staged');
+        """,
+    ),
 ]
 
 

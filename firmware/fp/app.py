@@ -165,7 +165,7 @@ async def _confirm_update(dev, role):
     from fp import update
     link = getattr(role, "link", None)
     while not (dev.stats["acked"] > 0 or (link is not None and link.up)):
-        await asyncio.sleep_ms(1000)
+        await asyncio.sleep_ms(200)
     if update.Updater().confirm():
         print("fieldpost update: confirmed", FW_VERSION)
     while True:
@@ -214,16 +214,39 @@ async def safe_mode(reason, cfg, cfg_path, hold_ms=0):
     hello = {"id": (cfg or {}).get("id", "0000000000000000"), "fw": FW_VERSION,
              "role": (cfg or {}).get("role", "node"), "board": (cfg or {}).get("board", "?"),
              "safe": reason[:80]}
-    link = Link(hello, time.ticks_ms)
-    io = LinkIO(uart, link, lambda ev: None) if uart else None
+    # Safe mode is where a fix is most wanted: a firmware update is taken over the link (the
+    # module's key from its config authenticates the commit), and staged, it reboots into it.
+    link = Link(hello, time.ticks_ms, accept=(fr.UPDATE_OFFER, fr.UPDATE_CHUNK, fr.UPDATE_COMMIT))
+    staged = []
+
+    def on_event(ev):
+        from fp.link import EV_RECEIVED
+        if ev[0] != EV_RECEIVED:
+            return
+        if not cfg:
+            link.nack(ev[2], fr.NACK_INVALID, "update: no config, no key")
+            return
+        from fp import update_rx
+        from binascii import unhexlify
+        if not staged:
+            staged.append(update_rx.Receiver(unhexlify(cfg["key"]), cfg["board"], FW_VERSION))
+        if update_rx.on_frame(staged[0], link, ev[1], ev[2], ev[3]):
+            staged.append(True)
+        io.flush()
+
+    io = LinkIO(uart, link, on_event) if uart else None
     if io:
         asyncio.create_task(io.run())
     end = time.ticks_add(time.ticks_ms(), int(hold_ms / ((cfg or {}).get("time_scale") or 1)))
+    tick = 0
     while not hold_ms or time.ticks_diff(end, time.ticks_ms()) > 0:
-        if io and link.up and link.can_send():
+        if len(staged) > 1:
+            await asyncio.sleep_ms(200)  # the ACK of the commit goes out first
+            return "update staged in safe mode"
+        if tick % 50 == 0 and io and link.up and link.can_send():  # every 10 s
             io.send(fr.LOG, json.dumps({"lvl": "error", "msg": "safe mode: " + reason}).encode(), None)
             io.send(fr.STATUS, json.dumps({"safe": True, "reason": reason[:120]}).encode(), None)
-        left = time.ticks_diff(end, time.ticks_ms()) if hold_ms else 10000
-        await asyncio.sleep_ms(max(0, min(10000, left)))
+        tick += 1
+        await asyncio.sleep_ms(200)
     bootguard.leave()
     return "safe mode over after %d s: the role runs again" % (hold_ms // 1000)

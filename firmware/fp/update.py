@@ -45,7 +45,7 @@ def _mkdirs(path):
             pass
 
 
-def _sha256_file(path):
+def sha256_file(path):
     import hashlib
     h = hashlib.sha256()
     buf = bytearray(_CHUNK)
@@ -80,6 +80,17 @@ def _rmtree(path):
         os.rmdir(path)
     except OSError:
         pass
+
+
+def _copy(src, dest):
+    buf = bytearray(_CHUNK)
+    mv = memoryview(buf)
+    with open(src, "rb") as f, open(dest, "wb") as out:
+        while True:
+            n = f.readinto(buf)
+            if not n:
+                break
+            out.write(mv[:n])
 
 
 def _version(text):
@@ -117,6 +128,7 @@ class Updater:
         if st and st.get("s") in ("ready", "swapped"):
             raise UpdateError("an update is already " + st["s"])
         _rmtree(self.dir)
+        store.remove(self.root + ".update-result")  # the result of an earlier update is history now
         _mkdirs(self._p("new/x"))
         with open(package_path, "rb") as raw:
             if raw.read(4) != b"FPUP" or raw.read(1) != bytes([FORMAT]):
@@ -155,7 +167,7 @@ class Updater:
         for path, digest in manifest["files"].items():
             if path not in header["files"]:
                 try:
-                    ok = _sha256_file(self.root + path) == digest
+                    ok = sha256_file(self.root + path) == digest
                 except OSError:
                     ok = False
                 if not ok:
@@ -191,17 +203,24 @@ class Updater:
         return None
 
     def _swap(self, plan):
-        # Old file aside, then the new one in; each move skipped when already done (a redo).
-        for path in plan["changed"] + plan["removed"]:
-            live, old = self.root + path, self._p("old/" + path)
-            if store.exists(live) and not store.exists(old) and path not in plan["added"]:
-                _mkdirs(old)
-                os.rename(live, old)
+        # A live file is never missing, even for a moment: main.py and boot.py are among them, and
+        # a board without them cannot even run this redo. So each old file is copied aside (to a
+        # temporary name, then renamed: a copy aside is whole or absent), then the new one is
+        # renamed over it, which the file system does atomically. Steps already done are skipped.
         for path in plan["changed"]:
-            new, live = self._p("new/" + path), self.root + path
+            live, old, new = self.root + path, self._p("old/" + path), self._p("new/" + path)
+            if store.exists(new) and path not in plan["added"] and not store.exists(old):
+                _mkdirs(old)
+                _copy(live, old + ".tmp")
+                os.rename(old + ".tmp", old)
             if store.exists(new):
                 _mkdirs(live)
                 store.replace(new, live)
+        for path in plan["removed"]:  # gone in the new set: aside, for a rollback
+            live, old = self.root + path, self._p("old/" + path)
+            if store.exists(live):
+                _mkdirs(old)
+                store.replace(live, old)
 
     def rollback(self, why):
         self._set_state(s="rolling back", why=why)
