@@ -81,10 +81,15 @@ class Notifier:
                 (start,),
             ).fetchall()
             queued = 0
+            # The panel's targets and routes, read each time, beside [notify]'s (imported here:
+            # edge.notify_routes builds on this package's Target).
+            from edge.notify_routes import panel_targets
+
+            targets = (*self._config.targets, *panel_targets(conn)) if entries else ()
             for entry in entries:
                 alarm = alarms.Alarm.from_row(entry)
                 body = alarms.outbox_body(alarm, entry["new_state"], entry["changed_at"])
-                for target in self._config.targets:
+                for target in targets:
                     if target.wants(alarm.severity, entry["new_state"], alarm.rule):
                         conn.execute(
                             "INSERT INTO notifications (alarm_id, channel, target, body, next_attempt_at)"
@@ -131,6 +136,15 @@ class Notifier:
             self.stats["sent"] += 1
             log.info("notification=sent id=%d channel=%s target=%s", row["id"], row["channel"], row["target"])
         return sent
+
+    def send(self, channel: str, target: str, body: dict) -> None:
+        """Deliver one alarm-shaped message now, not queued (the panel's "send test"); raises
+        DeliveryError naming the target."""
+        transport = self._transports.get(channel)
+        if transport is None:
+            settings = "no [notify.email] SMTP settings" if channel == "email" else f"no {channel} transport"
+            raise DeliveryError(target, f"{settings} in the configuration", permanent=True)
+        transport.send(target, alarm_message(body))
 
     def close(self) -> None:
         if self._conn is not None:
