@@ -33,6 +33,9 @@ class Bridge:
         upd = update.Updater().last_result()  # how the last firmware update ended (edge.fuota.serial)
         if upd:
             hello["upd"] = upd
+        del update
+        from fp.app import unload
+        unload("fp.update")  # imported again only when an update arrives: the RAM is the board's
         self.link = link or Link(hello, time.ticks_ms, accept=(fr.DOWNLINK, fr.UPDATE_OFFER, fr.UPDATE_CHUNK,
                                                                fr.UPDATE_COMMIT))
         self.updates = None  # fp.update_rx.Receiver, loaded with the first update frame
@@ -95,7 +98,7 @@ class Bridge:
                 self.on_radio(pkt)
 
     def _beat_ms(self):
-        return int(self.cfg["watchdog_s"] * 250 * self.clock.scale) or 1000
+        return int(getattr(self.hal, "wdt_ms", 4000) // 4 * self.clock.scale) or 1000
 
     async def tx_downlink(self, dl, rx_ms):
         # The node listens for rx_window after its uplink ended (= when we heard it).
@@ -242,6 +245,8 @@ class Bridge:
                "edge_rej": self.c["edge_rej"], "given_up": self.dev.journal.refused,
                "logs_dropped": self.c["logs_dropped"],
                "radio_lost": m.get("lost", 0), "fw": FW_VERSION}
+        if self.dev.safe_reason:
+            doc["safe_was"] = self.dev.safe_reason  # back from safe mode (fp/bootguard.py)
         return json.dumps(doc).encode()
 
     async def status_loop(self):
