@@ -66,8 +66,10 @@ def status_values(status: dict[str, Any]) -> Values:
 def battery_life_days(status: dict[str, Any]) -> float | None:
     """Projected battery life: the cell's capacity over the reported mAh/day (None without both)."""
     energy, capacity = status.get("e"), status.get("c")
-    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (energy, capacity))
-    if not numbers or energy <= 0 or capacity <= 0:
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (energy, capacity)):
+        return None
+    assert energy is not None and capacity is not None  # numbers, as checked just above
+    if energy <= 0 or capacity <= 0:
         return None
     return round(capacity / energy, 1)
 
