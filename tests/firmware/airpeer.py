@@ -25,7 +25,13 @@ UPLINK = air.SF7  # what the node sends with
 
 class AirPeer:
     def __init__(
-        self, node_port: int, device: str, key: bytes, ack_share: float = 1.0, seed: int = 1, time_scale: float = 1
+        self,
+        node_port: int,
+        device: str,
+        key: bytes,
+        ack_share: float = 1.0,
+        seed: int = 1,
+        time_scale: float = 1,
     ):
         self.node_port = node_port
         self.phy = dataclasses.replace(UPLINK, time_scale=time_scale)
