@@ -11,6 +11,7 @@ import sqlite3
 import time
 from collections.abc import Callable
 
+from edge.lorawan import schema as lorawan_schema
 from edge.store import migrate_v2
 from edge.store.connection import run_script, transaction
 
@@ -243,6 +244,8 @@ MIGRATIONS: list[Migration] = [
     ),
     # The lean store: each reading once, keyed by (device, fcnt); the outbox a cursor (docs/store.md).
     ("0008_store_v2", migrate_v2.upgrade),
+    # LoRaWAN: the join and network server tables; devices keep their rows (edge/lorawan/schema.py).
+    ("0010_lorawan", lorawan_schema.MIGRATION),
 ]
 
 
