@@ -145,7 +145,7 @@ def handle_batch(
             parsed.append(None)
             continue
         if mhdr in lw.UPLINKS:
-            got = _open_lorawan(conn, payload, bridge_id, network)
+            got = _open_lorawan(conn, payload, bridge_id, network, numbers)
             if got is not None:
                 outcomes.append(got if isinstance(got, Outcome) else None)
                 parsed.append(got if isinstance(got, _Frame) else None)
@@ -350,8 +350,19 @@ def _join(
     return Outcome(AckResult.JOINED, build_ack(AckResult.JOINED, accept), device_id, detail="joined")
 
 
+def _session_start(conn: sqlite3.Connection, opened: lw_server.Opened, numbers: Numbers) -> Outcome:
+    session = opened.session
+    number = numbers.number(conn, session.device_id, create=True)
+    try:
+        what = lw_server.announce(conn, session, opened.fcnt, opened.payload, number)
+    except ValueError as exc:
+        return _reject(AckResult.MALFORMED, str(exc), session.device_id)
+    down = session.downlink(ack=True) if opened.confirmed else b""
+    return Outcome(AckResult.STORED, build_ack(AckResult.STORED, down), session.device_id, detail=what)
+
+
 def _open_lorawan(
-    conn: sqlite3.Connection, payload: bytes, bridge_id: str | None, network: Network
+    conn: sqlite3.Connection, payload: bytes, bridge_id: str | None, network: Network, numbers: Numbers
 ) -> _Frame | Outcome | None:
     """A LoRaWAN data uplink opened with its session, or its rejection; None: not LoRaWAN (an
     unconfirmed-up MHDR 0x40 of no known session is a Fieldpost v1 frame, which shares it)."""
@@ -371,6 +382,10 @@ def _open_lorawan(
         if network.mic_failed((bridge_id, frame.devaddr)):
             return _reject(AckResult.BAD_MIC, "MIC does not match the session keys", session.device_id)
         return _reject(AckResult.BAD_MIC, "", session.device_id)  # over its rate: counted, not logged
+    if opened.fport == lw_server.PORT_SESSION:
+        if opened.fcnt < session.fcnt_up:
+            return _reject(AckResult.REPLAYED, f"session start at fcnt {opened.fcnt} < {session.fcnt_up}")
+        return _session_start(conn, opened, numbers)  # again when its ACK was lost: the same answer
     rssi, snr_q, rx_time = RX_META.unpack_from(payload)
     device = bytes.fromhex(session.device_id)
     return _Frame(

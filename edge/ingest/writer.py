@@ -288,7 +288,9 @@ class Ingestor:
             except Exception as exc:  # a port that went away must not stop the others
                 log.warning("reply failed %s", kv(bridge=item.bridge_id, error=exc))
             name = outcome.result.name.lower()
-            results[name] += 1
+            if outcome.result == AckResult.STORED and outcome.reading is None:
+                name = "session_start"  # a LoRaWAN node's port-5 frame: ACKed, no reading
+            results[name] = results.get(name, 0) + 1
             if outcome.result == AckResult.JOINED:
                 log.info("joined %s", kv(device=outcome.device_id, bridge=item.bridge_id))
             elif outcome.result not in (AckResult.STORED, AckResult.DUPLICATE) and outcome.detail:

@@ -100,6 +100,7 @@ class Network:
         """A valid frame whose counter went back with other bytes: alarm (once while open) and the
         downlink that tells the node to join again (new keys, counters from 0, nothing lost)."""
         self.stats["rejoins_asked"] += 1
+        conn.execute("UPDATE devices SET lorawan_reset = 1 WHERE id = ?", (session.device_id,))
         open_ = conn.execute(
             "SELECT 1 FROM alarms WHERE rule = ? AND device_id = ? AND state != 'cleared'",
             (COUNTER_RESET_RULE, session.device_id),

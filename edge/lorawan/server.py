@@ -6,9 +6,13 @@ is matched to its session by DevAddr, its 32-bit counter rebuilt from the 16 bit
 its MIC checked and its payload decrypted; downlinks (the ACK of a confirmed uplink, a
 command, a "rejoin") are built with the session's keys and its own down counter.
 
-Message ids stay ``<DevEUI>:<n>``: n is the session's ``base`` plus its FCnt, ``base`` being one
-above the highest counter stored for the device when it joined, so a counter that starts over
-at a join never meets a stored reading (the "continuing counter").
+Message ids stay ``<DevEUI>:<n>``: n is the session's ``base`` plus its FCnt. A Fieldpost node
+opens each session with a port-5 frame naming the 32-bit counter of its next reading (its own
+counter, never reused), so ``base`` makes the ids equal the node's counters across any number of
+joins: a reading whose ACK was lost before a rejoin comes back under its old id and is a
+duplicate, not a second copy. Until then (and for devices that never announce) ``base`` is one
+above the highest counter stored. A node whose counter went back is moved above everything
+stored at its next session (the "continuing counter").
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from edge.store import readings
 
 PORT_CONTROL = 4  # Fieldpost downlink port: session control; payload 0x01 = rejoin now
 REJOIN = b"\x01"
+PORT_SESSION = 5  # Fieldpost uplink port: the first frame of a session names the node's counter
 
 
 class JoinRefused(Exception):
@@ -125,6 +130,26 @@ def next_base(conn: sqlite3.Connection, number: int, last_fcnt: int) -> int:
     row = conn.execute("SELECT max(id) FROM readings WHERE id BETWEEN ? AND ?", (low, high)).fetchone()
     top = row[0] & readings.FCNT_MASK if row and row[0] is not None else -1
     return max(top, last_fcnt) + 1
+
+
+def announce(conn: sqlite3.Connection, session: Session, fcnt: int, payload: bytes, number: int) -> str:
+    """A port-5 session start at session FCnt ``fcnt``: the node's next reading has counter
+    ``payload`` (u32), so ids are base + FCnt with base = counter - (fcnt + 1). After a counter
+    reset the ids are kept above everything stored. Returns what was decided (for the log)."""
+    if len(payload) != 4:
+        raise ValueError(f"session start of {len(payload)} bytes, expected 4")
+    first = int.from_bytes(payload, "big")
+    row = conn.execute(
+        "SELECT last_fcnt, lorawan_reset FROM devices WHERE id = ?", (session.device_id,)
+    ).fetchone()
+    base = first - (fcnt + 1)
+    if row is not None and row[1]:
+        floor = next_base(conn, number, row[0]) - (fcnt + 1)
+        base = max(base, floor)
+        conn.execute("UPDATE devices SET lorawan_reset = 0 WHERE id = ?", (session.device_id,))
+    session.base, session.fcnt_up, session.dirty = base, max(session.fcnt_up, fcnt), True
+    conn.execute("UPDATE lorawan_sessions SET base = ? WHERE device_id = ?", (base, session.device_id))
+    return f"session counter {first}, ids from {base + fcnt + 1}"
 
 
 def join(

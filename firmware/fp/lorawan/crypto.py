@@ -65,10 +65,6 @@ class Cmac:
         return bytes(x)
 
 
-def cmac(key, msg):
-    return Cmac(key).digest(msg)
-
-
 def equal(a, b):
     # Constant-time compare, so the time taken does not reveal how many bytes matched.
     if len(a) != len(b):

@@ -1,6 +1,6 @@
 # LoRaWAN 1.0.4 PHYPayloads, node side: data frames (MHDR | DevAddr | FCtrl |
-# FCnt | FOpts | FPort | FRMPayload | MIC), join request and join accept, and
-# the session keys of a join. Multi-byte fields are little-endian on the air;
+# FCnt | FOpts | FPort | FRMPayload | MIC); the join is in join.py (loaded only
+# when a node joins: a 64K board compiles and keeps less). Multi-byte fields are little-endian on the air;
 # EUIs are given here as they are written (big-endian hex) and reversed on the
 # air. Spec: LoRaWAN L2 1.0.4 sections 4, 6.2.5 and 6.2.6; docs/radio.md.
 import struct
@@ -12,20 +12,20 @@ from micropython import const
 JOIN_REQUEST = const(0x00)
 JOIN_ACCEPT = const(0x20)
 UNCONFIRMED_UP = const(0x40)
-UNCONFIRMED_DOWN = const(0x60)
+_UNCONFIRMED_DOWN = const(0x60)
 CONFIRMED_UP = const(0x80)
-CONFIRMED_DOWN = const(0xA0)
+_CONFIRMED_DOWN = const(0xA0)
 UPLINKS = (UNCONFIRMED_UP, CONFIRMED_UP)
-DOWNLINKS = (UNCONFIRMED_DOWN, CONFIRMED_DOWN)
+DOWNLINKS = (_UNCONFIRMED_DOWN, _CONFIRMED_DOWN)
 
-UP = const(0)
-DOWN = const(1)
+_UP = const(0)
+_DOWN = const(1)
 FCTRL_ACK = const(0x20)
-FCTRL_ADR = const(0x80)
+_FCTRL_ADR = const(0x80)
 OVERHEAD = const(13)  # MHDR 1, DevAddr 4, FCtrl 1, FCnt 2, FPort 1, MIC 4 (no FOpts)
-MIN_DATA = const(12)  # a frame without FPort
+_MIN_DATA = const(12)  # a frame without FPort
 JOIN_REQUEST_SIZE = const(23)
-MAX_FRAME = const(255)
+_MAX_FRAME = const(255)
 
 
 class FrameError(ValueError):
@@ -67,19 +67,17 @@ class Session:
         self.nwk_cipher = self.nwk.cipher
         self.app_cipher = aes(app_key)
 
-    def build(self, mhdr, fcnt, fport, payload, fctrl=0, fopts=b""):
-        # A data frame at 32-bit counter `fcnt` (16 bits go on the air).
-        if len(fopts) > 15:
-            raise FrameError("fopts", "FOpts of %d bytes, at most 15" % len(fopts))
-        direction = UP if mhdr in UPLINKS else DOWN
-        head = struct.pack("<BIBH", mhdr, self.devaddr, (fctrl & 0xF0) | len(fopts), fcnt & 0xFFFF) + fopts
+    def build(self, mhdr, fcnt, fport, payload, fctrl=0):
+        # A data frame at 32-bit counter `fcnt` (16 bits go on the air), no FOpts.
+        direction = _UP if mhdr in UPLINKS else _DOWN
+        head = struct.pack("<BIBH", mhdr, self.devaddr, fctrl & 0xF0, fcnt & 0xFFFF)
         if fport is None:
             body = head
         else:
             key = self.app_cipher if fport else self.nwk_cipher
             body = head + bytes((fport,)) + crypt(key, direction, self.devaddr, fcnt, payload)
-        if len(body) + 4 > MAX_FRAME:
-            raise FrameError("long", "frame of %d bytes, at most %d" % (len(body) + 4, MAX_FRAME))
+        if len(body) + 4 > _MAX_FRAME:
+            raise FrameError("long", "frame of %d bytes, at most %d" % (len(body) + 4, _MAX_FRAME))
         return body + mic(self.nwk, direction, self.devaddr, fcnt, body)
 
     def open(self, frame, fcnt):
@@ -87,7 +85,7 @@ class Session:
         # full_fcnt); returns (mhdr, fctrl, fopts, fport, plaintext) or raises
         # FrameError. MIC before anything is decrypted.
         mhdr, devaddr, fctrl, _, fopts, fport, _ = parse(frame)
-        direction = UP if mhdr in UPLINKS else DOWN
+        direction = _UP if mhdr in UPLINKS else _DOWN
         n = len(frame) - 4
         if not equal(mic(self.nwk, direction, devaddr, fcnt, memoryview(frame)[:n]), frame[n:]):
             raise FrameError("mic", "bad MIC")
@@ -103,10 +101,10 @@ def parse(frame):
     # Structure only (a bridge has no keys): returns (mhdr, devaddr, fctrl,
     # fcnt16, fopts, fport or None, encrypted FRMPayload). Raises FrameError.
     n = len(frame)
-    if n < MIN_DATA:
-        raise FrameError("short", "data frame of %d bytes, at least %d" % (n, MIN_DATA))
-    if n > MAX_FRAME:
-        raise FrameError("long", "frame of %d bytes, at most %d" % (n, MAX_FRAME))
+    if n < _MIN_DATA:
+        raise FrameError("short", "data frame of %d bytes, at least %d" % (n, _MIN_DATA))
+    if n > _MAX_FRAME:
+        raise FrameError("long", "frame of %d bytes, at most %d" % (n, _MAX_FRAME))
     mhdr = frame[0]
     if mhdr & 0x03:
         raise FrameError("major", "LoRaWAN major version %d" % (mhdr & 3))
@@ -135,43 +133,3 @@ def full_fcnt(last, fcnt16):
     if full <= last and fcnt16 < (last & 0xFFFF):
         full += 0x10000
     return full
-
-
-def _rev(b):
-    return bytes(reversed(bytes(b)))
-
-
-def join_request(app, join_eui, dev_eui, dev_nonce):
-    # `app`: Cmac of the AppKey. EUIs as 8 bytes written big-endian.
-    body = struct.pack("<B8s8sH", JOIN_REQUEST, _rev(join_eui), _rev(dev_eui), dev_nonce)
-    return body + app.digest(body)[:4]
-
-
-def open_join_accept(app, frame):
-    # Decrypt (AES *encrypt*, see crypto.py) and verify a join accept with the
-    # AppKey's Cmac `app`. Returns (join_nonce 3 bytes, net_id 3 bytes, devaddr,
-    # dl_settings, rx_delay, cflist) as on the air.
-    n = len(frame)
-    if n not in (17, 33):
-        raise FrameError("join", "join accept of %d bytes, 17 or 33" % n)
-    if frame[0] != JOIN_ACCEPT:
-        raise FrameError("mtype", "MHDR 0x%02x is not a join accept" % frame[0])
-    plain = bytearray(n - 1)
-    for k in range(0, n - 1, 16):
-        app.cipher.encrypt(frame[1 + k:17 + k], memoryview(plain)[k:k + 16])
-    if not equal(app.digest(frame[:1], memoryview(plain)[:n - 5])[:4], plain[n - 5:]):
-        raise FrameError("mic", "join accept MIC")
-    devaddr, dl, rx_delay = struct.unpack_from("<IBB", plain, 6)
-    return bytes(plain[0:3]), bytes(plain[3:6]), devaddr, dl, rx_delay, bytes(plain[12:n - 5])
-
-
-def session_keys(app_cipher, join_nonce, net_id, dev_nonce):
-    # LoRaWAN 1.0: NwkSKey = AES(AppKey, 0x01 | JoinNonce | NetID | DevNonce | pad),
-    # AppSKey the same with 0x02. Nonce and NetID as on the air.
-    keys = []
-    for tag in (1, 2):
-        block = bytes((tag,)) + join_nonce + net_id + struct.pack("<H", dev_nonce) + bytes(7)
-        out = bytearray(16)
-        app_cipher.encrypt(block, out)
-        keys.append(bytes(out))
-    return keys[0], keys[1]
