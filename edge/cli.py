@@ -87,6 +87,8 @@ EXTERNAL_COMMANDS = {
     "webui": "webui.cli:webui_group",
     "users": "webui.cli:users_group",
     "gpio": "edge.gpio.cli:gpio_group",
+    "firmware": "edge.fuota.cli:firmware_group",
+    "modules": "edge.fuota.cli:modules_group",
 }
 
 

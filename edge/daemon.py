@@ -24,6 +24,7 @@ from typing import Any
 from edge import alarms, bridge_downlinks, downlinks, preflight
 from edge.codecs import CodecRunner
 from edge.config import Config
+from edge.fuota.serial import ActiveUpdates, SerialUpdates
 from edge.ingest import Backpressure, Ingestor
 from edge.link.manager import LinkManager
 from edge.logs import kv
@@ -60,6 +61,7 @@ ATTACH_POINTS = (
     "edge.store.retention_worker:attach",
     "edge.gpio.service:attach",
     "webui.service:attach",
+    "edge.sources.service:attach",
 )
 
 
@@ -102,6 +104,7 @@ class Daemon:
         self._raising_disk_alarm = False
         self._timer: threading.Thread | None = None
         self._bridge_probe: bridge_downlinks.QueuedProbe | None = None
+        self._active_updates: ActiveUpdates | None = None
 
     # --- for other areas --------------------------------------------------------------------
 
@@ -117,6 +120,11 @@ class Daemon:
 
     def add_closer(self, fn: Callable[[], None]) -> None:
         self._closers.append(fn)
+
+    def busy(self) -> str | None:
+        """Why new uplinks should be refused now (stopping, disk full, backlog), or None: for sources
+        other than the links (edge.sources), which answer "busy" in their own protocol."""
+        return self._busy()
 
     def add_liveness(self, name: str, check: Check) -> None:
         """``check()`` must answer True for systemd's watchdog to be fed (see edge.systemd_notify)."""
@@ -184,6 +192,8 @@ class Daemon:
         # which connected bridges have commands queued: read aside, not through the ingest writer
         self._bridge_probe = bridge_downlinks.QueuedProbe(self.db_path, clock=self.clock)
         options["queued"] = self._bridge_probe
+        self._active_updates = ActiveUpdates(self.db_path)
+        options["updates"] = SerialUpdates(read=self._active_updates, submit=self.ingest.submit_call)
         options.update(self._manager_overrides)
         self.manager = LinkManager(ingest=self.ingest, busy=self._busy, hello=self._hello, **options)
         self.metrics_sources.ports = self.manager.figures
@@ -215,6 +225,8 @@ class Daemon:
             self.manager.stop()
         if self._bridge_probe is not None:
             self._bridge_probe.close()
+        if self._active_updates is not None:
+            self._active_updates.close()
         for closer in reversed(self._closers):
             try:
                 closer()

@@ -178,6 +178,25 @@ def record_result(
     return int(row[0])
 
 
+def mark(conn: sqlite3.Connection, dl_id: int, status: str, *, result: str | None = None, now: float) -> bool:
+    """Set a downlink's status from outside the uplink path (a network server's ack/txack event).
+
+    Only forward moves: queued -> sent -> acked | failed; an event that arrives twice changes nothing.
+    Returns whether the status changed (then the outbox has its status message).
+    """
+    forward = {"sent": ("queued",), "acked": ("queued", "sent"), "failed": ("queued", "sent")}
+    if status not in forward:
+        raise ValidationError("status", f"{status!r} is not one of {', '.join(forward)}")
+    marks = ",".join("?" * len(forward[status]))
+    cur = conn.execute(
+        f"UPDATE downlinks SET status = ?, status_at = ?, result = COALESCE(?, result) WHERE id = ? AND status IN ({marks})",
+        (status, now, result, dl_id, *forward[status]),
+    )
+    if cur.rowcount:
+        _publish(conn, dl_id, now)
+    return bool(cur.rowcount)
+
+
 def expire(conn: sqlite3.Connection, *, now: float) -> int:
     """Expire queued downlinks past their time, fail sent ones never answered; return how many."""
     rows = conn.execute(

@@ -90,3 +90,7 @@ class SimError(FieldpostError):
 class SetupError(FieldpostError):
     """This machine is not set up for what was asked: a file the user cannot read or write, a read-only
     file system, a missing account. The message names the path and the fix."""
+
+
+class UpdateError(FieldpostError):
+    """A firmware update bundle or package is unusable (wrong board, version, hash, format)."""

@@ -9,11 +9,36 @@ import asyncio
 import sys
 import time
 
-from fp import app
+
+# The board's hardware on the unix port (not in a real board's bundle): kept across restarts.
+_HARDWARE = ("fp.hal.unix", "fp.hal.unix_uart", "fp.hal.air", "fp.hal.airwire", "fp.hal.emu")
+
+
+def _update_at_boot():
+    # A staged firmware update is swapped in (or rolled back) before any other firmware file is
+    # imported, so what runs is the old set or the new one, never a mix (fp/update.py).
+    try:
+        from fp import update
+        done = update.Updater().at_boot()
+        if done:
+            print("fieldpost update:", done)
+    except Exception as e:  # an updater that fails must not keep the module from booting
+        sys.print_exception(e)
+
+
+def _forget_firmware():
+    # The unix port restarts in-process: drop the firmware's modules so the next round imports
+    # the files on "flash" afresh, as a board's reset does (they may have been updated).
+    for name in list(sys.modules):
+        top = name.split(".")[0]
+        if top in ("fp", "lora") and not any(name.startswith(hw) for hw in _HARDWARE):
+            del sys.modules[name]
 
 
 def run(cfg_path):
     while True:
+        _update_at_boot()
+        from fp import app
         try:
             why = asyncio.run(app.main(cfg_path))
         except Exception as e:  # died before the supervisor was up: a crash at boot
@@ -26,6 +51,8 @@ def run(cfg_path):
         # The unix port restarts in-process, as a board resets: the boot counter
         # (fp/bootguard.py) counts the crashes and safe mode ends a crash loop.
         print("fieldpost restart:", why.split("\n")[0] if why else why)
+        del app
+        _forget_firmware()
         time.sleep_ms(100)
 
 

@@ -1,6 +1,8 @@
 """Payload codecs: Cayenne LPP built in, custom codecs as plug-ins.
 
-The built-in ``lpp`` is Cayenne LPP with the Fieldpost channel convention (an analog
+The built-in ``json`` reads a JSON object of numbers and text (edge.codecs.jsonvalues), for
+devices with factory firmware; ``chirpstack`` is the same for ChirpStack devices whose readings are
+the object ChirpStack's own codec decoded (edge.sources). The built-in ``lpp`` is Cayenne LPP with the Fieldpost channel convention (an analog
 input on channel 3 is the battery, in V). A plug-in is an entry point in the group ``fieldpost.codecs`` whose name is what a
 device's ``codec`` column says. It loads to either a callable ``decode(payload:
 bytes, port: int) -> list[dict]`` or an object with such a ``decode`` method. Each
@@ -20,13 +22,13 @@ import time
 from importlib.metadata import entry_points
 from typing import Any
 
-from edge.codecs import lpp
+from edge.codecs import jsonvalues, lpp
 
 log = logging.getLogger("fieldpost.codecs")
 
 ENTRY_POINT_GROUP = "fieldpost.codecs"
 _json_text = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
-BUILTIN = ("lpp", "raw")
+BUILTIN = ("lpp", "json", "chirpstack", "raw")
 
 
 class CodecError(ValueError):
@@ -106,9 +108,11 @@ class CodecRunner:
                 return lpp.decode(payload, analog_channels=lpp.FIELDPOST_ANALOG_CHANNELS), None
             if codec == "raw":
                 return [], None
+            if codec in ("json", "chirpstack"):  # chirpstack: the reading is ChirpStack's decoded object
+                return jsonvalues.decode(payload), None
             with self._lock:
                 return self._decode_plugin(codec, port, payload), None
-        except (CodecError, lpp.LppError) as exc:
+        except (CodecError, lpp.LppError, jsonvalues.JsonPayloadError) as exc:
             return None, f"{codec}: {exc}"
 
     def decode_json(self, codec: str, port: int, payload: bytes) -> tuple[str | None, str | None]:

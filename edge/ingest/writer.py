@@ -116,6 +116,12 @@ class Ingestor:
         """Call ``hook(readings)`` after every commit that stored readings (errors are logged)."""
         self._hooks.append(hook)
 
+    def committed_elsewhere(self, readings: list[CommittedReading]) -> None:
+        """Hand the post-commit hooks readings that a task in the writer's transaction stored (a
+        source's, edge.sources): call from that task's reply, i.e. after the commit."""
+        if readings and self._hooks:
+            self._hook_queue.put(readings)
+
     def submit(
         self,
         payload: bytes,

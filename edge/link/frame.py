@@ -35,6 +35,9 @@ class FrameType(enum.IntEnum):
     DOWNLINK = 0x11
     STATUS = 0x12
     LOG = 0x13
+    UPDATE_OFFER = 0x14  # firmware update of a module over its link (edge.fuota.serial)
+    UPDATE_CHUNK = 0x15
+    UPDATE_COMMIT = 0x16
 
 
 class NackReason(enum.IntEnum):

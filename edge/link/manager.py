@@ -141,6 +141,7 @@ class LinkManager:
         bridge_poll_s: float = 0.5,
         clock: Callable[[], float] = time.time,
         queued: Callable[[list[str]], set[str]] | None = None,
+        updates: Any = None,
     ):
         self._ingest = ingest
         self._configured = list(ports)
@@ -172,6 +173,7 @@ class LinkManager:
         # daemon passes a probe)
         self._queued = queued
         self._probe_failing = False
+        self._updates = updates  # edge.fuota.serial.SerialUpdates: firmware updates of bridges
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -309,13 +311,21 @@ class LinkManager:
                 ),
             )
             self._ingest.submit_call(lambda conn, now, peer=dict(event.peer): _note_peer(conn, peer, now))
+            if self._updates is not None:
+                self._updates.session_started(dict(event.peer))
             with self._lock:
                 self._last_bridge_poll = float("-inf")  # a bridge's waiting commands go now
             self._wake.set()
         elif isinstance(event, Acked):
-            self._on_downlink_acked(port, event.token)
+            if _is_update(event.token):
+                self._updates.acked(event.token, event.result)
+            else:
+                self._on_downlink_acked(port, event.token)
         elif isinstance(event, Refused):
-            self._on_downlink_refused(event)
+            if _is_update(event.token):
+                self._updates.refused(event.token, event.reason.name, event.text)
+            else:
+                self._on_downlink_refused(event)
         elif isinstance(event, LinkLost):
             log.warning("link lost %s", kv(port=state.path, reason=event.reason))
         elif isinstance(event, PortClosed):
@@ -390,6 +400,11 @@ class LinkManager:
             }
 
     def _poll_bridges(self, mono: float) -> None:
+        if self._updates is not None:
+            try:
+                self._updates.poll(self._bridge_links())
+            except Exception:  # a bad update row or package must not stop the supervisor
+                log.exception("firmware update poll failed")
         # frames taken before (window full, port gone) go first; a bridge gets new ones after them
         ready = [dev for dev, port in self._bridge_links().items() if self._send_waiting(dev, port)]
         if ready and self._queued is not None:
@@ -473,6 +488,10 @@ class LinkManager:
                 conn, device_id, dl_id, event.reason.name, event.text, now=now
             )
         )
+
+
+def _is_update(token: Any) -> bool:
+    return isinstance(token, tuple) and bool(token) and token[0] == "update"
 
 
 def _note_peer(conn, peer: dict[str, Any], now: float) -> None:

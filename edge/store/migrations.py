@@ -246,6 +246,60 @@ MIGRATIONS: list[Migration] = [
     ("0008_store_v2", migrate_v2.upgrade),
     # LoRaWAN: the join and network server tables; devices keep their rows (edge/lorawan/schema.py).
     ("0010_lorawan", lorawan_schema.MIGRATION),
+    # Devices that are not our modules: ChirpStack (LoRaWAN), UDP and CoAP (docs/sources.md).
+    (
+        "0011_sources",
+        """
+        CREATE TABLE source_devices (
+            device_id TEXT PRIMARY KEY CHECK (length(device_id) = 16),  -- registered or quarantined
+            source TEXT NOT NULL CHECK (source IN ('chirpstack', 'udp', 'coap')),
+            application TEXT NOT NULL DEFAULT '',            -- ChirpStack application id
+            name TEXT NOT NULL DEFAULT '',                   -- as ChirpStack names it
+            tags TEXT NOT NULL DEFAULT '{}',                 -- ChirpStack device tags, JSON
+            fcnt_base INTEGER NOT NULL DEFAULT 0,            -- stored fcnt = fcnt_base + LoRaWAN fCnt
+            session TEXT NOT NULL DEFAULT ''                 -- the join (deduplicationId) that began it
+        );
+        CREATE TABLE source_uplinks (
+            id INTEGER PRIMARY KEY,                          -- readings.id
+            dedup_id TEXT NOT NULL UNIQUE,                   -- ChirpStack deduplicationId
+            fcnt INTEGER NOT NULL,                           -- fCnt as the device sent it
+            fport INTEGER NOT NULL,
+            object TEXT,                                     -- ChirpStack's decoded object, JSON
+            data BLOB                                        -- the LoRaWAN payload, when raw is the object
+        );
+        CREATE TABLE source_downlinks (
+            downlink_id INTEGER PRIMARY KEY,                 -- downlinks.id
+            queue_id TEXT NOT NULL UNIQUE,                   -- the id ChirpStack's ack/txack events name
+            published_at REAL NOT NULL
+        );
+        """,
+    ),
+    (
+        "0014_module_updates",
+        """
+        -- Firmware updates of modules (edge.fuota): one row per update asked for, its package
+        -- on disk, the bytes the module has acknowledged (a transfer resumes from there), and
+        -- how it ended. queued -> sending -> staged -> done | rolled_back | failed | cancelled.
+        CREATE TABLE module_updates (
+            id INTEGER PRIMARY KEY,
+            device_id TEXT NOT NULL REFERENCES devices(id) ON DELETE CASCADE,
+            board TEXT NOT NULL,
+            version TEXT NOT NULL,
+            from_version TEXT,
+            package TEXT NOT NULL,                            -- path of the package file
+            package_sha256 TEXT NOT NULL CHECK (length(package_sha256) = 64),
+            size INTEGER NOT NULL,
+            sent INTEGER NOT NULL DEFAULT 0,
+            state TEXT NOT NULL DEFAULT 'queued' CHECK (state IN
+                ('queued', 'sending', 'staged', 'done', 'rolled_back', 'failed', 'cancelled')),
+            error TEXT,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        );
+        CREATE UNIQUE INDEX module_updates_one_active ON module_updates (device_id)
+            WHERE state IN ('queued', 'sending', 'staged');
+        """,
+    ),
 ]
 
 

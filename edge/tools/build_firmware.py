@@ -22,6 +22,7 @@ import argparse
 import hashlib
 import json
 import logging
+import re
 import shutil
 import subprocess
 import sys
@@ -194,14 +195,33 @@ def build_bundle(
     shutil.rmtree(out / ".check", ignore_errors=True)
     if profile is not None:
         (out / "board.json").write_text(json.dumps(profile, indent=1) + "\n")
-    files = {
-        str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(out.rglob("*"))
-        if p.is_file()
+    paths = [p for p in sorted(out.rglob("*")) if p.is_file()]
+    files = {str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest() for p in paths}
+    sizes = {str(p.relative_to(out)): p.stat().st_size for p in paths}
+    version, min_previous = firmware_versions(firmware_dir)
+    manifest = {
+        "board": profile["name"] if profile else None,
+        "arch": arch,
+        "version": version,
+        "min_previous": min_previous,  # the oldest version whose updater can take this bundle
+        "total_size": sum(sizes.values()),
+        "files": files,
+        "sizes": sizes,
     }
-    manifest = {"board": profile["name"] if profile else None, "arch": arch, "files": files}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     return manifest
+
+
+def firmware_versions(firmware_dir: Path = FIRMWARE_DIR) -> tuple[str, str]:
+    """(FW_VERSION from fp/device.py, UPDATES_FROM from fp/update.py): the firmware states its own
+    version, and the oldest version whose updater can take a package of it."""
+    found = []
+    for rel, name in (("fp/device.py", "FW_VERSION"), ("fp/update.py", "UPDATES_FROM")):
+        match = re.search(rf'^{name} = "([0-9]+\.[0-9]+\.[0-9]+)"', (firmware_dir / rel).read_text(), re.M)
+        if match is None:
+            raise BuildError(f'{rel} declares no {name} = "MAJOR.MINOR.PATCH"')
+        found.append(match[1])
+    return found[0], found[1]
 
 
 def load_profile(name: str, boards_dir: Path = BOARDS_DIR) -> dict:

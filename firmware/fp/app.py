@@ -44,6 +44,9 @@ async def main(cfg_path="config.json", hal=None):
     del config
     unload("fp.config")
     if n > cfg["safe_boots"]:
+        if _exists(update_state_path()):  # crashing since an update: the old firmware comes back
+            from fp import update
+            return update.Updater().rollback("%d crashed boots" % (n - 1))
         _err("safe mode: %d boots without running %d s" % (n - 1, STABLE_MS // 1000))
         return await safe_mode("%d crashed boots" % (n - 1), cfg, cfg_path)
     if hal is None:
@@ -85,6 +88,8 @@ async def _run(cfg, cfg_path, hal):
         role = Node(dev, hal, beat=lambda: sup.beat("node"), trace=_trace if cfg.get("trace") else None)
         sup.start("node", role.run)
     sup.start("stable", _stable, watch=False)  # a timer: it never beats
+    if _exists(update_state_path()):
+        sup.start("update", lambda: _confirm_update(dev, role), watch=False)
     print("fieldpost %s %s %s board=%s journal=%d fcnt=%d" % (FW_VERSION, cfg["role"], cfg["id"], hal.name,
                                                              len(journal), counter.next))
     try:
@@ -114,6 +119,25 @@ def unload(name):
 async def _stable():
     await asyncio.sleep_ms(STABLE_MS)
     bootguard.clear()
+    while True:
+        await asyncio.sleep_ms(3600000)
+
+
+def update_state_path():
+    from fp.update import firmware_root, DIR
+    return firmware_root() + DIR + "/state"
+
+
+async def _confirm_update(dev, role):
+    # A firmware on trial after an update (fp/update.py) is kept once it has done its job once:
+    # a bridge's link handshake, a node's reading acknowledged by the edge. Until then a reboot
+    # counts a trial boot, and too many bring the old firmware back.
+    from fp import update
+    link = getattr(role, "link", None)
+    while not (dev.stats["acked"] > 0 or (link is not None and link.up)):
+        await asyncio.sleep_ms(200)
+    if update.Updater().confirm():
+        print("fieldpost update: confirmed", FW_VERSION)
     while True:
         await asyncio.sleep_ms(3600000)
 
@@ -158,12 +182,36 @@ async def safe_mode(reason, cfg, cfg_path):
     hello = {"id": (cfg or {}).get("id", "0000000000000000"), "fw": FW_VERSION,
              "role": (cfg or {}).get("role", "node"), "board": (cfg or {}).get("board", "?"),
              "safe": reason[:80]}
-    link = Link(hello, time.ticks_ms)
-    io = LinkIO(uart, link, lambda ev: None) if uart else None
+    # Safe mode is where a fix is most wanted: a firmware update is taken over the link (the
+    # module's key from its config authenticates the commit), and staged, it reboots into it.
+    link = Link(hello, time.ticks_ms, accept=(fr.UPDATE_OFFER, fr.UPDATE_CHUNK, fr.UPDATE_COMMIT))
+    staged = []
+
+    def on_event(ev):
+        from fp.link import EV_RECEIVED
+        if ev[0] != EV_RECEIVED:
+            return
+        if not cfg:
+            link.nack(ev[2], fr.NACK_INVALID, "update: no config, no key")
+            return
+        from fp import update_rx
+        from binascii import unhexlify
+        if not staged:
+            staged.append(update_rx.Receiver(unhexlify(cfg["key"]), cfg["board"], FW_VERSION))
+        if update_rx.on_frame(staged[0], link, ev[1], ev[2], ev[3]):
+            staged.append(True)
+        io.flush()
+
+    io = LinkIO(uart, link, on_event) if uart else None
     if io:
         asyncio.create_task(io.run())
+    tick = 0
     while True:
-        if io and link.up and link.can_send():
+        if len(staged) > 1:
+            await asyncio.sleep_ms(200)  # the ACK of the commit goes out first
+            return "update staged in safe mode"
+        if tick % 50 == 0 and io and link.up and link.can_send():  # every 10 s
             io.send(fr.LOG, json.dumps({"lvl": "error", "msg": "safe mode: " + reason}).encode(), None)
             io.send(fr.STATUS, json.dumps({"safe": True, "reason": reason[:120]}).encode(), None)
-        await asyncio.sleep_ms(10000)
+        tick += 1
+        await asyncio.sleep_ms(200)

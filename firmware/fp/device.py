@@ -8,7 +8,7 @@ from fp import lpp, store
 from fp import radio_frame as rf
 from fp.airtime import DutyBudget, region_params
 
-FW_VERSION = "0.2.0"
+FW_VERSION = "0.3.0"
 _DLIDS = "dlids"  # last executed downlink ids, so a resent reboot does not reboot twice
 
 

@@ -36,6 +36,9 @@ UPLINK = const(0x10)
 DOWNLINK = const(0x11)
 STATUS = const(0x12)
 LOG = const(0x13)
+UPDATE_OFFER = const(0x14)  # firmware update of the module itself (fp/update_rx.py)
+UPDATE_CHUNK = const(0x15)
+UPDATE_COMMIT = const(0x16)
 
 NACK_BUSY = const(1)
 NACK_GAP = const(2)
@@ -44,7 +47,8 @@ NACK_INVALID = const(4)
 NACK_NO_SESSION = const(5)
 NACK_VERSION = const(6)
 
-KNOWN_TYPES = (HELLO, HELLO_ACK, ACK, NACK, UPLINK, DOWNLINK, STATUS, LOG)
+KNOWN_TYPES = (HELLO, HELLO_ACK, ACK, NACK, UPLINK, DOWNLINK, STATUS, LOG, UPDATE_OFFER, UPDATE_CHUNK,
+               UPDATE_COMMIT)
 
 
 class FrameError(ValueError):

@@ -158,8 +158,18 @@ def build_wheels(pip: list[str], src: Path, wheels: Path) -> None:
         (src / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO / name, src / name)
     quiet(*pip, "wheel", "--no-deps", "--wheel-dir", wheels, src)
-    # Every pinned dependency as a wheel (sdist-only ones are built here, for this CPU).
-    quiet(*pip, "wheel", "--no-deps", "--wheel-dir", wheels, "--requirement", HERE / "requirements.txt")
+    # Every pinned dependency as a wheel (sdist-only ones are built here, for this CPU). PEP 517 for
+    # all: an sdist with only a setup.py (chirpstack-api) would otherwise need `wheel` in this venv.
+    quiet(
+        *pip,
+        "wheel",
+        "--no-deps",
+        "--use-pep517",
+        "--wheel-dir",
+        wheels,
+        "--requirement",
+        HERE / "requirements.txt",
+    )
 
 
 def make_venv(pip: list[str], venv: Path, wheels: Path) -> None:
@@ -186,16 +196,24 @@ def make_venv(pip: list[str], venv: Path, wheels: Path) -> None:
     check_venv(venv)
 
 
+# Requirements a bundled distribution declares that are deliberately left out (requirements.txt says
+# why): chirpstack-api's gRPC client stack, which Fieldpost never imports (only its protobuf messages).
+NOT_BUNDLED = {"chirpstack-api": ("grpcio", "google-api-core")}
+
+
 def check_venv(venv: Path) -> None:
     """Run the environment with Debian's interpreter: every requirement met, the command starts."""
     script = (
         "import importlib.metadata as md\n"
         "from packaging.requirements import Requirement\n"
+        f"not_bundled = {NOT_BUNDLED!r}\n"
         "missing = []\n"
         "for dist in md.distributions():\n"
         "    for text in dist.requires or []:\n"
         "        req = Requirement(text)\n"
         "        if req.marker and not req.marker.evaluate({'extra': ''}):\n"
+        "            continue\n"
+        "        if req.name in not_bundled.get(dist.metadata['Name'], ()):\n"
         "            continue\n"
         "        try:\n"
         "            found = md.version(req.name)\n"
@@ -208,6 +226,8 @@ def check_venv(venv: Path) -> None:
     )
     run_staged(venv, script)
     run_staged(venv, "import runpy; runpy.run_module('edge', run_name='__main__')", "--help")
+    # what is left of chirpstack-api without its gRPC stack is what edge.sources uses
+    run_staged(venv, "import edge.sources.chirpstack, edge.sources.coap")
 
 
 def run_staged(venv: Path, code: str, *args: str) -> str:
@@ -339,12 +359,18 @@ def _short(text: str | None) -> str:
 
 
 def normalise_modes(root: Path) -> None:
-    """0755 for folders and executables, 0644 for the rest: wheels and umasks vary."""
+    """0755 for folders and executables, 0644 for the rest: wheels and umasks vary. A file counts as
+    executable only if it is a program (ELF or #!): some wheels (protobuf) mark every file executable."""
     for path in [root, *root.rglob("*")]:
         if path.is_symlink():
             continue
-        executable = path.is_dir() or (path.stat().st_mode & 0o111)
+        executable = path.is_dir() or (path.stat().st_mode & 0o111 and (_is_elf(path) or _is_script(path)))
         path.chmod(0o755 if executable else 0o644)
+
+
+def _is_script(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(2) == b"#!"
 
 
 def installed_size_kib(root: Path) -> int:

@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from edge.tools.build_firmware import firmware_versions
 from tests.conftest import wait_until
 from tests.firmware.edgepeer import EdgePeer, radio_frame
 from tests.firmware.modules import (
@@ -29,6 +30,8 @@ from tests.firmware.modules import (
     taken,
     trace,
 )
+
+FW_VERSION = firmware_versions()[0]
 
 pytestmark = pytest.mark.firmware
 
@@ -247,7 +250,9 @@ def test_reboot_config_update_own_readings_and_edge_restart(site):
     before = max(f for (d, f) in edge.stored if d == NODE_ID)
     edge.queue_command(NODE_ID, 403, 4)
     wait_until(lambda: 403 in edge.downlink_results, timeout=20, what="reboot result")
-    wait_until(lambda: s.node.output_text().count("fieldpost 0.2.0 node") >= 2, timeout=20, what="reboot")
+    wait_until(
+        lambda: s.node.output_text().count(f"fieldpost {FW_VERSION} node") >= 2, timeout=20, what="reboot"
+    )
     assert "SAFE MODE" not in s.node.output_text()
     wait_until(lambda: max(edge.readings(NODE_ID)) > before + 1, timeout=30, what="readings after reboot")
 

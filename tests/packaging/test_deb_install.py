@@ -88,3 +88,17 @@ def test_the_bundled_environment_sees_debians_gpio_library_and_nothing_else(inst
     assert installed.run(python, "-c", "import lgpio; print(lgpio.WHO)").stdout.strip() == "python3-lgpio"
     other = installed.run(python, "-c", "import fieldpost_other", check=False)
     assert other.returncode != 0 and "ModuleNotFoundError" in other.stderr
+
+
+def test_the_bundled_environment_reads_chirpstack_messages_and_serves_coap(installed):
+    # chirpstack-api is bundled without the gRPC stack it declares (packaging/deb/requirements.txt):
+    # its protobuf messages, the ChirpStack source and the CoAP server must import and work without it
+    python = "/usr/lib/fieldpost/bin/python3"
+    script = (
+        "from chirpstack_api import integration; import edge.sources.chirpstack, edge.sources.coap;"
+        "from edge.sources.chirpstack_events import parse_event;"
+        "e = integration.UplinkEvent(deduplication_id='d', f_cnt=3, f_port=1, data=b'x');"
+        "e.device_info.dev_eui = '0102030405060708';"
+        "print(parse_event('application/a/device/0102030405060708/event/up', e.SerializeToString()).fcnt)"
+    )
+    assert installed.run(python, "-c", script).stdout.strip() == "3"

@@ -29,7 +29,13 @@ class Bridge:
         self.modem = hal.modem
         self.beat = beat or (lambda name: None)
         hello = {"id": self.cfg["id"], "fw": FW_VERSION, "role": "bridge", "board": hal.name}
-        self.link = link or Link(hello, time.ticks_ms, accept=(fr.DOWNLINK,))
+        from fp import update
+        upd = update.Updater().last_result()  # how the last firmware update ended (edge.fuota.serial)
+        if upd:
+            hello["upd"] = upd
+        self.link = link or Link(hello, time.ticks_ms, accept=(fr.DOWNLINK, fr.UPDATE_OFFER, fr.UPDATE_CHUNK,
+                                                               fr.UPDATE_COMMIT))
+        self.updates = None  # fp.update_rx.Receiver, loaded with the first update frame
         self.io = LinkIO(hal.uart, self.link, self.on_event, on_error=self._event_error,
                          beat=lambda: self.beat("link"))
         self.tx_lock = asyncio.Lock()
@@ -173,6 +179,9 @@ class Bridge:
                 self.refusals.refused(fcnt, code)
 
     def _own_command(self, ftype, seq, payload):
+        if fr.UPDATE_OFFER <= ftype <= fr.UPDATE_COMMIT:
+            self._update_frame(ftype, seq, payload)
+            return
         if ftype != fr.DOWNLINK:
             self.link.nack(seq, fr.NACK_UNSUPPORTED, "type")
             return
@@ -188,6 +197,15 @@ class Bridge:
         if port == rf.DL_PORT_COMMAND:
             self.dev.command(command)  # the answer is journaled and goes up on port 2
         self.link.ack(seq)
+        self.io.flush()
+
+    def _update_frame(self, ftype, seq, payload):
+        # A firmware update of this bridge (docs/updates.md): once staged, it reboots into it.
+        from fp import update_rx
+        if self.updates is None:
+            self.updates = update_rx.Receiver(self.dev.key, self.hal.name, FW_VERSION)
+        if update_rx.on_frame(self.updates, self.link, ftype, seq, payload):
+            self.dev.reboot_due = True
         self.io.flush()
 
     # --- own uplinks, status ----------------------------------------------------

@@ -1,0 +1,285 @@
+"""`fieldpost firmware`: the update bundles the edge keeps and the packages made from them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from edge.cli import Context, _fail, pass_ctx
+from edge.errors import FieldpostError, UpdateError
+from edge.fuota.store import BundleStore
+from edge.store import transaction
+
+STORE_FOLDER = "firmware"  # beside the database: on the Pi, /var/lib/fieldpost/firmware
+
+
+def bundle_store(ctx: Context) -> BundleStore:
+    return BundleStore(ctx.db_path.parent / STORE_FOLDER)
+
+
+@click.group("firmware")
+def firmware_group() -> None:
+    """Firmware bundles kept for module updates, and update packages (full or delta)."""
+
+
+@firmware_group.command("keep")
+@click.argument("bundles", nargs=-1, required=True, type=click.Path(file_okay=False, path_type=Path))
+@pass_ctx
+def keep_command(ctx: Context, bundles: tuple[Path, ...]) -> None:
+    """Keep built board bundles (build/firmware/<board>/ from `make firmware`)."""
+    store = bundle_store(ctx)
+    for bundle in bundles:
+        try:
+            manifest = store.keep(bundle)
+        except FieldpostError as exc:
+            raise _fail(exc) from exc
+        click.echo(
+            f"kept {manifest.board} {manifest.version}: {len(manifest.files)} files, {manifest.total_size} bytes"
+        )
+
+
+@firmware_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@pass_ctx
+def list_command(ctx: Context, as_json: bool) -> None:
+    """Kept bundles per board, and how many registered modules run each version."""
+    store = bundle_store(ctx)
+    running: dict[tuple[str, str], int] = {}
+    if ctx.db_path.exists():
+        with ctx.db() as conn:
+            for board, version, n in conn.execute(
+                "SELECT board, firmware, count(*) FROM devices WHERE firmware != '' GROUP BY board, firmware"
+            ):
+                running[(board, version)] = n
+    rows = []
+    for board in store.boards():
+        for version in store.versions(board):
+            manifest, _ = store.bundle(board, version)
+            rows.append(
+                {
+                    "board": board,
+                    "version": version,
+                    "files": len(manifest.files),
+                    "bytes": manifest.total_size,
+                    "min_previous": manifest.min_previous,
+                    "modules_running": running.get((board, version), 0),
+                }
+            )
+    if as_json:
+        click.echo(json.dumps(rows, indent=1))
+        return
+    if not rows:
+        click.echo(f"no bundles kept in {store.root} (fieldpost firmware keep build/firmware/<board>)")
+        return
+    click.echo(f"{'board':<14}{'version':<10}{'files':>6}{'bytes':>10}  {'from':<8}{'modules':>8}")
+    for r in rows:
+        click.echo(
+            f"{r['board']:<14}{r['version']:<10}{r['files']:>6}{r['bytes']:>10}  "
+            f"{r['min_previous']:<8}{r['modules_running']:>8}"
+        )
+
+
+@firmware_group.command("package")
+@click.argument("board")
+@click.argument("version")
+@click.option("--running", help="The version on the module (a delta from it if that bundle is kept).")
+@click.option("--device", "device_id", help="Take the board's running version from this registered module.")
+@click.option("--full", is_flag=True, help="Every file, even those the module already has.")
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Package file to write.",
+)
+@pass_ctx
+def package_command(
+    ctx: Context, board: str, version: str, running: str | None, device_id: str | None, full: bool, out: Path
+) -> None:
+    """Write the update package that moves a module of BOARD to VERSION."""
+    if device_id:
+        with ctx.db() as conn:
+            row = conn.execute("SELECT board, firmware FROM devices WHERE id = ?", (device_id,)).fetchone()
+        if row is None:
+            raise click.ClickException(f"no registered module {device_id}")
+        if row[0] and row[0] != board:
+            raise click.ClickException(f"module {device_id} is a {row[0]}, not a {board}")
+        running = row[1] or None
+    try:
+        plan, data = bundle_store(ctx).package_for(board, version, running, full=full)
+    except UpdateError as exc:
+        raise _fail(exc) from exc
+    out.write_bytes(data)
+    kind = f"delta from {plan.base.version}" if plan.base else "full"
+    click.echo(
+        f"{out}: {board} {version}, {kind}: {len(plan.changed)} files ({plan.payload_size} bytes), "
+        f"{len(plan.removed)} removed, {len(data)} bytes packed"
+    )
+
+
+# --- module updates ------------------------------------------------------------------------------
+
+PACKAGES_FOLDER = "packages"
+
+
+@click.group("modules")
+def modules_group() -> None:
+    """Firmware updates of registered modules (bridges over their serial link)."""
+
+
+@modules_group.command("update")
+@click.option("--device", "device_ids", multiple=True, help="A module to update (repeatable).")
+@click.option("--board", help="Every registered bridge of this board profile.")
+@click.option("--version", "version", required=True, help="The kept firmware version to install.")
+@click.option("--full", is_flag=True, help="Send every file, not a delta.")
+@click.option(
+    "--wait", "wait_s", type=float, default=0, help="Wait up to this many seconds, showing progress."
+)
+@pass_ctx
+def update_command(
+    ctx: Context, device_ids: tuple[str, ...], board: str | None, version: str, full: bool, wait_s: float
+) -> None:
+    """Queue firmware updates; the running daemon sends them when each module's link is up."""
+    import time
+
+    from edge.fuota import jobs
+    from edge.registry import audit
+
+    store = bundle_store(ctx)
+    queued = []
+    with ctx.db() as conn:
+        rows = conn.execute("SELECT id, board, role, firmware FROM devices ORDER BY id").fetchall()
+        wanted = [r for r in rows if r[0] in device_ids or (board and r[1] == board)]
+        missing = set(device_ids) - {r[0] for r in rows}
+        if missing:
+            raise click.ClickException(f"no registered module {', '.join(sorted(missing))}")
+        if not wanted:
+            raise click.ClickException(
+                f"no registered module of board {board}" if board else "name --device or --board"
+            )
+        for dev, dev_board, role, running in wanted:
+            if role != "bridge":
+                raise click.ClickException(
+                    f"{dev} is a {role}: over-the-air updates of nodes are not built yet (docs/updates.md)"
+                )
+            if not dev_board:
+                raise click.ClickException(f"{dev} has not said HELLO yet: its board is unknown")
+            try:
+                plan, data = store.package_for(dev_board, version, running or None, full=full)
+            except UpdateError as exc:
+                raise click.ClickException(f"{dev}: {exc}") from exc
+            path = _save_package(ctx, data)
+            now = time.time()
+            try:
+                with transaction(conn):
+                    job_id = jobs.queue(
+                        conn,
+                        dev,
+                        board=dev_board,
+                        version=version,
+                        from_version=running or None,
+                        package=str(path),
+                        sha256=path.stem,
+                        size=len(data),
+                        now=now,
+                    )
+                    audit(
+                        conn,
+                        actor="cli",
+                        action="module.update",
+                        target=dev,
+                        detail={"from": running or None, "to": version, "bytes": len(data), "job": job_id},
+                        now=now,
+                    )
+            except UpdateError as exc:
+                raise click.ClickException(str(exc)) from exc
+            kind = f"delta from {plan.base.version}" if plan.base else "full"
+            click.echo(
+                f"queued update {job_id}: {dev} {running or '?'} -> {version} ({kind}, {len(data)} bytes)"
+            )
+            queued.append(job_id)
+    if wait_s > 0:
+        _wait(ctx, queued, wait_s)
+
+
+def _save_package(ctx: Context, data: bytes) -> Path:
+    import hashlib
+
+    folder = ctx.db_path.parent / STORE_FOLDER / PACKAGES_FOLDER
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{hashlib.sha256(data).hexdigest()}.fpup"
+    if not path.exists():
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    return path
+
+
+def _wait(ctx: Context, job_ids: list[int], wait_s: float) -> None:
+    import time
+
+    from edge.fuota import jobs
+
+    deadline = time.monotonic() + wait_s
+    ended: dict[int, jobs.Job] = {}
+    with ctx.db() as conn:
+        total = sum(j.size for j in (jobs.get(conn, i) for i in job_ids) if j)
+        with click.progressbar(length=total, label="updating", file=None) as bar:
+            shown = 0
+            while len(ended) < len(job_ids) and time.monotonic() < deadline:
+                current = [jobs.get(conn, i) for i in job_ids]
+                done_bytes = sum(
+                    j.size if j.state not in ("queued", "sending") else j.sent for j in current if j
+                )
+                bar.update(done_bytes - shown)
+                shown = done_bytes
+                ended = {j.id: j for j in current if j and j.state in jobs.ENDED}
+                time.sleep(0.5)
+    failed = []
+    for i in job_ids:
+        with ctx.db() as conn:
+            j = jobs.get(conn, i)
+        if j is None:
+            continue
+        click.echo(
+            f"update {j.id}: {j.device_id} {j.version}: {j.state}" + (f" ({j.error})" if j.error else "")
+        )
+        if j.state != "done":
+            failed.append(j)
+    if failed:
+        raise click.ClickException(f"{len(failed)} of {len(job_ids)} updates did not finish as done")
+
+
+@modules_group.command("updates")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@pass_ctx
+def updates_command(ctx: Context, as_json: bool) -> None:
+    """Recent firmware updates: state, bytes sent, how they ended."""
+    from edge.fuota import jobs
+
+    with ctx.db() as conn:
+        rows = jobs.listing(conn)
+    if as_json:
+        click.echo(json.dumps(rows, indent=1))
+        return
+    for r in rows:
+        click.echo(
+            f"{r['id']:>4} {r['device_id']} {r['from_version'] or '?'} -> {r['version']:<8} {r['state']:<11} "
+            f"{r['sent']}/{r['size']}" + (f"  {r['error']}" if r["error"] else "")
+        )
+
+
+@modules_group.command("cancel")
+@click.argument("device_id")
+@pass_ctx
+def cancel_command(ctx: Context, device_id: str) -> None:
+    """Cancel a module's queued or sending update (a staged one is already on the module)."""
+    import time
+
+    from edge.fuota import jobs
+
+    with ctx.db() as conn, transaction(conn):
+        n = jobs.cancel(conn, device_id, now=time.time())
+    click.echo(f"cancelled {n} update(s) of {device_id}")

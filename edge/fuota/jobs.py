@@ -1,0 +1,113 @@
+"""Module firmware updates as rows (table module_updates, migration 0014): what was asked for, how
+far the transfer got, how it ended. Plain SQL on a connection the caller owns (the daemon's
+writer, or the CLI's)."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+
+from edge.errors import UpdateError
+
+ACTIVE = ("queued", "sending", "staged")
+ENDED = ("done", "rolled_back", "failed", "cancelled")
+_COLUMNS = "id, device_id, board, version, from_version, package, package_sha256, size, sent, state, error"
+
+
+@dataclass(frozen=True)
+class Job:
+    id: int
+    device_id: str
+    board: str
+    version: str
+    from_version: str | None
+    package: str
+    sha256: str
+    size: int
+    sent: int
+    state: str
+    error: str | None
+
+
+def queue(
+    conn: sqlite3.Connection,
+    device_id: str,
+    *,
+    board: str,
+    version: str,
+    from_version: str | None,
+    package: str,
+    sha256: str,
+    size: int,
+    now: float,
+) -> int:
+    """Ask for an update of ``device_id``; one active update per module (refused otherwise)."""
+    try:
+        cur = conn.execute(
+            "INSERT INTO module_updates (device_id, board, version, from_version, package, package_sha256,"
+            " size, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (device_id, board, version, from_version, package, sha256, size, now, now),
+        )
+    except sqlite3.IntegrityError as exc:
+        if "module_updates.device_id" in str(exc) or "UNIQUE" in str(exc):
+            raise UpdateError(
+                f"module {device_id} already has an update under way (cancel it first)"
+            ) from None
+        raise UpdateError(f"module {device_id}: {exc}") from None
+    return int(cur.lastrowid)
+
+
+def active(conn: sqlite3.Connection) -> list[Job]:
+    rows = conn.execute(
+        f"SELECT {_COLUMNS} FROM module_updates WHERE state IN {ACTIVE} ORDER BY id"
+    ).fetchall()
+    return [Job(*row) for row in rows]
+
+
+def listing(conn: sqlite3.Connection, *, limit: int = 100) -> list[dict]:
+    rows = conn.execute(
+        f"SELECT {_COLUMNS}, created_at, updated_at FROM module_updates ORDER BY id DESC LIMIT ?", (limit,)
+    ).fetchall()
+    keys = [*_COLUMNS.split(", "), "created_at", "updated_at"]
+    return [dict(zip(keys, row, strict=True)) for row in rows]
+
+
+def get(conn: sqlite3.Connection, job_id: int) -> Job | None:
+    row = conn.execute(f"SELECT {_COLUMNS} FROM module_updates WHERE id = ?", (job_id,)).fetchone()
+    return Job(*row) if row else None
+
+
+def progress(conn: sqlite3.Connection, job_id: int, sent: int, *, now: float) -> None:
+    conn.execute(
+        "UPDATE module_updates SET state = 'sending', sent = max(?, 0), updated_at = ?"
+        " WHERE id = ? AND state IN ('queued', 'sending')",
+        (sent, now, job_id),
+    )
+
+
+def staged(conn: sqlite3.Connection, job_id: int, *, now: float) -> None:
+    conn.execute(
+        "UPDATE module_updates SET state = 'staged', sent = size, updated_at = ? WHERE id = ? AND state = 'sending'",
+        (now, job_id),
+    )
+
+
+def finish(
+    conn: sqlite3.Connection, job_id: int, state: str, *, error: str | None = None, now: float
+) -> None:
+    if state not in ENDED:
+        raise ValueError(f"{state!r} is not an end state")
+    conn.execute(
+        f"UPDATE module_updates SET state = ?, error = ?, updated_at = ? WHERE id = ? AND state IN {ACTIVE}",
+        (state, error, now, job_id),
+    )
+
+
+def cancel(conn: sqlite3.Connection, device_id: str, *, now: float) -> int:
+    """Cancel the module's queued or sending update (a staged one is on the module already)."""
+    cur = conn.execute(
+        "UPDATE module_updates SET state = 'cancelled', updated_at = ?"
+        " WHERE device_id = ? AND state IN ('queued', 'sending')",
+        (now, device_id),
+    )
+    return cur.rowcount
