@@ -169,3 +169,24 @@ def test_rotating_the_app_key_voids_the_session_and_the_counter_may_start_over(d
     node.accept(out.ack[1:])
     assert send(db, net, node.uplink(lpp_reading(7))).result == AckResult.STORED
     assert [r.msg_id.split(":")[1] for r in stored(db, DEV)] == ["0", "1", "2", "3"]
+
+
+def test_abp_session_set_by_hand_takes_uplinks(db, net):
+    from edge.lorawan import server
+
+    key = add(db, DEV)
+    node = EndDevice(DEV, key)
+    node.devaddr, node.nwk, node.app = 0x260B0001, bytes(range(16)), bytes(range(16, 32))
+    with transaction(db):
+        server.activate_abp(
+            db,
+            DEV,
+            devaddr=node.devaddr,
+            nwk_skey=node.nwk,
+            app_skey=node.app,
+            number=Numbers().number(db, DEV, create=True),
+            now=1.0,
+        )
+    for i in range(3):
+        assert send(db, net, node.uplink(lpp_reading(i))).result == AckResult.STORED
+    assert [r.msg_id for r in stored(db, DEV)] == [f"{DEV}:0", f"{DEV}:1", f"{DEV}:2"]
