@@ -98,6 +98,9 @@ def test_a_sniffer_on_the_air_sees_no_plaintext_reading(site):
                 "SELECT raw FROM reading_list WHERE device_id = ? AND port = 1", (NODE_ID,)
             )
         ]
+    # what the edge stored is what the node measured: standard LPP readings (temperature,
+    # humidity, battery), decrypted with the session key, not bytes a broken cipher made up
+    assert all(r[0:2] == b"\x01\x67" and r[4:6] == b"\x02\x68" and r[7:9] == b"\x03\x02" for r in raws)
     heard = list(sniffer.frames)
     assert len(heard) >= 16  # uplinks and their downlinks
     # every frame on the air is LoRaWAN: join request/accept, confirmed data up, data down
