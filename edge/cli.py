@@ -23,6 +23,7 @@ import click
 from edge import config as config_mod
 from edge import logs, registry
 from edge.errors import ConfigError, FieldpostError
+from edge.progress import progress_bar
 from edge.store import MIGRATIONS, applied_migrations, backlog, connect, migrate, transaction
 from edge.store.query import ReadingReader
 from edge.store.retention import reclaim
@@ -84,6 +85,7 @@ EXTERNAL_COMMANDS = {
     "provision": "provisioning.cli:provision_group",
     "init": "provisioning.cli:init_command",
     "rules": "edge.rules.cli:rules_group",
+    "notify": "edge.notify.cli:notify_group",
     "webui": "webui.cli:webui_group",
     "users": "webui.cli:users_group",
     "gpio": "edge.gpio.cli:gpio_group",
@@ -454,8 +456,9 @@ def db_migrate(ctx: Context) -> None:
 
 
 @db.command("check")
+@click.option("--json", "as_json", is_flag=True, help='{"ok": ..., "problems": [...]} instead of lines.')
 @pass_ctx
-def db_check(ctx: Context) -> None:
+def db_check(ctx: Context, as_json: bool) -> None:
     """Run SQLite's integrity and foreign-key checks and list pending migrations; exit 1 on a problem."""
     if not ctx.db_path.exists():
         raise click.ClickException(f"no database at {ctx.db_path}")
@@ -464,6 +467,9 @@ def db_check(ctx: Context) -> None:
         problems = check_database(conn)
     finally:
         conn.close()
+    if as_json:
+        click.echo(json.dumps({"db": str(ctx.db_path), "ok": not problems, "problems": problems}, indent=2))
+        sys.exit(1 if problems else 0)
     if problems:
         for p in problems:
             click.echo(p, err=True)
@@ -489,55 +495,77 @@ def check_database(conn: sqlite3.Connection) -> list[str]:
 @click.argument("destination", type=click.Path(dir_okay=False))
 @pass_ctx
 def db_backup(ctx: Context, destination: str) -> None:
-    """Copy the database to DESTINATION, consistently, while the daemon keeps running."""
-    dest = Path(destination)
-    if dest.exists():
-        raise click.ClickException(f"{dest} exists; choose a new file")
+    """Copy the database to DESTINATION while the daemon keeps running, checked and recorded.
+
+    The copy is of one instant; it is kept only if SQLite's integrity_check passes and every table
+    has the rows the database had at that instant.
+    """
+    from edge.backup import records
+    from edge.backup.copy import make_backup
+
+    with ctx.db() as conn, progress_bar("backing up") as progress:
+        result = make_backup(ctx.db_path, Path(destination), progress=progress)
+        records.record_ok(conn, "manual", result)
+    rows = sum(result.row_counts.values())
+    click.echo(f"backed up {ctx.db_path} to {result.path} ({result.bytes} bytes, {rows} rows checked)")
+
+
+@db.command("backups")
+@click.option("--json", "as_json", is_flag=True, help="One JSON array instead of a table.")
+@pass_ctx
+def db_backups(ctx: Context, as_json: bool) -> None:
+    """List the backups the edge made (scheduled and by hand), newest first."""
+    from edge.backup import records
+
     with ctx.db() as conn:
-        target = sqlite3.connect(dest)
-        try:
-            conn.backup(target)
-        finally:
-            target.close()
-    click.echo(f"backed up {ctx.db_path} to {dest} ({dest.stat().st_size} bytes)")
+        found = records.listing(conn)
+    if as_json:
+        click.echo(json.dumps([b.as_dict() for b in found], indent=2))
+        return
+    for b in found:
+        size = "-" if b.bytes is None else str(b.bytes)
+        click.echo(f"{b.id:>5} {_ts(b.started_at)} {b.kind:<7} {b.status:<7} {size:>12} {b.error or b.path}")
 
 
 @db.command("restore")
-@click.argument("source", type=click.Path(exists=True, dir_okay=False))
+@click.argument("source", type=click.Path(dir_okay=False))
+@click.option("--dry-run", is_flag=True, help="Only show what the backup contains; change nothing.")
+@click.option("--json", "as_json", is_flag=True, help="With --dry-run: the contents as JSON.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @pass_ctx
-def db_restore(ctx: Context, source: str, yes: bool) -> None:
-    """Replace the database's contents with the backup SOURCE (checked first).
+def db_restore(ctx: Context, source: str, dry_run: bool, as_json: bool, yes: bool) -> None:
+    """Replace the database with the backup SOURCE (checked first); the old one is kept aside.
 
-    The copy is one transaction on the live file, so a running daemon sees either the
-    old or the restored contents, never a mixture.
+    Refused while the daemon runs. The current database is moved to
+    <db>.before-restore-<time>, never deleted.
     """
-    src = sqlite3.connect(f"file:{Path(source).resolve()}?mode=ro", uri=True)
+    from edge.backup.restore import inspect, restore
+
     try:
-        problems = check_database(src)
-        if any(not p.startswith("migration pending") for p in problems):
-            raise click.ClickException(f"{source} is damaged: {problems[0]}")
-        if not yes:
-            click.confirm(f"Replace the contents of {ctx.db_path} with {source}?", abort=True)
-        ctx.db_path.parent.mkdir(parents=True, exist_ok=True)
-        conn = connect(ctx.db_path)
-        try:
-            src.backup(conn)
-            migrate(conn)
-            with transaction(conn):
-                registry.audit(
-                    conn,
-                    actor="cli",
-                    action="db.restore",
-                    target=str(ctx.db_path),
-                    detail={"source": str(source)},
-                    now=time.time(),
-                )
-        finally:
-            conn.close()
-    finally:
-        src.close()
-    click.echo(f"restored {ctx.db_path} from {source}")
+        contents = inspect(Path(source))
+    except FieldpostError as exc:
+        raise _fail(exc) from exc
+    if dry_run:
+        if as_json:
+            click.echo(json.dumps(contents.as_dict(), indent=2))
+            return
+        click.echo(f"{source}: {contents.bytes} bytes, integrity ok")
+        click.echo(f"migrations: {', '.join(contents.migrations) or '-'}")
+        if contents.first_reading_at is not None:
+            click.echo(f"readings from {_ts(contents.first_reading_at)} to {_ts(contents.last_reading_at)}")
+        for table, rows in contents.row_counts.items():
+            click.echo(f"  {table:<24} {rows:>10} rows")
+        return
+    if not yes:
+        click.confirm(f"Replace {ctx.db_path} with {source}? (the current one is kept aside)", abort=True)
+    try:
+        with progress_bar("restoring") as progress:
+            aside = restore(ctx.db_path, Path(source), progress=progress)
+    except FieldpostError as exc:
+        raise _fail(exc) from exc
+    click.echo(f"restored {ctx.db_path} from {source} ({sum(contents.row_counts.values())} rows)")
+    if aside is not None:
+        click.echo(f"the previous database is kept as {aside}")
 
 
 @db.command("vacuum")
@@ -553,7 +581,8 @@ def db_vacuum(ctx: Context, full: bool) -> None:
             conn.execute("VACUUM")
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         else:
-            reclaim(conn)  # every free page, then the WAL written back and truncated
+            with progress_bar("freeing pages") as progress:
+                reclaim(conn, progress)  # every free page, then the WAL written back and truncated
         after = ctx.db_path.stat().st_size
     click.echo(f"{before} -> {after} bytes")
 
@@ -583,6 +612,11 @@ def db_export(ctx: Context, device_id, since, until, fmt, output) -> None:
             found = reader.device_readings(device_id, start=since, end=until)
         else:
             found = reader.all_readings(start=since, end=until)
+        # a bar only when the readings go to a file: on the terminal it would tear through them
+        to_terminal = output is sys.stdout and sys.stdout.isatty()
+        bar = progress_bar("exporting", enabled=not to_terminal)
+        progress = bar.__enter__()
+        total = _export_total(conn, device_id, since, until) if progress else 0
         writer = None
         if fmt == "csv":
             writer = csv.writer(output)
@@ -603,7 +637,9 @@ def db_export(ctx: Context, device_id, since, until, fmt, output) -> None:
                 ]
             )
         try:
-            for r in found:
+            for done, r in enumerate(found, 1):
+                if progress is not None and (done % 500 == 0 or done == total):
+                    progress(min(done, total), total)
                 values, error = reader.decode(r)
                 if writer is None:
                     doc = reading_document(
@@ -623,7 +659,30 @@ def db_export(ctx: Context, device_id, since, until, fmt, output) -> None:
                 tail = [r.rssi, r.snr, r.raw.hex(), error or ""]
                 writer.writerows(value_rows(base, values or [], tail))
         finally:
+            bar.__exit__(None, None, None)
             reader.close()
+
+
+def _export_total(
+    conn: sqlite3.Connection, device_id: str | None, since: float | None, until: float | None
+) -> int:
+    """How many readings an export will write (only counted for a progress bar)."""
+    from edge.store import numbers, readings
+
+    where, args = ["1"], []
+    if device_id:
+        number = numbers.number_of(conn, device_id)
+        if number is None:
+            return 0
+        where.append("id BETWEEN ? AND ?")
+        args += list(readings.device_bounds(number))
+    if since is not None:
+        where.append("received_ms >= ?")
+        args.append(round(since * 1000))
+    if until is not None:
+        where.append("received_ms < ?")
+        args.append(round(until * 1000))
+    return conn.execute(f"SELECT COUNT(*) FROM readings WHERE {' AND '.join(where)}", args).fetchone()[0]
 
 
 # --- config ----------------------------------------------------------------------------------
@@ -631,13 +690,26 @@ def db_export(ctx: Context, device_id, since, until, fmt, output) -> None:
 
 @main.command("config")
 @click.option("--example", is_flag=True, help="Print a commented file with every key at its default.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="The edge core's values as JSON (other sections by name only)."
+)
 @pass_ctx
-def config_command(ctx: Context, example: bool) -> None:
+def config_command(ctx: Context, example: bool, as_json: bool) -> None:
     """Check the configuration and print the values in effect (file + FIELDPOST_* + defaults)."""
     if example:
         click.echo(config_mod.example())
         return
     cfg = ctx.config
+    if as_json:
+        # other areas' sections hold passwords and tokens: named, never printed
+        out = {name: dict(vars(getattr(cfg, name))) for name in ("edge", "link", "ingest", "http", "log")}
+        click.echo(
+            json.dumps(
+                {"file": str(cfg.path) if cfg.path else None, **out, "other_sections": list(cfg.extra)},
+                indent=2,
+            )
+        )
+        return
     click.echo(f"# from {cfg.path or 'built-in defaults'}")
     for name in ("edge", "link", "ingest", "http", "log"):
         click.echo(f"[{name}]")

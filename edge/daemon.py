@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from edge import alarms, bridge_downlinks, downlinks, preflight
+from edge import alarms, bridge_downlinks, downlinks, preflight, runlock
 from edge.codecs import CodecRunner
 from edge.config import Config
 from edge.fuota.serial import ActiveUpdates, SerialUpdates
@@ -59,6 +59,8 @@ ATTACH_POINTS = (
     "edge.rules.service:attach",
     "edge.sync.service:attach",
     "edge.store.retention_worker:attach",
+    "edge.backup.service:attach",
+    "edge.homeassistant.service:attach",
     "edge.gpio.service:attach",
     "webui.service:attach",
     "edge.sources.service:attach",
@@ -105,6 +107,7 @@ class Daemon:
         self._timer: threading.Thread | None = None
         self._bridge_probe: bridge_downlinks.QueuedProbe | None = None
         self._active_updates: ActiveUpdates | None = None
+        self._runlock: runlock.RunLock | None = None
 
     # --- for other areas --------------------------------------------------------------------
 
@@ -136,6 +139,7 @@ class Daemon:
         cfg = self.config
         preflight.check_database(self.db_path)  # a clear message instead of SQLite's "readonly database"
         self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        self._runlock = runlock.RunLock(self.db_path).acquire()  # `fieldpost db restore` waits for us
         self.conn = connect(self.db_path, cache_kib=WRITER_CACHE_KIB)
         applied = migrate(self.conn)
         if applied:
@@ -239,6 +243,8 @@ class Daemon:
             self._reader.close()
         if self.conn is not None:
             self.conn.close()
+        if self._runlock is not None:
+            self._runlock.release()
         self._stopped.set()
         log.info("edge stopped")
 

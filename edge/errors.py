@@ -94,3 +94,32 @@ class SetupError(FieldpostError):
 
 class UpdateError(FieldpostError):
     """A firmware update bundle or package is unusable (wrong board, version, hash, format)."""
+
+
+class DeliveryError(FieldpostError):
+    """A notification could not be handed to ``target`` (a webhook URL, an address, a target name).
+
+    ``permanent``: retrying cannot help (a malformed apprise URL, no SMTP settings); the queue
+    dead-letters such a notification at once instead of retrying it for days.
+    """
+
+    def __init__(self, target: str, message: str, *, permanent: bool = False):
+        self.target = target
+        self.permanent = permanent
+        super().__init__(f"{target}: {message}")
+
+
+class BackupError(FieldpostError):
+    """A backup or a restore could not be done; ``path`` is the file or directory at fault.
+
+    Nothing already stored is touched when this is raised: the database is only ever read by a
+    backup, and a restore replaces it only after the copy has been checked.
+    """
+
+    def __init__(self, path: str, message: str):
+        self.path = path
+        super().__init__(f"{path}: {message}")
+
+
+class DaemonRunning(FieldpostError):
+    """The edge daemon holds the database (its run lock); the operation needs it stopped."""

@@ -16,6 +16,7 @@ import click
 
 from edge import config as edge_config
 from edge.errors import FieldpostError, ProvisioningError, ValidationError
+from edge.progress import progress_bar
 from provisioning.init import DEFAULT_CONFIG, DEFAULT_DB, DEFAULT_TLS_DIR, UNITS_DIR, InitOptions, run_init
 from provisioning.manifest import read_manifest
 from provisioning.module import ROLES, ModuleSpec, ProvisionResult, machine_reset, provision_module
@@ -421,17 +422,21 @@ def provision_batch_command(ctx, manifest, **options):
         raise click.ClickException(str(exc)) from None
     run = _runner(ctx, **options)
     failed = 0
-    for line, spec in rows:
-        try:
-            result = run(spec, show_progress=False)
-        except FieldpostError as exc:
-            failed += 1
-            click.echo(f"row {line}  {spec.port}  FAILED  {_failure(exc)}")
-            continue
-        click.echo(
-            f"row {line}  {spec.port}  ok  {result.device_id}  {result.registration}  "
-            f"{len(result.copied)} copied"
-        )
+    with progress_bar("provisioning") as progress:
+        for done, (line, spec) in enumerate(rows, 1):
+            try:
+                result = run(spec, show_progress=False)
+            except FieldpostError as exc:
+                failed += 1
+                click.echo(f"row {line}  {spec.port}  FAILED  {_failure(exc)}")
+                continue
+            finally:
+                if progress is not None:
+                    progress(done, len(rows))
+            click.echo(
+                f"row {line}  {spec.port}  ok  {result.device_id}  {result.registration}  "
+                f"{len(result.copied)} copied"
+            )
     click.echo(f"{len(rows) - failed} of {len(rows)} modules provisioned")
     if failed:
         ctx.exit(1)

@@ -1,4 +1,4 @@
-"""Users, passwords, lockout and API tokens: small functions on a connection.
+"""Users, passwords and API tokens: small functions on a connection.
 
 Callers own the transaction. Passwords are hashed with argon2id (argon2-cffi); API tokens are
 random strings shown once and stored as their SHA-256.
@@ -117,36 +117,29 @@ def list_users(conn: sqlite3.Connection) -> list[sqlite3.Row]:
     return conn.execute("SELECT * FROM users ORDER BY username").fetchall()
 
 
-def is_locked(user: sqlite3.Row, now: float) -> bool:
-    return user["locked_until"] is not None and user["locked_until"] > now
+def set_password(
+    conn: sqlite3.Connection, user_id: int, password: str, *, now: float, keep_session: str | None = None
+) -> int:
+    """Store a new password and end the user's sessions (all but ``keep_session``, the cookie id of
+    the session that changed it). Returns how many sessions ended."""
+    from webui import sessions
+
+    validate_password(password)
+    conn.execute(
+        "UPDATE users SET password_hash = ?, password_changed_at = ?, failed_logins = 0, locked_until = NULL"
+        " WHERE id = ?",
+        (_hasher.hash(password), now, user_id),
+    )
+    return sessions.end_all(conn, user_id, keep=keep_session)
 
 
-def record_failed_login(
-    conn: sqlite3.Connection,
-    user: sqlite3.Row,
-    *,
-    now: float,
-    max_failures: int,
-    lockout_s: float,
-) -> bool:
-    """Count a failed password; lock the account after ``max_failures``. True when it was just locked."""
-    failures = user["failed_logins"] + 1
-    if failures >= max_failures:
-        conn.execute(
-            "UPDATE users SET failed_logins = 0, locked_until = ? WHERE id = ?",
-            (now + lockout_s, user["id"]),
-        )
-        return True
-    conn.execute("UPDATE users SET failed_logins = ? WHERE id = ?", (failures, user["id"]))
-    return False
+def set_disabled(conn: sqlite3.Connection, user_id: int, disabled: bool) -> None:
+    """Disable (ending every session at once) or enable a user."""
+    from webui import sessions
 
-
-def record_successful_login(conn: sqlite3.Connection, user: sqlite3.Row) -> None:
-    if user["failed_logins"] or user["locked_until"] is not None:
-        conn.execute(
-            "UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = ?",
-            (user["id"],),
-        )
+    conn.execute("UPDATE users SET disabled = ? WHERE id = ?", (int(bool(disabled)), user_id))
+    if disabled:
+        sessions.end_all(conn, user_id)
 
 
 def session_stamp(user: sqlite3.Row) -> str:

@@ -34,6 +34,8 @@ DEFAULTS: dict[str, Any] = {
     # Forms and API bodies are small; anything bigger is refused with 413 before it is parsed.
     "MAX_CONTENT_LENGTH": 64 * 1024,
     "MAX_FORM_MEMORY_SIZE": 64 * 1024,
+    # Wrong passwords per client address and typed name before each next one doubles a wait, and the
+    # longest wait (webui/throttle.py): a guesser slows down, no account is ever locked.
     "LOGIN_MAX_FAILURES": 5,
     "LOGIN_LOCKOUT_S": 900.0,
     "LOGIN_RATE_LIMIT": "20 per minute",
@@ -94,12 +96,32 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["fieldpost_codecs_owned"] = True
     app.extensions["fieldpost_numbers"] = Numbers()
 
-    from webui.views import alarms, api, auth, devices, export, overview, rules, settings, sync
+    from webui.views import (
+        account,
+        alarms,
+        api,
+        auth,
+        devices,
+        export,
+        health,
+        manage,
+        meta,
+        notifications,
+        overview,
+        rules,
+        settings,
+        sync,
+    )
 
     limiter.limit(lambda: app.config["LOGIN_RATE_LIMIT"], methods=["POST"])(auth.bp)
     for blueprint in (
         auth.bp,
+        account.bp,
         overview.bp,
+        manage.bp,
+        health.bp,
+        meta.bp,
+        notifications.bp,
         devices.bp,
         alarms.bp,
         rules.bp,

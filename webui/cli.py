@@ -191,12 +191,10 @@ def add_user(ctx: click.Context, db: str | None, role: str, password: str, usern
 def list_users(ctx: click.Context, db: str | None) -> None:
     """List panel users with their role and state."""
     with _user_db(ctx, db) as conn:
-        now = time.time()
         for user in accounts.list_users(conn):
-            state = (
-                "disabled" if user["disabled"] else "locked" if accounts.is_locked(user, now) else "active"
-            )
-            click.echo(f"{user['username']:<32} {user['role']:<9} {state}")
+            state = "disabled" if user["disabled"] else "active"
+            second = " totp" if user["totp_secret"] else ""
+            click.echo(f"{user['username']:<32} {user['role']:<9} {state}{second}")
 
 
 @users_group.command("set-password")
@@ -205,17 +203,14 @@ def list_users(ctx: click.Context, db: str | None) -> None:
 @click.argument("username")
 @click.pass_context
 def set_password(ctx: click.Context, db: str | None, password: str, username: str) -> None:
-    """Reset a user's password and unlock the account."""
+    """Reset a user's password; every session of theirs ends."""
     with _user_db(ctx, db) as conn:
         accounts.validate_password(password)
         with transaction(conn):
             user = accounts.find_user(conn, username)
             if user is None:
                 raise click.ClickException(f"no user {username!r}")
-            conn.execute(
-                "UPDATE users SET password_hash = ?, failed_logins = 0, locked_until = NULL WHERE id = ?",
-                (accounts.hash_password(password), user["id"]),
-            )
+            accounts.set_password(conn, user["id"], password, now=time.time())
             audit.record(
                 conn,
                 actor="cli",
@@ -225,6 +220,22 @@ def set_password(ctx: click.Context, db: str | None, password: str, username: st
                 now=time.time(),
             )
     click.echo(f"password of {username} reset")
+
+
+@users_group.command("reset-totp")
+@_db_option()
+@click.argument("username")
+@click.pass_context
+def reset_totp(ctx: click.Context, db: str | None, username: str) -> None:
+    """Remove a user's second factor (a lost phone); they log in with the password alone."""
+    with _user_db(ctx, db) as conn:
+        with transaction(conn):
+            user = accounts.find_user(conn, username)
+            if user is None:
+                raise click.ClickException(f"no user {username!r}")
+            conn.execute("UPDATE users SET totp_secret = NULL WHERE id = ?", (user["id"],))
+            audit.record(conn, actor="cli", action="user.totp_off", target=user["username"], now=time.time())
+    click.echo(f"second factor of {username} removed")
 
 
 @click.group(name="panel", context_settings={"help_option_names": ["-h", "--help"]})

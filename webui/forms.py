@@ -68,6 +68,18 @@ class LoginForm(FlaskForm):
     password = PasswordField("Password", [DataRequired(), Length(max=MAX_PASSWORD_LEN)])
 
 
+class TotpForm(FlaskForm):
+    code = StringField("Code from your authenticator app", [DataRequired(), Length(max=10)])
+
+
+class PasswordChangeForm(FlaskForm):
+    current = PasswordField("Current password", [DataRequired(), Length(max=MAX_PASSWORD_LEN)])
+    password = PasswordField("New password", PASSWORD)
+    confirm = PasswordField(
+        "New password again", [DataRequired(), EqualTo("password", "The passwords differ.")]
+    )
+
+
 class SetupForm(FlaskForm):
     setup_code = StringField("Setup code (printed in the log and in the .setup-code file)", [DataRequired()])
     username = StringField(
@@ -149,7 +161,12 @@ class DeleteDataForm(FlaskForm):
             raise FieldError("This is not the device id; nothing was deleted.")
 
 
-ENDPOINT_RE = re.compile(r"^(mqtts?|https)://[^\s/?#]+(:\d{1,5})?(/[^\s]*)?$")
+# A host name (labels of letters, digits and inner hyphens), an IPv4 address or a bracketed IPv6
+# address; then an optional port and, for https, a path of URL characters (no quotes, no <>).
+HOST_RE = r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*)"
+ENDPOINT_RE = re.compile(
+    r"^(mqtts?|https)://" + HOST_RE + r"(:(\d{1,5}))?(/[A-Za-z0-9._~!$&()*+,;=:@%/-]*)?$"
+)
 
 
 class CloudForm(FlaskForm):
@@ -159,8 +176,14 @@ class CloudForm(FlaskForm):
     )
 
     def validate_endpoint(self, field):
-        if field.data and not ENDPOINT_RE.match(field.data.strip()):
-            raise FieldError("Use mqtt://, mqtts:// or https:// followed by a host name.")
+        match = ENDPOINT_RE.match(field.data.strip()) if field.data else None
+        if field.data and not match:
+            raise FieldError(
+                "Use mqtt://, mqtts:// or https:// followed by a host name or address, an optional :port"
+                " and (https) a path; quotes, spaces and angle brackets are not allowed."
+            )
+        if match and match.group(4) is not None and not 1 <= int(match.group(4)) <= 65535:
+            raise FieldError(f"The port must be 1 to 65535, not {int(match.group(4))}.")
         if field.data and field.data.strip().startswith("https://"):
             URL(require_tld=False, message="Not a valid https URL.")(self, field)
         if field.data:
@@ -170,6 +193,21 @@ class CloudForm(FlaskForm):
                 parse_endpoint(field.data.strip())
             except ConfigError as exc:
                 raise FieldError(str(exc).split(": ", 1)[-1]) from None
+
+
+class SiteForm(FlaskForm):
+    timezone = StringField(
+        "Site time zone (charts and times: e.g. Europe/Berlin, America/Chicago, UTC)",
+        [DataRequired(message="Enter a time zone name."), Length(max=64)],
+    )
+
+    def validate_timezone(self, field):
+        from webui.site_time import validate
+
+        try:
+            field.data = validate(field.data)
+        except ValidationError as exc:
+            raise FieldError(exc.message) from None
 
 
 class RetentionForm(FlaskForm):
@@ -204,3 +242,54 @@ class UserEditForm(FlaskForm):
 class TokenForm(FlaskForm):
     user_id = SelectField("For user", coerce=int, choices=[])
     name = StringField("Token name", [DataRequired(), Length(max=64)])
+
+
+DEVICE_ID_RE = r"^\s*([0-9a-fA-F]{16})?\s*$"
+KEY_RE = r"^\s*([0-9a-fA-F]{32})?\s*$"
+
+
+class DeviceAddForm(FlaskForm):
+    device_id = StringField(
+        "Module id (16 hex digits; empty: make one)",
+        [Optional(), Regexp(DEVICE_ID_RE, message="Enter 16 hex digits, or leave it empty.")],
+    )
+    key = StringField(
+        "Key (32 hex digits; empty: make one)",
+        [Optional(), Regexp(KEY_RE, message="Enter 32 hex digits, or leave it empty.")],
+    )
+    name = StringField("Name", [Optional(), Length(max=64)])
+    role = SelectField("Role", choices=[SelectChoice("node", "node"), SelectChoice("bridge", "bridge")])
+    board = SelectField("Board profile", choices=[])
+    # Cayenne LPP, what Fieldpost nodes send, unless the operator picks another (the list is sorted)
+    codec = SelectField("Codec", choices=[], default="lpp")
+    interval_s = WholeNumberField(
+        "Sampling interval (seconds, 10 to 86400)", [InputRequired(), NumberRange(10, 86400)], default=300
+    )
+
+
+class DeviceEditForm(FlaskForm):
+    name = StringField("Name", [Optional(), Length(max=64)])
+    board = SelectField("Board profile", choices=[])
+    codec = SelectField("Codec", choices=[])
+    interval_s = WholeNumberField(
+        "Sampling interval (seconds, 10 to 86400)", [InputRequired(), NumberRange(10, 86400)]
+    )
+    send_interval = BooleanField("Also send the new interval to the module (a downlink)", default=True)
+
+
+SEVERITY_CHOICES = [SelectChoice(s, s) for s in ("info", "warning", "critical")]
+
+
+class NotifyTargetForm(FlaskForm):
+    name = StringField("Name", [DataRequired(message="Give the target a name."), Length(max=64)])
+    kind = SelectField("Kind", choices=[])
+    destination = StringField(
+        "Where to (URL for a webhook, address for e-mail)", [DataRequired(), Length(max=2000)]
+    )
+    rule = StringField("Only alarms of rule (empty: every rule)", [Optional(), Length(max=100)])
+    min_severity = SelectField("From severity", choices=SEVERITY_CHOICES, default="warning")
+
+
+class NotifyRouteForm(FlaskForm):
+    rule = StringField("Rule (empty: every rule)", [Optional(), Length(max=100)])
+    min_severity = SelectField("From severity", choices=SEVERITY_CHOICES, default="warning")

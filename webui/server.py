@@ -80,8 +80,15 @@ class Panel:
             if not self.app.extensions["fieldpost_stopping"].is_set():
                 raise
 
+    def _start_sampler(self) -> None:
+        from webui.backlog_history import Sampler
+
+        ext = self.app.extensions
+        Sampler(self.app.config["DATABASE"], ext["fieldpost_stopping"], self.app.config["CLOCK"]).start()
+
     def start(self) -> Panel:
         """Serve in background threads."""
+        self._start_sampler()
         targets = [self._run_waitress] + ([self.relay.serve_forever] if self.relay else [])
         for target in targets:
             thread = threading.Thread(target=target, daemon=True, name="fieldpost-panel")
@@ -92,6 +99,7 @@ class Panel:
 
     def run(self) -> None:
         """Serve in this thread until interrupted."""
+        self._start_sampler()
         if self.relay:
             threading.Thread(target=self._run_waitress, daemon=True, name="fieldpost-panel").start()
             self.relay.serve_forever()

@@ -30,6 +30,10 @@ def attach(daemon: Any) -> Panel | None:
     app.extensions["fieldpost_codecs"].close()
     app.extensions["fieldpost_codecs"] = daemon.codecs
     app.extensions["fieldpost_codecs_owned"] = False
+    # the daemon's [notify] settings (SMTP), for the notifications page's "send test"
+    app.extensions["fieldpost_notify_config"] = _notify_config(daemon)
+    # the live serial links (webui/bridges.py): a bridge is online while its link is up
+    app.extensions["fieldpost_links"] = lambda: daemon.manager.figures() if daemon.manager is not None else []
     try:
         panel = Panel(
             app,
@@ -45,3 +49,15 @@ def attach(daemon: Any) -> Panel | None:
         return None
     daemon.add_closer(panel.close)
     return panel
+
+
+def _notify_config(daemon: Any):
+    """The daemon's [notify] settings (the rules service has validated them already); without them
+    a test e-mail says that SMTP is not set up."""
+    from edge.errors import ConfigError, ValidationError
+    from edge.notify import NotifyConfig, parse_notify
+
+    try:
+        return parse_notify(getattr(daemon.config, "extra", {}).get("notify"))
+    except (ConfigError, ValidationError, AttributeError):
+        return NotifyConfig()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -28,12 +29,30 @@ def gpio_group():
 
 @gpio_group.command("show")
 @_map_option
-def show_command(map_path):
+@click.option("--json", "as_json", is_flag=True, help="Print the map as JSON.")
+def show_command(map_path, as_json):
     """Print the GPIO map: which BCM pin does what, and the blink codes."""
     try:
         pin_map = load_pin_map(map_path)
     except FieldpostError as exc:
         raise click.ClickException(str(exc)) from None
+    if as_json:
+        codes = ("link_down", "cloud_unreachable", "alarm", "alarm_buzzer")
+        out = {
+            "leds": {name: pin_map.leds[name].pin for name in LED_NAMES},
+            "buzzer": pin_map.buzzer.pin,
+            "button": {"pin": pin_map.button.pin, "long_press_s": pin_map.button.long_press_s},
+            "codes": {
+                c: {
+                    "on_s": getattr(pin_map, c).on_s,
+                    "off_s": getattr(pin_map, c).off_s,
+                    "led": getattr(pin_map, c).led,
+                }
+                for c in codes
+            },
+        }
+        click.echo(json.dumps(out, indent=2))
+        return
     for name in LED_NAMES:
         click.echo(f"led {name:8} GPIO{pin_map.leds[name].pin}")
     click.echo(f"buzzer       GPIO{pin_map.buzzer.pin}")

@@ -219,7 +219,11 @@ class ChirpstackSource:
             queue_id = queue_id_for(self._site, dl_id, created_at)
             data = encode_command(dl_id, command, json.loads(args))
             payload = events.build_command(
-                queue_id=queue_id, dev_eui=dev_eui, fport=self.config.downlink_port, data=data
+                queue_id=queue_id,
+                dev_eui=dev_eui,
+                fport=self.config.downlink_port,
+                data=data,
+                encoding="json" if self.config.json else "protobuf",
             )
             info = self.client.publish(
                 events.command_topic(self.config.topic_prefix, application, dev_eui), payload, qos=1

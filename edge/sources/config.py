@@ -29,6 +29,7 @@ class ChirpstackConfig:
     adopt_applications: tuple[str, ...] = ()
     codec: str = "lpp"  # the codec adopted devices get (ChirpStack's own ``object`` is kept too)
     downlink_port: int = 10  # LoRaWAN FPort our commands go out on
+    json: bool = True  # as ChirpStack's integration.mqtt.json: how commands are sent (events: either)
     downlink_poll_s: float = 1.0
     keepalive_s: int = 30
     tls: bool = False  # a broker on another machine (a gateway): TLS, its certificate verified

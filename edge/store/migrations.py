@@ -244,6 +244,75 @@ MIGRATIONS: list[Migration] = [
     ),
     # The lean store: each reading once, keyed by (device, fcnt); the outbox a cursor (docs/store.md).
     ("0008_store_v2", migrate_v2.upgrade),
+    (
+        "0009_panel_accounts",
+        """
+        -- Panel sessions live here, not in the cookie: logout, a password change or "sign out
+        -- everywhere" deletes the rows and a copied cookie opens nothing after that.
+        CREATE TABLE panel_sessions (
+            id TEXT PRIMARY KEY,                              -- sha256 of the random id the cookie carries
+            user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+            created_at REAL NOT NULL,
+            last_seen REAL NOT NULL,
+            expires_at REAL NOT NULL,
+            address TEXT NOT NULL DEFAULT '',
+            user_agent TEXT NOT NULL DEFAULT ''
+        );
+        CREATE INDEX panel_sessions_user ON panel_sessions (user_id);
+        -- Failed logins per client address and typed user name (known or not): each failure past
+        -- the free ones doubles the wait, so a guesser slows down and nobody else is locked out.
+        CREATE TABLE login_throttle (
+            address TEXT NOT NULL,
+            username TEXT NOT NULL COLLATE NOCASE,
+            failures INTEGER NOT NULL,
+            last_failure REAL NOT NULL,
+            blocked_until REAL NOT NULL,
+            PRIMARY KEY (address, username)
+        ) WITHOUT ROWID;
+        ALTER TABLE users ADD COLUMN totp_secret TEXT;        -- base32; NULL: no second factor
+        ALTER TABLE users ADD COLUMN totp_last_step INTEGER;  -- the last code's 30 s step: no code twice
+        ALTER TABLE users ADD COLUMN password_changed_at REAL;
+        -- Notification targets made in the panel (kind: a transport the edge has, e.g. webhook,
+        -- email, settings JSON as that transport reads them) and which alarms go to each.
+        CREATE TABLE notify_targets (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE COLLATE NOCASE,
+            kind TEXT NOT NULL,
+            settings TEXT NOT NULL DEFAULT '{}',
+            enabled INTEGER NOT NULL DEFAULT 1,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        );
+        CREATE TABLE notify_routes (
+            id INTEGER PRIMARY KEY,
+            target_id INTEGER NOT NULL REFERENCES notify_targets(id) ON DELETE CASCADE,
+            rule TEXT,                                        -- NULL: every rule
+            min_severity TEXT NOT NULL DEFAULT 'warning'
+        );
+        -- Hourly min/max/sum per device and value for the overview's sparklines, folded in from
+        -- the readings past each device's cursor, so a page load decodes only what is new.
+        CREATE TABLE panel_hourly (
+            device_id TEXT NOT NULL,
+            channel INTEGER NOT NULL,
+            hour INTEGER NOT NULL,                            -- Unix time // 3600
+            n INTEGER NOT NULL,
+            total REAL NOT NULL,
+            lo REAL NOT NULL,
+            hi REAL NOT NULL,
+            PRIMARY KEY (device_id, channel, hour)
+        ) WITHOUT ROWID;
+        CREATE TABLE panel_hourly_cursor (
+            device_id TEXT PRIMARY KEY,
+            reading_id INTEGER NOT NULL
+        );
+        -- The cloud backlog every few minutes (the panel's sampler), for the sync page's chart.
+        CREATE TABLE panel_backlog_samples (
+            at INTEGER PRIMARY KEY,                           -- Unix seconds
+            readings INTEGER NOT NULL,
+            outbox INTEGER NOT NULL
+        );
+        """,
+    ),
     # LoRaWAN: the join and network server tables; devices keep their rows (edge/lorawan/schema.py).
     ("0010_lorawan", lorawan_schema.MIGRATION),
     # Devices that are not our modules: ChirpStack (LoRaWAN), UDP and CoAP (docs/sources.md).
@@ -272,6 +341,43 @@ MIGRATIONS: list[Migration] = [
             queue_id TEXT NOT NULL UNIQUE,                   -- the id ChirpStack's ack/txack events name
             published_at REAL NOT NULL
         );
+        """,
+    ),
+    (
+        "0012_backups",
+        """
+        -- Every backup the edge made (edge.backup): scheduled (daily, weekly) or by hand. A row is
+        -- written after the copy was checked (integrity_check, the row count of every table equal to
+        -- the database's at the copy's snapshot); 'pruned' once the file was deleted to keep N.
+        CREATE TABLE backups (
+            id INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL CHECK (kind IN ('daily', 'weekly', 'manual')),
+            started_at REAL NOT NULL,
+            finished_at REAL NOT NULL,
+            path TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('ok', 'failed', 'pruned')),
+            bytes INTEGER,
+            row_counts TEXT,                                  -- JSON {table: rows}, checked in the copy
+            error TEXT
+        );
+        CREATE INDEX backups_by_kind ON backups (kind, status, started_at);
+        -- The same branch (issue 17, services) adds notifications through apprise: the queue's
+        -- channel check is rebuilt to allow 'apprise' (its target is the apprise target's name).
+        CREATE TABLE notifications_new (
+            id INTEGER PRIMARY KEY,
+            alarm_id INTEGER NOT NULL REFERENCES alarms(id),
+            channel TEXT NOT NULL CHECK (channel IN ('webhook', 'email', 'apprise')),
+            target TEXT NOT NULL,
+            body TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'sent', 'failed')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at REAL NOT NULL,
+            last_error TEXT
+        );
+        INSERT INTO notifications_new SELECT id, alarm_id, channel, target, body, status, attempts,
+            next_attempt_at, last_error FROM notifications;
+        DROP TABLE notifications;
+        ALTER TABLE notifications_new RENAME TO notifications;
         """,
     ),
     (

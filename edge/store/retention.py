@@ -510,10 +510,23 @@ def checkpoint(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
 
-def reclaim(conn: sqlite3.Connection) -> None:
-    """Give every free page back and truncate the WAL, at once (``fieldpost db vacuum``, tests)."""
+def reclaim(conn: sqlite3.Connection, progress: Callable[[int, int], None] | None = None) -> None:
+    """Give every free page back and truncate the WAL, at once (``fieldpost db vacuum``, tests).
+
+    ``progress(pages freed, pages to free)`` is called as the free pages go (a progress bar)."""
     if conn.in_transaction:
         raise RuntimeError("reclaim() must run outside a transaction")
-    # executescript steps the pragma to completion; a plain execute() frees a single page.
-    conn.executescript("PRAGMA incremental_vacuum;")
+    if progress is None:
+        # executescript steps the pragma to completion; a plain execute() frees a single page.
+        conn.executescript("PRAGMA incremental_vacuum;")
+    else:
+        total = conn.execute("PRAGMA freelist_count").fetchone()[0]
+        left = total
+        while left:
+            conn.executescript(f"PRAGMA incremental_vacuum({VACUUM_PAGES});")
+            now_left = conn.execute("PRAGMA freelist_count").fetchone()[0]
+            if now_left >= left:
+                break  # nothing more could be freed
+            left = now_left
+            progress(total - left, total)
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()

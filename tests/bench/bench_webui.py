@@ -1,10 +1,13 @@
-"""Panel benchmark (issue 6): p50/p95 latency of the overview and device pages (and the device's chart
-data) with N readings in the database, while an ingest process writes 1,000 readings/s through the
-edge's ingest code (group commits of 100, synchronous=FULL) — against the same pages with no ingest
-running (the baseline, measured in the same run), as a ratio.
+"""Panel benchmark (issues 6 and 18): p50/p95 of the overview, a node page, the node's 30-day chart
+data (downsampled per pixel in SQL) and the sync page, with N readings of D modules in the store v2
+database, idle and while an ingest process writes 1,000 readings/s through the edge's ingest code
+(group commits of 100, synchronous=FULL). The idle figures are the baseline, measured in the same
+run on the same data; the ratios compare the two. Also the bytes a node page costs (HTML, its chart
+data, and the static files a first visit loads), and the overview's first load (its sparklines
+folded from a day of readings of every module) apart from the warm figures.
 
-Sizes: full 10,000,000 readings over 200 modules (about 35 days at one reading a minute each);
-quick 200,000 over 50 modules. The panel is served by waitress in this process, the ingest runs in
+Sizes: full 10,000,000 readings over 1,000 modules (10,000 each, 30 days at one every ~4.3 min);
+quick 200,000 over 100 modules. The panel is served by waitress in this process, the ingest runs in
 its own process (as the daemon does when the panel has its own unit), requests come over loopback
 HTTP with a logged-in session.
 """
@@ -24,13 +27,15 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from edge.store import connect, migrate, transaction
+from edge.store import connect, migrate, numbers, readings, transaction
 
-FULL = {"readings": 10_000_000, "devices": 200, "samples": 200, "ingest_devices": 50}
-QUICK = {"readings": 200_000, "devices": 50, "samples": 40, "ingest_devices": 20}
+FULL = {"readings": 10_000_000, "devices": 1000, "samples": 100, "ingest_devices": 50}
+QUICK = {"readings": 200_000, "devices": 100, "samples": 20, "ingest_devices": 20}
+SPAN_S = 30 * 86400
 INGEST_RATE = 1000  # readings per second
 INGEST_BATCH = 100  # per transaction (group commit), as the daemon does
 PASSWORD = "benchmark password"
+BRIDGE = "b0b0b0b0b0b0b0b0"
 
 
 def device_id(i: int) -> str:
@@ -41,77 +46,73 @@ def key_for(i: int) -> bytes:
     return bytes([i % 256]) * 16
 
 
-def _payload_variants():
+def _payload_variants() -> list[bytes]:
     from edge.codecs import lpp
 
-    out = []
-    for k in range(64):
-        temperature = round(2.0 + (k % 32) * 0.25, 1)
-        payload = lpp.encode(
+    return [
+        lpp.encode(
             [
-                (1, "temperature", temperature),
+                (1, "temperature", round(2.0 + (k % 32) * 0.25, 1)),
                 (2, "humidity", 40 + k % 20),
                 (3, "analog_input", 3.6 + (k % 5) * 0.02),
             ]
         )
-        decoded = json.dumps(
-            lpp.decode(payload, analog_channels=lpp.FIELDPOST_ANALOG_CHANNELS),
-            separators=(",", ":"),
-            ensure_ascii=False,
-        )
-        out.append((payload, decoded))
-    return out
+        for k in range(64)
+    ]
 
 
-def seed(db_path: str, *, readings: int, devices: int, now: float) -> dict:
-    """Bulk-load readings straight into SQLite (loading is not what is measured: no fsync per batch)."""
+def seed(db_path: str, *, readings_total: int, devices: int, now: float) -> dict:
+    """Bulk-load readings in the store's own layout (loading is not what is measured: no fsync)."""
     conn = connect(db_path)
     migrate(conn)
     conn.execute("PRAGMA synchronous=OFF")
-    per_device = readings // devices
-    interval = 60.0
+    per_device = readings_total // devices
+    interval = SPAN_S / per_device
     variants = _payload_variants()
     t0 = time.perf_counter()
     with transaction(conn):
+        bridge_n = numbers.ensure(conn, BRIDGE)
+        conn.execute(
+            "INSERT INTO devices (id, name, key, role, interval_s, created_at, last_fcnt, last_seen)"
+            " VALUES (?, 'bridge', ?, 'bridge', 300, ?, -1, ?)",
+            (BRIDGE, bytes(16), now - SPAN_S, now - 30),
+        )
         for i in range(devices):
+            numbers.ensure(conn, device_id(i))
             conn.execute(
                 "INSERT INTO devices (id, name, key, interval_s, created_at, last_fcnt, last_seen, last_rssi,"
-                " last_snr, battery_v) VALUES (?, ?, ?, 60, ?, ?, ?, -90, 7.5, 3.6)",
+                " last_snr, last_bridge) VALUES (?, ?, ?, ?, ?, ?, ?, -90, 7.5, ?)",
                 (
                     device_id(i),
                     f"module {i}",
                     key_for(i),
-                    now - per_device * interval,
+                    round(interval),
+                    now - SPAN_S,
                     per_device - 1,
                     now - 30,
+                    BRIDGE,
                 ),
             )
-    chunk = 50_000
-    rows = []
+    nums = {device_id(i): numbers.number_of(conn, device_id(i)) for i in range(devices)}
     total = 0
-    for n in range(per_device):
-        t = now - (per_device - n) * interval
-        for i in range(devices):
-            payload, decoded = variants[(n + i) % 64]
-            rows.append(
-                (
-                    device_id(i),
-                    n,
-                    1,
-                    t + i * 0.01,
-                    -90 - (n % 20),
-                    7.5,
-                    "b0b0b0b0b0b0b0b0",
-                    payload,
-                    decoded,
-                )
+    for i in range(devices):
+        n = nums[device_id(i)]
+        start = now - per_device * interval
+        rows = [
+            (
+                readings.reading_id(n, f),
+                round((start + f * interval + i * 0.01) * 1000),
+                1,
+                -90 - (f % 20),
+                30,
+                bridge_n,
+                None,
+                variants[(f + i) % 64],
             )
-        if len(rows) >= chunk:
-            _insert(conn, rows)
-            total += len(rows)
-            rows = []
-    if rows:
-        _insert(conn, rows)
+            for f in range(per_device)
+        ]
+        with transaction(conn):
+            readings.insert_many(conn, rows)
         total += len(rows)
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
@@ -123,39 +124,35 @@ def seed(db_path: str, *, readings: int, devices: int, now: float) -> dict:
     }
 
 
-def _insert(conn, rows):
-    with transaction(conn):
-        conn.executemany(
-            "INSERT INTO readings (device_id, fcnt, port, received_at, rssi, snr, bridge_id, raw, decoded)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            rows,
-        )
-
-
 def ingest_worker(db_path: str, devices: int, start_fcnt: int, stop_at: float, counter) -> None:
-    """Write INGEST_RATE readings/s through edge.ingest (MIC check, decode, outbox, device update)."""
-    from edge.codecs import CodecRunner, lpp
-    from edge.ingest.process import handle_uplink
+    """Write INGEST_RATE readings/s through edge.ingest (MIC check, replay check, store, device update)."""
+    from edge.codecs import lpp
+    from edge.ingest.process import handle_batch
     from edge.radio import build_serial_uplink, build_uplink
+    from edge.store.numbers import Numbers
 
     conn = connect(db_path)
-    codecs = CodecRunner()
+    known = Numbers()
     payload = lpp.encode([(1, "temperature", 5.5), (2, "humidity", 50), (3, "analog_input", 3.61)])
     fcnt = start_fcnt
     period = INGEST_BATCH / INGEST_RATE
     next_at = time.monotonic()
     while time.time() < stop_at:
+        frames = [
+            (
+                build_serial_uplink(
+                    build_uplink(
+                        key_for(k % devices), device_id(k % devices), fcnt + k // devices, 1, payload
+                    ),
+                    rssi=-85,
+                    snr=8.0,
+                ),
+                BRIDGE,
+            )
+            for k in range(INGEST_BATCH)
+        ]
         with transaction(conn):
-            for k in range(INGEST_BATCH):
-                i = k % devices
-                frame = build_uplink(key_for(i), device_id(i), fcnt + k // devices, 1, payload)
-                handle_uplink(
-                    conn,
-                    build_serial_uplink(frame, rssi=-85, snr=8.0),
-                    bridge_id="b0b0b0b0b0b0b0b0",
-                    codecs=codecs,
-                    now=time.time(),
-                )
+            handle_batch(conn, frames, numbers=known, now=time.time())
         fcnt += INGEST_BATCH // devices
         with counter.get_lock():
             counter.value += INGEST_BATCH
@@ -183,11 +180,15 @@ class Session:
         assert "/login" not in final.geturl(), "benchmark login failed"
 
     def get(self, path: str) -> float:
+        return self.fetch(path)[0]
+
+    def fetch(self, path: str, headers: dict[str, str] | None = None) -> tuple[float, int]:
+        """(seconds, bytes of the body as transferred)."""
         t0 = time.perf_counter()
-        with self.opener.open(self.base + path) as response:
-            response.read()
+        with self.opener.open(urllib.request.Request(self.base + path, headers=headers or {})) as response:
+            body = response.read()
             assert response.status == 200, (path, response.status)
-        return time.perf_counter() - t0
+        return time.perf_counter() - t0, len(body)
 
 
 def measure(session: Session, pages: dict[str, str], samples: int) -> dict[str, dict[str, float]]:
@@ -216,43 +217,41 @@ def run(out_dir: Path, quick: bool) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-webui-") as tmp:
         db_path = os.path.join(tmp, "fieldpost.db")
         now = time.time()
-        loaded = seed(db_path, readings=size["readings"], devices=size["devices"], now=now)
+        loaded = seed(db_path, readings_total=size["readings"], devices=size["devices"], now=now)
         conn = connect(db_path)
         with transaction(conn):
             accounts.create_user(conn, "bench", PASSWORD, "viewer", now=now)
         conn.close()
-        app = create_app(
-            {
-                "DATABASE": db_path,
-                "SECRET_KEY": "bench",
-                "LOGIN_RATE_LIMIT": "1000 per minute",
-            }
-        )
+        app = create_app({"DATABASE": db_path, "SECRET_KEY": "bench", "LOGIN_RATE_LIMIT": "1000 per minute"})
         panel = Panel(app, "127.0.0.1", 0, threads=8).start()
         try:
             session = Session(f"http://127.0.0.1:{panel.port}", "bench", PASSWORD)
             dev = device_id(random.Random(6).randrange(size["ingest_devices"]))
             pages = {
                 "overview": "/",
-                "device": f"/devices/{dev}",
-                "chart_24h": f"/devices/{dev}/series?window=24h",
-                "chart_7d": f"/devices/{dev}/series?window=7d",
+                "node_page": f"/devices/{dev}",
+                "node_chart_30d": f"/devices/{dev}/series?range=30d&points=1100",
+                "sync": "/sync",
             }
+            first_overview_s, _ = session.fetch("/")  # folds a day of every module into the sparklines
+            page_bytes = {name: session.fetch(path)[1] for name, path in pages.items()}
+            chart_gzip_bytes = session.fetch(pages["node_chart_30d"], {"Accept-Encoding": "gzip"})[1]
+            static = [
+                "/static/app.css",
+                "/static/app.js",
+                "/static/charts.js",
+                "/static/vendor/uplot/uPlot.iife.min.js",
+                "/static/vendor/uplot/uPlot.min.css",
+            ]
+            static_bytes = sum(session.fetch(path)[1] for path in static)
             measure(session, pages, 3)  # warm the page cache and the templates
             idle = measure(session, pages, size["samples"])
 
             counter = multiprocessing.get_context("spawn").Value("q", 0)
-            budget_s = 600.0
-            stop_at = time.time() + budget_s
+            stop_at = time.time() + 600.0
             worker = multiprocessing.get_context("spawn").Process(
                 target=ingest_worker,
-                args=(
-                    db_path,
-                    size["ingest_devices"],
-                    loaded["per_device"] + 10,
-                    stop_at,
-                    counter,
-                ),
+                args=(db_path, size["ingest_devices"], loaded["per_device"] + 10, stop_at, counter),
                 daemon=True,
             )
             worker.start()
@@ -276,6 +275,15 @@ def run(out_dir: Path, quick: bool) -> dict:
         "seed_s": round(loaded["seconds"], 1),
         "ingest_target_per_s": INGEST_RATE,
         "ingest_achieved_per_s": round(ingest_rate, 1),
+        "overview_first_load_ms": round(first_overview_s * 1000, 1),
+        "bytes": {
+            "node_page_html": page_bytes["node_page"],
+            "node_chart_30d_json": page_bytes["node_chart_30d"],
+            "node_chart_30d_json_gzip": chart_gzip_bytes,
+            "node_page_total_warm": page_bytes["node_page"] + chart_gzip_bytes,
+            "static_first_visit": static_bytes,
+            "overview_html": page_bytes["overview"],
+        },
         "idle": idle,
         "with_ingest": busy,
         "ratio_p50_with_ingest_vs_idle": {k: round(busy[k]["p50_ms"] / idle[k]["p50_ms"], 2) for k in pages},

@@ -162,7 +162,10 @@ def test_restore_refuses_a_damaged_file(run, tmp_path):
     bad = tmp_path / "bad.db"
     bad.write_bytes(b"SQLite format 3\x00" + b"\xff" * 4000)
     result = run("db", "restore", str(bad), "--yes", ok=False)
-    assert result.exit_code != 0 and "is damaged: integrity: file is not a database" in result.output
+    assert (
+        result.exit_code != 0
+        and f"{bad}: not a usable SQLite database: file is not a database" in result.output
+    )
 
 
 def test_config_errors_name_the_key(tmp_path):

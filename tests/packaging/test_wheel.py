@@ -82,6 +82,30 @@ def test_sdist_and_wheel_carry_the_data_folders(dists):
     assert wanted == in_wheel
 
 
+def test_the_wheel_carries_every_panel_template_and_static_file(dists):
+    _, wheel = dists
+    listed = subprocess.run(
+        [
+            "git",
+            "-C",
+            str(REPO),
+            "ls-files",
+            "--cached",
+            "--others",
+            "--exclude-standard",
+            "webui/templates",
+            "webui/static",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    panel = {name for name in listed.splitlines() if (REPO / name).is_file()}
+    assert "webui/static/icons/favicon.ico" in panel
+    with zipfile.ZipFile(wheel) as whl:
+        assert panel <= set(whl.namelist())
+
+
 def test_an_installed_wheel_provisions_a_virtual_module(dists, tmp_path):
     _, wheel = dists
     venv = tmp_path / "venv"

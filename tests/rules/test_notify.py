@@ -87,7 +87,13 @@ def test_webhook_and_email_delivered_and_retried_while_targets_are_down(db_path,
             "min_severity": "warning",
             "backoff_s": 30,
             "webhook": [{"url": f"http://127.0.0.1:{http_port}/hook"}],
-            "email": {"to": ["ops@site.example"], "host": "127.0.0.1", "port": smtp_port, "timeout_s": 5},
+            "email": {
+                "to": ["ops@site.example"],
+                "host": "127.0.0.1",
+                "port": smtp_port,
+                "tls": "none",  # a loopback server without TLS; tests/rules/test_notify_smtp.py has TLS
+                "timeout_s": 5,
+            },
         }
     )
     notifier = Notifier(lambda: connect(db_path), config)

@@ -456,3 +456,24 @@ def test_what_retention_deletes_goes_from_the_uplink_records_too(broker, store):
     finally:
         cs.stop()
         source.stop()
+
+
+def test_with_chirpstacks_protobuf_marshaler_commands_go_out_in_protobuf(broker, store):
+    from chirpstack_api import integration
+
+    _path, _conn, ingest = store
+    source, counters = _source(broker, store, json=False)
+    cs = FakeChirpstack(broker.port)
+    dev = DEVICES[7]
+    try:
+        cs.publish("up", uplink(dev, APP, 0, b"\x01"), "protobuf")
+        wait_until(lambda: counters.get("chirpstack", "stored") == 1, 10, what="the uplink stored")
+        dl_id = ingest.run(lambda c: downlinks.queue(c, dev, "reboot", {}, source="cli", now=time.time()))
+        assert source.publish_downlinks() == 1
+        wait_until(lambda: cs.commands, 10, what="command/down at ChirpStack")
+        cmd = integration.DownlinkCommand.FromString(cs.commands[0][1])
+        assert (cmd.dev_eui, cmd.f_port, cmd.confirmed) == (dev, 10, True)
+        assert cmd.data == encode_command(dl_id, "reboot", {})
+    finally:
+        cs.stop()
+        source.stop()

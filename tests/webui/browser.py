@@ -44,9 +44,7 @@ def offline_page(browser, **context_options) -> Iterator:
     """A page in a fresh context. Any request not to 127.0.0.1 is aborted and recorded; on exit the
     test fails if there was one, or if the page raised a JavaScript error."""
     context = browser.new_context(
-        viewport={"width": 1100, "height": 800},
-        accept_downloads=True,
-        **context_options,
+        **{"viewport": {"width": 1100, "height": 800}, "accept_downloads": True, **context_options}
     )
     external: list[str] = []
 
@@ -68,6 +66,41 @@ def offline_page(browser, **context_options) -> Iterator:
         assert errors == [], f"JavaScript errors: {errors}"
     finally:
         context.close()
+
+
+@contextlib.contextmanager
+def serve_panel(db_path: str, log_path: str, cwd) -> Iterator[str]:
+    """`python -m webui serve` on a free loopback port; yields its base URL."""
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    log = open(log_path, "w+")  # noqa: SIM115 - closed in the finally below
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "webui", "serve", "--db", db_path, "--host", "127.0.0.1", "--port", "0"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=cwd,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, Path(log_path).read_text()
+            match = re.search(r"panel listening on (http://127\.0\.0\.1:\d+)", Path(log_path).read_text())
+            if match:
+                break
+            assert time.monotonic() < deadline, "panel did not start:\n" + Path(log_path).read_text()
+            time.sleep(0.05)
+        yield match.group(1)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
 
 
 def log_in(page, base_url: str, username: str = "oscar") -> None:

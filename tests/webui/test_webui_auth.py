@@ -72,26 +72,23 @@ def test_login_success_and_wrong_password(client):
     assert "alice (admin)" in client.get("/").get_data(as_text=True)
 
 
-def test_lockout_after_repeated_failures(app, db_path):
-    app.config["LOGIN_MAX_FAILURES"] = 3
+def test_failures_double_the_wait_for_that_address_and_name_and_never_lock(app, db_path):
+    clock = [1_000_000.0]
+    app.config.update(CLOCK=lambda: clock[0], LOGIN_MAX_FAILURES=3)
     c = app.test_client()
-    for _ in range(3):
+    for _ in range(3):  # free
         assert login(c, "oscar", "not the password").status_code == 401
-    locked = login(c, "oscar")  # right password, but locked
-    assert locked.status_code == 401
-    assert "locked" in locked.get_data(as_text=True)
+    assert login(c, "oscar", "not the password").status_code == 401  # the 4th: now wait 1 s
+    waiting = login(c, "oscar")  # the right password, too early: not even judged
+    assert waiting.status_code == 429 and "Wait 2 s" in waiting.get_data(as_text=True)
+    clock[0] += 1.01
+    assert login(c, "oscar", "not the password").status_code == 401  # the 5th: now 2 s
+    clock[0] += 1.5
+    assert login(c, "oscar").status_code == 429
+    clock[0] += 0.6
+    assert login(c, "oscar").status_code == 302  # never locked: the wait is over
     conn = connect(db_path)
-    row = conn.execute("SELECT locked_until FROM users WHERE username = 'oscar'").fetchone()
-    assert row["locked_until"] is not None
-    assert (
-        conn.execute(
-            "SELECT count(*) FROM audit_log WHERE action = 'user.locked' AND target = 'oscar'"
-        ).fetchone()[0]
-        == 1
-    )
-    # Once the lock has run out the right password works again and the counter is reset.
-    conn.execute("UPDATE users SET locked_until = 1 WHERE username = 'oscar'")
-    assert login(c, "oscar").status_code == 302
+    assert conn.execute("SELECT count(*) FROM login_throttle").fetchone()[0] == 0  # a success clears it
     row = conn.execute("SELECT failed_logins, locked_until FROM users WHERE username = 'oscar'").fetchone()
     assert (row["failed_logins"], row["locked_until"]) == (0, None)
 

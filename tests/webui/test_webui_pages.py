@@ -67,14 +67,24 @@ def test_device_page_values_frames_airtime_downlinks(site, admin):
 
 
 def test_series_for_charts(site, admin):
-    data = admin.get(f"/devices/{DEV}/series?window=24h").get_json()
-    names = {(s["name"], s["unit"]) for s in data["series"]}
-    assert ("temperature", "°C") in names and ("battery", "V") in names
+    data = admin.get(f"/devices/{DEV}/series?range=24h&points=2000").get_json()
+    names = {(s["name"], s["unit"], s["kind"]) for s in data["series"]}
+    assert ("temperature", "°C", "measure") in names and ("battery", "V", "measure") in names
     temps = next(s for s in data["series"] if s["name"] == "temperature")
-    assert len(temps["values"]) == len(data["times"]) > 0
-    assert 4.0 <= min(v for v in temps["values"] if v is not None) <= 8.0
-    assert admin.get(f"/devices/{DEV}/series?window=7d").status_code == 200
-    assert admin.get(f"/devices/{DEV}/series?window=1y").status_code == 400
+    assert len(temps["avg"]) == len(data["times"]) == 5  # 5 readings, 600 buckets: each its own point
+    assert temps["avg"] == temps["min"] == temps["max"] == [4.0, 5.0, 6.0, 7.0, 8.0]
+    assert data["downsampled"] is False and data["timezone"] == "UTC"
+    assert data["end"] - data["start"] == pytest.approx(86400, abs=0.01)
+    for name in ("1h", "7d", "30d"):
+        assert admin.get(f"/devices/{DEV}/series?range={name}").status_code == 200
+    bad = admin.get(f"/devices/{DEV}/series?range=1y")
+    assert bad.status_code == 400 and bad.get_json()["error"] == "range"
+    assert (
+        admin.get(f"/devices/{DEV}/series?start=2026-01-02T00:00&end=2026-01-01T00:00").get_json()["error"]
+        == "end"
+    )
+    assert admin.get(f"/devices/{DEV}/series?start=yesterday&end=1").get_json()["error"] == "start"
+    assert admin.get(f"/devices/{DEV}/series?start=1&end=nan").get_json()["error"] == "end"
 
 
 def test_script_in_a_device_name_is_shown_escaped(app, admin, db_path):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import sqlite3
 import time
 
 from flask import (
@@ -14,11 +16,13 @@ from flask import (
     stream_with_context,
 )
 
-from webui import queries
+from edge.store import transaction
+from webui import bridges, queries, sparklines
 from webui.db import get_db, get_reader, now, open_db
 from webui.edge_adapters import sync_status
 
 bp = Blueprint("overview", __name__)
+log = logging.getLogger("fieldpost.webui.overview")
 
 
 def overview_context() -> dict:
@@ -26,6 +30,8 @@ def overview_context() -> dict:
     t = now()
     cfg = current_app.config
     devices = queries.devices_overview(get_reader(), t, cfg["ONLINE_INTERVALS"])
+    _add_sparklines(conn, devices, t)
+    _bridge_states(conn, devices, t)
     return {
         "now": t,
         "devices": devices,
@@ -36,6 +42,48 @@ def overview_context() -> dict:
         "sync": sync_status(conn, t),
         "disk": queries.buffer_disk(cfg["DATABASE"]),
     }
+
+
+def _bridge_states(conn, devices: list[dict], t: float) -> None:
+    """A bridge sends no readings of its own: it is online while its link is up (or, in a panel
+    without the daemon's links, while a node heard through it is), and "last heard" is when it
+    last relayed a reading."""
+    if not any(d["role"] == "bridge" for d in devices):
+        return
+    states = {
+        b["id"]: b
+        for b in bridges.overview(
+            conn,
+            current_app.extensions.get("fieldpost_links"),
+            now=t,
+            online_intervals=current_app.config["ONLINE_INTERVALS"],
+        )
+    }
+    for d in devices:
+        b = states.get(d["id"]) if d["role"] == "bridge" else None
+        if b is not None:
+            d["online"] = b["state"] in ("online", "relaying")
+            d["bridge_state"] = b["state"]
+            if b["last_relayed"] and (d["last_seen"] is None or b["last_relayed"] > d["last_seen"]):
+                d["last_seen"] = b["last_relayed"]
+
+
+def _add_sparklines(conn, devices: list[dict], t: float) -> None:
+    """The last 24 h of each device's first measure, brought up to date incrementally."""
+    ext = current_app.extensions
+    rows = {row["id"]: row for row in conn.execute("SELECT id, codec FROM devices")}
+    try:
+        with transaction(conn):
+            for d in devices:
+                if d["id"] in rows:
+                    sparklines.fold(
+                        conn, ext["fieldpost_codecs"], ext["fieldpost_numbers"], rows[d["id"]], now=t
+                    )
+    except sqlite3.OperationalError as exc:  # busy or full: show what is there
+        log.warning("event=sparkline_fold_failed error=%s", exc)
+    for d in devices:
+        line = sparklines.hourly(conn, d["id"], now=t)
+        d["spark"] = sparklines.svg_points(line) if line else None
 
 
 @bp.route("/")

@@ -15,12 +15,13 @@ from flask import (
 from wtforms import SelectChoice
 
 from edge.errors import ValidationError
-from webui import accounts, audit, settings_store
+from webui import accounts, audit, settings_store, site_time
 from webui.db import get_db, now, write
 from webui.forms import (
     ActionForm,
     CloudForm,
     RetentionForm,
+    SiteForm,
     TokenForm,
     UserEditForm,
     UserForm,
@@ -51,6 +52,7 @@ def _forms(**overrides) -> dict:
             if values["retention.max_db_bytes"] is None
             else values["retention.max_db_bytes"] // settings_store.MIB,
         ),
+        "site_form": SiteForm(formdata=None, timezone=site_time.zone_name(conn)),
         "user_form": UserForm(formdata=None),
         "token_form": TokenForm(formdata=None),
         "action_form": ActionForm(formdata=None),
@@ -107,6 +109,26 @@ def cloud():
             now=now(),
         )
     flash("Cloud endpoint saved (setting sync.endpoint).")
+    return redirect(url_for("settings.index"))
+
+
+@bp.route("/settings/site", methods=["POST"])
+def site():
+    form = SiteForm()
+    if not form.validate_on_submit():
+        return _page(400, site_form=form)
+    with write() as conn:
+        before = settings_store.put(conn, site_time.KEY, form.timezone.data, by=actor(), now=now())
+        if before != form.timezone.data:
+            audit.record(
+                conn,
+                actor=actor(),
+                action="settings.update",
+                target=site_time.KEY,
+                detail={"from": before, "to": form.timezone.data},
+                now=now(),
+            )
+    flash(f"Site time zone: {form.timezone.data}.")
     return redirect(url_for("settings.index"))
 
 
@@ -183,16 +205,10 @@ def edit_user(user_id: int):
             conn.execute("UPDATE users SET role = ? WHERE id = ?", (form.role.data, user_id))
             changes["role"] = [user["role"], form.role.data]
         if bool(form.disabled.data) != bool(user["disabled"]):
-            conn.execute(
-                "UPDATE users SET disabled = ? WHERE id = ?",
-                (int(bool(form.disabled.data)), user_id),
-            )
+            accounts.set_disabled(conn, user_id, bool(form.disabled.data))
             changes["disabled"] = bool(form.disabled.data)
         if form.password.data:
-            conn.execute(
-                "UPDATE users SET password_hash = ?, failed_logins = 0, locked_until = NULL WHERE id = ?",
-                (accounts.hash_password(form.password.data), user_id),
-            )
+            accounts.set_password(conn, user_id, form.password.data, now=now())
             changes["password"] = "reset"
         if changes:
             audit.record(

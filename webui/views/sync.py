@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 from flask import Blueprint, render_template
 
 from edge.store import cursor
+from webui import backlog_history
 from webui.db import get_db, now
 from webui.edge_adapters import sync_status
 from webui.views.overview import page_cursor
@@ -28,8 +31,11 @@ def index():
         oldest = None if waiting.oldest_ms is None else waiting.oldest_ms / 1000
         by_kind.append({"kind": "reading", "n": waiting.readings, "oldest": oldest})
         by_kind.sort(key=lambda row: row["kind"])
+    history = backlog_history.history(conn, since=t - 7 * 86400)
     return render_template(
         "sync.html",
+        history=json.dumps(history),
+        history_points=len(history["times"]),
         sync=sync_status(conn, t),
         by_kind=by_kind,
         now=t,
