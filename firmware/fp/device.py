@@ -147,7 +147,8 @@ class Device:
         try:
             ack, port, data = self.lw.open_downlink(frame)
         except FrameError as e:
-            if e.args[0] not in ("device", "mtype", "short"):  # others' frames are not our errors
+            # others' frames are not our errors, nor a late copy of an older downlink of ours
+            if e.args[0] not in ("device", "mtype", "short", "fcnt"):
                 self.reject(e.args[0], e.args[1] if len(e.args) > 1 else "")
                 self.status_due = True
             return False
