@@ -76,6 +76,7 @@ class _Device:
     codec: str
     last_fcnt: int
     lorawan: bool = False  # it has joined (or has an ABP session): Fieldpost v1 frames are refused
+    bridge: bool = False  # a bridge: its own frames come over the serial link, never the air (v1 kept)
     stored: bool = False  # a reading of it is stored in this batch: its row needs updating
     rssi: int = 0
     snr: float = 0.0
@@ -183,7 +184,7 @@ def handle_batch(
                 else "not registered (quarantine rate exceeded: dropped)"
             )
             outcomes[i] = _reject(AckResult.UNKNOWN_DEVICE, why, f.device_id, f.fcnt)
-        elif dev.lorawan or not network.settings.accept_v1:
+        elif dev.lorawan or not (network.settings.accept_v1 or dev.bridge):
             network.stats["v1_refused"] += 1
             outcomes[i] = _reject(
                 AckResult.MALFORMED,
@@ -409,13 +410,13 @@ def _load_devices(conn: sqlite3.Connection, ids: set[str], numbers: Numbers) -> 
         return {}
     marks = ",".join("?" * len(ids))
     out = {}
-    for dev_id, key, codec, last_fcnt, joined in conn.execute(
-        f"SELECT id, key, codec, last_fcnt, EXISTS (SELECT 1 FROM lorawan_sessions s WHERE s.device_id = devices.id)"
-        f" FROM devices WHERE id IN ({marks})",
+    for dev_id, key, codec, last_fcnt, joined, role in conn.execute(
+        f"SELECT id, key, codec, last_fcnt, EXISTS (SELECT 1 FROM lorawan_sessions s WHERE s.device_id = devices.id),"
+        f" role FROM devices WHERE id IN ({marks})",
         list(ids),
     ):
         number = numbers.number(conn, dev_id, create=True)
-        out[dev_id] = _Device(number, bytes(key), codec, last_fcnt, bool(joined))  # type: ignore[arg-type]
+        out[dev_id] = _Device(number, bytes(key), codec, last_fcnt, bool(joined), role == "bridge")  # type: ignore[arg-type]
     return out
 
 
