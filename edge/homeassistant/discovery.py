@@ -3,8 +3,8 @@
 One sensor per numeric measure of a node (a decoded value: name, channel, unit), configured by a
 retained message on ``<discovery_prefix>/sensor/<node_id>/<object_id>/config`` as Home Assistant's
 MQTT sensor documents it: ``state_topic`` + ``value_template``, ``unique_id``, ``device_class``,
-``unit_of_measurement``, ``state_class``, a ``device`` block (one Home Assistant device per node,
-``via_device`` the edge) and ``availability_topic`` (the edge's status topic: online by the birth message,
+``unit_of_measurement``, ``state_class``, a ``device`` block (one Home Assistant device per node;
+no ``via_device``: the edge announces no device of its own for it to name) and ``availability_topic`` (the edge's status topic: online by the birth message,
 offline by the last will). A node's measures share one JSON state topic. An empty retained
 config removes the entity.
 """
@@ -141,7 +141,6 @@ def sensor_config(
             "manufacturer": "Fieldpost",
             "model": node.board or "node",
             "sw_version": node.firmware or None,
-            "via_device": f"fieldpost_edge_{slug(site)}",
         },
         "origin": {"name": "Fieldpost", "sw_version": version or None},
     }

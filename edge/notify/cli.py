@@ -1,4 +1,4 @@
-"""``fieldpost notify ...``: list the notification targets, send them a test notification.
+"""``fieldpost notify ...``: the targets, a test notification, the queue and its dead letters.
 
 Registered by edge/cli.py (``edge.notify.cli:notify_group``); ``--config`` given to ``fieldpost``
 applies here too.
@@ -7,11 +7,13 @@ applies here too.
 from __future__ import annotations
 
 import json
+import time
 
 import click
 
 from edge.errors import FieldpostError, ValidationError
 from edge.notify.config import NotifyConfig, parse_notify
+from edge.notify.queue import queued, retry_dead_letters
 from edge.notify.trial import describe_targets, send_trial
 
 
@@ -74,3 +76,45 @@ def test_command(ctx: click.Context, only: str | None, as_json: bool) -> None:
             )
     if any(not o.ok for o in outcomes):
         ctx.exit(1)
+
+
+@notify_group.command("queue")
+@click.option(
+    "--status",
+    type=click.Choice(["pending", "sent", "failed"]),
+    help="Only these (failed: the dead letters).",
+)
+@click.option(
+    "--limit", default=50, show_default=True, type=click.IntRange(1, 10_000), help="At most this many."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the notifications as JSON.")
+@click.pass_context
+def queue_command(ctx: click.Context, status: str | None, limit: int, as_json: bool) -> None:
+    """The notification queue, newest first: what was sent, what waits for a retry, the dead letters."""
+    conn = ctx.find_root().obj.connect()
+    try:
+        rows = queued(conn, status=status, limit=limit)
+    finally:
+        conn.close()
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        error = f"  {r['last_error']}" if r["last_error"] and r["status"] != "sent" else ""
+        click.echo(
+            f"{r['id']:>6} {r['status']:<7} {r['attempts']:>3}x {r['channel']:<8} {r['target']:<30} "
+            f"{r['severity']:<8} {r['rule']}{error}"
+        )
+
+
+@notify_group.command("retry")
+@click.argument("ids", nargs=-1, type=int)
+@click.pass_context
+def retry_command(ctx: click.Context, ids: tuple[int, ...]) -> None:
+    """Queue dead letters again (the given IDS, or all of them), to be sent on the notifier's next round."""
+    conn = ctx.find_root().obj.connect()
+    try:
+        count = retry_dead_letters(conn, time.time(), list(ids) or None)
+    finally:
+        conn.close()
+    click.echo(f"{count} notification(s) queued again")

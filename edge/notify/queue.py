@@ -189,3 +189,36 @@ class Notifier:
         if self._conn is None:
             self._conn = self._conn_factory()
         return self._conn
+
+
+# --------------------------------------------------------------------------- the queue, for people
+
+
+def queued(conn: sqlite3.Connection, *, status: str | None = None, limit: int = 100) -> list[dict]:
+    """Notifications newest first (``status``: pending, sent or failed — the dead letters)."""
+    where, args = ("WHERE status = ?", (status,)) if status else ("", ())
+    rows = conn.execute(
+        "SELECT n.id, n.alarm_id, a.rule, a.severity, n.channel, n.target, n.status, n.attempts,"
+        " n.next_attempt_at, n.last_error FROM notifications n JOIN alarms a ON a.id = n.alarm_id "
+        f"{where} ORDER BY n.id DESC LIMIT ?",
+        (*args, limit),
+    ).fetchall()
+    return [dict(row) for row in rows]
+
+
+def retry_dead_letters(conn: sqlite3.Connection, now: float, ids: list[int] | None = None) -> int:
+    """Put dead letters (all, or those of ``ids``) back in the queue, due now; returns how many."""
+    with transaction(conn):
+        if ids:
+            marks = ",".join("?" * len(ids))
+            cur = conn.execute(
+                "UPDATE notifications SET status = 'pending', attempts = 0, next_attempt_at = ?"
+                f" WHERE status = 'failed' AND id IN ({marks})",
+                (now, *ids),
+            )
+        else:
+            cur = conn.execute(
+                "UPDATE notifications SET status = 'pending', attempts = 0, next_attempt_at = ? WHERE status = 'failed'",
+                (now,),
+            )
+    return cur.rowcount

@@ -33,6 +33,9 @@ STATUS_KEYS = {
     "m": ("bad_mic", ""),
     "x": ("dropped", ""),
     "f": ("given_up", ""),  # own frames the module gave up after repeated refusals (fp/refusal.py)
+    "i": ("interval", "s"),  # reading interval a node spaced out to fit its duty cycle (fp/roles/node.py)
+    "e": ("energy", "mAh/d"),  # a virtual module's power model (firmware/fp/power.py)
+    "c": ("battery_capacity", "mAh"),  # the cell in its board profile
 }
 BATTERY_NAMES = ("battery", "voltage")
 
@@ -54,7 +57,19 @@ def status_values(status: dict[str, Any]) -> Values:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             name, unit = STATUS_KEYS.get(key, (key, ""))
             values.append({"channel": 0, "name": name, "value": value, "unit": unit})
+    life = battery_life_days(status)
+    if life is not None:
+        values.append({"channel": 0, "name": "battery_life", "value": life, "unit": "d"})
     return values
+
+
+def battery_life_days(status: dict[str, Any]) -> float | None:
+    """Projected battery life: the cell's capacity over the reported mAh/day (None without both)."""
+    energy, capacity = status.get("e"), status.get("c")
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (energy, capacity))
+    if not numbers or energy <= 0 or capacity <= 0:
+        return None
+    return round(capacity / energy, 1)
 
 
 def decode_payload(

@@ -51,36 +51,39 @@ def region_params(region, dr):
     return duty, sf, bw, max_payload
 
 
-_WINDOW_MS = const(3600000)  # duty cycle is judged over any one hour
+_BUCKET_MS = const(60000)  # airtime is summed per minute
+_BUCKETS = const(61)  # the current minute and the 60 before it: always at least the last hour
 
 
 class DutyBudget:
-    # Sliding one-hour window of past transmissions (start ms, airtime ms). A
-    # send is allowed only if the airtime of every transmission that started in
-    # the last hour plus its own stays within duty * 1 h. Checking at each start
-    # bounds every window that ends at a later start, so no hour ever exceeds the
-    # limit. A full ring is treated as "no room" (conservative, bounded memory).
-    def __init__(self, duty, slots=64):
+    # Airtime summed per minute over the last 61 minutes (fixed memory, whatever the
+    # number of transmissions; the old log of one entry per transmission held 64 and
+    # then refused to send, so a fast node deferred and its journal overflowed). A
+    # send is allowed only if the airtime of the buckets covering the last hour plus
+    # its own stays within duty * 1 h. Those buckets cover every transmission that
+    # started in the hour before now (and up to a minute more: conservative), so no
+    # one-hour window ever exceeds the limit.
+    def __init__(self, duty):
         self.duty = duty
-        self.limit_ms = int(duty * _WINDOW_MS) if duty else 0
-        self._start = array("q", bytes(8 * slots)) if _has_q() else [0] * slots
-        self._air = array("I", bytes(4 * slots))
-        self._slots = slots
-        self._head = 0  # oldest
-        self._n = 0
+        self.limit_ms = int(duty * _BUCKET_MS * (_BUCKETS - 1)) if duty else 0
+        self._air = array("I", bytes(4 * _BUCKETS))
+        self._cur = 0  # minute number of the newest bucket
         self.total_ms = 0  # airtime since boot
         self.deferred = 0  # sends put off for lack of budget
 
-    def _expire(self, now_ms):
-        while self._n and now_ms - self._start[self._head] >= _WINDOW_MS:
-            self._head = (self._head + 1) % self._slots
-            self._n -= 1
+    def _advance(self, now_ms):
+        b = now_ms // _BUCKET_MS
+        if b <= self._cur:
+            return
+        for k in range(max(self._cur + 1, b - _BUCKETS + 1), b + 1):
+            self._air[k % _BUCKETS] = 0
+        self._cur = b
 
     def used_ms(self, now_ms):
-        self._expire(now_ms)
+        self._advance(now_ms)
         total = 0
-        for i in range(self._n):
-            total += self._air[(self._head + i) % self._slots]
+        for v in self._air:
+            total += v
         return total
 
     def wait_ms(self, now_ms, airtime_ms):
@@ -89,31 +92,16 @@ class DutyBudget:
             return 0
         if airtime_ms > self.limit_ms:
             return -1  # never fits: the caller must refuse the frame
-        self._expire(now_ms)
         used = self.used_ms(now_ms)
-        i = 0
-        wait = 0
-        while (used + airtime_ms > self.limit_ms or self._n - i >= self._slots) and i < self._n:
-            j = (self._head + i) % self._slots
-            used -= self._air[j]
-            wait = self._start[j] + _WINDOW_MS - now_ms
-            i += 1
-        return max(0, wait)
+        if used + airtime_ms <= self.limit_ms:
+            return 0
+        for k in range(self._cur - _BUCKETS + 1, self._cur + 1):  # oldest first
+            used -= self._air[k % _BUCKETS]
+            if used + airtime_ms <= self.limit_ms:
+                return (k + _BUCKETS) * _BUCKET_MS - now_ms  # when bucket k leaves
+        return (self._cur + _BUCKETS) * _BUCKET_MS - now_ms
 
     def record(self, now_ms, airtime_ms):
-        self._expire(now_ms)
-        if self._n == self._slots:  # only reachable without a duty rule
-            self._head = (self._head + 1) % self._slots
-            self._n -= 1
-        self._start[(self._head + self._n) % self._slots] = now_ms
-        self._air[(self._head + self._n) % self._slots] = airtime_ms
-        self._n += 1
+        self._advance(now_ms)
+        self._air[self._cur % _BUCKETS] += airtime_ms
         self.total_ms += airtime_ms
-
-
-def _has_q():
-    try:
-        array("q", bytes(8))
-        return True
-    except ValueError:
-        return False

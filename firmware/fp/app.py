@@ -47,8 +47,11 @@ async def main(cfg_path="config.json", hal=None):
         if _exists(update_state_path()):  # crashing since an update: the old firmware comes back
             from fp import update
             return update.Updater().rollback("%d crashed boots" % (n - 1))
-        _err("safe mode: %d boots without running %d s" % (n - 1, STABLE_MS // 1000))
-        return await safe_mode("%d crashed boots" % (n - 1), cfg, cfg_path)
+        reason = "%d crashed boots" % (n - 1)
+        hold_ms = bootguard.safe_entered(reason)
+        _err("safe mode: %d boots without running %d s; role again in %d s"
+             % (n - 1, STABLE_MS // 1000, hold_ms // 1000))
+        return await safe_mode(reason, cfg, cfg_path, hold_ms)
     if hal is None:
         from fp.hal import board
         hal = board.make(cfg)
@@ -76,7 +79,13 @@ async def _run(cfg, cfg_path, hal):
         _err("frame counter file damaged: resuming at %d" % counter.next)
     log = _StderrLog()
     dev = Device(cfg, cfg_path, hal, journal, counter, log)
-    sup = Supervisor(hal.wdt, int(cfg["watchdog_s"] * 1000), log)
+    dev.safe_reason = bootguard.recovered()  # said in the first status, once the radio works
+    if dev.safe_reason:
+        log("warn", "back from safe mode (%s)" % dev.safe_reason)
+    wdt_ms = getattr(hal, "wdt_ms", 0) or int(cfg["watchdog_s"] * 1000)
+    if getattr(hal, "wdt_warning", None):
+        log("warn", hal.wdt_warning)
+    sup = Supervisor(hal.wdt, wdt_ms, log)
     if cfg["role"] == "bridge":
         from fp.roles.bridge import Bridge
         role = Bridge(dev, hal, beat=sup.beat)
@@ -85,7 +94,10 @@ async def _run(cfg, cfg_path, hal):
             sup.start(name, fn)
     else:
         from fp.roles.node import Node
-        role = Node(dev, hal, beat=lambda: sup.beat("node"), trace=_trace if cfg.get("trace") else None)
+        role = Node(dev, hal, beat=lambda: sup.beat("node"), trace=_trace if cfg.get("trace") else None,
+                    beat_ms=wdt_ms // 4)
+        if getattr(hal, "sleep_kind", None) == "deep" and hasattr(hal, "keep"):
+            _deep_sleep_state(hal, role, dev, counter, journal)
         sup.start("node", role.run)
     sup.start("stable", _stable, watch=False)  # a timer: it never beats
     if _exists(update_state_path()):
@@ -96,6 +108,24 @@ async def _run(cfg, cfg_path, hal):
         return await sup.run()
     finally:
         journal.close()
+
+
+def _deep_sleep_state(hal, node, dev, counter, journal):
+    # A board that deep-sleeps boots again on waking: what the node keeps across the
+    # sleep goes in RTC memory (fp/resume.py). Taken back here after a deep-sleep wake;
+    # packed by the HAL right before it sleeps (hal.keep: called with the wake time).
+    from fp import resume
+    rec = resume.unpack(hal.resumed, len(dev.budget._air)) if hal.resumed else None
+    if rec:
+        resume.restore(rec, hal.clock, counter, dev.budget, journal.max_fcnt + 1)
+        dev.interval_ms = rec["interval_ms"]
+        node.resume = rec["sched"]
+        node.boot_ms = hal.clock.ms()  # the clock went on: uptime counts from this boot
+
+    def keep(wake_ms):
+        bootguard.clear()  # an ordered sleep, not a crash: the wake must not count toward safe mode
+        return resume.pack(wake_ms, hal.clock._wall0, node.sched, counter, dev.interval_ms, dev.budget)
+    hal.keep = keep
 
 
 def _exists(path):
@@ -158,9 +188,11 @@ class _StderrLog:
             _err("%s %s" % (lvl, msg))
 
 
-async def safe_mode(reason, cfg, cfg_path):
+async def safe_mode(reason, cfg, cfg_path, hold_ms=0):
     # No role: only the serial link (if the board has one), announcing safe mode
     # and the reason in HELLO, LOG and STATUS, so the edge and provisioning see it.
+    # hold_ms > 0 (crashed boots): after that long (virtual: time_scale applies on
+    # the unix port) the role is tried again (fp/bootguard.py); 0: until fixed.
     from fp import frame as fr
     from fp.link import Link
     from fp.linkio import LinkIO
@@ -205,8 +237,9 @@ async def safe_mode(reason, cfg, cfg_path):
     io = LinkIO(uart, link, on_event) if uart else None
     if io:
         asyncio.create_task(io.run())
+    end = time.ticks_add(time.ticks_ms(), int(hold_ms / ((cfg or {}).get("time_scale") or 1)))
     tick = 0
-    while True:
+    while not hold_ms or time.ticks_diff(end, time.ticks_ms()) > 0:
         if len(staged) > 1:
             await asyncio.sleep_ms(200)  # the ACK of the commit goes out first
             return "update staged in safe mode"
@@ -215,3 +248,5 @@ async def safe_mode(reason, cfg, cfg_path):
             io.send(fr.STATUS, json.dumps({"safe": True, "reason": reason[:120]}).encode(), None)
         tick += 1
         await asyncio.sleep_ms(200)
+    bootguard.leave()
+    return "safe mode over after %d s: the role runs again" % (hold_ms // 1000)

@@ -35,10 +35,12 @@ SCHEMA = {
     "own_readings": (False, "bool", 0, 0),  # a bridge also sends its own sensors
     "duty_cycle": (-1, "num", -1, 1),  # override the region's duty cycle (-1: region's)
     "time_scale": (1, "num", 1, 100000),  # unix port: run the clock this many times faster
-    "watchdog_s": (30, "num", 2, 3600),
+    "watchdog_s": (0, "num", 0, 3600),  # 0: the board profile's watchdog.timeout_ms (clamped to the MCU's)
     "safe_boots": (3, "int", 1, 100),  # crashed boots in a row before safe mode
     "air": ({}, "air", 0, 0),  # unix port: loopback radio, see fp/hal/air.py
     "seed": (-1, "int", -1, 0x7FFFFFFF),  # random seed for jitter (-1: from the hardware)
+    "sleep": (True, "bool", 0, 0),  # a node sleeps between readings (false: stays awake, as before issue 13)
+    "deep_reboot": (False, "bool", 0, 0),  # unix port: a deep sleep boots again, as on an ESP32 (tests)
     "trace": (False, "bool", 0, 0),  # print one line per radio event on stdout (tests, bench)
 }
 # Keys a downlink may change (the identity and the role only by provisioning).

@@ -36,13 +36,13 @@ class Device:
         duty, self.sf, self.bw, self.max_payload = region_params(cfg["region"], cfg["dr"])
         if cfg["duty_cycle"] >= 0:
             duty = cfg["duty_cycle"]
-        # A bridge answers every node it hears (ACKs, join accepts): 64 transmissions an hour, the
-        # node's ring, would cap it far below its 1 % (878 SF7 ACKs an hour); it has the RAM.
-        self.budget = DutyBudget(duty, 512 if cfg["role"] == "bridge" else 64)
+        self.budget = DutyBudget(duty)
         self.stats = {"taken": 0, "acked": 0, "dropped": 0, "rejects": 0, "bad_mic": 0, "results": 0}
         self.last_reject = ""
         self.status_due = False
         self.reboot_due = False
+        self.interval_ms = cfg["interval"] * 1000  # as the node spaces readings (fp/roles/node.py)
+        self.safe_reason = ""  # why the last safe mode was (fp/bootguard.py), until a status said it
         body = store.read_atomic(_DLIDS)
         self.dl_ids = list(struct.unpack(">4H", body)) if body and len(body) == 8 else []
 
@@ -96,6 +96,14 @@ class Device:
                  ("x", self.stats["dropped"]), ("f", self.journal.refused), ("w", self.last_reject[:12])]
         if bat is not None:
             items.insert(0, ("b", round(bat, 2)))
+        power = getattr(self.hal, "power", None)
+        if power is not None:  # a virtual board's power model: mAh a day and the cell it drains
+            items.insert(0, ("c", self.hal.battery_mah))
+            items.insert(0, ("e", round(power.mah_per_day(), 3)))
+        if self.interval_ms != self.cfg["interval"] * 1000:  # backed off for the duty cycle
+            items.insert(1, ("i", self.interval_ms // 1000))
+        if self.safe_reason:  # first, so it is never the item cut for room
+            items.insert(0, ("s", self.safe_reason.replace(" ", "_")[:20]))  # the JSON goes without spaces
         room = self.max_payload - self.overhead
         doc = {}
         for k, v in items:
@@ -106,7 +114,9 @@ class Device:
 
     def queue_status(self, uptime_s):
         self.status_due = False
-        return self.queue(rf.PORT_STATUS, self.status(uptime_s))
+        fcnt = self.queue(rf.PORT_STATUS, self.status(uptime_s))
+        self.safe_reason = ""  # journaled: it goes out, resent until acknowledged
+        return fcnt
 
     def reboot(self):
         # An ordered reboot is not a crash: it must not count toward safe mode.

@@ -24,8 +24,10 @@
 # frame it did store is answered as a duplicate as long as the key is unchanged.
 #
 # Every boot appends to a fresh segment, so nothing is ever written after a
-# torn tail; a record whose CRC fails ends the reading of its segment and is
-# counted, never used. Segments are deleted oldest first once nothing in them
+# torn tail. A record whose CRC fails is counted and never used, and replay
+# resyncs on the next offset that holds a whole valid record (magic, known
+# type, length, CRC-32): one bad byte loses at most the record that holds it,
+# not every reading after it in the segment. Segments are deleted oldest first once nothing in them
 # is pending (a DONE always follows its FRAME, so no acknowledgement is lost
 # with them). When there are too many, the pending frames are copied into one
 # new segment written under a temporary name and renamed into place (atomic);
@@ -78,6 +80,10 @@ class Journal:
         self.migrated = 0  # pending frames rewritten in format 2 at boot, as some were in format 1
         self.max_fcnt = -1  # highest fcnt in any record: the counter resumes above it
         self.segs = []
+        self._scan = bytearray(32)  # resync window (see _resync)
+        self._hdr = bytearray(3)
+        self._rec = bytearray(3 + 255 + 4)  # one record being written (fp: a body is at most 255 bytes)
+        self._recv = memoryview(self._rec)
         self._v1 = []  # segments in format 1: their FRAME bodies end in a MIC
         self._alien = []  # segments in a format this code does not know
         for name in os.listdir(path):
@@ -87,15 +93,20 @@ class Journal:
                 except ValueError:
                     pass
         self.segs.sort()
-        for s in self.segs:
-            self._replay(s)
-        self._sort()
+        import sys
+
+        from fp import jreplay
+        jreplay.replay(self, self.segs)
+        del jreplay
+        sys.modules.pop("fp.jreplay", None)
+        fp = sys.modules.get("fp")
+        if fp is not None and hasattr(fp, "jreplay"):
+            delattr(fp, "jreplay")
         self.cur = (self.segs[-1] + 1) if self.segs else 1
         for s in self._alien:
             self.segs.remove(s)  # never collected nor compacted; numbers above them are used
         self._f = None
         self._size = 0
-        self._hdr = bytearray(3)
         self.appends = 0
         for s in self._v1:
             if self._holds(s):
@@ -130,87 +141,6 @@ class Journal:
         self._of[j] = off
         self._n += 1
 
-    def _replay(self, seg):
-        try:
-            f = open(self._p(_seg_name(seg)), "rb")
-        except OSError:
-            return
-        off = 0
-        try:
-            while True:
-                hdr = f.read(3)
-                if not hdr:
-                    break
-                if len(hdr) < 3 or hdr[0] != _MAGIC:
-                    self.bad += 1
-                    break
-                rest = f.read(hdr[2] + 4)
-                if len(rest) < hdr[2] + 4:
-                    self.bad += 1
-                    break
-                body = rest[:-4]
-                c = crc32(hdr[1:3])
-                if struct.unpack(">I", rest[-4:])[0] != crc32(body, c) & 0xFFFFFFFF:
-                    self.bad += 1
-                    break
-                if hdr[1] == _T_FORMAT:
-                    if off != 0 or len(body) != 1 or body[0] != _FORMAT:
-                        # misplaced (damage), or a format this code cannot read (a newer
-                        # firmware's): not guessed at; the latter is left on flash untouched
-                        self.bad += 1
-                        if off == 0:
-                            self._alien.append(seg)
-                        break
-                else:
-                    if off == 0:
-                        self._v1.append(seg)  # written before FORMAT records existed
-                    self._apply(hdr[1], body, seg, off)
-                off += 3 + len(rest)
-        finally:
-            f.close()
-
-    def _apply(self, rtype, body, seg, off):
-        if rtype == _T_FRAME:
-            if len(body) < _HEADER:
-                self.bad += 1
-                return
-            fcnt = struct.unpack_from(">I", body, 9)[0]
-            i = self._find(fcnt)
-            if i >= 0:  # a compacted copy: same frame, newer place
-                self._sg[self._at(i)] = seg
-                self._of[self._at(i)] = off
-            elif self._n < self.capacity:
-                self._push(fcnt, seg, off)
-            else:  # a smaller capacity than when written: the oldest go
-                self._forget(0)
-                self.dropped += 1
-                self._push(fcnt, seg, off)
-        elif rtype in (_T_DONE, _T_DROP, _T_REFUSED) and len(body) == 4:
-            fcnt = struct.unpack(">I", body)[0]
-            i = self._find(fcnt)
-            if i >= 0:
-                self._forget(i)
-            if rtype == _T_DROP:
-                self.dropped += 1
-            elif rtype == _T_REFUSED:
-                self.refused += 1
-        else:
-            self.bad += 1
-            return
-        fcnt = struct.unpack_from(">I", body, 9 if rtype == _T_FRAME else 0)[0]
-        self.max_fcnt = max(self.max_fcnt, fcnt)
-
-    def _sort(self):
-        # A power cut during compaction can leave a copy newer than frames that
-        # follow it; resend order is fcnt order. (Replay only: insertion sort in place.)
-        for i in range(1, self._n):
-            k = i
-            while k > 0 and self._fc[self._at(k - 1)] > self._fc[self._at(k)]:
-                a, b = self._at(k - 1), self._at(k)
-                for r in (self._fc, self._sg, self._of):
-                    r[a], r[b] = r[b], r[a]
-                k -= 1
-
     def _forget(self, i):
         if i == 0:  # the usual case: the oldest was acknowledged
             self._h = self._at(1)
@@ -225,13 +155,16 @@ class Journal:
     # --- writing --------------------------------------------------------------
 
     def _record(self, rtype, body):
-        hdr = self._hdr
-        hdr[0] = _MAGIC
-        hdr[1] = rtype
-        hdr[2] = len(body)
-        c = crc32(body, crc32(memoryview(hdr)[1:3])) & 0xFFFFFFFF
-        # One write per record: a cut leaves at most this record torn.
-        return bytes(hdr) + body + struct.pack(">I", c)
+        # The whole record in the preallocated buffer (a view of it returned): one write per
+        # record, so a cut leaves at most this record torn, and no garbage per record.
+        n = len(body)
+        rec = self._rec
+        rec[0] = _MAGIC
+        rec[1] = rtype
+        rec[2] = n
+        rec[3 : 3 + n] = body
+        struct.pack_into(">I", rec, 3 + n, crc32(body, crc32(self._recv[1:3])) & 0xFFFFFFFF)
+        return self._recv[: 7 + n]
 
     def _write(self, rtype, body):
         rec = 3 + len(body) + 4

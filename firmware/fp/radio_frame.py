@@ -3,11 +3,8 @@
 # tests/vectors/radio.json. All integers big-endian.
 import struct
 
+from fp.mic import MIC_SIZE, mic, mic_equal
 from micropython import const
-
-MIC_SIZE = const(4)
-# fp.mic (HMAC-SHA256) is imported where a v1 frame is signed or checked: a LoRaWAN node
-# never loads it (RAM on a 64K board).
 
 KIND_UPLINK = const(0x40)
 KIND_DOWNLINK = const(0x60)
@@ -70,7 +67,6 @@ def unsigned(kind, dev_id, fcnt, port, payload=b""):
 
 def sign(body, key):
     # The frame on the air: an unsigned frame followed by its MIC with `key`.
-    from fp.mic import mic
     return bytes(body) + mic(key, body)
 
 
@@ -109,7 +105,6 @@ def check(frame, kind):
 
 
 def mic_ok(frame, key):
-    from fp.mic import mic, mic_equal
     n = len(frame) - MIC_SIZE
     return mic_equal(mic(key, memoryview(frame)[:n]), frame[n:])
 

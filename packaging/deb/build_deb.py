@@ -190,6 +190,14 @@ def make_venv(pip: list[str], venv: Path, wheels: Path) -> None:
         "--target", site, "--requirement", HERE / "requirements.txt", fieldpost_wheel,
     )  # fmt: skip
     shutil.rmtree(site / "bin")  # pip's scripts name the build's Python; /usr/bin/fieldpost runs `-m edge`
+    # PyYAML (apprise needs it to import) ships libyaml linked into its C speed-up, which Debian forbids
+    # (lintian: embedded-library). Fieldpost parses no YAML; without the .so PyYAML is pure Python.
+    for path in (site / "yaml").glob("_yaml*.so"):
+        path.unlink()
+    # Some wheels (certifi's tests) mark plain modules executable: lintian's executable-not-elf-or-script
+    for path in site.rglob("*.py"):
+        if path.stat().st_mode & 0o111 and not path.read_bytes().startswith(b"#!"):
+            path.chmod(0o644)
     strip(venv)
     for name in ("fieldpost_system_gpio.py", "fieldpost_system_gpio.pth"):
         shutil.copy2(HERE / name, site / name)

@@ -59,6 +59,12 @@ def test_a_backup_made_under_load_restores_into_a_fresh_install_with_every_row(
     assert result.exit_code == 0, result.output
     tables = [t for t in counts if t != "audit_log"]
     assert every_row(fresh, tables) == every_row(backup, tables)
+    # the audit log too, plus the restore's own entry
+    restored_log, backed_up_log = (
+        every_row(fresh, ["audit_log"])["audit_log"],
+        every_row(backup, ["audit_log"])["audit_log"],
+    )
+    assert restored_log[: len(backed_up_log)] == backed_up_log and len(restored_log) == len(backed_up_log) + 1
     # the fresh install's own database is kept aside, whole
     [aside] = [p for p in fresh.parent.iterdir() if ".before-restore-" in p.name and p.suffix != ".db-wal"]
     assert sqlite3.connect(aside).execute("PRAGMA integrity_check").fetchone()[0] == "ok"

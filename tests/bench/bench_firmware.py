@@ -65,6 +65,56 @@ def _sim_day(hours: int) -> dict:
     return {"hours": hours, "wall_s": wall, "speedup": hours * 3600 / wall, **summary}
 
 
+BOARDS = ("heltec_v2", "heltec_v3", "pico_rfm95w")
+VOLTS = 3.7  # nominal Li-ion cell voltage: charge -> energy
+
+
+def _power_day(board: str, interval: int, sleep: bool, hours: int, garbage: bool = False) -> dict:
+    from tests.firmware.conftest import REPO
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [
+            str(MICROPYTHON),
+            "-X",
+            "heapsize=8M" if garbage else "heapsize=256K",
+            str(MP_SCRIPTS / "power_day.py"),
+        ]
+        cmd += [str(REPO / "hardware" / "boards" / f"{board}.json"), str(hours), str(interval), "3"]
+        cmd += ["1" if sleep else "0", "1" if garbage else "0"]
+        out = subprocess.run(
+            cmd, cwd=tmp, env=mp_env(), capture_output=True, text=True, timeout=300, check=True
+        )
+    return json.loads(out.stdout.splitlines()[-1])
+
+
+def _power(quick: bool) -> dict:
+    """Issue 13: energy per reading and projected battery life per board profile at 1, 5 and 15 min
+    (SF9, the power model's datasheet currents), next to the same node kept awake (the baseline:
+    the firmware before sleep), measured in the same run."""
+    hours = 6 if quick else 24
+    figures: dict = {}
+    for board in BOARDS:
+        per: dict = {}
+        for minutes in (1, 5, 15):
+            asleep = _power_day(board, minutes * 60, True, hours)
+            awake = _power_day(board, minutes * 60, False, hours)
+            readings_day = asleep["taken"] * 24 / hours
+            cap = asleep["status"]["c"]
+            per[f"{minutes}min"] = {
+                "mah_day": round(asleep["mah_day"], 3),
+                "energy_per_reading_mj": round(asleep["mah_day"] * 3.6 * VOLTS * 1000 / readings_day, 1),
+                "battery_days": round(cap / asleep["mah_day"], 1),
+                "awake_baseline_mah_day": round(awake["mah_day"], 1),
+                "awake_baseline_battery_days": round(cap / awake["mah_day"], 2),
+                "interval_s_used": asleep["status"].get("i", minutes * 60),
+            }
+        figures[board] = per
+    figures["garbage_per_cycle_bytes"] = _power_day("heltec_v3", 900, True, 6, garbage=True)[
+        "garbage_per_cycle"
+    ]
+    return figures
+
+
 def run(out_dir: Path, quick: bool) -> dict:
     n = 200 if quick else 2000
     with tempfile.TemporaryDirectory() as tmp:
@@ -89,6 +139,16 @@ def run(out_dir: Path, quick: bool) -> dict:
             "journal_append": micro["journal_append_us"] / cpy_append,
         },
         "sim_day_64k": _sim_day(6 if quick else 24),
+        "power": _power(quick),
+    }
+    day = figures["sim_day_64k"]
+    # SF12, 1-min interval asked, 10 % loss: airtime used against the 1 % budget of the simulated time
+    budget_ms = 0.01 * day["hours"] * 3_600_000
+    figures["airtime_vs_budget"] = {
+        "used_ms": day["airtime_ms"],
+        "budget_ms": budget_ms,
+        "share": day["airtime_ms"] / budget_ms,
+        "dropped": day["dropped"],
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "firmware.json").write_text(json.dumps(figures, indent=1) + "\n")

@@ -31,3 +31,5 @@ def test_airtime_regions_and_budget(micropython):
     assert starts[20] - starts[0] < 3_600_000
     assert starts[21] - starts[0] >= 3_600_000
     assert r["too_big"] == -1  # a frame longer than the whole budget can never go
+    # bounded memory without a cap on the number of transmissions an hour
+    assert r["many_waits"] == 0 and r["many_used"] == 240 * 66

@@ -84,3 +84,25 @@ def test_healthy_modules_never_restart_at_accelerated_time(tmp_path, virtual_mod
 
 def _restarts(vm) -> list[str]:
     return [line for line in vm.output if "restart" in line or "stalled" in line]
+
+
+def test_pico_watchdog_is_clamped_to_the_rp2040_maximum_with_a_warning(tmp_path, virtual_module):
+    """Issue 13: a 30 s watchdog asked on the Pico profile (RP2040, at most 8388 ms) used to fail
+    at boot on the board; now it is clamped, said once, and the node runs (its sleep slices are
+    a quarter of the clamped timeout, so the supervisor sees it alive)."""
+    node_port, bridge_port = free_udp_ports(2)
+    cfg = node_config(
+        node_port,
+        bridge_port,
+        board="pico_rfm95w",
+        watchdog_s=30,
+        time_scale=1,
+        interval=60,
+        retry_base=60,
+        retry_max=120,
+    )
+    vm = virtual_module("main.py", ["config.json"], cwd=module_dir(tmp_path, "pico", **cfg), name="pico")
+    wait_until(lambda: "clamped to 8388 ms" in vm.output_text(), timeout=10, what="clamp warning")
+    assert "watchdog 30000 ms above the rp2040 maximum" in vm.output_text()
+    time.sleep(12)  # longer than the clamped watchdog: no stall while the node sleeps between readings
+    assert vm.running and "restart" not in vm.output_text()

@@ -268,3 +268,40 @@ def test_a_hanging_target_never_holds_up_the_ingest_writer(tmp_path):
         assert conn.execute("SELECT COUNT(*) FROM events WHERE kind = 'probe'").fetchone()[0] == 20
     finally:
         conn.close()
+
+
+def test_dead_letters_are_listed_and_can_be_queued_again(db_path, conn):
+    port = free_port()
+    config = parse_notify(
+        {"max_attempts": 1, "apprise": [{"name": "ops", "url": f"json://127.0.0.1:{port}/"}]}
+    )
+    notifier = Notifier(lambda: connect(db_path), config)
+    try:
+        notifier.run(T0)
+        raise_one(conn, T0)
+        notifier.run(T0)  # down: one attempt, then a dead letter
+        args = ["--db", str(db_path), "notify"]
+        listed = CliRunner().invoke(main, [*args, "queue", "--status", "failed", "--json"])
+        assert listed.exit_code == 0, listed.output
+        [dead] = json.loads(listed.output)
+        assert (dead["target"], dead["status"], dead["attempts"], dead["rule"]) == (
+            "ops",
+            "failed",
+            1,
+            "freezer",
+        )
+        assert dead["last_error"].startswith("ops: ")
+
+        hook = WebhookServer(port)  # the target is back
+        try:
+            again = CliRunner().invoke(main, [*args, "retry"])
+            assert again.exit_code == 0 and "1 notification(s) queued again" in again.output
+            notifier.run(time.time())
+            assert rows(conn) == [("apprise", "ops", "sent", 1)]
+            assert len(hook.received) == 1
+        finally:
+            hook.stop()
+        text = CliRunner().invoke(main, [*args, "queue"]).output
+        assert " sent " in text and "ops" in text
+    finally:
+        notifier.close()

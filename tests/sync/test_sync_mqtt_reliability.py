@@ -119,7 +119,9 @@ def test_edge_killed_9_20_times_during_the_drain_loses_nothing(broker, db, tmp_p
     kills = 0
     try:
         for k in range(1, 21):
-            wait_for(lambda k=k: sub.count() >= k * N // 25, 60, f"progress before kill {k}")
+            # the edge's own progress (what it marked synced), not the subscriber's, which lags
+            # behind on a loaded machine: at 80 % received the edge may already be done
+            wait_for(lambda k=k: N - unsynced(conn) >= k * N // 25, 60, f"progress before kill {k}")
             assert proc.poll() is None, log.read_text()
             assert unsynced(conn) > 0, "the kill must land during the drain"
             proc.send_signal(signal.SIGKILL)

@@ -48,3 +48,36 @@ def test_backup_download_is_a_consistent_database_and_audited(app, admin, operat
     assert [a[0] for a in audit] == ["alice"]
     leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".panel-backup-")]
     assert leftovers == []
+
+
+def test_the_edges_backups_are_listed_and_downloaded_by_admins(app, admin, viewer, db_path, tmp_path):
+    from pathlib import Path
+
+    from edge.backup import records
+    from edge.backup.copy import make_backup
+
+    add_device(db_path, DEV)
+    Module(db_path, DEV).reading()
+    folder = tmp_path / "backups"
+    folder.mkdir()
+    result = make_backup(Path(db_path), folder / "site-daily.db")
+    conn = connect(db_path)
+    backup_id = records.record_ok(conn, "daily", result)
+    pruned = records.record_ok(conn, "weekly", make_backup(Path(db_path), folder / "site-weekly.db"))
+    records.mark_pruned(conn, pruned)
+    page = viewer.get("/health-page").get_data(as_text=True)
+    assert f'id="backup-{backup_id}"' in page and "daily" in page and "pruned" in page
+    assert f"/health-page/backups/{backup_id}/download" not in page  # viewers see, admins download
+    token = csrf_token(admin, "/health-page")
+    got = admin.post(f"/health-page/backups/{backup_id}/download", data={"csrf_token": token})
+    assert got.status_code == 200 and got.data == (folder / "site-daily.db").read_bytes()
+    assert (
+        admin.post(f"/health-page/backups/{pruned}/download", data={"csrf_token": token}).status_code == 404
+    )
+    viewer_token = csrf_token(viewer, "/health-page")
+    refused = viewer.post(f"/health-page/backups/{backup_id}/download", data={"csrf_token": viewer_token})
+    assert refused.status_code == 403
+    audit = (
+        connect(db_path).execute("SELECT target FROM audit_log WHERE action = 'backup.download'").fetchall()
+    )
+    assert [a[0] for a in audit] == [str(backup_id)]

@@ -505,3 +505,11 @@ def test_live_events_announce_new_readings(site, app, admin, db_path):
         f"{k}:{v!r}" for k, v in sorted({"r": heard, "d": 0, "a": 0, "q": 0, "s": 0}.items())
     )
     response.close()
+
+
+def test_device_page_shows_the_power_estimate_and_battery_life(site, admin):
+    # a node's port-3 status (issue 13): "e" mAh/day from its power model, "c" its cell (mAh)
+    site._send(3, b'{"e":2.65,"c":2600,"j":0}', rssi=-70, snr=9.0, now=time.time())
+    page = admin.get(f"/devices/{DEV}").get_data(as_text=True)
+    assert 'id="power-estimate"' in page
+    assert "2.65 mAh a day" in page and "981 days" in page and "2.7 years" in page and "2600 mAh cell" in page

@@ -29,6 +29,7 @@ SAMPLE_ARGS = {
     "key": "a" * 64,
     "target_id": 1,
     "route_id": 1,
+    "backup_id": 1,
 }
 
 

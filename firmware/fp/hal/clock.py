@@ -33,6 +33,12 @@ class Clock:
     def real_ms(self, vms):
         return int(vms / self.scale) if vms > 0 else 0
 
+    def resume(self, ms, wall_s):
+        # After a deep sleep (a boot): time goes on from where the sleep ended (fp/resume.py).
+        self._last = ticks_ms()
+        self._acc = float(ms)
+        self._wall0 = wall_s
+
     async def sleep_ms(self, vms):
         await asyncio.sleep_ms(self.real_ms(vms))
 

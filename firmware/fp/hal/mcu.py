@@ -6,6 +6,7 @@
 import gc
 
 from fp.hal import board as board_mod
+from fp.hal import wdt
 from fp.hal.clock import Clock
 
 
@@ -42,28 +43,38 @@ def make_modem(machine, profile, lora_cfg):
     raise board_mod.BoardError("radio chip %r not supported" % chip)
 
 
-class SHT3x:
-    # Sensirion SHT30/31 over I2C: single-shot, high repeatability (datasheet 4.3).
-    def __init__(self, i2c, addr=0x44):
-        self.i2c = i2c
-        self.addr = addr
-        self._buf = bytearray(6)
+def make_sensor(machine, profile):
+    # The first sensor of the profile's "sensors" this HAL has a driver for (fp/sensors/),
+    # on its bus: I2C (profile "i2c") for SHT3x and BME280, 1-Wire on the sensor's "pin"
+    # (MicroPython's onewire module) for the DS18B20. None when there is none.
+    i2c_cfg = profile.get("i2c")
+    for s in profile.get("sensors") or ():
+        kind = s.get("type")
+        if kind in ("sht31", "sht30", "bme280") and i2c_cfg:
+            i2c = machine.I2C(i2c_cfg["id"], sda=machine.Pin(i2c_cfg["sda"]), scl=machine.Pin(i2c_cfg["scl"]),
+                              freq=i2c_cfg.get("freq", 100000))
+            if kind == "bme280":
+                from fp.sensors.bme280 import BME280
+                return BME280(i2c, s.get("address", 0x76))
+            from fp.sensors.sht3x import SHT3x
+            return SHT3x(i2c, s.get("address", 0x44))
+        if kind == "ds18b20":
+            import onewire
 
-    def read(self):
-        import time
-        self.i2c.writeto(self.addr, b"\x24\x00")
-        time.sleep_ms(16)
-        self.i2c.readfrom_into(self.addr, self._buf)
-        b = self._buf
-        t_raw = (b[0] << 8) | b[1]
-        h_raw = (b[3] << 8) | b[4]
-        return -45 + 175 * t_raw / 65535, 100 * h_raw / 65535
+            from fp.sensors.ds18b20 import DS18B20
+            rom = bytes.fromhex(s["rom"]) if s.get("rom") else None
+            return DS18B20(onewire.OneWire(machine.Pin(s["pin"])), rom)
+    return None
+
+
+_DEEP_MIN_MS = 5000  # shorter waits light-sleep: a boot costs about a second awake
 
 
 class McuBoard:
     def __init__(self, machine, profile, cfg, clock):
         self.machine = machine
         self.name = profile["name"]
+        profile.pop("power", None)  # the virtual board's power model only (fp/power.py): not kept in RAM
         self.profile = profile
         self.clock = clock or Clock()
         self.modem = None
@@ -77,21 +88,27 @@ class McuBoard:
         led = profile.get("led")
         self._led = machine.Pin(led["pin"], machine.Pin.OUT) if led else None
         self._led_high = led.get("active_high", True) if led else True
-        self._sensor = None
-        i2c_cfg = profile.get("i2c")
-        for s in profile.get("sensors") or ():
-            if s.get("type") in ("sht31", "sht30") and i2c_cfg:
-                i2c = machine.I2C(i2c_cfg["id"], sda=machine.Pin(i2c_cfg["sda"]),
-                                  scl=machine.Pin(i2c_cfg["scl"]),
-                                  freq=i2c_cfg.get("freq", 100000))
-                self._sensor = SHT3x(i2c, s.get("address", 0x44))
+        self._sensor = make_sensor(machine, profile)
         bat = profile.get("battery")
         has_adc = bat and bat.get("adc_pin") is not None
         self._adc = machine.ADC(machine.Pin(bat["adc_pin"])) if has_adc else None
         self._divider = bat.get("divider", 2.0) if bat else 1.0
         self._bat_ctrl = _pin(machine, bat.get("enable_pin"), machine.Pin.OUT, value=0) if bat else None
         self._bat_ctrl_on = bat.get("enable_level", 0) if bat else 0
-        self.wdt = machine.WDT(timeout=int(cfg.get("watchdog_s", 30) * 1000))
+        self.sleeps = cfg.get("sleep", True) and cfg.get("role", "node") == "node"
+        # ESP32/ESP32-S3 deep-sleep (a boot on waking; what must survive is packed by
+        # hal.keep into RTC memory, fp/resume.py); the RP2040 light-sleeps (RAM kept).
+        self.sleep_kind = "light" if profile.get("mcu") == "rp2040" else "deep"
+        self.keep = None
+        self.resumed = None  # the RTC record, after a deep-sleep wake only
+        if self.sleep_kind == "deep" and hasattr(machine, "RTC"):
+            self._rtc = machine.RTC()
+            if machine.reset_cause() == machine.DEEPSLEEP_RESET:
+                self.resumed = bytes(self._rtc.memory())
+            self._rtc.memory(b"")  # taken once: never reused after a later crash or reset
+        self.power = None  # no model on a board: its current is measured, not computed
+        self.wdt_ms, self.wdt_warning = wdt.watchdog_ms(profile, cfg)
+        self.wdt = machine.WDT(timeout=self.wdt_ms)
 
     def _setter(self, idx, pin):
         def set_output(value):
@@ -105,7 +122,8 @@ class McuBoard:
         try:
             return self._sensor.read()
         except OSError:
-            return None, None  # sensor missing or not answering: the reading goes without it
+            # missing, not answering, or its data failed its CRC: the reading goes without it
+            return None, None
 
     def battery_v(self):
         if self._adc is None:
@@ -120,6 +138,30 @@ class McuBoard:
     def led(self, on):
         if self._led is not None:
             self._led.value(1 if bool(on) == self._led_high else 0)
+
+    async def sleep_until(self, deadline_ms, beat=None, slice_ms=10000):
+        # The node's "until when". machine.lightsleep keeps RAM and the asyncio state:
+        # the slice returns into the loop, where the supervisor feeds the watchdog, so
+        # a slice is at most a quarter of the watchdog (slice_ms). Short waits (< 20 ms)
+        # are not worth the clock switch and are slept awake.
+        import asyncio
+        while True:
+            left = deadline_ms - self.clock.ms()
+            if left <= 0:
+                return
+            if beat:
+                beat()
+            if self.sleeps and self.keep is not None and left >= _DEEP_MIN_MS:
+                # Deep sleep: the radio is asleep already (the node put it there after its
+                # window); the record goes to RTC memory, then the chip sleeps and boots again.
+                self._rtc.memory(self.keep(deadline_ms))
+                self.machine.deepsleep(left)
+            step = min(left, slice_ms) if slice_ms > 0 else left
+            if self.sleeps and step >= 20:
+                self.machine.lightsleep(step)
+                await asyncio.sleep_ms(0)
+            else:
+                await self.clock.sleep_ms(step)
 
     def heap_free(self):
         return gc.mem_free()

@@ -13,6 +13,14 @@ import math
 from fp.hal.clock import Clock
 
 _DAY_MS = 86400000
+# The virtual board's RTC memory: module state, so it is kept across main.py's in-process
+# restart (which keeps fp.hal.unix, the "hardware") as RTC slow memory is kept across a deep
+# sleep, and lost when the process is killed, as RTC memory is on a power cut. Used only with
+# config "deep_reboot" (a virtual deep sleep that really boots again, fp/resume.py).
+_rtc = {"mem": None, "deep_wake": False, "power": None}
+
+
+_DEEP_MIN_MS = 5000  # as fp/hal/mcu.py: shorter waits light-sleep
 
 
 class SoftWDT:
@@ -41,10 +49,42 @@ class UnixBoard:
             idx = o["index"]
             self.output_state[idx] = 0
             self.outputs[idx] = self._setter(idx)
-        self.wdt = SoftWDT(int(cfg.get("watchdog_s", 30) * 1000))
+        import sys
+
+        from fp.hal import wdt
+        # the profile's MCU limit applies on the virtual board too (a Pico profile clamps)
+        self.wdt_ms, self.wdt_warning = wdt.watchdog_ms(profile, cfg)
+        del wdt
+        sys.modules.pop("fp.hal.wdt", None)  # needed once: its RAM goes back to the role
+        if hasattr(sys.modules.get("fp.hal"), "wdt"):
+            delattr(sys.modules["fp.hal"], "wdt")
+        self.wdt = SoftWDT(self.wdt_ms)
         self.led_on = False
         seed = cfg.get("seed", -1)
         self._phase = (seed % 1000) / 1000 if seed >= 0 else 0.0
+        # The power model (fp/power.py) with the profile's datasheet currents: the
+        # virtual board has no current to measure, so it accounts time per state.
+        self.power = None
+        if profile.get("power") and cfg.get("role", "node") == "node":  # a bridge is on the Pi's power
+            from fp.power import PowerModel
+            tx_dbm = (profile.get("radio") or {}).get("tx_power_dbm", 14)
+            self.power = PowerModel(profile["power"], self.clock, tx_dbm)
+            profile["power"].pop("sources", None)  # citations, for people: not kept in RAM
+        # How this MCU sleeps between readings: an RP2040 light-sleeps (RAM kept), an
+        # ESP32 deep-sleeps (a boot on waking). Only a node sleeps: a bridge is on the Pi's power.
+        self.sleep_kind = "light" if profile.get("mcu") == "rp2040" else "deep"
+        self.sleeps = cfg.get("sleep", True) and cfg.get("role", "node") == "node"
+        self.battery_mah = (profile.get("battery") or {}).get("capacity_mah", 0)
+        if cfg.get("deep_reboot") and self.sleeps and self.sleep_kind == "deep":
+            # A deep sleep boots again, as on an ESP32: fp/app.py packs what must survive
+            # (hal.keep) and takes it back after the wake (hal.resumed).
+            self.keep = None
+            self.resumed = _rtc["mem"] if _rtc["deep_wake"] else None
+            if self.resumed is not None and _rtc["power"] is not None:
+                self.power = _rtc["power"]  # the same battery: the day's account goes on
+                self.power.rebase(self.clock)
+            _rtc["mem"] = None
+            _rtc["deep_wake"] = False
 
     def _setter(self, idx):
         def set_output(value):
@@ -64,6 +104,37 @@ class UnixBoard:
 
     def led(self, on):
         self.led_on = bool(on)
+
+    async def sleep_until(self, deadline_ms, beat=None, slice_ms=10000):
+        # The node's "until when": the virtual board sleeps on its clock (the time is
+        # charged to the sleep state, and a deep sleep's wake as a boot), beating in
+        # slices so the supervisor sees the node alive.
+        clock = self.clock
+        deep = self.sleeps and self.power is not None
+        if getattr(self, "keep", None) is not None and deadline_ms - clock.ms() >= _DEEP_MIN_MS:
+            # deep_reboot: RTC memory written, the sleep passes, then the board boots again
+            _rtc["mem"] = self.keep(deadline_ms)
+            if deep:
+                self.power.mcu("deep")
+            await clock.sleep_ms(deadline_ms - clock.ms())
+            if deep:
+                self.power.mcu("active")
+            _rtc["power"] = self.power
+            _rtc["deep_wake"] = True
+            raise Reboot()
+        if deep:
+            self.power.mcu(self.sleep_kind)
+        try:
+            while True:
+                left = deadline_ms - clock.ms()
+                if left <= 0:
+                    break
+                if beat:
+                    beat()
+                await clock.sleep_ms(min(left, slice_ms) if slice_ms > 0 else left)
+        finally:
+            if deep:
+                self.power.mcu("active")
 
     def heap_free(self):
         return gc.mem_free()

@@ -95,7 +95,7 @@ class Bridge:
                 self.on_radio(pkt)
 
     def _beat_ms(self):
-        return int(self.cfg["watchdog_s"] * 250 * self.clock.scale) or 1000
+        return int(getattr(self.hal, "wdt_ms", 4000) // 4 * self.clock.scale) or 1000
 
     async def tx_downlink(self, dl, rx_ms):
         # The node listens for rx_window after its uplink ended (= when we heard it).
@@ -245,6 +245,8 @@ class Bridge:
                "edge_rej": self.c["edge_rej"], "given_up": self.dev.journal.refused,
                "logs_dropped": self.c["logs_dropped"],
                "radio_lost": m.get("lost", 0), "fw": FW_VERSION}
+        if self.dev.safe_reason:
+            doc["safe_was"] = self.dev.safe_reason  # back from safe mode (fp/bootguard.py)
         return json.dumps(doc).encode()
 
     async def status_loop(self):

@@ -14,12 +14,16 @@ _BEAT_MAX_MS = const(10000)  # sleep in slices no longer than this, so the super
 # lost its session (a new edge, keys rotated), and only a join can tell. Not sooner: while the
 # edge is merely down a join cannot complete, and a bridge short of duty cycle may drop accepts.
 _REJOIN_AFTER = const(32)
-_JOIN_REQUEST_SIZE = const(23)
-_JOIN_WINDOW_MS = const(7000)  # until the end of the join accept's RX2 (JOIN_ACCEPT_DELAY2 = 6 s)  # fp/lorawan/frames.py (not imported here: a v1 node never loads it)
+_JOIN_REQUEST_SIZE = const(23)  # fp/lorawan/frames.py (not imported here: a v1 node never loads it)
+_JOIN_WINDOW_MS = const(7000)  # until the end of the join accept's RX2 (JOIN_ACCEPT_DELAY2 = 6 s)
+# Airtime a reading costs, over its frame's own: resends after a lost uplink or ACK
+# (10 % loss each way: x1.23) and the status frames; the interval is spaced out to fit.
+_AIR_MARGIN = 1.5
+_READING_LEN = const(11)  # the standard reading's payload (fp/lpp.py: temperature, humidity, battery)
 
 
 class Node:
-    def __init__(self, dev, hal, beat=None, rand=None, trace=None):
+    def __init__(self, dev, hal, beat=None, rand=None, trace=None, beat_ms=_BEAT_MAX_MS):
         self.dev = dev
         self.hal = hal
         self.clock = hal.clock
@@ -33,10 +37,35 @@ class Node:
         self.too_long = 0
         self._deferring = False
         self.boot_ms = self.clock.ms()
+        self.resume = None  # (next sample, next status, next try, attempts) after a deep sleep
+        self.sched = None
+        # longest sleep slice in real ms: a quarter of the watchdog (an 8.4 s RP2040 watchdog
+        # must see a beat well before it bites)
+        self.beat_ms = max(100, min(_BEAT_MAX_MS, beat_ms))
 
     def _t(self, event, value):
         if self.trace:
             self.trace(event, value)
+
+    def interval_ms(self):
+        # The reading interval the airtime law allows (issue 13). A reading that cannot be
+        # sent within the duty cycle waits in the journal, never dropped; so that the
+        # journal drains instead of filling up until the oldest go, readings are spaced
+        # out to what the budget carries: at least the reading frame's airtime x margin /
+        # duty, doubled while a backlog of a quarter of the journal waits. Reported: the
+        # status's "i" (seconds) and a "backoff" trace when it changes.
+        dev = self.dev
+        ms = dev.cfg["interval"] * 1000
+        duty = dev.budget.duty
+        if duty:
+            toa = self.modem.get_time_on_air_us(self.dev.overhead + _READING_LEN) // 1000
+            ms = max(ms, int(toa * _AIR_MARGIN / duty))
+            if len(dev.journal) > dev.journal.capacity // 4:
+                ms *= 2
+        if ms != dev.interval_ms:
+            dev.interval_ms = ms
+            self._t("backoff", ms // 1000)
+        return ms
 
     def backoff_ms(self):
         return retry_ms(self.dev.cfg, self.attempts, self.rand())
@@ -77,10 +106,12 @@ class Node:
         if fcnt is not None:
             self._t("tx", (fcnt, now, toa))
         self.hal.led(True)  # the status LED is lit while the radio transmits
+        self._radio("tx")
         try:
             await self.modem.send(frame)
         finally:
             self.hal.led(False)
+            self._radio("standby")
         self.sent += 1
         acked = await self.listen(fcnt)
         if acked:
@@ -110,11 +141,16 @@ class Node:
         frame = dev.lw.join_request()  # a new DevNonce, spent even if nobody answers
         dev.budget.record(now, toa)
         self._t("join", dev.lw.dev_nonce)
-        await self.modem.send(frame)
+        self._radio("tx")
+        try:
+            await self.modem.send(frame)
+        finally:
+            self._radio("standby")
         self.sent += 1
         # JOIN_ACCEPT_DELAY1/2 are 5 and 6 s (RX1/RX2 of a data frame: 1 and 2 s): the join
         # accept may come later than an ACK, the join server deriving keys on the way
         end = self.clock.ms() + max(int(self.dev.cfg["rx_window"] * 1000), _JOIN_WINDOW_MS)
+        self._radio("rx")
         try:
             while True:
                 left = end - self.clock.ms()
@@ -130,11 +166,13 @@ class Node:
                 return 0
         finally:
             self.modem.sleep()
+            self._radio("sleep")
         self.attempts += 1
         return self.backoff_ms()
 
     async def listen(self, fcnt):
         end = self.clock.ms() + int(self.dev.cfg["rx_window"] * 1000)
+        self._radio("rx")
         try:
             while True:
                 left = end - self.clock.ms()
@@ -148,6 +186,13 @@ class Node:
         finally:
             # the window is over: the radio sleeps until the next uplink (a node is on a battery)
             self.modem.sleep()
+            self._radio("sleep")
+
+    def _radio(self, state):
+        # the power model of a virtual board (fp/power.py); boards have none
+        power = getattr(self.hal, "power", None)
+        if power is not None:
+            power.radio(state)
 
     async def run(self, until_ms=None):
         dev = self.dev
@@ -155,13 +200,15 @@ class Node:
         next_sample = clock.ms()
         next_try = next_sample
         next_status = next_sample  # a status right after boot tells the edge we restarted
+        if self.resume:  # woken from a deep sleep (fp/resume.py): the schedule goes on
+            next_sample, next_status, next_try, self.attempts = self.resume
         while until_ms is None or clock.ms() < until_ms:
             self.beat()
             now = clock.ms()
             if now >= next_sample:
                 fcnt = dev.take_reading()
                 self._t("taken", fcnt)
-                interval = dev.cfg["interval"] * 1000
+                interval = self.interval_ms()
                 next_sample += interval
                 if next_sample <= now:  # fell behind (a long stall): skip, do not burst
                     next_sample = now + interval
@@ -179,12 +226,14 @@ class Node:
                 next_try = clock.ms() + (max(0, wait))
                 if wait == 0:
                     continue
-            wake = next_sample
+            wake = min(next_sample, next_status)
             if len(dev.journal) and next_try < wake:
                 wake = next_try
-            delay = wake - clock.ms()
-            delay = min(delay, _BEAT_MAX_MS)
-            await clock.sleep_ms(max(0, delay))
+            # The HAL decides how to sleep (deep, light, or awake); the role says until when.
+            self.sched = (next_sample, next_status, next_try, self.attempts)  # kept if it deep-sleeps
+            # slices of a quarter of the watchdog in real time; a stepped clock (scale 0) has no
+            # real time to watch: one step
+            await self.hal.sleep_until(wake, self.beat, self.beat_ms * self.clock.scale)
 
 
 def _noop():

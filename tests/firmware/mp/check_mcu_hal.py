@@ -41,8 +41,8 @@ class I2C:
         Rec.log.append(("i2c_w", addr, bytes(data)))
 
     def readfrom_into(self, addr, buf):
-        # SHT31 raw words for 25.0 degC (0x6666) and 50 %RH (0x8000); CRC bytes not checked
-        buf[:] = struct.pack(">HBHB", 0x6666, 0, 0x8000, 0)
+        # SHT31 raw words for 25.0 degC (0x6666) and 50 %RH (0x8000), each with its CRC-8
+        buf[:] = struct.pack(">HBHB", 0x6666, 0x93, 0x8000, 0xA2)
 
 
 class ADC:
@@ -54,7 +54,12 @@ class ADC:
 
 
 class WDT:
+    # as the ports do: rp2's machine.WDT refuses a timeout above 8388 ms
+    max_ms = None
+
     def __init__(self, timeout):
+        if WDT.max_ms is not None and timeout > WDT.max_ms:
+            raise ValueError("WDT timeout too long")
         self.timeout = timeout
 
 
@@ -98,7 +103,10 @@ for name in sys.argv[2:]:
     profile = json.load(open(sys.argv[1] + "/" + name + ".json"))
     cfg = {"role": "bridge", "region": "EU868", "dr": 0, "watchdog_s": 20, "board": name}
     Rec.log = []
+    WDT.max_ms = 8388 if profile["mcu"] == "rp2040" else None
     hal = board.make(cfg, profile=profile, machine=machine)
+    cfg["watchdog_s"] = 0  # config unset: the profile's own timeout
+    from_profile = board.make(cfg, profile=profile, machine=machine).wdt.timeout
     m = hal.modem
     pins = {}
     for k, v in m.kw.items():
@@ -118,9 +126,33 @@ for name in sys.argv[2:]:
                 "rh": round(rh, 2),
                 "battery": hal.battery_v(),
                 "wdt_ms": hal.wdt.timeout,
+                "wdt_warning": hal.wdt_warning,
+                "wdt_profile_ms": from_profile,
                 "uart": [hal.uart.id, hal.uart.kw["tx"], hal.uart.kw["rx"]],
                 "output0": hal.output_state[0],
+                "output_pins": [o["pin"] for o in profile.get("outputs") or ()],
+                # pins driven while the battery was read (its divider's enable, if any)
+                "bat_sets": [e[1:] for e in Rec.log if e[0] == "set" and e[1] == profile["battery"].get("enable_pin")],
                 "sht_cmd": [e for e in Rec.log if e[0] == "i2c_w"][0][2] == b"\x24\x00",
             }
         )
     )
+
+# the profile picks the driver: a BME280 on the board's I2C, a DS18B20 on a 1-Wire pin
+profile = json.load(open(sys.argv[1] + "/heltec_v3.json"))
+
+
+class onewire:  # stands in for MicroPython's onewire module (a board has it built in)
+    class OneWire:
+        def __init__(self, pin):
+            self.pin = pin.n
+
+
+sys.modules["onewire"] = onewire
+WDT.max_ms = None
+for sensors in ([{"type": "bme280", "address": 0x77}], [{"type": "ds18b20", "pin": 4}], [{"type": "sht30"}], []):
+    profile["sensors"] = sensors
+    hal = board.make({"role": "node", "region": "EU868", "dr": 0, "board": "heltec_v3"}, profile=profile, machine=machine)
+    s = hal._sensor
+    print(json.dumps({"sensors": sensors, "driver": type(s).__name__ if s else None,
+                      "where": getattr(s, "addr", None) or getattr(getattr(s, "ow", None), "pin", None)}))

@@ -109,7 +109,7 @@ board.modem = SimMedium(clock, dev, sf, loss)
 # heap is less fragmented when the journal's and the duty budget's rings are made
 from fp.roles.node import Node  # noqa: E402
 
-events = {"deferred": 0, "acked": 0, "taken": 0}
+events = {"deferred": 0, "acked": 0, "taken": 0, "backoff": 0, "status": 0}
 heap_total = gc.mem_free() + gc.mem_alloc()
 low = [heap_total]
 
@@ -117,6 +117,7 @@ low = [heap_total]
 def trace(event, value):
     if event in events:
         events[event] += 1
+
     if event == "tx":
         # live heap at its fullest point of the cycle: a frame built, journaled, about to go
         gc.collect()
@@ -139,6 +140,12 @@ print(
             "airtime_ms": dev.budget.total_ms,
             "journal": len(journal),
             "dropped": dev.stats["dropped"],
+            "backoff_events": events["backoff"],
+            "interval_s": dev.interval_ms // 1000,
+            # readings neither acknowledged nor waiting in the journal: lost
+            # frames made (readings, statuses) neither acknowledged (each counted once, when the
+            # journal lets it go) nor still waiting: lost; the harness keeps no per-frame list
+            "lost": events["taken"] + events["status"] - dev.stats["acked"] - len(journal),
             "fcnt_writes": counter.writes,
             "heap_total": heap_total,
             "heap_peak_live": heap_total - low[0],

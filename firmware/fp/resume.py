@@ -1,0 +1,60 @@
+# What a deep-sleeping node keeps across the sleep (an ESP32 boots again on waking).
+# Journal and frame counter are on flash already; this record holds the rest: the
+# clock (virtual ms and wall time), the schedule (next reading, status, retry, the
+# retry count), the frame counter's position in its reserved block, the reading
+# interval in use and the duty budget's per-minute sums. It lives in RTC memory
+# (machine.RTC().memory(), kept in deep sleep, lost on a power cut), is written
+# whole right before machine.deepsleep() and taken (then erased) only on a
+# deep-sleep wake: a record that is torn, from another firmware, or left over
+# from before a crash or reset fails the magic/length/CRC check or is never
+# looked at, and the node boots as after a power cut (counter from flash, a
+# reading at once): nothing is reused, nothing lost.
+import struct
+from array import array
+from binascii import crc32
+
+_MAGIC = b"FPR1"
+# clock ms, wall s, next sample, next status, next try, attempts, fcnt next,
+# fcnt limit, interval ms, budget minute, budget total ms, budget deferred
+_HEAD = ">qIqqqIIIIIII"
+_HEAD_LEN = struct.calcsize(_HEAD)
+
+
+def pack(clock_ms, wall_s, sched, counter, interval_ms, budget):
+    sums = budget._air
+    body = struct.pack(_HEAD, clock_ms, wall_s, sched[0], sched[1], sched[2], sched[3], counter.next,
+                       counter.limit, interval_ms, budget._cur, budget.total_ms, budget.deferred)
+    body += bytes(sums)
+    return _MAGIC + body + struct.pack(">I", crc32(body) & 0xFFFFFFFF)
+
+
+def unpack(raw, buckets):
+    # A dict of the record's fields, or None if it is not a whole, valid record.
+    n = len(_MAGIC) + _HEAD_LEN + 4 * buckets + 4
+    if raw is None or len(raw) < n or raw[:4] != _MAGIC:
+        return None
+    body = raw[4 : n - 4]
+    if struct.unpack(">I", raw[n - 4 : n])[0] != crc32(body) & 0xFFFFFFFF:
+        return None
+    h = struct.unpack(_HEAD, body[:_HEAD_LEN])
+    return {"clock_ms": h[0], "wall_s": h[1], "sched": (h[2], h[3], h[4], h[5]), "fcnt": (h[6], h[7]),
+            "interval_ms": h[8], "minute": h[9], "total_ms": h[10], "deferred": h[11],
+            "sums": array("I", body[_HEAD_LEN:])}
+
+
+def restore(rec, clock, counter, budget, floor):
+    # Put the clock, counter and budget back where the sleep found them.
+    clock.resume(rec["clock_ms"], rec["wall_s"])
+    nxt, limit = rec["fcnt"]
+    # The rest of the block reserved before the sleep: flash holds its bound (the counter
+    # from flash starts at or above it) and nothing after the record used a value, since
+    # the record is written right before machine.deepsleep() and taken only on that wake.
+    # Otherwise the counter goes on from flash, as after a power cut: it never goes back.
+    if floor <= nxt <= limit <= counter.next and counter.next == counter.limit:
+        counter.next = nxt
+        counter.limit = limit
+    budget._cur = rec["minute"]
+    for i in range(len(budget._air)):
+        budget._air[i] = rec["sums"][i]
+    budget.total_ms = rec["total_ms"]
+    budget.deferred = rec["deferred"]
