@@ -143,6 +143,9 @@ def validate(raw, partial=False):
             cfg[key] = default
     if cfg["activation"] == "abp" and "" in (cfg["devaddr"], cfg["nwk_skey"], cfg["app_skey"]):
         raise ConfigError("activation", "abp needs devaddr, nwk_skey and app_skey")
+    if cfg["activation"] == "v1":
+        for key in ("join_eui", "devaddr", "nwk_skey", "app_skey"):  # unused: RAM on a 64K board
+            del cfg[key]
     from fp.airtime import RegionError, region_params
     try:
         _, _, _, max_payload = region_params(cfg["region"], cfg["dr"])

@@ -137,7 +137,7 @@ class Device:
     def handle_downlink(self, frame, fcnt):
         # A downlink received in answer to uplink fcnt. True when it acknowledged it.
         if self.lw:
-            return self._lorawan_downlink(frame, fcnt)
+            return self.lw.downlink(self, frame, fcnt)
         try:
             port, command = rf.open_downlink(frame, self.dev_id, self.key, fcnt)
         except rf.RadioError as e:
@@ -150,29 +150,6 @@ class Device:
         if port == rf.DL_PORT_COMMAND:
             self.command(command)
         return True
-
-    def _lorawan_downlink(self, frame, fcnt):
-        from fp.lorawan.frames import FrameError
-        from fp.lorawan.otaa import PORT_CONTROL, REJOIN
-        try:
-            ack, port, data = self.lw.open_downlink(frame)
-        except FrameError as e:
-            # others' frames are not our errors, nor a late copy of an older downlink of ours
-            if e.args[0] not in ("device", "mtype", "short", "fcnt"):
-                self.reject(e.args[0], e.args[1] if len(e.args) > 1 else "")
-                self.status_due = True
-            return False
-        if port == PORT_CONTROL and data == bytes((REJOIN,)):
-            # Our counter went back under this session (the edge refused, never dropped, the
-            # frame): join again; the journal goes out again under the new session.
-            self.lw.forget()
-            self.log("warn", "edge asked for a rejoin")
-            return False
-        if ack and fcnt is not None and self.journal.done(fcnt):
-            self.stats["acked"] += 1
-        if port == rf.DL_PORT_COMMAND:
-            self.command(data)
-        return ack
 
     def command(self, payload):
         # Validate, act, answer on port 2 (the answer is journaled: it survives a reboot).

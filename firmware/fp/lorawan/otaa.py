@@ -120,3 +120,26 @@ class LoRaWAN:
         self.fcnt_down = full
         self._save()  # a replayed old downlink must not ACK a reading after a reboot either
         return bool(fctrl & F.FCTRL_ACK), fport, data
+
+    def downlink(self, dev, frame, fcnt):
+        # fp/device.py handle_downlink for a LoRaWAN node (`dev`): True when it acknowledged
+        # uplink `fcnt` (None: the session start).
+        try:
+            ack, port, data = self.open_downlink(frame)
+        except F.FrameError as e:
+            # others' frames are not our errors, nor a late copy of an older downlink of ours
+            if e.args[0] not in ("device", "mtype", "short", "fcnt"):
+                dev.reject(e.args[0], e.args[1] if len(e.args) > 1 else "")
+                dev.status_due = True
+            return False
+        if port == PORT_CONTROL and data == bytes((REJOIN,)):
+            # Our counter went back under this session (the edge refused, never dropped, the
+            # frame): join again; the journal goes out again under the new session.
+            self.forget()
+            dev.log("warn", "edge asked for a rejoin")
+            return False
+        if ack and fcnt is not None and dev.journal.done(fcnt):
+            dev.stats["acked"] += 1
+        if port == 3:  # fp/radio_frame.py DL_PORT_COMMAND
+            dev.command(data)
+        return ack
