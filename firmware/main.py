@@ -24,6 +24,11 @@ def _update_at_boot():
             print("fieldpost update:", done)
     except Exception as e:  # an updater that fails must not keep the module from booting
         sys.print_exception(e)
+    # not needed again unless an update arrives (then imported afresh): a 64K board wants the RAM
+    sys.modules.pop("fp.update", None)
+    package = sys.modules.get("fp")
+    if package is not None and hasattr(package, "update"):
+        delattr(package, "update")
 
 
 def _forget_firmware():

@@ -6,6 +6,7 @@ parent command's configuration (`fieldpost --db` / [edge] db) or from --db here.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from contextlib import contextmanager
@@ -187,14 +188,26 @@ def add_user(ctx: click.Context, db: str | None, role: str, password: str, usern
 
 @users_group.command("list")
 @_db_option()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.pass_context
-def list_users(ctx: click.Context, db: str | None) -> None:
+def list_users(ctx: click.Context, db: str | None, as_json: bool) -> None:
     """List panel users with their role and state."""
     with _user_db(ctx, db) as conn:
-        for user in accounts.list_users(conn):
-            state = "disabled" if user["disabled"] else "active"
-            second = " totp" if user["totp_secret"] else ""
-            click.echo(f"{user['username']:<32} {user['role']:<9} {state}{second}")
+        users = [
+            {
+                "username": user["username"],
+                "role": user["role"],
+                "state": "disabled" if user["disabled"] else "active",
+                "totp": bool(user["totp_secret"]),  # whether, never the secret
+            }
+            for user in accounts.list_users(conn)
+        ]
+    if as_json:
+        click.echo(json.dumps(users, indent=1))
+        return
+    for user in users:
+        second = " totp" if user["totp"] else ""
+        click.echo(f"{user['username']:<32} {user['role']:<9} {user['state']}{second}")
 
 
 @users_group.command("set-password")

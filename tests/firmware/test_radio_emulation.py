@@ -130,7 +130,14 @@ def test_the_driver_runs_in_the_boards_heap(board, tmp_path):
     (port,) = free_udp_ports(1)
     env = dict(mp_env(), MICROPYPATH=f"{bundle}:{bundle / 'lib'}:.frozen")
     out = subprocess.run(
-        [str(MICROPYTHON), "-X", f"heapsize={heap}K", str(MP_SCRIPTS / "radio_heap.py"), str(BOARDS / f"{board}.json"), str(port)],
+        [
+            str(MICROPYTHON),
+            "-X",
+            f"heapsize={heap}K",
+            str(MP_SCRIPTS / "radio_heap.py"),
+            str(BOARDS / f"{board}.json"),
+            str(port),
+        ],
         env=env,
         capture_output=True,
         text=True,

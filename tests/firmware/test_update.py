@@ -18,8 +18,8 @@ import pytest
 
 from edge.errors import UpdateError
 from edge.fuota import package
-from edge.tools import build_firmware
 from tests.conftest import wait_until
+from tests.firmware import updatekit
 from tests.firmware.conftest import MICROPYTHON, MP_SCRIPTS
 from tests.firmware.edgepeer import EdgePeer
 from tests.firmware.modules import (
@@ -33,55 +33,12 @@ from tests.firmware.modules import (
 
 pytestmark = pytest.mark.firmware
 
-FIRMWARE = build_firmware.FIRMWARE_DIR
-V1, V2 = build_firmware.firmware_versions()[0], "9.9.0"
-
-
-def _firmware_tree(dest: Path, *, version: str, edits: dict[str, str], extra: dict[str, str]) -> Path:
-    """A copy of the firmware sources at ``version``, with text appended to some files and new files."""
-    shutil.copytree(FIRMWARE, dest, ignore=shutil.ignore_patterns("__pycache__"))
-    device = dest / "fp" / "device.py"
-    device.write_text(
-        re.sub(r'^FW_VERSION = ".*"$', f'FW_VERSION = "{version}"', device.read_text(), flags=re.M)
-    )
-    for rel, text in edits.items():
-        path = dest / rel
-        path.write_text(path.read_text() + text)
-    for rel, text in extra.items():
-        (dest / rel).write_text(text)
-    return dest
+V1, V2 = updatekit.V1, updatekit.V2
 
 
 @pytest.fixture(scope="module")
 def bundles(tmp_path_factory) -> dict[str, Path]:
-    """Bundles of the virtual board: v1 (today's firmware plus a file v2 retires), v2 (one module
-    changed, one added, one removed), and v2 with a main() that raises at boot."""
-    root = tmp_path_factory.mktemp("bundles")
-    profile = build_firmware.load_profile("unix")
-    trees = {
-        "v1": _firmware_tree(root / "src1", version=V1, edits={}, extra={"fp/retired.py": "GONE = 1\n"}),
-        "v2": _firmware_tree(
-            root / "src2",
-            version=V2,
-            edits={"fp/lpp.py": "\nUPDATED = 2\n"},
-            extra={"fp/added.py": "NEW = 1\n"},
-        ),
-    }
-    broken = _firmware_tree(root / "src3", version=V2, edits={}, extra={})
-    app = broken / "fp" / "app.py"
-    app.write_text(
-        app.read_text().replace(
-            'async def main(cfg_path="config.json", hal=None):\n',
-            'async def main(cfg_path="config.json", hal=None):\n    raise RuntimeError("broken update")\n',
-        )
-    )
-    assert "broken update" in app.read_text()
-    trees["broken"] = broken
-    out = {}
-    for name, src in trees.items():
-        out[name] = root / name
-        build_firmware.build_bundle(out[name], None, profile=profile, firmware_dir=src, virtual=True)
-    return out
+    return updatekit.build_bundles(tmp_path_factory.mktemp("bundles"), broken=True)
 
 
 def _manifest(bundle: Path) -> package.Manifest:
@@ -97,13 +54,7 @@ def _package(bundles, target: str, base: str | None, *, full: bool = False) -> b
     return package.pack(plan, _contents(bundles[target]))
 
 
-def _tree(root: Path) -> dict[str, str]:
-    """Every firmware file on the module (the updater's own area left out) -> its SHA-256."""
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file() and not str(p.relative_to(root)).startswith(".update") and p.name != "manifest.json"
-    }
+_tree = updatekit.tree
 
 
 def _mp(root: Path, *args: str, cwd: Path) -> str:
@@ -246,7 +197,9 @@ def _cut_every_step(tmp_path, bundles, prepare, expected: dict[str, str]) -> int
         # whatever the cut, no file both versions have is missing: main.py and boot.py are among
         # them, and a board without main.py cannot even run the redo (it would be bricked)
         both = set(_tree(bundles["v1"])) & set(_tree(bundles["v2"]))
-        assert not [p for p in both if not (root / p).exists()], f"a cut after {step} steps left files missing"
+        assert not [p for p in both if not (root / p).exists()], (
+            f"a cut after {step} steps left files missing"
+        )
         _mp(root, "boot", cwd=work)  # the next power-up
         assert _tree(root) == expected, f"a cut after {step} steps left a mix"
         shutil.rmtree(work)

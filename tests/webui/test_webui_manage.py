@@ -187,3 +187,37 @@ def test_a_module_with_an_old_board_profile_can_still_be_renamed(app, operator, 
     assert (
         connect(db_path).execute("SELECT name FROM devices WHERE id = ?", (DEV,)).fetchone()[0] == "renamed"
     )
+
+
+def test_firmware_versions_and_updates_in_progress_are_shown(app, operator, db_path):
+    from edge.fuota import jobs
+    from edge.store import transaction
+
+    add_device(db_path, BRIDGE, name="roof bridge")
+    conn = connect(db_path)
+    conn.execute(
+        "UPDATE devices SET role = 'bridge', firmware = '0.3.0', board = 'unix' WHERE id = ?", (BRIDGE,)
+    )
+    with transaction(conn):
+        job = jobs.queue(
+            conn,
+            BRIDGE,
+            board="unix",
+            version="0.4.0",
+            from_version="0.3.0",
+            package="/var/lib/fieldpost/firmware/packages/x.fpup",
+            sha256="ab" * 32,
+            size=80_000,
+            now=time.time(),
+        )
+        jobs.progress(conn, job, 20_000, now=time.time())
+    page = operator.get("/devices").get_data(as_text=True)
+    assert "firmware 0.3.0" in page.split(f'id="bridge-{BRIDGE}"')[1].split("</li>")[0]
+    card = page.split(f'id="update-{job}"')[1].split("</li>")[0]
+    assert "0.3.0 → <strong>0.4.0</strong>" in card and "sending" in card
+    assert 'max="80000" value="20000"' in card
+    # how it ended, with the module's reason shown escaped
+    with transaction(conn):
+        jobs.finish(conn, job, "failed", error="commit refused: <stage: board>", now=time.time())
+    card = operator.get("/devices").get_data(as_text=True).split(f'id="update-{job}"')[1].split("</li>")[0]
+    assert "failed" in card and "&lt;stage: board&gt;" in card and "<stage" not in card

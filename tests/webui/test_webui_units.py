@@ -4,6 +4,7 @@ and the command line."""
 from __future__ import annotations
 
 import http.client
+import json
 import ssl
 import time
 
@@ -166,6 +167,10 @@ def test_cli_users_and_certificate(tmp_path):
     assert ok.exit_code == 0, ok.output
     listed = runner.invoke(standalone, ["users", "list", "--db", db])
     assert "root" in listed.output and "admin" in listed.output and "active" in listed.output
+    as_json = runner.invoke(standalone, ["users", "list", "--db", db, "--json"])
+    assert json.loads(as_json.output) == [
+        {"username": "root", "role": "admin", "state": "active", "totp": False}
+    ]
     reset = runner.invoke(
         standalone,
         ["users", "set-password", "--db", db, "--password", "another long pw", "root"],

@@ -13,6 +13,7 @@ from wtforms import SelectChoice
 
 from edge.codecs import available as available_codecs
 from edge.errors import ValidationError
+from edge.fuota import jobs as fuota_jobs
 from provisioning.boards import board_names
 from webui import audit, bridges, queries
 from webui.db import get_db, now, write
@@ -65,6 +66,7 @@ def _list_page(status: int = 200, *, add_form=None, new_key=None):
             ),
             add_form=add_form,
             new_key=new_key,
+            updates=fuota_jobs.listing(conn, limit=20),
             now=t,
         ),
         status,

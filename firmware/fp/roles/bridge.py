@@ -33,6 +33,9 @@ class Bridge:
         upd = update.Updater().last_result()  # how the last firmware update ended (edge.fuota.serial)
         if upd:
             hello["upd"] = upd
+        del update
+        from fp.app import unload
+        unload("fp.update")  # imported again only when an update arrives: the RAM is the board's
         self.link = link or Link(hello, time.ticks_ms, accept=(fr.DOWNLINK, fr.UPDATE_OFFER, fr.UPDATE_CHUNK,
                                                                fr.UPDATE_COMMIT))
         self.updates = None  # fp.update_rx.Receiver, loaded with the first update frame

@@ -28,4 +28,6 @@ while drv.poll_send() is True:
     chip.poll()
 m3 = alloc()
 chip.close()
-print(json.dumps({"hal_and_emulator": m1 - m0, "driver": m2 - m1, "after_send": m3 - m1, "free": gc.mem_free()}))
+print(
+    json.dumps({"hal_and_emulator": m1 - m0, "driver": m2 - m1, "after_send": m3 - m1, "free": gc.mem_free()})
+)

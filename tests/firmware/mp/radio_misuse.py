@@ -19,8 +19,13 @@ def chip_for(name):
     chip, machine = radio.make_chip(profile, airwire.Air(PORT, ()), 1)
     pins = profile["radio"]["pins"]
     spi = profile["radio"]["spi"]
-    bus = machine.SPI(spi["id"], baudrate=1000000, sck=machine.Pin(spi["sck"]), mosi=machine.Pin(spi["mosi"]),
-                      miso=machine.Pin(spi["miso"]))
+    bus = machine.SPI(
+        spi["id"],
+        baudrate=1000000,
+        sck=machine.Pin(spi["sck"]),
+        mosi=machine.Pin(spi["mosi"]),
+        miso=machine.Pin(spi["miso"]),
+    )
     cs = machine.Pin(pins["cs"], machine.Pin.OUT, value=1)
     return profile, chip, machine, bus, cs
 
@@ -50,15 +55,20 @@ reset(1)
 out["sx1276_too_soon_after_reset"] = case(c, lambda: xfer(bus, cs, b"\x42", 1).hex())
 time.sleep_ms(6)
 out["sx1276_version"] = case(c, lambda: xfer(bus, cs, b"\x42", 1).hex())
-out["sx1276_write_version"] = case(c, lambda: (xfer(bus, cs, b"\xc2\x22"), xfer(bus, cs, b"\x42", 1).hex())[1])
-out["sx1276_lora_outside_sleep"] = case(c, lambda: (xfer(bus, cs, b"\x81\x81"), xfer(bus, cs, b"\x01", 1).hex())[1])
+out["sx1276_write_version"] = case(
+    c, lambda: (xfer(bus, cs, b"\xc2\x22"), xfer(bus, cs, b"\x42", 1).hex())[1]
+)
+out["sx1276_lora_outside_sleep"] = case(
+    c, lambda: (xfer(bus, cs, b"\x81\x81"), xfer(bus, cs, b"\x01", 1).hex())[1]
+)
 xfer(bus, cs, b"\x81\x80")  # Sleep, then LoRa from Sleep: allowed
 xfer(bus, cs, b"\x81\x80")
 out["sx1276_fifo_in_sleep"] = case(c, lambda: xfer(bus, cs, b"\x80\x55"))
 xfer(bus, cs, b"\x81\x81")  # LoRa standby
 out["sx1276_reserved_reg"] = case(c, lambda: xfer(bus, cs, b"\xab\x01"))
-out["sx1276_sf6_explicit_tx"] = case(c, lambda: (xfer(bus, cs, b"\x9e\x64"), xfer(bus, cs, b"\xa2\x01"),
-                                                 xfer(bus, cs, b"\x81\x83"))[0])
+out["sx1276_sf6_explicit_tx"] = case(
+    c, lambda: (xfer(bus, cs, b"\x9e\x64"), xfer(bus, cs, b"\xa2\x01"), xfer(bus, cs, b"\x81\x83"))[0]
+)
 time.sleep_ms(20)
 c.poll()
 
@@ -89,9 +99,19 @@ def status():
 out["sx1262_initial_status"] = case(c, status)
 out["sx1262_bad_opcode"] = case(c, lambda: (wait_busy(), xfer(bus, cs, b"\x42\x00"), status())[2])
 out["sx1262_good_after_bad"] = case(c, status)
-out["sx1262_modulation_sf13"] = case(c, lambda: (wait_busy(), xfer(bus, cs, b"\x8a\x01"), wait_busy(),
-                                                 xfer(bus, cs, b"\x8b\x0d\x04\x01\x00"), status())[2])
-out["sx1262_unknown_register"] = case(c, lambda: (wait_busy(), xfer(bus, cs, b"\x0d\x01\x23\x45"), status())[2])
+out["sx1262_modulation_sf13"] = case(
+    c,
+    lambda: (
+        wait_busy(),
+        xfer(bus, cs, b"\x8a\x01"),
+        wait_busy(),
+        xfer(bus, cs, b"\x8b\x0d\x04\x01\x00"),
+        status(),
+    )[2],
+)
+out["sx1262_unknown_register"] = case(
+    c, lambda: (wait_busy(), xfer(bus, cs, b"\x0d\x01\x23\x45"), status())[2]
+)
 wait_busy()
 xfer(bus, cs, b"\x82\xff\xff\xff")  # SetRx, continuous
 out["sx1262_sleep_from_rx"] = case(c, lambda: (wait_busy(), xfer(bus, cs, b"\x84\x04"), status())[2])

@@ -18,8 +18,14 @@ import time
 from fp.hal import board, unix
 from fp.hal.clock import Clock
 
-BOARD, N, SCALE, PA, PB, BOARDS = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), \
-    int(sys.argv[5]), sys.argv[6]
+BOARD, N, SCALE, PA, PB, BOARDS = (
+    sys.argv[1],
+    int(sys.argv[2]),
+    float(sys.argv[3]),
+    int(sys.argv[4]),
+    int(sys.argv[5]),
+    sys.argv[6],
+)
 
 UP = bytes(range(29))
 DOWN = bytes(range(100, 120))
@@ -27,8 +33,13 @@ DOWN = bytes(range(100, 120))
 
 def modem(port, peer):
     profile = json.load(open("%s/%s.json" % (BOARDS, BOARD)))
-    cfg = {"region": "EU868", "dr": 5, "role": "node", "time_scale": SCALE,
-           "air": {"port": port, "peers": [peer], "rssi": -90, "snr": 7, "seed": port}}
+    cfg = {
+        "region": "EU868",
+        "dr": 5,
+        "role": "node",
+        "time_scale": SCALE,
+        "air": {"port": port, "peers": [peer], "rssi": -90, "snr": 7, "seed": port},
+    }
     return unix.make(profile, cfg, Clock(SCALE), with_uart=False)
 
 
@@ -67,9 +78,20 @@ async def main():
     toa = a.modem.get_time_on_air_us(len(UP)) + a.modem.get_time_on_air_us(len(DOWN))
     a.close()
     b.close()
-    print(json.dumps({"board": BOARD, "n": N, "ok": ok, "lost": lost, "us_per_round_trip": us // N,
-                      "toa_us_per_round_trip": toa, "scale": SCALE,
-                      "spi_per_packet": (spi_a + spi_b) / (2 * N) if ok else 0}))
+    print(
+        json.dumps(
+            {
+                "board": BOARD,
+                "n": N,
+                "ok": ok,
+                "lost": lost,
+                "us_per_round_trip": us // N,
+                "toa_us_per_round_trip": toa,
+                "scale": SCALE,
+                "spi_per_packet": (spi_a + spi_b) / (2 * N) if ok else 0,
+            }
+        )
+    )
 
 
 def sync():
@@ -97,7 +119,11 @@ def sync():
     spi = ca.transactions + cb.transactions - n0
     a.close()
     b.close()
-    print(json.dumps({"board": BOARD, "n": N, "ok": ok, "host_us_per_packet": us // N, "spi_per_packet": spi / N}))
+    print(
+        json.dumps(
+            {"board": BOARD, "n": N, "ok": ok, "host_us_per_packet": us // N, "spi_per_packet": spi / N}
+        )
+    )
 
 
 if len(sys.argv) > 7 and sys.argv[7] == "sync":

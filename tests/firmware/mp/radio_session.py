@@ -65,14 +65,26 @@ async def main():
 
     payload = bytes(range(1, 21))
     p, sent_ms = await exchange(da, db, payload, 3000)
-    out["send"] = {"a": hexs(ta), "b": hexs(tb), "got": pkt(p), "sent_ms": sent_ms,
-                   "toa_us": da.get_time_on_air_us(len(payload)), "chip_toa_us": ca.last_toa_us,
-                   "a_state": ca.state_ms()}
+    out["send"] = {
+        "a": hexs(ta),
+        "b": hexs(tb),
+        "got": pkt(p),
+        "sent_ms": sent_ms,
+        "toa_us": da.get_time_on_air_us(len(payload)),
+        "chip_toa_us": ca.last_toa_us,
+        "a_state": ca.state_ms(),
+    }
 
     reply = b"\x60reply"
     p, sent_ms = await exchange(db, da, reply, 3000)
-    out["reply"] = {"a": hexs(ta), "b": hexs(tb), "got": pkt(p), "sent_ms": sent_ms,
-                    "toa_us": db.get_time_on_air_us(len(reply)), "chip_toa_us": cb.last_toa_us}
+    out["reply"] = {
+        "a": hexs(ta),
+        "b": hexs(tb),
+        "got": pkt(p),
+        "sent_ms": sent_ms,
+        "toa_us": db.get_time_on_air_us(len(reply)),
+        "chip_toa_us": cb.last_toa_us,
+    }
 
     t0 = time.ticks_ms()
     p = await db.recv(timeout_ms=300)
@@ -82,8 +94,14 @@ async def main():
     da.sleep()
     db.standby()
     await asyncio.sleep_ms(200)
-    out["idle"] = {"a": hexs(ta), "b": hexs(tb), "a_before": before_a, "b_before": before_b,
-                   "a_after": ca.state_ms(), "b_after": cb.state_ms()}
+    out["idle"] = {
+        "a": hexs(ta),
+        "b": hexs(tb),
+        "a_before": before_a,
+        "b_before": before_b,
+        "a_after": ca.state_ms(),
+        "b_after": cb.state_ms(),
+    }
 
     # asleep, A still hears nothing; after waking (the next operation) it does
     got = asyncio.create_task(da.recv(timeout_ms=1500))
@@ -93,8 +111,14 @@ async def main():
     out["wake"] = {"got": pkt(p), "a": hexs(ta)}
 
     for k, c in (("a", ca), ("b", cb)):
-        out["chip_" + k] = {"name": c.name, "invalid": c.invalid, "notes": c.notes, "log": c.log,
-                            "counters": c.counters, "tx_power": c.tx_power}
+        out["chip_" + k] = {
+            "name": c.name,
+            "invalid": c.invalid,
+            "notes": c.notes,
+            "log": c.log,
+            "counters": c.counters,
+            "tx_power": c.tx_power,
+        }
     out["crc_errors"] = [da.crc_errors, db.crc_errors]
     ca.close()
     cb.close()
