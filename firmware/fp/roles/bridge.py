@@ -10,6 +10,8 @@ import time
 
 from fp import frame as fr
 from fp import radio_frame as rf
+# the structure of LoRaWAN frames only: a bridge holds no keys and loads no crypto
+from fp.lorawan import phy as lw
 from fp.device import FW_VERSION, retry_ms
 from fp.link import EV_ACKED, EV_LOST, EV_RECEIVED, EV_REFUSED, EV_STARTED, Link
 from fp.linkio import LinkIO
@@ -276,7 +278,6 @@ class Bridge:
 def _uplink_fcnt(pkt):
     # The counter of an uplink as the air carries it (LoRaWAN join request: 0, data
     # frame: its 16-bit FCnt; Fieldpost v1: its 32-bit fcnt), or ValueError (reason, text).
-    from fp.lorawan import frames as lw
     if len(pkt) == lw.JOIN_REQUEST_SIZE and pkt[0] == lw.JOIN_REQUEST:
         return 0
     if pkt[0] in lw.UPLINKS:
