@@ -45,6 +45,14 @@ class AckResult(enum.IntEnum):
     REPLAYED = 3
     UNKNOWN_DEVICE = 4
     MALFORMED = 5
+    JOINED = 6  # a LoRaWAN join request accepted: the downlink is the join accept
+    REJOIN = (
+        7  # a valid frame whose counter went back with other bytes: the downlink tells the node to rejoin
+    )
+
+
+# Results whose ACK carries a downlink for the air (the bridge transmits it in the node's window).
+WITH_DOWNLINK = (AckResult.STORED, AckResult.DUPLICATE, AckResult.JOINED, AckResult.REJOIN)
 
 
 class Command(enum.IntEnum):
@@ -198,8 +206,8 @@ def build_serial_uplink(frame: bytes, *, rssi: int = 0, snr: float = 0.0, rx_tim
 
 
 def build_ack(result: AckResult, downlink: bytes = b"") -> bytes:
-    """Payload of the serial ACK of an UPLINK: result byte, then the downlink for results 0 and 1."""
-    if result not in (AckResult.STORED, AckResult.DUPLICATE):
+    """Payload of the serial ACK of an UPLINK: result byte, then the downlink for results 0, 1, 6, 7."""
+    if result not in WITH_DOWNLINK:
         downlink = b""
     return bytes([result]) + downlink
 

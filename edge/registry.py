@@ -87,9 +87,11 @@ def add_device(
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, -1)"
             " ON CONFLICT (id) DO UPDATE SET key = excluded.key, name = excluded.name, codec = excluded.codec,"
             " board = excluded.board, role = excluded.role, interval_s = excluded.interval_s,"
-            " last_fcnt = -1, key_rotated_at = ?",
+            " last_fcnt = -1, key_rotated_at = ?, dev_nonce = -1",
             (device_id, name, key, codec, board, role, int(interval_s), now, now),
         )
+        # a new AppKey: the LoRaWAN session (if any) is void, the device joins again
+        conn.execute("DELETE FROM lorawan_sessions WHERE device_id = ?", (device_id,))
         conn.execute("DELETE FROM quarantine WHERE device_id = ?", (device_id,))
         audit(
             conn,
@@ -109,11 +111,13 @@ def rotate_key(
     key = new_key() if key is None else key
     with transaction(conn):
         cur = conn.execute(
-            "UPDATE devices SET key = ?, last_fcnt = -1, key_rotated_at = ? WHERE id = ?",
+            "UPDATE devices SET key = ?, last_fcnt = -1, key_rotated_at = ?, dev_nonce = -1 WHERE id = ?",
             (key, now, device_id),
         )
         if cur.rowcount == 0:
             raise ValidationError("device_id", f"no registered device {device_id!r}")
+        # a new AppKey voids the LoRaWAN session: the device joins again (its ids continue)
+        conn.execute("DELETE FROM lorawan_sessions WHERE device_id = ?", (device_id,))
         audit(conn, actor=actor, action="device.rotate_key", target=device_id, detail={}, now=now)
     return key
 

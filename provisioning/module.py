@@ -38,7 +38,7 @@ from typing import Any
 from edge import registry
 from edge.errors import ProvisioningError, ValidationError
 from edge.radio import is_device_id
-from edge.store import connect
+from edge.store import connect, transaction
 from provisioning.boards import BOARDS_DIR, load_board
 from provisioning.bundle import CONFIG_NAME, FIRMWARE_DIR, build_bundle, sha256_hex
 from provisioning.hello import wait_for_hello
@@ -133,6 +133,9 @@ def module_config(
     cfg = dict(old)
     cfg.update(spec.settings)
     cfg.update({"id": device_id, "key": key.hex(), "role": spec.role, "board": profile["name"]})
+    # LoRaWAN identity: DevEUI = id, AppKey = key, JoinEUI (default all zeros, as the edge's [lorawan]
+    # join_eui). config_bytes sorts keys, so the AppKey ("key") comes after DevEUI and JoinEUI.
+    cfg.setdefault("join_eui", "0000000000000000")
     cfg["region"] = spec.region or old.get("region") or region
     if spec.dr is not None:
         cfg["dr"] = spec.dr
@@ -259,6 +262,16 @@ def register(
         conn.close()
 
 
+def register_join_eui(db_path: Path, device_id: str, join_eui: str) -> None:
+    """The JoinEUI the module was given, on its device row (the join server checks it)."""
+    conn = connect(db_path)
+    try:
+        with transaction(conn):
+            conn.execute("UPDATE devices SET join_eui = ? WHERE id = ?", (join_eui, device_id))
+    finally:
+        conn.close()
+
+
 def check_database(db_path: Path) -> None:
     if not Path(db_path).exists():
         raise ProvisioningError("register", f"no edge database at {db_path}; run `fieldpost init` first")
@@ -360,6 +373,7 @@ def provision_module(
         interval = int(cfg.get("interval", 300))
         registered_at = clock()
         result.registration = register(db_path, spec, profile, device_id, key, interval, now=registered_at)
+        register_join_eui(db_path, device_id, cfg["join_eui"])
         log.info(
             "provision device=%s board=%s role=%s copied=%d registration=%r",
             device_id,

@@ -16,7 +16,10 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from edge import downlinks, registry
+from edge import downlinks
+from edge.lorawan import frames as lw
+from edge.lorawan import server as lw_server
+from edge.lorawan.network import Network
 from edge.radio import (
     MIC_SIZE,
     PORT_DOWNLINK_RESULT,
@@ -72,6 +75,8 @@ class _Device:
     key: bytes
     codec: str
     last_fcnt: int
+    lorawan: bool = False  # it has joined (or has an ABP session): Fieldpost v1 frames are refused
+    bridge: bool = False  # a bridge: its own frames come over the serial link, never the air (v1 kept)
     stored: bool = False  # a reading of it is stored in this batch: its row needs updating
     rssi: int = 0
     snr: float = 0.0
@@ -83,12 +88,18 @@ def _reject(result: AckResult, detail: str, device_id: str | None = None, fcnt: 
 
 
 def handle_uplink(
-    conn: sqlite3.Connection, payload: bytes, *, bridge_id: str | None, numbers: Numbers, now: float
+    conn: sqlite3.Connection,
+    payload: bytes,
+    *,
+    bridge_id: str | None,
+    numbers: Numbers,
+    now: float,
+    network: Network | None = None,
 ) -> Outcome:
     """One UPLINK in its own savepoint (the writer's slow path after a batch failed)."""
     conn.execute("SAVEPOINT uplink")
     try:
-        (outcome,) = handle_batch(conn, [(payload, bridge_id)], numbers=numbers, now=now)
+        (outcome,) = handle_batch(conn, [(payload, bridge_id)], numbers=numbers, now=now, network=network)
     except BaseException:
         conn.execute("ROLLBACK TO uplink")
         conn.execute("RELEASE uplink")
@@ -111,6 +122,7 @@ class _Frame(NamedTuple):
     signed: bytes
     mic: bytes
     bridge_id: str | None
+    opened: lw_server.Opened | None = None  # a LoRaWAN uplink, verified and decrypted
 
 
 def handle_batch(
@@ -119,12 +131,26 @@ def handle_batch(
     *,
     numbers: Numbers,
     now: float,
+    network: Network | None = None,
 ) -> list[Outcome]:
     """Process (payload, bridge id) UPLINKs in order, inside the caller's transaction."""
+    network = network or Network()
+    network.begin()
     now_ms = round(now * 1000)
     outcomes: list[Outcome | None] = []
     parsed: list[_Frame | None] = []
     for payload, bridge_id in frames:
+        mhdr = payload[RX_META.size] if len(payload) > RX_META.size else -1
+        if mhdr == lw.JOIN_REQUEST:
+            outcomes.append(_join(conn, payload, bridge_id, network, numbers, now))
+            parsed.append(None)
+            continue
+        if mhdr in lw.UPLINKS:
+            got = _open_lorawan(conn, payload, bridge_id, network, numbers)
+            if got is not None:
+                outcomes.append(got if isinstance(got, Outcome) else None)
+                parsed.append(got if isinstance(got, _Frame) else None)
+                continue
         try:
             rssi, snr_q, rx_time, dev_id, fcnt, port, app, signed, mic = split_serial_uplink(payload)
         except RadioFormatError as exc:
@@ -143,8 +169,10 @@ def handle_batch(
         if f is None:
             continue
         dev = devices.get(f.device_id)
-        if dev is None:
-            registry.note_unknown(
+        if f.opened is not None and dev is not None:
+            candidates[i] = (dev.number << readings.FCNT_BITS) | f.fcnt
+        elif dev is None:
+            noted = network.quarantine(
                 conn,
                 f.device_id,
                 rssi=f.rssi,
@@ -152,8 +180,21 @@ def handle_batch(
                 frame=frames[i][0][RX_META.size :],
                 now=now,
             )
+            why = (
+                "not registered: quarantined"
+                if noted
+                else "not registered (quarantine rate exceeded: dropped)"
+            )
+            outcomes[i] = _reject(AckResult.UNKNOWN_DEVICE, why, f.device_id, f.fcnt)
+        elif dev.lorawan or not (network.settings.accept_v1 or dev.bridge):
+            network.stats["v1_refused"] += 1
             outcomes[i] = _reject(
-                AckResult.UNKNOWN_DEVICE, "not registered: quarantined", f.device_id, f.fcnt
+                AckResult.MALFORMED,
+                "old-format frame (Fieldpost radio v1): this device speaks LoRaWAN now; update its firmware"
+                if dev.lorawan
+                else "old-format frame (Fieldpost radio v1): the edge takes LoRaWAN frames only (docs/radio.md)",
+                f.device_id,
+                f.fcnt,
             )
         elif not hmac.compare_digest(hmac.digest(dev.key, f.signed, "sha256")[:MIC_SIZE], f.mic):
             outcomes[i] = _reject(
@@ -173,13 +214,23 @@ def handle_batch(
         if earlier is not None and _is_same_reading(earlier, f.port, f.payload):
             # Stored before (a retransmission whose ACK was lost): ACK again, with the same downlink.
             pending = downlinks.sent_on(conn, f.device_id, f.fcnt)
-            down = downlink_for(dev.key, f.device, f.fcnt, pending.encode() if pending else None)
+            down = _downlink(dev, f, pending.encode() if pending else None)
             outcomes[i] = Outcome(
                 AckResult.DUPLICATE,
                 build_ack(AckResult.DUPLICATE, down),
                 f.device_id,
                 f.fcnt,
                 detail="stored before",
+            )
+            continue
+        if f.opened is not None and (f.opened.went_back or earlier is not None):
+            # A valid frame whose counter went back with other bytes: never a "duplicate" (the node
+            # would drop a reading nobody stored). The node is told to rejoin: new keys, counters
+            # from 0 above everything stored (the continuing counter), its journal sent again.
+            why = f"fcnt {f.opened.fcnt} <= {f.opened.session.fcnt_up} with other bytes: counter reset"
+            down = network.counter_reset(conn, f.opened.session, why, now)
+            outcomes[i] = Outcome(
+                AckResult.REJOIN, build_ack(AckResult.REJOIN, down), f.device_id, f.fcnt, detail=why
             )
             continue
         if f.fcnt <= dev.last_fcnt or earlier is not None:
@@ -195,7 +246,10 @@ def handle_batch(
         rows.append((rid, now_ms, f.port, f.rssi, f.snr_q, bridge, skew, f.payload))
         # a later frame of the batch at the same id is this reading sent again
         stored[rid] = (now_ms, f.port, f.payload)
-        dev.last_fcnt, dev.stored = f.fcnt, True
+        dev.last_fcnt, dev.stored = max(dev.last_fcnt, f.fcnt), True
+        if f.opened is not None:
+            sess = f.opened.session
+            sess.fcnt_up, sess.dirty = max(sess.fcnt_up, f.opened.fcnt), True
         dev.rssi, dev.snr, dev.bridge = f.rssi, f.snr_q / 4, f.bridge_id
         new_positions.append(i)
 
@@ -233,7 +287,7 @@ def handle_batch(
             if f.device_id in with_downlinks
             else None
         )
-        down = downlink_for(dev.key, f.device, f.fcnt, pending.encode() if pending else None)
+        down = _downlink(dev, f, pending.encode() if pending else None)
         reading = CommittedReading(
             candidates[i],
             f.device_id,
@@ -254,7 +308,103 @@ def handle_batch(
             reading,
             extra={"downlink": pending.id} if pending else None,
         )
+    network.finish(conn)
     return outcomes  # type: ignore[return-value]
+
+
+def _downlink(dev: _Device, f: _Frame, command: bytes | None) -> bytes:
+    """The downlink answering a stored (or duplicate) uplink: a LoRaWAN ACK (with the command on
+    port 3) for a confirmed LoRaWAN uplink, nothing for an unconfirmed one without a command,
+    the Fieldpost v1 downlink otherwise."""
+    if f.opened is None:
+        return downlink_for(dev.key, f.device, f.fcnt, command)
+    if command is None and not f.opened.confirmed:
+        return b""
+    return f.opened.session.downlink(
+        ack=f.opened.confirmed, fport=None if command is None else 3, payload=command or b""
+    )
+
+
+def _join(
+    conn: sqlite3.Connection,
+    payload: bytes,
+    bridge_id: str | None,
+    network: Network,
+    numbers: Numbers,
+    now: float,
+) -> Outcome:
+    radio = payload[RX_META.size :]
+    try:
+        device_id, accept = network.join(
+            conn, radio, number_of=lambda d: numbers.number(conn, d, create=True), now=now
+        )
+    except lw.LoRaWANFormatError as exc:
+        return _reject(AckResult.MALFORMED, f"join request: {exc}")
+    except lw_server.JoinRefused as exc:
+        result = AckResult[exc.kind.upper()]
+        if result == AckResult.UNKNOWN_DEVICE:
+            rssi = RX_META.unpack_from(payload)[0]
+            if not network.quarantine(conn, exc.device_id, rssi=rssi, bridge=bridge_id, frame=radio, now=now):
+                return _reject(result, f"{exc} (quarantine rate exceeded: dropped)", exc.device_id)
+            return _reject(result, f"{exc}: quarantined", exc.device_id)
+        if result == AckResult.BAD_MIC and not network.mic_failed((bridge_id, exc.device_id)):
+            return _reject(result, "", exc.device_id)
+        return _reject(result, str(exc), exc.device_id)
+    return Outcome(AckResult.JOINED, build_ack(AckResult.JOINED, accept), device_id, detail="joined")
+
+
+def _session_start(conn: sqlite3.Connection, opened: lw_server.Opened, numbers: Numbers) -> Outcome:
+    session = opened.session
+    number = numbers.number(conn, session.device_id, create=True)
+    try:
+        what = lw_server.announce(conn, session, opened.fcnt, opened.payload, number)
+    except ValueError as exc:
+        return _reject(AckResult.MALFORMED, str(exc), session.device_id)
+    down = session.downlink(ack=True) if opened.confirmed else b""
+    return Outcome(AckResult.STORED, build_ack(AckResult.STORED, down), session.device_id, detail=what)
+
+
+def _open_lorawan(
+    conn: sqlite3.Connection, payload: bytes, bridge_id: str | None, network: Network, numbers: Numbers
+) -> _Frame | Outcome | None:
+    """A LoRaWAN data uplink opened with its session, or its rejection; None: not LoRaWAN (an
+    unconfirmed-up MHDR 0x40 of no known session is a Fieldpost v1 frame, which shares it)."""
+    radio = payload[RX_META.size :]
+    try:
+        frame = lw.parse_data(radio)
+    except lw.LoRaWANFormatError as exc:
+        return None if radio[0] == lw.UNCONFIRMED_UP else _reject(AckResult.MALFORMED, str(exc))
+    session = network.session(conn, frame.devaddr)
+    if session is None:
+        if radio[0] == lw.UNCONFIRMED_UP:
+            return None
+        # Nothing to adopt from a DevAddr: the device must join (it will, after enough silence).
+        return _reject(AckResult.UNKNOWN_DEVICE, f"DevAddr {frame.devaddr:08x} has no session: join first")
+    opened = lw_server.open_uplink(session, frame)
+    if opened is None:
+        if network.mic_failed((bridge_id, frame.devaddr)):
+            return _reject(AckResult.BAD_MIC, "MIC does not match the session keys", session.device_id)
+        return _reject(AckResult.BAD_MIC, "", session.device_id)  # over its rate: counted, not logged
+    if opened.fport == lw_server.PORT_SESSION:
+        if opened.fcnt < session.fcnt_up:
+            return _reject(AckResult.REPLAYED, f"session start at fcnt {opened.fcnt} < {session.fcnt_up}")
+        return _session_start(conn, opened, numbers)  # again when its ACK was lost: the same answer
+    rssi, snr_q, rx_time = RX_META.unpack_from(payload)
+    device = bytes.fromhex(session.device_id)
+    return _Frame(
+        rssi,
+        snr_q,
+        rx_time,
+        device,
+        session.device_id,
+        opened.msg_fcnt,
+        opened.fport,
+        opened.payload,
+        b"",
+        b"",
+        bridge_id,
+        opened,
+    )
 
 
 def _load_devices(conn: sqlite3.Connection, ids: set[str], numbers: Numbers) -> dict[str, _Device]:
@@ -262,11 +412,13 @@ def _load_devices(conn: sqlite3.Connection, ids: set[str], numbers: Numbers) -> 
         return {}
     marks = ",".join("?" * len(ids))
     out = {}
-    for dev_id, key, codec, last_fcnt in conn.execute(
-        f"SELECT id, key, codec, last_fcnt FROM devices WHERE id IN ({marks})", list(ids)
+    for dev_id, key, codec, last_fcnt, joined, role in conn.execute(
+        f"SELECT id, key, codec, last_fcnt, EXISTS (SELECT 1 FROM lorawan_sessions s WHERE s.device_id = devices.id),"
+        f" role FROM devices WHERE id IN ({marks})",
+        list(ids),
     ):
         number = numbers.number(conn, dev_id, create=True)
-        out[dev_id] = _Device(number, bytes(key), codec, last_fcnt)  # type: ignore[arg-type]
+        out[dev_id] = _Device(number, bytes(key), codec, last_fcnt, bool(joined), role == "bridge")  # type: ignore[arg-type]
     return out
 
 

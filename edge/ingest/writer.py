@@ -29,6 +29,7 @@ from typing import Protocol, TypeVar
 from edge.ingest.backpressure import Backpressure
 from edge.ingest.process import CommittedReading, Outcome, handle_batch, handle_uplink
 from edge.logs import kv
+from edge.lorawan.network import Network
 from edge.radio import AckResult
 from edge.store import transaction
 from edge.store.numbers import Numbers
@@ -90,8 +91,10 @@ class Ingestor:
         on_batch: Callable[[list[Outcome], float], None] | None = None,
         on_commit_failed: Callable[[sqlite3.Error], str] | None = None,
         numbers: Numbers | None = None,
+        network: Network | None = None,
     ):
         self._conn = conn
+        self.network = network or Network()
         self.backpressure = backpressure
         self._clock = clock
         self._batch_max = batch_max
@@ -291,18 +294,21 @@ class Ingestor:
             except Exception as exc:  # a port that went away must not stop the others
                 log.warning("reply failed %s", kv(bridge=item.bridge_id, error=exc))
             name = outcome.result.name.lower()
-            results[name] += 1
-            if outcome.result not in (AckResult.STORED, AckResult.DUPLICATE):
-                log.warning(
-                    "uplink rejected %s",
-                    kv(
-                        result=name,
-                        device=outcome.device_id,
-                        fcnt=outcome.fcnt,
-                        bridge=item.bridge_id,
-                        why=outcome.detail,
-                    ),
-                )
+            if outcome.result == AckResult.STORED and outcome.reading is None:
+                name = "session_start"  # a LoRaWAN node's port-5 frame: ACKed, no reading
+            results[name] = results.get(name, 0) + 1
+            if outcome.result == AckResult.JOINED:
+                log.info("joined %s", kv(device=outcome.device_id, bridge=item.bridge_id))
+            elif outcome.result not in (AckResult.STORED, AckResult.DUPLICATE) and outcome.detail:
+                # A flood of rejections (forged MICs, random ids) must not be a flood of log lines:
+                # a few per minute per result, each saying how many were held back since the last.
+                held = self.network.logs.allow(name, now)
+                if held is not None:
+                    fields = {"result": name, "device": outcome.device_id, "fcnt": outcome.fcnt}
+                    fields.update(bridge=item.bridge_id, why=outcome.detail)
+                    if held:
+                        fields["suppressed"] = held
+                    log.warning("uplink rejected %s", kv(**fields))
         stored = [o.reading for o in outcomes if o.reading is not None]
         if self.backpressure is not None:
             self.backpressure.committed(sum(1 for r in stored if r.port in (1, 3)))
@@ -318,7 +324,11 @@ class Ingestor:
             with transaction(self._conn):
                 for call in calls:
                     self._run_call(call, now)
-                return handle_batch(self._conn, frames, numbers=self.numbers, now=now) if frames else []
+                return (
+                    handle_batch(self._conn, frames, numbers=self.numbers, now=now, network=self.network)
+                    if frames
+                    else []
+                )
         except sqlite3.Error:
             raise
         except Exception:
@@ -333,7 +343,14 @@ class Ingestor:
             for payload, bridge_id in frames:
                 try:
                     outcomes.append(
-                        handle_uplink(self._conn, payload, bridge_id=bridge_id, numbers=self.numbers, now=now)
+                        handle_uplink(
+                            self._conn,
+                            payload,
+                            bridge_id=bridge_id,
+                            numbers=self.numbers,
+                            now=now,
+                            network=self.network,
+                        )
                     )
                 except sqlite3.Error:
                     raise

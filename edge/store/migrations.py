@@ -11,6 +11,7 @@ import sqlite3
 import time
 from collections.abc import Callable
 
+from edge.lorawan import schema as lorawan_schema
 from edge.store import migrate_v2
 from edge.store.connection import run_script, transaction
 
@@ -312,6 +313,8 @@ MIGRATIONS: list[Migration] = [
         );
         """,
     ),
+    # LoRaWAN: the join and network server tables; devices keep their rows (edge/lorawan/schema.py).
+    ("0010_lorawan", lorawan_schema.MIGRATION),
     # Devices that are not our modules: ChirpStack (LoRaWAN), UDP and CoAP (docs/sources.md).
     (
         "0011_sources",

@@ -11,8 +11,15 @@ _SMALLEST_FRAME = 29  # 18 bytes of header and MIC + the 11-byte standard readin
 # key: (default, kind, low, high). kind: "int", "num", "bool", "str", "hex8",
 # "hex16", "role", "air", "region". low/high bound numbers (inclusive).
 SCHEMA = {
-    "id": (None, "hex8", 0, 0),  # device id, 16 hex digits
-    "key": (None, "hex16", 0, 0),  # device key, 32 hex digits
+    "id": (None, "hex8", 0, 0),  # device id = LoRaWAN DevEUI, 16 hex digits
+    "key": (None, "hex16", 0, 0),  # device key = LoRaWAN AppKey, 32 hex digits
+    "join_eui": ("0000000000000000", "hex8", 0, 0),  # LoRaWAN JoinEUI (AppEUI)
+    # node uplinks: "otaa" (LoRaWAN, join first), "abp" (LoRaWAN, the three keys below), "v1"
+    # (the old Fieldpost frames; an edge takes them only from devices that never joined)
+    "activation": ("otaa", "activation", 0, 0),
+    "devaddr": ("", "opthex4", 0, 0),  # ABP only
+    "nwk_skey": ("", "opthex16", 0, 0),  # ABP only
+    "app_skey": ("", "opthex16", 0, 0),  # ABP only
     "role": ("node", "role", 0, 0),
     "board": ("unix", "str", 0, 0),
     "region": ("EU868", "region", 0, 0),
@@ -84,6 +91,12 @@ def check(key, value):
         return _hex(key, value, 8)
     if kind == "hex16":
         return _hex(key, value, 16)
+    if kind in ("opthex4", "opthex16"):
+        return value if value == "" else _hex(key, value, 4 if kind == "opthex4" else 16)
+    if kind == "activation":
+        if value not in ("otaa", "abp", "v1"):
+            raise ConfigError(key, "must be otaa, abp or v1")
+        return value
     if kind == "role":
         if value not in ROLES:
             raise ConfigError(key, "must be one of %s" % ", ".join(ROLES))
@@ -119,12 +132,20 @@ def validate(raw, partial=False):
         cfg[key] = check(key, raw[key])
     if partial:
         return cfg
+    for key in ("id", "key"):  # the identity first: the error names what provisioning must write
+        if key not in cfg:
+            raise ConfigError(key, "missing (written at provisioning)")
     for key in SCHEMA:
         if key not in cfg:
             default = SCHEMA[key][0]
             if default is None:
                 raise ConfigError(key, "missing (written at provisioning)")
             cfg[key] = default
+    if cfg["activation"] == "abp" and "" in (cfg["devaddr"], cfg["nwk_skey"], cfg["app_skey"]):
+        raise ConfigError("activation", "abp needs devaddr, nwk_skey and app_skey")
+    if cfg["activation"] == "v1":
+        for key in ("join_eui", "devaddr", "nwk_skey", "app_skey"):  # unused: RAM on a 64K board
+            del cfg[key]
     from fp.airtime import RegionError, region_params
     try:
         _, _, _, max_payload = region_params(cfg["region"], cfg["dr"])

@@ -22,6 +22,17 @@ class Device:
         self.log = log or _no_log
         self.dev_id = unhexlify(cfg["id"])
         self.key = unhexlify(cfg["key"])
+        # A node's radio speaks LoRaWAN (fp/lorawan/); a bridge's own frames never go on the air.
+        self.lw = None
+        self.overhead = rf.OVERHEAD
+        if cfg["role"] == "node" and cfg["activation"] != "v1":
+            import gc
+            gc.collect()  # room to load the LoRaWAN code in one piece on a 64K board
+            from fp.lorawan.frames import OVERHEAD
+            from fp.lorawan.otaa import LoRaWAN
+            self.lw = LoRaWAN(cfg)
+            self.overhead = OVERHEAD
+        self.head_fcnt = None  # local counter of the frame next_uplink returned
         duty, self.sf, self.bw, self.max_payload = region_params(cfg["region"], cfg["dr"])
         if cfg["duty_cycle"] >= 0:
             duty = cfg["duty_cycle"]
@@ -40,7 +51,7 @@ class Device:
     def queue(self, port, payload):
         # Number, sign and journal one uplink; returns its fcnt. The counter is
         # reserved on flash before use and the frame is durable before it is sent.
-        room = self.max_payload - rf.OVERHEAD
+        room = self.max_payload - self.overhead
         if len(payload) > room:
             payload = payload[:room] if port != rf.PORT_READINGS else payload
             if len(payload) > room:
@@ -61,8 +72,11 @@ class Device:
         # None when the journal is empty.
         while True:
             body = self.journal.head()
-            if body is None or body[1:9] == self.dev_id:
-                return body and rf.sign(body, self.key)
+            if body is None:
+                return None
+            if body[1:9] == self.dev_id:
+                self.head_fcnt = rf.fcnt_of(body)
+                return self.lw.uplink(body) if self.lw else rf.sign(body, self.key)
             # Taken under another device id (the module was re-provisioned with a new
             # identity): signing it as ours would give that reading to this device.
             # Given up, counted with the refused ones, never sent.
@@ -90,7 +104,7 @@ class Device:
             items.insert(1, ("i", self.interval_ms // 1000))
         if self.safe_reason:  # first, so it is never the item cut for room
             items.insert(0, ("s", self.safe_reason.replace(" ", "_")[:20]))  # the JSON goes without spaces
-        room = self.max_payload - rf.OVERHEAD
+        room = self.max_payload - self.overhead
         doc = {}
         for k, v in items:
             doc[k] = v
@@ -122,6 +136,8 @@ class Device:
 
     def handle_downlink(self, frame, fcnt):
         # A downlink received in answer to uplink fcnt. True when it acknowledged it.
+        if self.lw:
+            return self.lw.downlink(self, frame, fcnt)
         try:
             port, command = rf.open_downlink(frame, self.dev_id, self.key, fcnt)
         except rf.RadioError as e:

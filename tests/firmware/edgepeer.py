@@ -23,8 +23,9 @@ import serial
 
 from edge.link.frame import FrameType
 from edge.link.session import Acked, Received, Refused, Session, SessionStarted
+from edge.lorawan import frames as lw
 
-ACK_STORED, ACK_DUPLICATE, ACK_BAD_MIC, ACK_REPLAYED, ACK_UNKNOWN, ACK_MALFORMED = range(6)
+ACK_STORED, ACK_DUPLICATE, ACK_BAD_MIC, ACK_REPLAYED, ACK_UNKNOWN, ACK_MALFORMED, ACK_JOINED = range(7)
 
 
 def mic(key: bytes, signed: bytes) -> bytes:
@@ -74,6 +75,10 @@ class EdgePeer:
         self.downlink_results: dict[int, tuple[int, str]] = {}  # dl_id -> (result, reason)
         self.sessions: list[dict] = []
         self.pending: dict[str, list[tuple[int, bytes]]] = {}  # device -> [(dl_id, command)]
+        # LoRaWAN: this peer is also a minimal join + network server (edge/lorawan/frames.py crypto)
+        self.lw_sessions: dict[int, dict] = {}  # DevAddr -> session
+        self.lw_nonces: dict[str, int] = {}  # DevEUI -> highest DevNonce
+        self.joins: list[str] = []
         self._lock = threading.Lock()
         self._session = Session(
             {"edge": "test-peer", "time": int(time.time())},
@@ -153,6 +158,10 @@ class EdgePeer:
     def _uplink(self, payload: bytes) -> bytes:
         if self.ingest is not None:
             return self.ingest(payload)
+        if len(payload) > 7 and payload[7] == lw.JOIN_REQUEST:
+            return self._join(payload[7:])
+        if len(payload) > 7 and payload[7] == lw.CONFIRMED_UP:
+            return self._lorawan(payload)
         if len(payload) < 7 + 18:
             self._count("malformed")
             return bytes([ACK_MALFORMED])
@@ -196,4 +205,110 @@ class EdgePeer:
             dl = radio_frame(0x60, dl_key, device, fcnt, 3, queued[0][1])
         else:
             dl = radio_frame(0x60, dl_key, device, fcnt, 0)
+        return bytes([result]) + dl
+
+    # --- LoRaWAN ---------------------------------------------------------------------------
+
+    def _join(self, frame: bytes) -> bytes:
+        try:
+            jr = lw.parse_join_request(frame)
+        except lw.LoRaWANFormatError:
+            self._count("malformed")
+            return bytes([ACK_MALFORMED])
+        device = jr.dev_eui.hex()
+        key = self.keys.get(device)
+        if key is None:
+            self._count("unknown")
+            return bytes([ACK_UNKNOWN])
+        if not jr.mic_ok(key):
+            self._count("bad_mic")
+            return bytes([ACK_BAD_MIC])
+        if jr.dev_nonce <= self.lw_nonces.get(device, -1):
+            self._count("replayed")
+            return bytes([ACK_REPLAYED])
+        self.lw_nonces[device] = jr.dev_nonce
+        for addr in [a for a, s in self.lw_sessions.items() if s["device"] == device]:
+            del self.lw_sessions[addr]
+        devaddr = 0x26000000 + len(self.joins) + 1
+        nwk, app = lw.session_keys(key, len(self.joins) + 1, 0x13, jr.dev_nonce)
+        base = 1 + max((f for d, f in self.stored if d == device), default=-1)
+        self.lw_sessions[devaddr] = {
+            "device": device,
+            "nwk": nwk,
+            "app": app,
+            "base": base,
+            "fcnt_up": -1,
+            "fcnt_down": 0,
+        }
+        self.joins.append(device)
+        self._count("joined")
+        return bytes([ACK_JOINED]) + lw.build_join_accept(key, len(self.joins), 0x13, devaddr)
+
+    def _lorawan(self, payload: bytes) -> bytes:
+        rssi, snr_q, rx_time = struct.unpack_from(">hbI", payload)
+        try:
+            d = lw.parse_data(payload[7:])
+        except lw.LoRaWANFormatError:
+            self._count("malformed")
+            return bytes([ACK_MALFORMED])
+        s = self.lw_sessions.get(d.devaddr)
+        if s is None:
+            self._count("unknown")
+            return bytes([ACK_UNKNOWN])
+        full = lw.full_fcnt(s["fcnt_up"], d.fcnt16)
+        if not d.mic_ok(s["nwk"], full):
+            self._count("bad_mic")
+            return bytes([ACK_BAD_MIC])
+        device, port = s["device"], d.fport
+        data = d.decrypt(s["nwk"], s["app"], full)
+        if port == 5 and len(data) == 4:  # session start: ids = the node's own counters
+            s["base"] = struct.unpack(">I", data)[0] - (full + 1)
+            s["fcnt_up"] = max(s["fcnt_up"], full)
+            self._count("session")
+            dl = lw.build_data(
+                lw.UNCONFIRMED_DOWN,
+                d.devaddr,
+                s["fcnt_down"],
+                None,
+                b"",
+                nwk_key=s["nwk"],
+                app_key=s["app"],
+                fctrl=lw.FCTRL_ACK,
+            )
+            s["fcnt_down"] += 1
+            return bytes([ACK_STORED]) + dl
+        ident = (device, s["base"] + full)
+        if ident in self.refuse:
+            self._count("refused")
+            self.refusals[ident] = self.refusals.get(ident, 0) + 1
+            return bytes([self.refuse[ident]])
+        self.arrivals[ident] = self.arrivals.get(ident, 0) + 1
+        s["fcnt_up"] = max(s["fcnt_up"], full)
+        if ident in self.stored:
+            self._count("duplicate")
+            result = ACK_DUPLICATE
+        else:
+            self._count("stored")
+            result = ACK_STORED
+            self.stored[ident] = Stored(device, ident[1], port, data, rssi, snr_q / 4, rx_time)
+            if port == 2 and len(data) >= 3:
+                dl_id, res = struct.unpack_from(">HB", data)
+                self.downlink_results[dl_id] = (res, data[3:].decode("utf-8", "replace"))
+                self.pending[device] = [p for p in self.pending.get(device, []) if p[0] != dl_id]
+        queued = self.pending.get(device)
+        nwk = s["nwk"]
+        if self.wrong_key_downlinks.get(device, 0) > 0:
+            self.wrong_key_downlinks[device] -= 1
+            nwk = bytes(16)
+        dl = lw.build_data(
+            lw.UNCONFIRMED_DOWN,
+            d.devaddr,
+            s["fcnt_down"],
+            3 if queued else None,
+            queued[0][1] if queued else b"",
+            nwk_key=nwk,
+            app_key=s["app"],
+            fctrl=lw.FCTRL_ACK,
+        )
+        s["fcnt_down"] += 1
         return bytes([result]) + dl

@@ -377,6 +377,9 @@ def test_node_through_a_provisioned_bridge(tmp_path, edge_db, mpy_cache):
             "10",
             "--set",
             "time_scale=200",
+            # 30 virtual s are 150 real ms: room for the join accept to come back through the daemon
+            "--set",
+            "rx_window=30",
             "--interval",
             "10",
         ]

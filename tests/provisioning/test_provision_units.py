@@ -40,6 +40,7 @@ def test_config_keeps_module_settings_and_is_stable():
     cfg = module_config(spec(), PROFILE, old, "0123456789abcdef", bytes(16))
     assert cfg == {
         "id": "0123456789abcdef",
+        "join_eui": "0000000000000000",  # LoRaWAN: DevEUI (id), JoinEUI, AppKey (key)
         "key": "00" * 16,
         "role": "node",
         "board": "heltec_v2",

@@ -10,6 +10,8 @@ import time
 
 from fp import frame as fr
 from fp import radio_frame as rf
+# the structure of LoRaWAN frames only: a bridge holds no keys and loads no crypto
+from fp.lorawan import phy as lw
 from fp.device import FW_VERSION, retry_ms
 from fp.link import EV_ACKED, EV_LOST, EV_RECEIVED, EV_REFUSED, EV_STARTED, Link
 from fp.linkio import LinkIO
@@ -78,8 +80,8 @@ class Bridge:
         self.c["rx"] += 1
         rx_ms = self.clock.ms()
         try:
-            dev_id, fcnt, port = rf.check(pkt, rf.KIND_UPLINK)
-        except rf.RadioError as e:
+            fcnt = _uplink_fcnt(pkt)  # structure only: the bridge holds no node keys
+        except ValueError as e:
             self.c["bad"] += 1
             self.log("warn", "radio frame rejected: %s: %s" % (e.args[0], e.args[1]))
             return
@@ -103,7 +105,10 @@ class Bridge:
     async def tx_downlink(self, dl, rx_ms):
         # The node listens for rx_window after its uplink ended (= when we heard it).
         toa = self.modem.get_time_on_air_us(len(dl)) // 1000
-        deadline = rx_ms + int(self.cfg["rx_window"] * 1000) - toa - _MARGIN_MS
+        window = int(self.cfg["rx_window"] * 1000)
+        if dl[0] == 0x20:  # a LoRaWAN join accept: the node listens until JOIN_ACCEPT_DELAY2 + 1 s
+            window = max(window, 7000)
+        deadline = rx_ms + window - toa - _MARGIN_MS
         async with self.tx_lock:
             now = self.clock.ms()
             if now > deadline:
@@ -148,9 +153,9 @@ class Bridge:
             except rf.RadioError:
                 self.c["edge_rej"] += 1
                 return
-            if code in (rf.ACK_STORED, rf.ACK_DUPLICATE) and dl:
+            if dl:  # an ACK, a join accept, a "rejoin": the edge built it for the air
                 asyncio.create_task(self.tx_downlink(dl, token[1]))
-            elif code not in (rf.ACK_STORED, rf.ACK_DUPLICATE):
+            if code not in (rf.ACK_STORED, rf.ACK_DUPLICATE):
                 self.c["edge_rej"] += 1
                 if code == rf.ACK_BAD_MIC:
                     self.c["bad_mic"] += 1
@@ -268,3 +273,17 @@ class Bridge:
     def tasks(self):
         return (("link", self.io.run), ("rx", self.rx_loop), ("own", self.own_loop),
                 ("status", self.status_loop))
+
+
+def _uplink_fcnt(pkt):
+    # The counter of an uplink as the air carries it (LoRaWAN join request: 0, data
+    # frame: its 16-bit FCnt; Fieldpost v1: its 32-bit fcnt), or ValueError (reason, text).
+    if len(pkt) == lw.JOIN_REQUEST_SIZE and pkt[0] == lw.JOIN_REQUEST:
+        return 0
+    if pkt[0] in lw.UPLINKS:
+        try:
+            return lw.parse(pkt)[3]
+        except lw.FrameError:
+            if pkt[0] != lw.UNCONFIRMED_UP:  # 0x40 is also the Fieldpost v1 uplink kind
+                raise
+    return rf.check(pkt, rf.KIND_UPLINK)[1]

@@ -10,6 +10,12 @@ from fp.device import retry_ms
 from micropython import const
 
 _BEAT_MAX_MS = const(10000)  # sleep in slices no longer than this, so the supervisor sees us alive
+# Unanswered uplinks in a row after which a LoRaWAN node joins again: the network may have
+# lost its session (a new edge, keys rotated), and only a join can tell. Not sooner: while the
+# edge is merely down a join cannot complete, and a bridge short of duty cycle may drop accepts.
+_REJOIN_AFTER = const(32)
+_JOIN_REQUEST_SIZE = const(23)  # fp/lorawan/frames.py (not imported here: a v1 node never loads it)
+_JOIN_WINDOW_MS = const(7000)  # until the end of the join accept's RX2 (JOIN_ACCEPT_DELAY2 = 6 s)
 # Airtime a reading costs, over its frame's own: resends after a lost uplink or ACK
 # (10 % loss each way: x1.23) and the status frames; the interval is spaced out to fit.
 _AIR_MARGIN = 1.5
@@ -52,7 +58,7 @@ class Node:
         ms = dev.cfg["interval"] * 1000
         duty = dev.budget.duty
         if duty:
-            toa = self.modem.get_time_on_air_us(rf.OVERHEAD + _READING_LEN) // 1000
+            toa = self.modem.get_time_on_air_us(self.dev.overhead + _READING_LEN) // 1000
             ms = max(ms, int(toa * _AIR_MARGIN / duty))
             if len(dev.journal) > dev.journal.capacity // 4:
                 ms *= 2
@@ -70,10 +76,17 @@ class Node:
     async def send_head(self, now):
         # Returns the ms to wait before the next attempt (0: go on at once).
         dev = self.dev
-        frame = dev.next_uplink()  # signed now, with the current key
-        if frame is None:
-            return -1
-        fcnt = rf.fcnt_of(frame)
+        if dev.lw and not dev.lw.joined:
+            return await self.join(now)
+        if dev.lw and not dev.lw.announced:
+            head = dev.journal.head()
+            frame = dev.lw.announcement(rf.fcnt_of(head) if head is not None else dev.counter.next)
+            fcnt = None  # nothing of the journal is acknowledged by its ACK
+        else:
+            frame = dev.next_uplink()  # signed now, with the current key
+            if frame is None:
+                return -1
+            fcnt = dev.head_fcnt
         toa = self.modem.get_time_on_air_us(len(frame)) // 1000
         wait = dev.budget.wait_ms(now, toa)
         if wait < 0 or len(frame) > dev.max_payload:
@@ -90,7 +103,8 @@ class Node:
             return wait
         self._deferring = False
         dev.budget.record(now, toa)
-        self._t("tx", (fcnt, now, toa))
+        if fcnt is not None:
+            self._t("tx", (fcnt, now, toa))
         self.hal.led(True)  # the status LED is lit while the radio transmits
         self._radio("tx")
         try:
@@ -103,8 +117,56 @@ class Node:
         if acked:
             self.attempts = 0
             self.rx_ok += 1
-            self._t("acked", fcnt)
+            if fcnt is None:
+                dev.lw.set_announced()
+                self._t("announced", dev.lw.base + 1)
+            else:
+                self._t("acked", fcnt)
             return 0
+        self.attempts += 1
+        if dev.lw and not dev.lw.abp and (self.attempts % _REJOIN_AFTER == 0 or not dev.lw.joined):
+            dev.lw.forget()  # asked to by the edge (not joined any more), or no answer for long
+            self._t("rejoin", self.attempts)
+            return 0 if self.attempts % _REJOIN_AFTER else self.backoff_ms()
+        return self.backoff_ms()
+
+    async def join(self, now):
+        # OTAA: a join request, then the join accept in the receive window. The new
+        # session numbers the journal from its oldest pending record (fp/lorawan/otaa.py).
+        dev = self.dev
+        toa = self.modem.get_time_on_air_us(_JOIN_REQUEST_SIZE) // 1000
+        wait = dev.budget.wait_ms(now, toa)
+        if wait > 0:
+            return wait
+        frame = dev.lw.join_request()  # a new DevNonce, spent even if nobody answers
+        dev.budget.record(now, toa)
+        self._t("join", dev.lw.dev_nonce)
+        self._radio("tx")
+        try:
+            await self.modem.send(frame)
+        finally:
+            self._radio("standby")
+        self.sent += 1
+        # JOIN_ACCEPT_DELAY1/2 are 5 and 6 s (RX1/RX2 of a data frame: 1 and 2 s): the join
+        # accept may come later than an ACK, the join server deriving keys on the way
+        end = self.clock.ms() + max(int(self.dev.cfg["rx_window"] * 1000), _JOIN_WINDOW_MS)
+        self._radio("rx")
+        try:
+            while True:
+                left = end - self.clock.ms()
+                pkt = await self.modem.recv(timeout_ms=left) if left > 0 else None
+                if pkt is None:
+                    break
+                try:
+                    dev.lw.accept(bytes(pkt))
+                except ValueError:
+                    continue  # not our join accept
+                self.attempts = 0
+                self._t("joined", dev.lw.session.devaddr)
+                return 0
+        finally:
+            self.modem.sleep()
+            self._radio("sleep")
         self.attempts += 1
         return self.backoff_ms()
 

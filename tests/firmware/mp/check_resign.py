@@ -18,7 +18,8 @@ def expect(what, got, want):
 
 
 def device(key_hex):
-    cfg = config.validate({"id": "0123456789abcdef", "key": key_hex, "dr": 5})
+    # the v1 frames, which a key signs when they go out (bridges still sign their own so)
+    cfg = config.validate({"id": "0123456789abcdef", "key": key_hex, "dr": 5, "activation": "v1"})
     j = Journal("journal")
     return Device(cfg, "config.json", None, j, FrameCounter("fcnt", floor=j.max_fcnt + 1))
 

@@ -1,0 +1,145 @@
+# A node's LoRaWAN activation: OTAA join (DevNonce a counter persisted ahead of
+# use, so it is never reused even across a power cut), or ABP keys from
+# config.json; the session (DevAddr, keys, counters) kept power-safely in one
+# small file so a reboot or a deep sleep does not need a new join.
+#
+# The journal keeps frames in the Fieldpost record layout (fp/radio_frame.py
+# `unsigned`: kind, device id, 32-bit local counter, port, payload); a record
+# becomes a LoRaWAN frame only when it goes on the air (uplink), at session
+# FCnt = local counter - base. `base` is the first record still pending when
+# the session began, so a rejoin numbers what is waiting from 0 again and
+# nothing in the journal is lost (docs/radio.md, "Counters across sessions").
+import struct
+from binascii import crc32, unhexlify
+
+from fp import store
+from fp.lorawan import frames as F
+from micropython import const
+
+_SESSION = "lw_session"
+PORT_CONTROL = const(4)  # edge -> node: 0x01 = join again (docs/radio.md)
+REJOIN = const(1)
+PORT_SESSION = const(5)  # node -> edge: the first frame of a session, the counter of the next record
+
+
+class LoRaWAN:
+    def __init__(self, cfg):
+        self.dev_eui = unhexlify(cfg["id"])
+        self.join_eui = unhexlify(cfg["join_eui"])
+        self._app_key = unhexlify(cfg["key"])
+        # a saved session belongs to the AppKey it was joined with: a new key (provisioning,
+        # rotation) means a new join, never the old session's keys
+        self._key_tag = struct.pack(">I", crc32(self._app_key) & 0xFFFFFFFF)
+        self._app = None  # the AppKey's Cmac, made at the first join
+        self.session = None
+        self.base = 0
+        self.fcnt_down = -1
+        self.rx1_delay = 1
+        self.joins = 0
+        self.announced = False  # the edge has the session's first counter (FCnt 0, port 5)
+        self.dev_nonce = None  # read from flash at the first join (fp/lorawan/join.py)
+        if cfg["activation"] == "abp":
+            self.session = F.Session(int(cfg["devaddr"], 16), unhexlify(cfg["nwk_skey"]), unhexlify(cfg["app_skey"]))
+            self.abp = True
+        else:
+            self.abp = False
+        self._load()
+
+    @property
+    def joined(self):
+        return self.session is not None
+
+    def _load(self):
+        body = store.read_atomic(_SESSION)
+        if body is None or len(body) != 50 or body[46:] != self._key_tag:
+            return
+        devaddr, nwk, app, self.base, self.fcnt_down, self.rx1_delay, announced = struct.unpack_from(
+            ">I16s16siiBB", body)
+        self.announced = bool(announced)
+        if self.abp and devaddr != self.session.devaddr:
+            return  # ABP keys changed in config.json since: counters start over with them
+        self.session = F.Session(devaddr, nwk, app)
+
+    def _save(self):
+        s = self.session
+        store.write_atomic(_SESSION, struct.pack(">I16s16siiBB", s.devaddr, s.nwk_key, s.app_key, self.base,
+                                                 self.fcnt_down, self.rx1_delay, self.announced)
+                           + self._key_tag)
+
+    def join_request(self):
+        from fp.lorawan import join
+        return join.request(self)
+
+    def accept(self, frame):
+        from fp.lorawan import join
+        join.accept(self, frame)
+
+    def announcement(self, head):
+        # FCnt 0 of a session: "my next record has counter `head`" (port 5), so the
+        # edge gives readings the ids of their local counters. Records then go out
+        # at FCnt = counter - base, from 1.
+        self.base = head - 1
+        return self.session.build(F.CONFIRMED_UP, 0, PORT_SESSION, struct.pack(">I", head))
+
+    def set_announced(self):
+        self.announced = True
+        self._save()
+
+    def forget(self):
+        # The edge says our counter went back (docs/radio.md): join again.
+        self.session = None
+        store.remove(_SESSION)
+
+    def uplink(self, record, confirmed=True):
+        # A journal record as a LoRaWAN data frame of this session.
+        fcnt = struct.unpack_from(">I", record, 9)[0] - self.base
+        if fcnt < 1:
+            raise F.FrameError("fcnt", "record older than the session")
+        mhdr = F.CONFIRMED_UP if confirmed else F.UNCONFIRMED_UP
+        return self.session.build(mhdr, fcnt, record[13], memoryview(record)[14:])
+
+    def open_downlink(self, frame):
+        # (ACK bit, FPort or None, plaintext) of a downlink of our session, or
+        # FrameError: another device's ("device"), forged ("mic"), replayed ("fcnt").
+        mhdr, devaddr, _, fcnt16, _, _, _ = F.parse(frame)
+        if mhdr not in F.DOWNLINKS:
+            raise F.FrameError("mtype", "not a downlink")
+        if self.session is None or devaddr != self.session.devaddr:
+            raise F.FrameError("device", "downlink for another device")
+        full = F.full_fcnt(self.fcnt_down, fcnt16)
+        try:
+            _, fctrl, _, fport, data = self.session.open(frame, full)
+        except F.FrameError:
+            if full < 0x10000:
+                raise
+            # one wrap lower: an older downlink arriving late (an ACK of a retry), not a forgery
+            full -= 0x10000
+            _, fctrl, _, fport, data = self.session.open(frame, full)
+        if full <= self.fcnt_down:
+            raise F.FrameError("fcnt", "downlink counter %d not above %d" % (full, self.fcnt_down))
+        self.fcnt_down = full
+        self._save()  # a replayed old downlink must not ACK a reading after a reboot either
+        return bool(fctrl & F.FCTRL_ACK), fport, data
+
+    def downlink(self, dev, frame, fcnt):
+        # fp/device.py handle_downlink for a LoRaWAN node (`dev`): True when it acknowledged
+        # uplink `fcnt` (None: the session start).
+        try:
+            ack, port, data = self.open_downlink(frame)
+        except F.FrameError as e:
+            # others' frames are not our errors, nor a late copy of an older downlink of ours
+            if e.args[0] not in ("device", "mtype", "short", "fcnt"):
+                dev.reject(e.args[0], e.args[1] if len(e.args) > 1 else "")
+                dev.status_due = True
+            return False
+        if port == PORT_CONTROL and data == bytes((REJOIN,)):
+            # Our counter went back under this session (the edge refused, never dropped, the
+            # frame): join again; the journal goes out again under the new session.
+            self.forget()
+            dev.log("warn", "edge asked for a rejoin")
+            return False
+        if ack and fcnt is not None and dev.journal.done(fcnt):
+            dev.stats["acked"] += 1
+        if port == 3:  # fp/radio_frame.py DL_PORT_COMMAND
+            dev.command(data)
+        return ack

@@ -1,0 +1,36 @@
+"""The [lorawan] section: defaults, values, and errors that name the key."""
+
+import pytest
+
+from edge.errors import ConfigError
+from edge.lorawan.settings import LoRaWANSettings, parse
+
+
+def test_defaults_and_values():
+    assert parse(None) == LoRaWANSettings()
+    got = parse({"net_id": 0x13, "join_eui": "70b3d57ed00000dc", "quarantine_max": 50, "log_per_min": 5})
+    assert (got.net_id, got.join_eui, got.quarantine_max, got.log_per_min) == (
+        0x13,
+        "70b3d57ed00000dc",
+        50,
+        5.0,
+    )
+
+
+@pytest.mark.parametrize(
+    "section, message",
+    [
+        ({"net_id": 1 << 24}, "lorawan.net_id: 16777216 must be 0 .. 0xFFFFFF"),
+        (
+            {"join_eui": "70B3D57ED00000DC"},
+            "lorawan.join_eui: '70B3D57ED00000DC' must be 16 lower-case hex digits",
+        ),
+        ({"quarantine_max": "lots"}, "lorawan.quarantine_max: 'lots' is str, expected int"),
+        ({"accept_v1": 1}, "lorawan.accept_v1: 1 is int, expected bool"),
+        ({"rx2": 1}, "lorawan.rx2: unknown key"),
+    ],
+)
+def test_bad_values_name_the_key(section, message):
+    with pytest.raises(ConfigError) as err:
+        parse(section)
+    assert str(err.value).startswith(message)
