@@ -29,7 +29,6 @@ from edge.fuota.serial import ActiveUpdates, SerialUpdates
 from edge.ingest import Backpressure, Ingestor
 from edge.link.manager import LinkManager
 from edge.logs import kv
-from edge.lorawan import settings as lorawan_settings
 from edge.lorawan.network import Network
 from edge.metrics import Sources, StatusServer, make_registry
 from edge.store import connect, migrate
@@ -167,7 +166,7 @@ class Daemon:
             on_commit_failed=self._commit_failed,
             on_batch=lambda _outcomes, _elapsed: self.space.committed() if self.space else None,
             numbers=self.numbers,
-            network=Network(lorawan_settings.parse(cfg.extra.get("lorawan"))),
+            network=Network(cfg.lorawan),
         )
         for hook in self._hooks:
             self.ingest.add_hook(hook)

@@ -22,6 +22,7 @@ from edge.config.core import EdgeSection, GpioSection, HttpSection, IngestSectio
 from edge.config.schema import DOCS, KeyInfo, SettingError, Sources, build, suggest, walk_class
 from edge.errors import ConfigError, ValidationError
 from edge.homeassistant.config import HomeAssistantConfig
+from edge.lorawan.settings import LoRaWANSettings
 from edge.notify.config import NotifySection
 from edge.rules.model import Rule, parse_rules
 from edge.sources.config import SourcesConfig
@@ -68,6 +69,7 @@ SECTIONS: dict[str, Any] = {
     "sources": SourcesConfig,
     "backup": BackupConfig,
     "homeassistant": HomeAssistantConfig,
+    "lorawan": LoRaWANSettings,
     "rules": RULES,
 }
 
@@ -87,6 +89,7 @@ class Config:
     sources: SourcesConfig = field(default_factory=SourcesConfig)
     backup: BackupConfig = field(default_factory=BackupConfig)
     homeassistant: HomeAssistantConfig = field(default_factory=HomeAssistantConfig)
+    lorawan: LoRaWANSettings = field(default_factory=LoRaWANSettings)
     rules: tuple[Rule, ...] = ()
     path: Path | None = None  # the file it came from, if any
     given: frozenset[str] = frozenset()  # sections present in the file or the environment

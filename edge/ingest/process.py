@@ -76,7 +76,7 @@ class _Device:
     codec: str
     last_fcnt: int
     lorawan: bool = False  # it has joined (or has an ABP session): Fieldpost v1 frames are refused
-    bridge: bool = False  # a bridge: its own frames come over the serial link, never the air (v1 kept)
+    is_bridge: bool = False  # a bridge: its own frames come over the serial link, never the air (v1 kept)
     stored: bool = False  # a reading of it is stored in this batch: its row needs updating
     rssi: int = 0
     snr: float = 0.0
@@ -186,7 +186,7 @@ def handle_batch(
                 else "not registered (quarantine rate exceeded: dropped)"
             )
             outcomes[i] = _reject(AckResult.UNKNOWN_DEVICE, why, f.device_id, f.fcnt)
-        elif dev.lorawan or not (network.settings.accept_v1 or dev.bridge):
+        elif dev.lorawan or not (network.settings.accept_v1 or dev.is_bridge):
             network.stats["v1_refused"] += 1
             outcomes[i] = _reject(
                 AckResult.MALFORMED,
@@ -342,7 +342,7 @@ def _join(
         return _reject(AckResult.MALFORMED, f"join request: {exc}")
     except lw_server.JoinRefused as exc:
         result = AckResult[exc.kind.upper()]
-        if result == AckResult.UNKNOWN_DEVICE:
+        if result == AckResult.UNKNOWN_DEVICE and exc.device_id is not None:
             rssi = RX_META.unpack_from(payload)[0]
             if not network.quarantine(conn, exc.device_id, rssi=rssi, bridge=bridge_id, frame=radio, now=now):
                 return _reject(result, f"{exc} (quarantine rate exceeded: dropped)", exc.device_id)
@@ -356,6 +356,7 @@ def _join(
 def _session_start(conn: sqlite3.Connection, opened: lw_server.Opened, numbers: Numbers) -> Outcome:
     session = opened.session
     number = numbers.number(conn, session.device_id, create=True)
+    assert number is not None  # create=True: a number is made when there is none
     try:
         what = lw_server.announce(conn, session, opened.fcnt, opened.payload, number)
     except ValueError as exc:
@@ -418,7 +419,8 @@ def _load_devices(conn: sqlite3.Connection, ids: set[str], numbers: Numbers) -> 
         list(ids),
     ):
         number = numbers.number(conn, dev_id, create=True)
-        out[dev_id] = _Device(number, bytes(key), codec, last_fcnt, bool(joined), role == "bridge")  # type: ignore[arg-type]
+        assert number is not None  # create=True: a number is made when there is none
+        out[dev_id] = _Device(number, bytes(key), codec, last_fcnt, bool(joined), role == "bridge")
     return out
 
 

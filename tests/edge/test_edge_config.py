@@ -67,6 +67,8 @@ def _candidates(info: KeyInfo, pem: Path) -> list:
     kind, meta = info.kind, info.meta
     if meta.choices:
         return list(meta.choices)
+    if meta.example is not None:  # a key with a format of its own (an EUI) says what a value looks like
+        return [meta.example]
     if kind.base is bool:
         return [not info.default]
     if kind.base in (int, float):

@@ -2,6 +2,7 @@
 
 import pytest
 
+from edge.config import from_dict
 from edge.errors import ConfigError
 from edge.lorawan.settings import LoRaWANSettings, parse
 
@@ -20,17 +21,21 @@ def test_defaults_and_values():
 @pytest.mark.parametrize(
     "section, message",
     [
-        ({"net_id": 1 << 24}, "lorawan.net_id: 16777216 must be 0 .. 0xFFFFFF"),
+        ({"net_id": 1 << 24}, "lorawan.net_id: 16777216 is outside 0 .. 16777215; fix:"),
         (
             {"join_eui": "70B3D57ED00000DC"},
             "lorawan.join_eui: '70B3D57ED00000DC' must be 16 lower-case hex digits",
         ),
         ({"quarantine_max": "lots"}, "lorawan.quarantine_max: 'lots' is str, expected int"),
         ({"accept_v1": 1}, "lorawan.accept_v1: 1 is int, expected bool"),
-        ({"rx2": 1}, "lorawan.rx2: unknown key"),
+        ({"rx2": 1}, "lorawan.rx2: unknown key; fix:"),
     ],
 )
 def test_bad_values_name_the_key(section, message):
     with pytest.raises(ConfigError) as err:
         parse(section)
+    assert str(err.value).startswith(message)
+    # the whole configuration refuses it the same way (fieldpost config and run)
+    with pytest.raises(ConfigError) as err:
+        from_dict({"lorawan": section}, env={})
     assert str(err.value).startswith(message)
