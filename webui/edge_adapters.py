@@ -15,9 +15,9 @@ from edge.sync import state
 __all__ = ["alarms", "downlinks", "registry", "sync_status"]
 
 
-def sync_status(conn: sqlite3.Connection, now: float) -> dict[str, Any]:
+def sync_status(conn: sqlite3.Connection, now: float, *, readings_backlog: Any = None) -> dict[str, Any]:
     """edge.sync.state.sync_status, shaped for the panel: sinks as a sorted list, age as oldest_age_s."""
-    status = dict(state.sync_status(conn, now))
+    status = dict(state.sync_status(conn, now, readings_backlog=readings_backlog))
     status["sinks"] = [{"sink": name, **values} for name, values in sorted(status["sinks"].items())]
     status["oldest_age_s"] = status["backlog_age_s"]
     return status

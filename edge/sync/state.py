@@ -51,11 +51,14 @@ def bytes_today(conn: sqlite3.Connection, sink: str, now: float) -> int:
     return int(row[1])
 
 
-def sync_status(conn: sqlite3.Connection, now: float) -> dict[str, Any]:
+def sync_status(
+    conn: sqlite3.Connection, now: float, *, readings_backlog: cursor.Backlog | None = None
+) -> dict[str, Any]:
     """Backlog (count, by priority, oldest age), and per sink: last success, last error, bytes today.
 
     Top-level ``last_success``/``last_error``/``bytes_today`` summarise all sinks (the
-    newest success, the newest error, the sum of today's bytes).
+    newest success, the newest error, the sum of today's bytes). ``readings_backlog``: the readings' backlog
+    when the caller has counted it already (it reads every unsynced reading's range: not twice).
     """
     # Outbox messages by priority; readings wait past the sync cursor (edge.store.cursor).
     pending = conn.execute(
@@ -67,7 +70,7 @@ def sync_status(conn: sqlite3.Connection, now: float) -> dict[str, Any]:
     for priority, count, first in pending:
         by_priority[names.get(priority, "bulk")] += count
         oldest = first if oldest is None else min(oldest, first)
-    waiting = cursor.backlog(conn)
+    waiting = cursor.backlog(conn) if readings_backlog is None else readings_backlog
     by_priority["readings"] += waiting.readings
     if waiting.oldest_ms is not None:
         first = waiting.oldest_ms / 1000

@@ -36,7 +36,7 @@ def index():
         "sync.html",
         history=json.dumps(history),
         history_points=len(history["times"]),
-        sync=sync_status(conn, t),
+        sync=sync_status(conn, t, readings_backlog=waiting),  # counted once: it reads every unsynced range
         by_kind=by_kind,
         now=t,
         cursor=page_cursor(conn),
