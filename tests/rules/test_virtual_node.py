@@ -77,6 +77,9 @@ def test_virtual_node_rising_temperature_raises_once_after_duration_and_clears(
                     "command": "set_output",
                     "args": {"output": 1, "value": 1},
                     "cooldown_s": 86400,
+                    # 6 h of the edge's scaled clock (12 real seconds): the default hour is 2 real
+                    # seconds here, which a loaded test machine can spend before the node's answer
+                    "ttl_s": 6 * 3600,
                 },
             },
             {"name": "silent", "kind": "silent", "intervals": 3},
