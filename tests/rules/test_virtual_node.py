@@ -148,7 +148,7 @@ def test_virtual_node_rising_temperature_raises_once_after_duration_and_clears(
         "SELECT command, args, source, status, result, created_at FROM downlinks"
     ).fetchall()
     # "ok: repeat": the downlink went out again (its first answer was late) and the node confirmed
-    # it without applying it twice (fp/downlink.py remembers the ids it executed): applied once either way
+    # it without applying it twice (fp/device.py remembers the ids it executed): applied once either way
     assert [(d["command"], json.loads(d["args"]), d["source"], d["status"]) for d in downlinks] == [
         ("set_output", {"output": 1, "value": 1}, "rule", "acked")
     ]
