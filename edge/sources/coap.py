@@ -30,7 +30,6 @@ from edge.sources import datagram
 from edge.sources.config import DatagramConfig
 from edge.sources.counters import Counters
 from edge.sources.errors import SourceInputError
-from edge.sources.ratelimit import RateLimiter
 
 log = logging.getLogger("fieldpost.sources.coap")
 
@@ -45,7 +44,12 @@ _CODES = {
     AckResult.UNKNOWN_DEVICE: Code.NOT_FOUND,
     AckResult.MALFORMED: Code.BAD_REQUEST,
 }
-_REFUSALS = {"malformed": Code.BAD_REQUEST, "oversized": Code.REQUEST_ENTITY_TOO_LARGE}
+_REFUSALS = {
+    "malformed": Code.BAD_REQUEST,
+    "oversized": Code.REQUEST_ENTITY_TOO_LARGE,
+    "rate_limited": Code.TOO_MANY_REQUESTS,
+    "busy": Code.SERVICE_UNAVAILABLE,
+}
 
 
 class UplinkResource(resource.Resource):
@@ -70,8 +74,7 @@ class CoapServer:
         self.config = config
         self.ingest = ingest
         self.counters = counters
-        self._busy = busy  # the daemon's: stopping, disk full, backlog over the high-water mark
-        self.limiter = RateLimiter(config.rate_per_s, config.burst, clock=clock)
+        self.gate = datagram.Gate(config, clock=clock, busy=busy)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._context: aiocoap.Context | None = None
         self._thread: threading.Thread | None = None
@@ -139,16 +142,9 @@ class CoapServer:
                 sender,
             )
         try:
-            payload = datagram.check(request.payload, max_size=self.config.max_datagram)
+            payload = self.gate.admit(request.payload, sender)
         except SourceInputError as exc:
             return self._refuse(exc.reason, _REFUSALS[exc.reason], f"{exc.field}: {exc.message}", sender)
-        if not self.limiter.allow(sender):
-            return self._refuse(
-                "rate_limited", Code.TOO_MANY_REQUESTS, "rate: over the per-address limit", sender
-            )
-        why = self._busy() if self._busy is not None else None
-        if why:
-            return self._refuse("busy", Code.SERVICE_UNAVAILABLE, f"store: {why}", sender)
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[tuple[bool, bytes | str]] = loop.create_future()
 

@@ -10,8 +10,12 @@ queued command.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from edge.radio import OVERHEAD, AckResult, RadioFormatError, build_serial_uplink, parse_frame
+from edge.sources.config import DatagramConfig
 from edge.sources.errors import SourceInputError
+from edge.sources.ratelimit import RateLimiter
 
 RESULT_NAMES = {r.value: r.name.lower() for r in AckResult}
 
@@ -36,3 +40,25 @@ def check(data: bytes, *, max_size: int) -> bytes:
 def result_of(ack: bytes) -> str:
     """The counter name of an ACK's result byte (stored, duplicate, bad_mic, replayed, ...)."""
     return RESULT_NAMES.get(ack[0], "malformed") if ack else "malformed"
+
+
+class Gate:
+    """What the UDP listener and the CoAP server both ask before a datagram reaches the writer:
+    is it a frame, is its sender within its rate, can the store take it. ``admit`` returns the
+    UPLINK payload or raises SourceInputError whose ``reason`` is the refusal's counter."""
+
+    def __init__(
+        self, config: DatagramConfig, *, clock: Callable[[], float], busy: Callable[[], str | None] | None
+    ):
+        self.max_size = config.max_datagram
+        self.limiter = RateLimiter(config.rate_per_s, config.burst, clock=clock)
+        self._busy = busy  # the daemon's: stopping, disk full, backlog over the high-water mark
+
+    def admit(self, data: bytes, sender: str) -> bytes:
+        payload = check(data, max_size=self.max_size)
+        if not self.limiter.allow(sender):
+            raise SourceInputError("rate", "over the per-address limit", reason="rate_limited")
+        why = self._busy() if self._busy is not None else None
+        if why:  # no commit possible now: the device keeps the frame and sends it again later
+            raise SourceInputError("store", why, reason="busy")
+        return payload

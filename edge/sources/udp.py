@@ -22,7 +22,6 @@ from edge.sources import datagram
 from edge.sources.config import DatagramConfig
 from edge.sources.counters import Counters
 from edge.sources.errors import SourceInputError
-from edge.sources.ratelimit import RateLimiter
 
 log = logging.getLogger("fieldpost.sources.udp")
 
@@ -44,8 +43,7 @@ class UdpListener:
         self.config = config
         self.ingest = ingest
         self.counters = counters
-        self._busy = busy  # the daemon's: stopping, disk full, backlog over the high-water mark
-        self.limiter = RateLimiter(config.rate_per_s, config.burst, clock=clock)
+        self.gate = datagram.Gate(config, clock=clock, busy=busy)
         self._clock = clock
         self._logged: dict[str, float] = {}
         self._stop = threading.Event()
@@ -90,16 +88,9 @@ class UdpListener:
                 raise
             self.counters.add(SOURCE, "received")
             try:
-                payload = datagram.check(data, max_size=self.config.max_datagram)
-            except SourceInputError as exc:
+                payload = self.gate.admit(data, addr[0])
+            except SourceInputError as exc:  # no answer: a flood or garbage is not echoed
                 self._refused(exc.reason, addr, f"{exc.field}: {exc.message}")
-                continue
-            if not self.limiter.allow(addr[0]):
-                self._refused("rate_limited", addr, "over the per-address rate")
-                continue
-            why = self._busy() if self._busy is not None else None
-            if why:  # no answer: the device keeps the frame and sends it again later
-                self._refused("busy", addr, why)
                 continue
             self.ingest.submit(
                 payload,
