@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,16 @@ KNOWN_USB_IDS = (
     "239a:8029",  # Adafruit Feather RP2040 / M0 RFM9x
 )
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def is_loopback(host: str) -> bool:
+    """Is ``host`` this machine (a name or an address)? Plaintext with a password goes only there."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def nonempty(value: Any) -> str | None:

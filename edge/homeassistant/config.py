@@ -21,8 +21,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from edge.config.core import is_loopback
 from edge.config.schema import SettingError, build, setting
-from edge.notify.config import is_loopback
 
 TOPIC_PART = re.compile(r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")
 

@@ -26,11 +26,11 @@ Validation only, no I/O (an apprise URL is checked by apprise itself). Every err
 from __future__ import annotations
 
 import fnmatch
-import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 
 from edge import alarms
+from edge.config.core import is_loopback
 from edge.config.schema import SettingError, build, setting, table, tables
 from edge.errors import ValidationError
 
@@ -86,15 +86,6 @@ class NotifyConfig:
 
     def apprise_url(self, name: str) -> str | None:
         return next((a.url for a in self.apprise if a.name == name), None)
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _severity_or_inherit(value: str) -> str | None:

@@ -12,8 +12,9 @@ import smtplib
 import ssl
 from email.message import EmailMessage
 
+from edge.config.core import is_loopback
 from edge.errors import DeliveryError
-from edge.notify.config import SmtpSettings, is_loopback
+from edge.notify.config import SmtpSettings
 from edge.notify.transports import Message
 
 

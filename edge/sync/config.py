@@ -8,13 +8,13 @@ the demo) — a TLS problem is never answered by falling back to plaintext.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from edge.config.core import is_loopback
 from edge.config.schema import SettingError, build, setting, table
 
 SINK_TYPES = ("mqtt", "https")
@@ -110,7 +110,7 @@ class MqttConfig:
             raise SettingError(
                 "sync.mqtt.password", "given without sync.mqtt.username; fix: add the user name"
             )
-        if not self.tls.enabled and not _is_loopback(self.host):
+        if not self.tls.enabled and not is_loopback(self.host):
             raise SettingError(
                 "sync.mqtt.tls.enabled",
                 f"false is only allowed towards a loopback broker, not {self.host!r};"
@@ -225,12 +225,3 @@ def parse_sync_config(section: Mapping[str, Any] | None, *, site: str | None = N
     if "site" not in raw and site is not None:
         raw["site"] = site
     return build(SyncConfig, raw, "sync")
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

@@ -28,8 +28,9 @@ import urllib.parse
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from edge.config.core import is_loopback
 from edge.errors import ConfigError
-from edge.sync.config import SyncConfig, _is_loopback
+from edge.sync.config import SyncConfig
 
 log = logging.getLogger("fieldpost.sync")
 
@@ -105,7 +106,7 @@ def parse_endpoint(endpoint: Any) -> urllib.parse.SplitResult:
         raise ConfigError(f"{ENDPOINT_KEY}: {endpoint!r} needs a host name (and no user name)")
     if parts.scheme != "https" and (parts.path not in ("", "/") or parts.query or parts.fragment):
         raise ConfigError(f"{ENDPOINT_KEY}: an MQTT endpoint is mqtts://host[:port], without a path")
-    if parts.scheme == "mqtt" and not _is_loopback(parts.hostname):
+    if parts.scheme == "mqtt" and not is_loopback(parts.hostname):
         raise ConfigError(
             f"{ENDPOINT_KEY}: plaintext mqtt:// only towards this machine, not {parts.hostname!r};"
             " use mqtts:// (TLS with certificate verification)"
