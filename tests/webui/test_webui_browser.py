@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import csv
 import os
-import re
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -24,6 +21,7 @@ from tests.webui.browser import (
     expect,
     launch,
     offline_page,
+    serve_panel,
     unlabelled_controls,
 )
 from tests.webui.browser import log_in as browser_log_in
@@ -91,56 +89,16 @@ def _seed(db_path: str) -> dict[str, Module]:
 @pytest.fixture(scope="module")
 def panel(tmp_path_factory):
     """A seeded database and `python -m webui serve` on a free loopback port."""
+    from edge.store import migrate
+
     tmp = tmp_path_factory.mktemp("panel")
     db_path = str(tmp / "fieldpost.db")
     conn = connect(db_path)
-    from edge.store import migrate
-
     migrate(conn)
     conn.close()
     modules = _seed(db_path)
-    log = open(tmp / "panel.log", "w+")  # noqa: SIM115 - closed in the finally below
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "webui",
-            "serve",
-            "--db",
-            db_path,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=REPO,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        url = None
-        while url is None:
-            assert proc.poll() is None, Path(log.name).read_text()
-            match = re.search(
-                r"panel listening on (http://127\.0\.0\.1:\d+)",
-                Path(log.name).read_text(),
-            )
-            if match:
-                url = match.group(1)
-            elif time.monotonic() > deadline:
-                pytest.fail("panel did not start:\n" + Path(log.name).read_text())
-            else:
-                time.sleep(0.05)
+    with serve_panel(db_path, str(tmp / "panel.log"), REPO) as url:
         yield {"url": url, "db": db_path, "modules": modules, "tmp": tmp}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 @pytest.fixture(scope="module")

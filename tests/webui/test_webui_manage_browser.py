@@ -11,15 +11,14 @@ import time
 import pytest
 
 from edge import registry
-from edge.daemon import Daemon
 from edge.store import connect, migrate
 from edge.store.query import ReadingReader
 from tests.conftest import wait_until
 from tests.firmware import modules
-from tests.sitekit import BRIDGE_ID, NODE_ID, site_config, start_bridge
+from tests.sitekit import BRIDGE_ID, NODE_ID
 from tests.webui.browser import CHROMIUM, expect, launch, log_in, offline_page
 from tests.webui.helpers import make_user
-from tests.webui.test_webui_virtual_module import SCALE, free_tcp_port, newest_reading
+from tests.webui.sitepanel import newest_reading, panel_site
 
 pytestmark = [
     pytest.mark.firmware,
@@ -42,18 +41,7 @@ def test_add_rename_bridge_state_and_remove_in_the_browser(tmp_path, virtual_mod
         now=time.time(),
     )
     make_user(db_path, "alice", "admin")
-    timing = {"time_scale": SCALE, "rx_window": 3}
-    site = start_bridge(
-        tmp_path,
-        virtual_module,
-        node={"interval": 10, "trace": False, **timing},
-        bridge={"status_every": 3600, **timing},
-    )
-    port = free_tcp_port()
-    config = site_config(db_path, site.bridge, webui={"host": "127.0.0.1", "port": port})
-    daemon = Daemon(config, attach_points=("webui.service:attach",)).start()
-    base = f"http://127.0.0.1:{port}"
-    try:
+    with panel_site(tmp_path, virtual_module, db_path) as (site, base):
         site.start_node()
         wait_until(
             lambda: conn.execute("SELECT 1 FROM quarantine WHERE device_id = ?", (NODE_ID,)).fetchone(),
@@ -107,7 +95,5 @@ def test_add_rename_bridge_state_and_remove_in_the_browser(tmp_path, virtual_mod
             for r in conn.execute("SELECT action FROM audit_log WHERE target = ? ORDER BY id", (NODE_ID,))
         ]
         assert actions == ["device.add", "device.update", "device.remove"]
-    finally:
-        daemon.stop()
-        reader.close()
-        conn.close()
+    reader.close()
+    conn.close()

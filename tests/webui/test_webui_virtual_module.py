@@ -11,43 +11,28 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import time
 
 import pytest
 
-from edge.daemon import Daemon
 from edge.store import connect
 from edge.store.query import ReadingReader
 from tests.conftest import wait_until
-from tests.sitekit import NODE_ID, register_modules, site_config, start_bridge
+from tests.sitekit import NODE_ID, register_modules
 from tests.webui.browser import CHROMIUM, expect, launch, log_in, offline_page
 from tests.webui.helpers import make_user
+from tests.webui.sitepanel import newest_reading, panel_site
 
 pytestmark = [
     pytest.mark.firmware,
     pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chromium is not installed"),
 ]
 
-SCALE = 5  # module seconds per real second: a 10 s interval is an uplink every 2 s
-
-
-def free_tcp_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def shown_fcnt(row) -> int:
     """The frame counter the overview row shows for the module's last reading ('#123'), or -1."""
     match = re.search(r"#(\d+)", row.locator(".last-reading").inner_text())
     return int(match.group(1)) if match else -1
-
-
-def newest_reading(reader):
-    """The node's newest sensor reading (edge.store.readings.Reading), or None."""
-    found = reader.newest(NODE_ID, limit=1, ports=(1,))
-    return found[0] if found else None
 
 
 def test_virtual_module_reading_and_downlink_in_the_browser(tmp_path, virtual_module):
@@ -64,18 +49,7 @@ def test_virtual_module_reading_and_downlink_in_the_browser(tmp_path, virtual_mo
         bridge={"name": "virtual bridge"},
     )
     make_user(db_path, "oscar", "operator")
-    timing = {"time_scale": SCALE, "rx_window": 3}
-    site = start_bridge(
-        tmp_path,
-        virtual_module,
-        node={"interval": 10, "trace": False, **timing},
-        bridge={"status_every": 3600, **timing},
-    )
-    port = free_tcp_port()
-    config = site_config(db_path, site.bridge, webui={"host": "127.0.0.1", "port": port})
-    daemon = Daemon(config, attach_points=("webui.service:attach",)).start()
-    base = f"http://127.0.0.1:{port}"
-    try:
+    with panel_site(tmp_path, virtual_module, db_path) as (site, base):
         site.start_node()
         wait_until(lambda: newest_reading(reader), timeout=30, what="the node's first reading")
         with launch() as browser, offline_page(browser) as page:
@@ -115,7 +89,5 @@ def test_virtual_module_reading_and_downlink_in_the_browser(tmp_path, virtual_mo
             )
         ]
         assert statuses == [f"downlink:{dl_id}:{s}" for s in ("queued", "sent", "acked")]
-    finally:
-        daemon.stop()
-        reader.close()
-        conn.close()
+    reader.close()
+    conn.close()
