@@ -252,7 +252,16 @@ def test_confirmed_update_is_kept_and_its_old_files_dropped(tmp_path, bundles):
 # ---------------------------------------------------------------- end to end through main.py
 
 
-def _bridge(tmp_path, bundles, virtual_module, root: Path):
+def _staged_module(tmp_path: Path, bundles, target: str) -> Path:
+    """A v1 module with a delta package to ``target`` staged (swapped in at its next boot)."""
+    root = _module(tmp_path, bundles)
+    pkg = tmp_path / f"{target}.fpup"
+    pkg.write_bytes(_package(bundles, target, "v1"))
+    assert _mp(root, "stage", str(pkg), "unix", V1, cwd=tmp_path) == f"staged {V2}"
+    return root
+
+
+def _bridge(tmp_path, virtual_module, root: Path):
     node_port, bridge_port = free_udp_ports(2)
     cfg = bridge_config(bridge_port, node_port)
     bdir = module_dir(tmp_path, "bridge", **cfg)
@@ -263,11 +272,8 @@ def _bridge(tmp_path, bundles, virtual_module, root: Path):
 
 
 def test_an_update_that_crashes_at_boot_rolls_back_by_itself(tmp_path, bundles, virtual_module):
-    root = _module(tmp_path, bundles)
-    pkg = tmp_path / "broken.fpup"
-    pkg.write_bytes(_package(bundles, "broken", "v1"))
-    assert _mp(root, "stage", str(pkg), "unix", V1, cwd=tmp_path) == f"staged {V2}"
-    vm, _ = _bridge(tmp_path, bundles, virtual_module, root)
+    root = _staged_module(tmp_path, bundles, "broken")
+    vm, _ = _bridge(tmp_path, virtual_module, root)
     edge = EdgePeer(vm.port, {BRIDGE_ID: BRIDGE_KEY})
     try:
         # swapped in, crashes at every boot, rolled back, then the old firmware shakes hands
@@ -279,18 +285,12 @@ def test_an_update_that_crashes_at_boot_rolls_back_by_itself(tmp_path, bundles, 
     assert "rolled back: 3 crashed boots" in text or "rolled back: not confirmed" in text
     assert edge.sessions[0]["fw"] == V1 and "SAFE MODE" not in text
     assert _tree(root) == _tree(bundles["v1"])
-    assert (
-        json.loads(_mp(root, "result", cwd=tmp_path)[len("result ") :].replace("'", '"'))["result"]
-        == "rolled back"
-    )
+    assert _result(root, tmp_path)["result"] == "rolled back"
 
 
 def test_a_good_update_is_confirmed_by_its_handshake(tmp_path, bundles, virtual_module):
-    root = _module(tmp_path, bundles)
-    pkg = tmp_path / "v2.fpup"
-    pkg.write_bytes(_package(bundles, "v2", "v1"))
-    assert _mp(root, "stage", str(pkg), "unix", V1, cwd=tmp_path) == f"staged {V2}"
-    vm, _ = _bridge(tmp_path, bundles, virtual_module, root)
+    root = _staged_module(tmp_path, bundles, "v2")
+    vm, _ = _bridge(tmp_path, virtual_module, root)
     edge = EdgePeer(vm.port, {BRIDGE_ID: BRIDGE_KEY})
     try:
         wait_until(lambda: edge.sessions, timeout=30, what="HELLO from the updated bridge")
@@ -378,7 +378,7 @@ class _Site:
         conn = connect(db_path)
         register_modules(conn, now=0)
         conn.close()
-        self.vm, _ = _bridge(tmp_path, bundles, virtual_module, self.root)
+        self.vm, _ = _bridge(tmp_path, virtual_module, self.root)
         config = tmp_path / "fieldpost.toml"
         config.write_text(f'[edge]\ndb = "{db_path}"\n[http]\nport = 0\n')
         self._runner, self._main, self._config = CliRunner(), cli.main, config
