@@ -24,7 +24,7 @@ from typing import Any
 
 from edge import downlinks
 from edge.radio import DownlinkResult, build_downlink
-from edge.store import connect
+from edge.store.connection import LazyReader
 
 RESULT_FAILED = 3  # docs/radio.md section 2, port-2 result "failed"
 TAKE_MAX = 4  # downlinks marked sent per look; more follow on the next look
@@ -103,19 +103,14 @@ class QueuedProbe:
     """
 
     def __init__(self, db_path: str | Path, *, clock: Callable[[], float]):
-        self._path = db_path
+        self._reader = LazyReader(db_path)
         self._clock = clock
-        self._conn: sqlite3.Connection | None = None
 
     def __call__(self, device_ids: list[str]) -> set[str]:
-        if self._conn is None:
-            self._conn = connect(self._path, readonly=True)
-        return bridges_with_queued(self._conn, device_ids, now=self._clock())
+        return bridges_with_queued(self._reader.conn, device_ids, now=self._clock())
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        self._reader.close()
 
 
 def refused(

@@ -19,7 +19,6 @@ import hmac
 import itertools
 import json
 import logging
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -30,6 +29,7 @@ from typing import Any
 from edge.fuota import jobs
 from edge.link.frame import MAX_PAYLOAD, FrameType
 from edge.logs import kv
+from edge.store.connection import LazyReader
 
 log = logging.getLogger("fieldpost.fuota")
 
@@ -254,23 +254,17 @@ class ActiveUpdates:
     connection of its own (a WAL reader costs the ingest writer nothing)."""
 
     def __init__(self, db_path: str | Path):
-        self._path = db_path
-        self._conn: sqlite3.Connection | None = None
+        self._reader = LazyReader(db_path)
 
     def __call__(self) -> tuple[list[jobs.Job], dict[str, bytes]]:
-        from edge.store import connect
-
-        if self._conn is None:
-            self._conn = connect(self._path, readonly=True)
-        active = jobs.active(self._conn)
+        conn = self._reader.conn
+        active = jobs.active(conn)
         keys = {}
         for job in active:
-            row = self._conn.execute("SELECT key FROM devices WHERE id = ?", (job.device_id,)).fetchone()
+            row = conn.execute("SELECT key FROM devices WHERE id = ?", (job.device_id,)).fetchone()
             if row is not None:
                 keys[job.device_id] = bytes(row[0])
         return active, keys
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        self._reader.close()

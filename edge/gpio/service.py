@@ -15,7 +15,6 @@ raised at that moment. Both are written to the audit log (actor "button").
 from __future__ import annotations
 
 import logging
-import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from edge.gpio.indicators import Indicators, NullIndicators, detect_pin_factory,
 from edge.gpio.pinmap import DEFAULT_GPIO_MAP, load_pin_map
 from edge.gpio.status import status_from_db
 from edge.registry import audit
-from edge.store import connect
+from edge.store.connection import LazyReader
 
 log = logging.getLogger("fieldpost.gpio")
 
@@ -35,20 +34,15 @@ class IndicatorService:
 
     def __init__(self, indicators: Indicators | NullIndicators, db_path: Path, links_up: Callable[[], bool]):
         self.indicators = indicators
-        self._db_path = Path(db_path)
+        self._reader = LazyReader(db_path)
         self._links_up = links_up
-        self._conn: sqlite3.Connection | None = None
 
     def refresh(self) -> None:
-        if self._conn is None:
-            self._conn = connect(self._db_path, readonly=True)
-        self.indicators.show(status_from_db(self._conn, link_up=self._links_up()))
+        self.indicators.show(status_from_db(self._reader.conn, link_up=self._links_up()))
 
     def close(self) -> None:
         self.indicators.close()
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        self._reader.close()
 
 
 def all_links_up(daemon: Any) -> bool:

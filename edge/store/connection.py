@@ -70,3 +70,24 @@ def run_script(conn: sqlite3.Connection, script: str) -> None:
             current = ""
     if current.strip():
         conn.execute(current.strip())
+
+
+class LazyReader:
+    """A read-only connection of one's own, opened on first use: for parts that look at the
+    database several times a second beside the ingest writer (a WAL reader costs it nothing, and
+    a look through the writer would keep it from ever idling). ``close`` when done."""
+
+    def __init__(self, path: str | Path):
+        self._path = path
+        self._conn: sqlite3.Connection | None = None
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self._conn = connect(self._path, readonly=True)
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
