@@ -282,7 +282,7 @@ def _uplink_fcnt(pkt):
         return 0
     if pkt[0] in lw.UPLINKS:
         try:
-            return lw.parse(pkt)[3]
+            return lw.fcnt16(pkt)
         except lw.FrameError:
             if pkt[0] != lw.UNCONFIRMED_UP:  # 0x40 is also the Fieldpost v1 uplink kind
                 raise
