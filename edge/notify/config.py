@@ -126,18 +126,27 @@ def _text(value: str | None) -> str | None:
     return None if value is None or value else "must be text"
 
 
+# The routing every target has: which alarm changes go to it.
+def min_severity_setting(verb: str) -> Any:
+    return setting("", doc=f"Least severity {verb} (empty: notify.min_severity)", check=_severity_or_inherit)
+
+
+def states_setting(verb: str) -> Any:
+    return setting(["raised", "cleared"], doc=f"Alarm states {verb}", check=_states_ok)
+
+
+def rules_setting() -> Any:
+    return setting([], doc="Only alarms of these rules (shell patterns); empty: all", check=_rule_patterns)
+
+
 @dataclass(frozen=True)
 class WebhookSection:
     url: str | None = setting(
         None, doc="Where alarm changes are POSTed as JSON", check=_http_url, required=True
     )
-    min_severity: str = setting(
-        "", doc="Least severity sent (empty: notify.min_severity)", check=_severity_or_inherit
-    )
-    states: list[str] = setting(["raised", "cleared"], doc="Alarm states sent", check=_states_ok)
-    rules: list[str] = setting(
-        [], doc="Only alarms of these rules (shell patterns); empty: all", check=_rule_patterns
-    )
+    min_severity: str = min_severity_setting("sent")
+    states: list[str] = states_setting("sent")
+    rules: list[str] = rules_setting()
 
 
 @dataclass(frozen=True)
@@ -160,13 +169,9 @@ class EmailSection:
     username: str | None = setting(None, doc="SMTP user name", check=_text)
     password: str | None = setting(None, doc="SMTP password", secret=True, check=_text)
     timeout_s: float = setting(10.0, doc="SMTP timeout", unit="s", lo=0.001, hi=600)
-    min_severity: str = setting(
-        "", doc="Least severity mailed (empty: notify.min_severity)", check=_severity_or_inherit
-    )
-    states: list[str] = setting(["raised", "cleared"], doc="Alarm states mailed", check=_states_ok)
-    rules: list[str] = setting(
-        [], doc="Only alarms of these rules (shell patterns); empty: all", check=_rule_patterns
-    )
+    min_severity: str = min_severity_setting("mailed")
+    states: list[str] = states_setting("mailed")
+    rules: list[str] = rules_setting()
 
     @property
     def tls_mode(self) -> str:
@@ -197,13 +202,9 @@ class AppriseSection:
         check=_apprise_url,
         required=True,
     )
-    min_severity: str = setting(
-        "", doc="Least severity sent (empty: notify.min_severity)", check=_severity_or_inherit
-    )
-    states: list[str] = setting(["raised", "cleared"], doc="Alarm states sent", check=_states_ok)
-    rules: list[str] = setting(
-        [], doc="Only alarms of these rules (shell patterns); empty: all", check=_rule_patterns
-    )
+    min_severity: str = min_severity_setting("sent")
+    states: list[str] = states_setting("sent")
+    rules: list[str] = rules_setting()
 
 
 @dataclass(frozen=True)
