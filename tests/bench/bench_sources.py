@@ -1,20 +1,27 @@
 """Sources benchmarks (issue 16): what a ChirpStack uplink and a UDP frame cost to take in, each
-next to a baseline measured in the same run on the same writer with the same durability.
+next to the plain alternative a user would otherwise write, measured in the same run on the same
+messages with the same durability (every message committed, synchronous=FULL, before it is
+acknowledged), each side for at least 5 s.
 
-- ChirpStack: uplinks (half JSON, half protobuf) published to a real Mosquitto and taken in by the
-  source (parse, commit, PUBACK after the commit), against the same number of module frames handed
-  straight to the ingest writer (no MQTT, no parse): what the MQTT integration adds;
-- UDP: frames from 50 devices over real sockets on 127.0.0.1, each device waiting for its ACK,
-  against the same frames handed straight to the writer: what the socket round trip adds.
+- ChirpStack: uplinks (half JSON, half protobuf) published at QoS 1 to a real Mosquitto and taken in
+  by the source (parse, dedupe by deduplicationId, decode-ready store, commit, PUBACK after the
+  commit), against a plain paho subscriber that INSERTs each message's topic and raw payload into one
+  table and commits in on_message (paho's PUBACK follows);
+- UDP: frames from 50 devices over real sockets on 127.0.0.1, each device waiting for its ACK, taken
+  in by the listener (frame check, rate limit, MIC, replay floor, commit, ACK after the commit),
+  against a plain UDP server that INSERTs each datagram and commits before it answers.
 
 Writes <out>/sources.json. Figures, not assertions."""
 
 from __future__ import annotations
 
 import shutil
+import socket
+import sqlite3
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -22,7 +29,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from edge import registry
 from edge.ingest import Ingestor
-from edge.radio import build_serial_uplink, build_uplink
+from edge.radio import build_uplink
 from edge.sources.chirpstack import ChirpstackSource
 from edge.sources.config import ChirpstackConfig, DatagramConfig
 from edge.sources.counters import Counters
@@ -32,6 +39,7 @@ from tests.sources.sources_helpers import DatagramDevices, encode, uplink
 from tests.sync.sync_helpers import MOSQUITTO, Mosquitto
 
 LPP = bytes.fromhex("0367011003680a")
+MIN_SECONDS = 5.0  # each side measured at least this long
 
 
 def _store(path: Path):
@@ -42,39 +50,53 @@ def _store(path: Path):
     return conn, ingest
 
 
-def _direct(path: Path, devices: list[str], per_device: int, window: int) -> float:
-    """The baseline: module frames handed to the writer, ``window`` waiting at a time (as the links do)."""
-    conn, ingest = _store(path)
-    keys = {d: registry.add_device(conn, d, actor="bench", now=time.time()) for d in devices}
-    frames = [
-        build_serial_uplink(build_uplink(keys[d], d, f, 1, LPP))
-        for f in range(1, per_device + 1)
-        for d in devices
-    ]
-    slots = threading.Semaphore(window)
-    done = threading.Event()
-    left = [len(frames)]
-    lock = threading.Lock()
-
-    def reply(_ack):
-        slots.release()
-        with lock:
-            left[0] -= 1
-            if not left[0]:
-                done.set()
-
-    started = time.perf_counter()
-    for payload in frames:
-        slots.acquire()
-        ingest.submit(payload, bridge_id=None, reply=reply)
-    done.wait(600)
-    elapsed = time.perf_counter() - started
-    ingest.stop()
-    conn.close()
-    return len(frames) / elapsed
+def _plain_table(path: Path) -> sqlite3.Connection:
+    """What a user would write first: one table, each message as it came; WAL, synchronous=FULL."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("CREATE TABLE messages (id INTEGER PRIMARY KEY, source TEXT, payload BLOB, at REAL)")
+    return conn
 
 
-def _chirpstack(work: Path, n: int) -> dict:
+def _chirpstack_messages(devices: list[str], start: int, count: int) -> list[tuple[str, bytes]]:
+    out = []
+    for i in range(start, start + count):
+        dev = devices[i % len(devices)]
+        body = encode(uplink(dev, "farm", i // len(devices), LPP), "json" if i % 2 else "protobuf")
+        out.append((f"application/farm/device/{dev}/event/up", body))
+    return out
+
+
+def _publish_rounds(
+    port: int, devices: list[str], stored: Callable[[], int], batch: int
+) -> tuple[int, float]:
+    """Publish rounds of ``batch`` uplinks (QoS 1), each waited for, until >= MIN_SECONDS of them."""
+    pub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"chirpstack-bench-{port}-{time.monotonic_ns()}")
+    pub.max_inflight_messages_set(1000)
+    pub.connect("127.0.0.1", port)
+    pub.loop_start()
+    sent, elapsed = 0, 0.0
+    try:
+        while elapsed < MIN_SECONDS:
+            msgs = _chirpstack_messages(devices, sent, batch)  # built outside the timed part
+            started = time.perf_counter()
+            for topic, payload in msgs:
+                pub.publish(topic, payload, qos=1)
+            sent += batch
+            while stored() < sent:
+                if time.perf_counter() - started > 600:
+                    raise RuntimeError(f"only {stored()} of {sent} uplinks stored")
+                time.sleep(0.002)
+            elapsed += time.perf_counter() - started
+    finally:
+        pub.disconnect()
+        pub.loop_stop()
+    return sent, elapsed
+
+
+def _chirpstack(work: Path, batch: int) -> dict:
+    devices = [f"70b3d57ed00{i:05x}" for i in range(20)]
     broker = Mosquitto(work / "broker").start()
     try:
         conn, ingest = _store(work / "cs.db")
@@ -83,42 +105,108 @@ def _chirpstack(work: Path, n: int) -> dict:
             enabled=True, port=broker.port, client_id="bench", adopt_applications=("farm",)
         )
         source = ChirpstackSource(cfg, ingest, db_path=str(work / "cs.db"), counters=counters).start()
-        source.connected.wait(10)
-        time.sleep(0.3)
-        pub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="chirpstack-bench")
-        pub.max_inflight_messages_set(1000)
-        pub.connect("127.0.0.1", broker.port)
-        pub.loop_start()
-        devices = [f"70b3d57ed00{i:05x}" for i in range(20)]
-        msgs = []
-        for i in range(n):
-            dev = devices[i % len(devices)]
-            msgs.append(
-                (
-                    f"application/farm/device/{dev}/event/up",
-                    encode(uplink(dev, "farm", i // len(devices), LPP), "json" if i % 2 else "protobuf"),
-                )
+        try:
+            source.connected.wait(10)
+            time.sleep(0.3)
+            n, elapsed = _publish_rounds(
+                broker.port, devices, lambda: counters.get("chirpstack", "stored"), batch
             )
-        started = time.perf_counter()
-        for topic, payload in msgs:
-            pub.publish(topic, payload, qos=1)
-        while counters.get("chirpstack", "stored") < n and time.perf_counter() - started < 600:
-            time.sleep(0.01)
-        elapsed = time.perf_counter() - started
-        pub.disconnect()
-        pub.loop_stop()
-        source.stop()
-        ingest.stop()
-        conn.close()
-        baseline = _direct(work / "cs-baseline.db", devices, n // len(devices), 100)
+        finally:
+            source.stop()
+            ingest.stop()
+            conn.close()
+
+        # the baseline: a plain subscriber, one INSERT and COMMIT per message inside on_message
+        plain = _plain_table(work / "cs-plain.db")
+        taken = [0]
+
+        def on_message(_client, _userdata, msg):
+            plain.execute(
+                "INSERT INTO messages (source, payload, at) VALUES (?, ?, ?)",
+                (msg.topic, msg.payload, time.time()),
+            )
+            taken[0] += 1
+
+        sub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="plain-bench", clean_session=False)
+        sub.on_message = on_message
+        sub.connect("127.0.0.1", broker.port)
+        sub.subscribe("application/+/device/+/event/up", qos=1)
+        sub.loop_start()
+        try:
+            time.sleep(0.3)
+            base_n, base_elapsed = _publish_rounds(broker.port, devices, lambda: taken[0], batch)
+        finally:
+            sub.disconnect()
+            sub.loop_stop()
+            plain.close()
         return {
             "uplinks": n,
+            "seconds": round(elapsed, 2),
             "uplinks_per_s": round(n / elapsed),
-            "baseline_module_frames_per_s": round(baseline),
-            "ratio_to_baseline": round(n / elapsed / baseline, 3),
+            "baseline_plain_subscriber": {
+                "uplinks": base_n,
+                "seconds": round(base_elapsed, 2),
+                "uplinks_per_s": round(base_n / base_elapsed),
+            },
+            "ratio_to_baseline": round((n / elapsed) / (base_n / base_elapsed), 3),
         }
     finally:
         broker.stop()
+
+
+class _PlainUdpServer:
+    """The baseline: recvfrom, INSERT the datagram, COMMIT, answer (result 0 + the frame's device
+    id and counter, the shape the devices read); one thread, as a first version would be."""
+
+    def __init__(self, path: Path):
+        self.db = _plain_table(path)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.address = self.sock.getsockname()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data, addr = self.sock.recvfrom(65535)
+            except TimeoutError:
+                continue
+            self.db.execute(
+                "INSERT INTO messages (source, payload, at) VALUES ('udp', ?, ?)", (data, time.time())
+            )
+            self.sock.sendto(b"\x00\x00" + data[1:13], addr)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.sock.close()
+        self.db.close()
+
+
+def _udp_rounds(devices: list[str], keys: dict[str, bytes], target, per_device: int) -> tuple[int, float]:
+    """Rounds of ``per_device`` frames from every device (each waits for its ACK) until >= MIN_SECONDS."""
+    sent, elapsed, base = 0, 0.0, 0
+    while elapsed < MIN_SECONDS:
+        driver = DatagramDevices(
+            devices,
+            per_device,
+            target=target,
+            frame=lambda d, f, _a, b=base: (build_uplink(keys[d], d, b + f, 1, LPP), (d, b + f)),
+            answer=lambda data: (
+                (bytes(data[2:10]).hex(), int.from_bytes(data[10:14], "big")),
+                data[0] in (0, 1),
+            ),
+            timeout=2.0,
+        )
+        started = time.perf_counter()
+        driver.run(deadline_s=600)
+        elapsed += time.perf_counter() - started
+        sent += len(devices) * per_device
+        base += per_device
+    return sent, elapsed
 
 
 def _udp(work: Path, per_device: int) -> dict:
@@ -130,30 +218,27 @@ def _udp(work: Path, per_device: int) -> dict:
         ingest,
         counters=Counters(),
     ).start()
-    driver = DatagramDevices(
-        devices,
-        per_device,
-        target=udp.address,
-        frame=lambda d, f, _a: (build_uplink(keys[d], d, f, 1, LPP), (d, f)),
-        answer=lambda data: (
-            (bytes(data[2:10]).hex(), int.from_bytes(data[10:14], "big")),
-            data[0] in (0, 1),
-        ),
-        timeout=2.0,
-    )
-    started = time.perf_counter()
-    driver.run(deadline_s=600)
-    elapsed = time.perf_counter() - started
-    udp.stop()
-    ingest.stop()
-    conn.close()
-    n = len(devices) * per_device
-    baseline = _direct(work / "udp-baseline.db", devices, per_device, len(devices))
+    try:
+        n, elapsed = _udp_rounds(devices, keys, udp.address, per_device)
+    finally:
+        udp.stop()
+        ingest.stop()
+        conn.close()
+    plain = _PlainUdpServer(work / "udp-plain.db")
+    try:
+        base_n, base_elapsed = _udp_rounds(devices, keys, plain.address, per_device)
+    finally:
+        plain.stop()
     return {
         "frames": n,
+        "seconds": round(elapsed, 2),
         "frames_per_s": round(n / elapsed),
-        "baseline_direct_frames_per_s": round(baseline),
-        "ratio_to_baseline": round(n / elapsed / baseline, 3),
+        "baseline_plain_server": {
+            "frames": base_n,
+            "seconds": round(base_elapsed, 2),
+            "frames_per_s": round(base_n / base_elapsed),
+        },
+        "ratio_to_baseline": round((n / elapsed) / (base_n / base_elapsed), 3),
     }
 
 
@@ -163,6 +248,6 @@ def run(out_dir: Path, quick: bool) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-sources-") as tmp:
         work = Path(tmp)
         return {
-            "chirpstack": _chirpstack(work, 2_000 if quick else 20_000),
-            "udp": _udp(work, 40 if quick else 400),
+            "chirpstack": _chirpstack(work, 1_000),
+            "udp": _udp(work, 20),
         }
