@@ -80,7 +80,20 @@ def _driver_heap(bundle_root: Path) -> dict:
     return out
 
 
+MIN_SECONDS = 5.0  # each side of a comparison runs at least this long
+
+
 def _pingpong(board: str, n: int, scale: float) -> dict:
+    """Round trips between two virtual modules of ``board``; at least ``n``, and as many more as
+    make the run last >= MIN_SECONDS (a short first run is done again, longer)."""
+    row = _pingpong_once(board, n, scale)
+    while row["process_wall_s"] < MIN_SECONDS:  # the process's start is part of its wall time: grow until
+        n = max(n + 1, int(n * 1.5 * MIN_SECONDS / row["process_wall_s"]))
+        row = _pingpong_once(board, n, scale)
+    return row
+
+
+def _pingpong_once(board: str, n: int, scale: float) -> dict:
     pa, pb = free_udp_ports(2)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
@@ -121,33 +134,44 @@ def _host_time(n: int) -> dict:
     """Host time per packet of the driver and the emulated chips alone (no asyncio), SX1276 and SX1262."""
     out = {}
     for board in CHIP_BOARDS:
-        pa, pb = free_udp_ports(2)
-        proc = subprocess.run(
-            [
-                str(MICROPYTHON),
-                str(MP_SCRIPTS / "radio_pingpong.py"),
-                board,
-                str(n),
-                "100000",
-                str(pa),
-                str(pb),
-                str(BOARDS),
-                "sync",
-            ],
-            env=mp_env(),
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=True,
-        )
-        figures = json.loads(proc.stdout.splitlines()[-1])
+        packets = n
+        while True:  # as many packets as take >= MIN_SECONDS of host time
+            figures = _sync_pingpong(board, packets)
+            if figures["host_us_per_packet"] * packets / 1e6 >= MIN_SECONDS:
+                break
+            packets = (
+                int(packets * 1.2 * MIN_SECONDS * 1e6 / max(figures["host_us_per_packet"] * packets, 1.0)) + 1
+            )
         out[board] = {
             "us_per_packet": figures["host_us_per_packet"],
             "spi_transactions_per_packet": figures["spi_per_packet"],
             "received": figures["ok"],
-            "packets": n,
+            "packets": packets,
         }
     return out
+
+
+def _sync_pingpong(board: str, n: int) -> dict:
+    pa, pb = free_udp_ports(2)
+    proc = subprocess.run(
+        [
+            str(MICROPYTHON),
+            str(MP_SCRIPTS / "radio_pingpong.py"),
+            board,
+            str(n),
+            "100000",
+            str(pa),
+            str(pb),
+            str(BOARDS),
+            "sync",
+        ],
+        env=mp_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
+    return json.loads(proc.stdout.splitlines()[-1])
 
 
 def _overhead(n: int) -> dict:
