@@ -16,7 +16,15 @@ _HARDWARE = ("fp.hal.unix", "fp.hal.unix_uart", "fp.hal.air", "fp.hal.airwire", 
 
 def _update_at_boot():
     # A staged firmware update is swapped in (or rolled back) before any other firmware file is
-    # imported, so what runs is the old set or the new one, never a mix (fp/update.py).
+    # imported, so what runs is the old set or the new one, never a mix (fp/update.py). Its area
+    # (.update beside this file) exists only while an update is staged or on trial: without it,
+    # nothing is imported at boot.
+    import os
+    here = __file__.rpartition("/")[0]
+    try:
+        os.stat((here + "/" if here else "") + ".update")
+    except OSError:
+        return
     try:
         from fp import update
         done = update.Updater().at_boot()
