@@ -72,6 +72,7 @@ async def _run(cfg, cfg_path, hal):
     seed = cfg["seed"]
     random.seed(seed if seed >= 0 else int.from_bytes(os.urandom(4), "big"))
     journal = Journal("journal", capacity=cfg["journal_max"], seg_bytes=cfg["journal_seg"])
+    _clock_above(hal.clock, journal.max_t)
     if journal.migrated:
         _err("journal: %d pending frame(s) of format 1 kept, signed again when sent" % journal.migrated)
     counter = FrameCounter("fcnt", block=cfg["fcnt_block"], floor=journal.max_fcnt + 1)
@@ -108,6 +109,22 @@ async def _run(cfg, cfg_path, hal):
         return await sup.run()
     finally:
         journal.close()
+
+
+def _clock_above(clock, t):
+    # The clock starts over at a cold boot, but journaled readings keep their sample times
+    # (0.1 s) on the clock as it was: it goes on from just above the newest, so no age comes
+    # out negative. An age is then the time a reading waited while the module ran; the time
+    # it was off is unknown (docs/radio.md 0.9). A deep-sleep wake puts the clock back later
+    # (fp/resume.py), at or above this. The wall time is kept as it was.
+    now = clock.ms()
+    ms = (t + 10) * 100
+    if t < 0 or now >= ms:
+        return
+    if hasattr(clock, "resume"):
+        clock.resume(ms, clock._wall0 - (ms - now) // 1000)
+    else:  # a stepped clock (simulation)
+        clock.advance(ms - now)
 
 
 def _deep_sleep_state(hal, node, dev, counter, journal):

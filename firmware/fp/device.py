@@ -48,9 +48,10 @@ class Device:
 
     # --- uplinks --------------------------------------------------------------
 
-    def queue(self, port, payload):
+    def queue(self, port, payload, t=-1):
         # Number, sign and journal one uplink; returns its fcnt. The counter is
         # reserved on flash before use and the frame is durable before it is sent.
+        # t: when a reading was sampled (0.1 s, the clock), so it goes out with its age.
         room = self.max_payload - self.overhead
         if len(payload) > room:
             payload = payload[:room] if port != rf.PORT_READINGS else payload
@@ -59,7 +60,7 @@ class Device:
                                     % (len(payload), room))
         fcnt = self.counter.take()
         # Journaled unsigned: the MIC is made when it goes out (next_uplink).
-        dropped = self.journal.append(rf.unsigned(rf.KIND_UPLINK, self.dev_id, fcnt, port, payload))
+        dropped = self.journal.append(rf.unsigned(rf.KIND_UPLINK, self.dev_id, fcnt, port, payload), t)
         if dropped:
             self.stats["dropped"] += dropped
         return fcnt
@@ -76,15 +77,29 @@ class Device:
                 return None
             if body[1:9] == self.dev_id:
                 self.head_fcnt = rf.fcnt_of(body)
+                t = self.journal.t
+                if t >= 0 and body[13] == rf.PORT_READINGS:
+                    body = self._aged(body, t)
                 return self.lw.uplink(body) if self.lw else rf.sign(body, self.key)
             # Taken under another device id (the module was re-provisioned with a new
             # identity): signing it as ours would give that reading to this device.
             # Given up, counted with the refused ones, never sent.
             self.journal.done(rf.fcnt_of(body), True)
 
+    def _aged(self, body, t):
+        # A reading sent more than half a second after it was sampled carries its age (port 6,
+        # docs/radio.md 0.9); a fresh one stays plain port-1 LPP, as any LoRaWAN server reads it.
+        # Measured on the clock in tenths of a second, rounded to seconds. A payload with no
+        # room left for the age (a 12-byte profile) goes without it: the edge takes it as fresh.
+        age = (self.hal.clock.ms() // 100 - t + 5) // 10
+        if age <= 0 or len(body) + 3 - rf.HEADER > self.max_payload - self.overhead:
+            return body
+        return rf.aged(body, age)
+
     def take_reading(self):
         temp, rh = self.hal.read_climate()
-        fcnt = self.queue(rf.PORT_READINGS, lpp.standard_reading(temp, rh, self.hal.battery_v()))
+        t = self.hal.clock.ms() // 100  # sampled now: kept with the frame, sent as its age
+        fcnt = self.queue(rf.PORT_READINGS, lpp.standard_reading(temp, rh, self.hal.battery_v()), t)
         self.stats["taken"] += 1
         return fcnt
 

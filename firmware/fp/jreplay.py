@@ -14,6 +14,7 @@ _T_DONE = const(2)
 _T_DROP = const(3)
 _T_FORMAT = const(4)
 _T_REFUSED = const(5)
+_T_SAMPLED = const(6)
 _FORMAT = const(2)
 _HEADER = const(14)
 
@@ -69,7 +70,7 @@ def _valid_at(j, f, off):
     hdr = f.read(3)
     if not hdr:
         return None
-    if len(hdr) < 3 or hdr[0] != _MAGIC or not _T_FRAME <= hdr[1] <= _T_REFUSED:
+    if len(hdr) < 3 or hdr[0] != _MAGIC or not _T_FRAME <= hdr[1] <= _T_SAMPLED:
         return False
     rest = f.read(hdr[2] + 4)
     if len(rest) < hdr[2] + 4:
@@ -90,7 +91,7 @@ def _damaged_after(j, f, start, end):
         cnt = 0
         while q < end:
             f.seek(q)
-            if f.readinto(hdr) < 3 or hdr[0] != _MAGIC or not _T_FRAME <= hdr[1] <= _T_REFUSED:
+            if f.readinto(hdr) < 3 or hdr[0] != _MAGIC or not _T_FRAME <= hdr[1] <= _T_SAMPLED:
                 break
             q += 3 + hdr[2] + 4
             cnt += 1
@@ -117,6 +118,12 @@ def _resync(j, f, off):
         off += n
 
 def _apply(j, rtype, body, seg, off):
+    if rtype == _T_SAMPLED:  # a FRAME followed by its sample time (u32, 0.1 s, the node's clock)
+        if len(body) < _HEADER + 4:
+            j.bad += 1
+            return
+        j.max_t = max(j.max_t, struct.unpack_from(">I", body, len(body) - 4)[0])
+        rtype = _T_FRAME
     if rtype == _T_FRAME:
         if len(body) < _HEADER:
             j.bad += 1

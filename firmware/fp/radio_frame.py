@@ -15,7 +15,10 @@ MAX_FRAME = const(255)  # what a LoRa modem can carry in one packet
 PORT_READINGS = const(1)
 PORT_RESULT = const(2)
 PORT_STATUS = const(3)
-UPLINK_PORTS = (PORT_READINGS, PORT_RESULT, PORT_STATUS)
+# A reading that waited (docs/radio.md 0.9): its age at transmission, then the port-1 payload.
+PORT_AGED = const(6)
+AGE_MAX = const(0x1FFFFF)  # s (24.3 days): three bytes of age; an older reading says this
+UPLINK_PORTS = (PORT_READINGS, PORT_RESULT, PORT_STATUS, PORT_AGED)
 # downlink ports
 DL_PORT_ACK = const(0)
 DL_PORT_COMMAND = const(3)
@@ -62,6 +65,22 @@ def unsigned(kind, dev_id, fcnt, port, payload=b""):
     buf[1:9] = dev_id
     struct.pack_into(">IB", buf, 9, fcnt & 0xFFFFFFFF, port)
     buf[HEADER:] = payload
+    return bytes(buf)
+
+
+def aged(body, age_s):
+    # An unsigned port-1 frame as it goes out after waiting age_s seconds: port 6, the age
+    # as an unsigned LEB128 (7 bits a byte, low first, high bit = more: 1 byte below 128 s,
+    # 2 below 4.5 h, 3 up to AGE_MAX, which caps it), then the readings unchanged.
+    age_s = AGE_MAX if age_s > AGE_MAX else age_s
+    n = 1 if age_s < 0x80 else (2 if age_s < 0x4000 else 3)
+    buf = bytearray(len(body) + n)
+    buf[:HEADER] = body[:HEADER]
+    buf[13] = PORT_AGED
+    for i in range(n):
+        buf[HEADER + i] = (age_s & 0x7F) | (0x80 if i < n - 1 else 0)
+        age_s >>= 7
+    buf[HEADER + n :] = memoryview(body)[HEADER:]
     return bytes(buf)
 
 

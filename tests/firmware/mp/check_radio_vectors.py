@@ -115,6 +115,13 @@ for v in vec["lpp"]:
     if len(p) > 12:
         fail(v["name"], f"{len(p)} bytes")
 
+for v in vec["aged"]:
+    # the sample-age encoding: an unsigned port-1 frame as it goes out after waiting
+    checked += 1
+    got = h(rf.aged(unhexlify(v["unsigned_in"]), v["age_s"]))
+    if got != v["unsigned_out"]:
+        fail("aged " + v["name"], got)
+
 for f in failures:
     print("FAIL", f)
 print("OK", checked)
