@@ -174,7 +174,7 @@ class Journal:
             struct.pack_into(">I", rec, 3 + n, t)
             n += 4
         rec[2] = n
-        struct.pack_into(">I", rec, 3 + n, crc32(body, crc32(self._recv[1:3])) & 0xFFFFFFFF)
+        struct.pack_into(">I", rec, 3 + n, crc32(self._recv[3 : 3 + n], crc32(self._recv[1:3])) & 0xFFFFFFFF)
         return self._recv[: 7 + n]
 
     def _write(self, rtype, body, t=-1):
