@@ -22,6 +22,7 @@ from edge.lorawan import server as lw_server
 from edge.lorawan.network import Network
 from edge.radio import (
     MIC_SIZE,
+    PORT_AGED,
     PORT_DOWNLINK_RESULT,
     PORT_READINGS,
     PORT_STATUS,
@@ -31,6 +32,7 @@ from edge.radio import (
     build_ack,
     downlink_for,
     parse_downlink_result,
+    split_aged,
     split_serial_uplink,
 )
 from edge.store import cursor, readings
@@ -52,10 +54,16 @@ class CommittedReading:
     snr: float
     bridge_id: str | None
     codec: str  # the device's codec when stored: what decodes ``raw``
+    age_s: int | None = None  # how long it waited on the module (docs/radio.md 0.9); None: fresh
 
     @property
     def msg_id(self) -> str:
         return f"{self.device_id}:{self.fcnt}"
+
+    @property
+    def measured_at(self) -> float:
+        """When it was measured: the receive time less its age."""
+        return self.received_at - self.age_s if self.age_s else self.received_at
 
 
 @dataclass(slots=True)
@@ -123,6 +131,7 @@ class _Frame(NamedTuple):
     mic: bytes
     bridge_id: str | None
     opened: lw_server.Opened | None = None  # a LoRaWAN uplink, verified and decrypted
+    age: int | None = None  # a reading that waited (port 6): its age in s; port and payload are port 1's
 
 
 def handle_batch(
@@ -161,6 +170,17 @@ def handle_batch(
         parsed.append(
             _Frame(rssi, snr_q, rx_time, dev_id, dev_id.hex(), fcnt, port, app, signed, mic, bridge_id)
         )
+    for i, f in enumerate(parsed):
+        if f is not None and f.port == PORT_AGED:
+            # A reading that waited on its module: stored as the port-1 reading it is, with its
+            # age, so a retransmission (fresh, then aged) is the same reading.
+            try:
+                age, lpp = split_aged(f.payload)
+            except RadioFormatError as exc:
+                outcomes[i] = _reject(AckResult.MALFORMED, str(exc), f.device_id, f.fcnt)
+                parsed[i] = None
+                continue
+            parsed[i] = f._replace(port=PORT_READINGS, payload=lpp, age=age or None)
     devices = _load_devices(conn, {f.device_id for f in parsed if f is not None}, numbers)
 
     # Which frames may be new readings: known device, good MIC.
@@ -243,7 +263,7 @@ def handle_batch(
             continue
         bridge = numbers.number(conn, f.bridge_id, create=True) if f.bridge_id else None
         skew = f.rx_time - now_ms // 1000 if f.rx_time else None
-        rows.append((rid, now_ms, f.port, f.rssi, f.snr_q, bridge, skew, f.payload))
+        rows.append((rid, now_ms, f.port, f.rssi, f.snr_q, bridge, skew, f.payload, f.age))
         # a later frame of the batch at the same id is this reading sent again
         stored[rid] = (now_ms, f.port, f.payload)
         dev.last_fcnt, dev.stored = max(dev.last_fcnt, f.fcnt), True
@@ -299,6 +319,7 @@ def handle_batch(
             f.snr_q / 4,
             f.bridge_id,
             dev.codec,
+            f.age,
         )
         outcomes[i] = Outcome(
             AckResult.STORED,

@@ -406,6 +406,16 @@ MIGRATIONS: list[Migration] = [
             WHERE state IN ('queued', 'sending', 'staged');
         """,
     ),
+    (
+        "0015_reading_age",
+        """
+        -- Measurement time (issue 13 item 9): how long a reading waited on its module before it
+        -- was sent (docs/radio.md 0.9), in seconds; NULL for a fresh one and for sources that
+        -- carry no age. Measured time = received_ms - 1000 * age_s. A NULL costs one header
+        -- byte per row; rows stored before read as NULL (measured = received, as they were).
+        ALTER TABLE readings ADD COLUMN age_s INTEGER;
+        """,
+    ),
 ]
 
 

@@ -116,7 +116,7 @@ def test_db_commands_and_export(run, tmp_path):
     assert run("db", "check").output.strip() == "ok"
     assert run("db", "migrate").output.strip() == "up to date"
     rows = list(csv.reader(io.StringIO(run("db", "export").output)))
-    assert rows[0][:8] == ["device", "fcnt", "received_at", "port", "channel", "name", "value", "unit"]
+    assert rows[0][:8] == ["device", "fcnt", "measured_at", "port", "channel", "name", "value", "unit"]
     assert rows[1][:8] == [DEV, "1", "1700000001.0", "1", "1", "temperature", "21.5", "°C"]
     assert len(rows) == 1 + 2 * 3
     lines = run(
