@@ -80,7 +80,7 @@ for _ in range(12):
     clock.advance(1000)
 dev.journal.compact()
 ages = []
-for fc in dev.journal.pending():
+for _ in dev.journal.pending():
     ages.append(age_of(dev.next_uplink())[1])
     dev.journal.done(dev.head_fcnt)
 expect("ages after compaction, oldest first", ages[1:], sorted(ages[1:], reverse=True))
