@@ -414,6 +414,16 @@ MIGRATIONS: list[Migration] = [
         -- carry no age. Measured time = received_ms - 1000 * age_s. A NULL costs one header
         -- byte per row; rows stored before read as NULL (measured = received, as they were).
         ALTER TABLE readings ADD COLUMN age_s INTEGER;
+        -- the view for people and ad-hoc SQL (0008's) with the measured time and the age
+        DROP VIEW IF EXISTS reading_list;
+        CREATE VIEW reading_list AS
+        SELECT r.id AS id, d.id AS device_id, r.id & 4294967295 AS fcnt,
+               (r.received_ms - 1000 * coalesce(r.age_s, 0)) / 1000.0 AS measured_at,
+               r.received_ms / 1000.0 AS received_at, r.age_s AS age_s,
+               r.port AS port, r.rssi AS rssi, r.snr_q / 4.0 AS snr, b.id AS bridge_id, r.raw AS raw
+        FROM readings AS r
+        JOIN device_numbers AS d ON d.n = r.id >> 32
+        LEFT JOIN device_numbers AS b ON b.n = r.bridge;
         """,
     ),
 ]

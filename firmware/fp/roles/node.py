@@ -208,6 +208,8 @@ class Node:
             if now >= next_sample:
                 fcnt = dev.take_reading()
                 self._t("taken", fcnt)
+                if self.trace:  # when, on the node's clock: what its age is measured from
+                    self.trace("sampled", (fcnt, now))
                 interval = self.interval_ms()
                 next_sample += interval
                 if next_sample <= now:  # fell behind (a long stall): skip, do not burst
