@@ -131,7 +131,7 @@ class _Frame(NamedTuple):
     mic: bytes
     bridge_id: str | None
     opened: lw_server.Opened | None = None  # a LoRaWAN uplink, verified and decrypted
-    age: int | None = None  # a reading that waited (port 6): its age in s; port and payload are port 1's
+    age: int | None = None  # a reading that waited (port 7): its age in s; port and payload are port 1's
 
 
 def handle_batch(

@@ -407,7 +407,7 @@ MIGRATIONS: list[Migration] = [
         """,
     ),
     (
-        "0015_reading_age",
+        "0016_reading_age",
         """
         -- Measurement time (issue 13 item 9): how long a reading waited on its module before it
         -- was sent (docs/radio.md 0.9), in seconds; NULL for a fresh one and for sources that

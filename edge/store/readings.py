@@ -6,7 +6,7 @@ the rowid (no separate key column), the dedupe key (no extra unique index) and, 
 therefore one contiguous key range in fcnt order, which is what sync, the panel and retention
 read. Decoded values are not stored: :mod:`edge.store.decode` derives them from ``raw``.
 
-Row layout (see migrations 0008 and 0015): id, received_ms, port, rssi, snr_q, bridge, skew_s,
+Row layout (see migrations 0008 and 0016): id, received_ms, port, rssi, snr_q, bridge, skew_s,
 raw, age_s. Small integers cost SQLite one byte (0 and 1 cost none), so a typical LPP reading with
 its radio metadata takes about 29 bytes of record plus the B-tree's share.
 

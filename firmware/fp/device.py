@@ -87,7 +87,7 @@ class Device:
             self.journal.done(rf.fcnt_of(body), True)
 
     def _aged(self, body, t):
-        # A reading sent more than half a second after it was sampled carries its age (port 6,
+        # A reading sent more than half a second after it was sampled carries its age (port 7,
         # docs/radio.md 0.9); a fresh one stays plain port-1 LPP, as any LoRaWAN server reads it.
         # Measured on the clock in tenths of a second, rounded to seconds. A payload with no
         # room left for the age (a 12-byte profile) goes without it: the edge takes it as fresh.

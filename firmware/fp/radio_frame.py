@@ -16,7 +16,7 @@ PORT_READINGS = const(1)
 PORT_RESULT = const(2)
 PORT_STATUS = const(3)
 # A reading that waited (docs/radio.md 0.9): its age at transmission, then the port-1 payload.
-PORT_AGED = const(6)
+PORT_AGED = const(7)
 AGE_MAX = const(0x1FFFFF)  # s (24.3 days): three bytes of age; an older reading says this
 UPLINK_PORTS = (PORT_READINGS, PORT_RESULT, PORT_STATUS, PORT_AGED)
 # downlink ports
@@ -69,7 +69,7 @@ def unsigned(kind, dev_id, fcnt, port, payload=b""):
 
 
 def aged(body, age_s):
-    # An unsigned port-1 frame as it goes out after waiting age_s seconds: port 6, the age
+    # An unsigned port-1 frame as it goes out after waiting age_s seconds: port 7, the age
     # as an unsigned LEB128 (7 bits a byte, low first, high bit = more: 1 byte below 128 s,
     # 2 below 4.5 h, 3 up to AGE_MAX, which caps it), then the readings unchanged.
     age_s = AGE_MAX if age_s > AGE_MAX else age_s
