@@ -51,16 +51,20 @@ class Device:
     def queue(self, port, payload, t=-1):
         # Number, sign and journal one uplink; returns its fcnt. The counter is
         # reserved on flash before use and the frame is durable before it is sent.
-        # t: when a reading was sampled (0.1 s, the clock), so it goes out with its age.
+        # t >= 0: a reading sampled then (0.1 s on the clock), journaled with that time
+        # (PORT_SAMPLED) so it goes out with its age, however long it waits.
         room = self.max_payload - self.overhead
         if len(payload) > room:
             payload = payload[:room] if port != rf.PORT_READINGS else payload
             if len(payload) > room:
                 raise rf.RadioError("long", "%d-byte payload, %d allowed at this data rate"
                                     % (len(payload), room))
+        if t >= 0:
+            port = rf.PORT_SAMPLED
+            payload = struct.pack(">I", t) + payload
         fcnt = self.counter.take()
         # Journaled unsigned: the MIC is made when it goes out (next_uplink).
-        dropped = self.journal.append(rf.unsigned(rf.KIND_UPLINK, self.dev_id, fcnt, port, payload), t)
+        dropped = self.journal.append(rf.unsigned(rf.KIND_UPLINK, self.dev_id, fcnt, port, payload))
         if dropped:
             self.stats["dropped"] += dropped
         return fcnt
@@ -77,24 +81,20 @@ class Device:
                 return None
             if body[1:9] == self.dev_id:
                 self.head_fcnt = rf.fcnt_of(body)
-                t = self.journal.t
-                if t >= 0 and body[13] == rf.PORT_READINGS:
-                    body = self._aged(body, t)
+                if body[13] == rf.PORT_SAMPLED:
+                    # A reading sent over half a second after it was sampled carries its age
+                    # (port 7, docs/radio.md 0.9): tenths of a second on the clock, rounded to
+                    # seconds; a fresh one goes as plain port-1 LPP, as any LoRaWAN server reads
+                    # it, and so does one with no room for 3 more bytes (a 12-byte profile).
+                    age = (self.hal.clock.ms() // 100 - struct.unpack_from(">I", body, 14)[0] + 5) // 10
+                    if len(body) - 1 - rf.HEADER > self.max_payload - self.overhead:
+                        age = 0
+                    body = rf.aged(body, age)
                 return self.lw.uplink(body) if self.lw else rf.sign(body, self.key)
             # Taken under another device id (the module was re-provisioned with a new
             # identity): signing it as ours would give that reading to this device.
             # Given up, counted with the refused ones, never sent.
             self.journal.done(rf.fcnt_of(body), True)
-
-    def _aged(self, body, t):
-        # A reading sent more than half a second after it was sampled carries its age (port 7,
-        # docs/radio.md 0.9); a fresh one stays plain port-1 LPP, as any LoRaWAN server reads it.
-        # Measured on the clock in tenths of a second, rounded to seconds. A payload with no
-        # room left for the age (a 12-byte profile) goes without it: the edge takes it as fresh.
-        age = (self.hal.clock.ms() // 100 - t + 5) // 10
-        if age <= 0 or len(body) + 3 - rf.HEADER > self.max_payload - self.overhead:
-            return body
-        return rf.aged(body, age)
 
     def take_reading(self):
         temp, rh = self.hal.read_climate()

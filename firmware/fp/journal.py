@@ -13,10 +13,7 @@
 # is recognised instead of being re-attributed. DONE: body is the fcnt the edge
 # acknowledged; DROP: the fcnt dropped because the journal was full (oldest
 # first, counted); REFUSED: the fcnt given up after the edge refused it for
-# good (counted; see fp/refusal.py). SAMPLED: a FRAME body followed by the time
-# the reading was sampled, u32 tenths of a second on the node's clock (fp/hal/clock.py ms() // 100,
-# which goes on across a deep sleep and, at a cold boot, starts above the newest such time:
-# fp/app.py), so the frame goes out with its age however long it waited (docs/radio.md 0.9).
+# good (counted; see fp/refusal.py).
 #
 # Format 1 (segments without a FORMAT record, written by firmware 0.1.0) held
 # FRAME records already signed. Such a journal is migrated at boot by re-signing,
@@ -49,7 +46,6 @@ _T_DONE = const(2)
 _T_DROP = const(3)
 _T_FORMAT = const(4)
 _T_REFUSED = const(5)
-_T_SAMPLED = const(6)
 _FORMAT = const(2)
 _HEADER = const(14)  # kind, device id, fcnt, port: the shortest unsigned frame
 _MIC = const(4)
@@ -83,8 +79,6 @@ class Journal:
         self.bad = 0  # damaged records skipped on replay
         self.migrated = 0  # pending frames rewritten in format 2 at boot, as some were in format 1
         self.max_fcnt = -1  # highest fcnt in any record: the counter resumes above it
-        self.max_t = -1  # newest sample time in any record: the clock resumes above it (app.py)
-        self.t = -1  # sample time of the frame read() last returned; -1: not recorded
         self.segs = []
         self._scan = bytearray(32)  # resync window (see _resync)
         self._hdr = bytearray(3)
@@ -160,29 +154,24 @@ class Journal:
 
     # --- writing --------------------------------------------------------------
 
-    def _record(self, rtype, body, t=-1):
+    def _record(self, rtype, body):
         # The whole record in the preallocated buffer (a view of it returned): one write per
         # record, so a cut leaves at most this record torn, and no garbage per record.
-        # t >= 0: a SAMPLED record, the sample time after the frame.
         n = len(body)
         rec = self._rec
         rec[0] = _MAGIC
         rec[1] = rtype
-        rec[3 : 3 + n] = body
-        if t >= 0:
-            rec[1] = _T_SAMPLED
-            struct.pack_into(">I", rec, 3 + n, t)
-            n += 4
         rec[2] = n
-        struct.pack_into(">I", rec, 3 + n, crc32(self._recv[3 : 3 + n], crc32(self._recv[1:3])) & 0xFFFFFFFF)
+        rec[3 : 3 + n] = body
+        struct.pack_into(">I", rec, 3 + n, crc32(body, crc32(self._recv[1:3])) & 0xFFFFFFFF)
         return self._recv[: 7 + n]
 
-    def _write(self, rtype, body, t=-1):
-        rec = 3 + len(body) + 4 + (4 if t >= 0 else 0)
+    def _write(self, rtype, body):
+        rec = 3 + len(body) + 4
         if self._f is None or self._size + rec > self.seg_bytes:
             self._rotate()
         off = self._size
-        self._f.write(self._record(rtype, body, t))
+        self._f.write(self._record(rtype, body))
         self._f.flush()
         self._size += rec
         return off
@@ -197,10 +186,9 @@ class Journal:
         if self.cur not in self.segs:
             self.segs.append(self.cur)
 
-    def append(self, body, t=-1):
+    def append(self, body):
         # Keep an unsigned frame (radio_frame.unsigned) until done(fcnt) or
-        # done(fcnt, True), with its sample time t (0.1 s, the node's clock) when t >= 0.
-        # Returns the number of frames dropped to make room.
+        # done(fcnt, True). Returns the number of frames dropped to make room.
         dropped = 0
         while self._n >= self.capacity:
             self._write(_T_DROP, struct.pack(">I", self._fc[self._h]))
@@ -208,10 +196,9 @@ class Journal:
             self.dropped += 1
             dropped += 1
         fcnt = struct.unpack_from(">I", body, 9)[0]
-        off = self._write(_T_FRAME, body, t)
+        off = self._write(_T_FRAME, body)
         self._push(fcnt, self.cur, off)
         self.max_fcnt = max(self.max_fcnt, fcnt)
-        self.max_t = max(self.max_t, t)
         self.appends += 1
         if dropped:
             self._collect()
@@ -238,25 +225,18 @@ class Journal:
         return [self._fc[self._at(i)] for i in range(self._n)]
 
     def read(self, i):
-        # The unsigned frame at pending position i (0: oldest), or None if its record went bad;
-        # self.t is its sample time (-1 if it has none).
+        # The unsigned frame at pending position i (0: oldest), or None if its record went bad.
         j = self._at(i)
-        self.t = -1
         seg = self._sg[j]
         with open(self._p(_seg_name(seg)), "rb") as f:
             f.seek(self._of[j])
             hdr = f.read(3)
-            if len(hdr) < 3 or hdr[0] != _MAGIC or not (hdr[1] == _T_FRAME or hdr[1] == _T_SAMPLED):
+            if len(hdr) < 3 or hdr[0] != _MAGIC or hdr[1] != _T_FRAME:
                 return None
             rest = f.read(hdr[2] + 4)
         body = rest[:-4]
         if len(rest) < 4 or struct.unpack(">I", rest[-4:])[0] != crc32(body, crc32(hdr[1:3])) & 0xFFFFFFFF:
             return None
-        if hdr[1] == _T_SAMPLED:
-            if len(body) < _HEADER + 4:
-                return None
-            self.t = struct.unpack_from(">I", body, len(body) - 4)[0]
-            body = body[:-4]
         if seg in self._v1:  # format 1: a signed frame; the MIC is made afresh when it is sent
             if len(body) < _HEADER + _MIC:
                 return None
@@ -312,14 +292,13 @@ class Journal:
                 if body is None:
                     self.bad += 1
                     continue
-                rec = self._record(_T_FRAME, body, self.t)  # the sample time goes with it
-                out.write(rec)
+                out.write(self._record(_T_FRAME, body))
                 # position kept <= i: the ring is rewritten in place as it is read
                 a, b = self._at(kept), self._at(i)
                 self._fc[a] = self._fc[b]
                 self._sg[a] = new
                 self._of[a] = size
-                size += len(rec)
+                size += 3 + len(body) + 4
                 kept += 1
             out.flush()
         self._n = kept

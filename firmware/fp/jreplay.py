@@ -14,12 +14,12 @@ _T_DONE = const(2)
 _T_DROP = const(3)
 _T_FORMAT = const(4)
 _T_REFUSED = const(5)
-_T_SAMPLED = const(6)
 _FORMAT = const(2)
 _HEADER = const(14)
 
 
 def replay(j, segs):
+    j.max_t = -1  # the newest sample time journaled (fp/radio_frame.py PORT_SAMPLED): app.py
     for s in segs:
         _replay(j, s)
     _sort(j)
@@ -70,7 +70,7 @@ def _valid_at(j, f, off):
     hdr = f.read(3)
     if not hdr:
         return None
-    if len(hdr) < 3 or hdr[0] != _MAGIC or not _T_FRAME <= hdr[1] <= _T_SAMPLED:
+    if len(hdr) < 3 or hdr[0] != _MAGIC or not _T_FRAME <= hdr[1] <= _T_REFUSED:
         return False
     rest = f.read(hdr[2] + 4)
     if len(rest) < hdr[2] + 4:
@@ -91,7 +91,7 @@ def _damaged_after(j, f, start, end):
         cnt = 0
         while q < end:
             f.seek(q)
-            if f.readinto(hdr) < 3 or hdr[0] != _MAGIC or not _T_FRAME <= hdr[1] <= _T_SAMPLED:
+            if f.readinto(hdr) < 3 or hdr[0] != _MAGIC or not _T_FRAME <= hdr[1] <= _T_REFUSED:
                 break
             q += 3 + hdr[2] + 4
             cnt += 1
@@ -118,17 +118,13 @@ def _resync(j, f, off):
         off += n
 
 def _apply(j, rtype, body, seg, off):
-    if rtype == _T_SAMPLED:  # a FRAME followed by its sample time (u32, 0.1 s, the node's clock)
-        if len(body) < _HEADER + 4:
-            j.bad += 1
-            return
-        j.max_t = max(j.max_t, struct.unpack_from(">I", body, len(body) - 4)[0])
-        rtype = _T_FRAME
     if rtype == _T_FRAME:
         if len(body) < _HEADER:
             j.bad += 1
             return
         fcnt = struct.unpack_from(">I", body, 9)[0]
+        if body[13] == 255 and len(body) >= _HEADER + 4:  # a reading with its sample time
+            j.max_t = max(j.max_t, struct.unpack_from(">I", body, _HEADER)[0])
         i = j._find(fcnt)
         if i >= 0:  # a compacted copy: same frame, newer place
             j._sg[j._at(i)] = seg

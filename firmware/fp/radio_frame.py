@@ -18,6 +18,10 @@ PORT_STATUS = const(3)
 # A reading that waited (docs/radio.md 0.9): its age at transmission, then the port-1 payload.
 PORT_AGED = const(7)
 AGE_MAX = const(0x1FFFFF)  # s (24.3 days): three bytes of age; an older reading says this
+# Journal only, never on the air: a reading with its sample time (u32, tenths of a second on
+# the node's clock) before its payload. FPort 255 is reserved in LoRaWAN: were it ever sent
+# (a downgraded firmware), an edge refuses it, never misreads it.
+PORT_SAMPLED = const(255)
 UPLINK_PORTS = (PORT_READINGS, PORT_RESULT, PORT_STATUS, PORT_AGED)
 # downlink ports
 DL_PORT_ACK = const(0)
@@ -69,18 +73,20 @@ def unsigned(kind, dev_id, fcnt, port, payload=b""):
 
 
 def aged(body, age_s):
-    # An unsigned port-1 frame as it goes out after waiting age_s seconds: port 7, the age
-    # as an unsigned LEB128 (7 bits a byte, low first, high bit = more: 1 byte below 128 s,
-    # 2 below 4.5 h, 3 up to AGE_MAX, which caps it), then the readings unchanged.
-    age_s = AGE_MAX if age_s > AGE_MAX else age_s
-    n = 1 if age_s < 0x80 else (2 if age_s < 0x4000 else 3)
-    buf = bytearray(len(body) + n)
-    buf[:HEADER] = body[:HEADER]
-    buf[13] = PORT_AGED
-    for i in range(n):
-        buf[HEADER + i] = (age_s & 0x7F) | (0x80 if i < n - 1 else 0)
-        age_s >>= 7
-    buf[HEADER + n :] = memoryview(body)[HEADER:]
+    # A journaled PORT_SAMPLED frame as it goes out age_s seconds after it was sampled: 0 or
+    # less, plain port 1; else port 7, the age as an unsigned LEB128 (7 bits a byte, low first,
+    # high bit = more: 1 byte below 128 s, 2 below 4.5 h, 3 up to AGE_MAX, which caps it),
+    # then the readings unchanged.
+    buf = bytearray(body[:HEADER])
+    buf[13] = PORT_READINGS
+    if age_s > 0:
+        buf[13] = PORT_AGED
+        age_s = min(age_s, AGE_MAX)
+        while age_s > 0x7F:
+            buf.append(age_s & 0x7F | 0x80)
+            age_s >>= 7
+        buf.append(age_s)
+    buf.extend(body[HEADER + 4 :])
     return bytes(buf)
 
 

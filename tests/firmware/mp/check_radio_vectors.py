@@ -118,9 +118,18 @@ for v in vec["lpp"]:
 for v in vec["aged"]:
     # the sample-age encoding: an unsigned port-1 frame as it goes out after waiting
     checked += 1
-    got = h(rf.aged(unhexlify(v["unsigned_in"]), v["age_s"]))
+    plain = unhexlify(v["unsigned_in"])
+    # as the journal holds it: port PORT_SAMPLED, the sample time (any), then the readings
+    sampled = plain[:13] + bytes((rf.PORT_SAMPLED,)) + b"\x00\x00\x01\x00" + plain[14:]
+    got = h(rf.aged(sampled, v["age_s"]))
     if got != v["unsigned_out"]:
         fail("aged " + v["name"], got)
+
+for v in vec["aged"][:1]:
+    checked += 1
+    got = h(rf.aged(sampled, 0))  # not aged: the plain port-1 frame
+    if got != v["unsigned_in"]:
+        fail("sent fresh", got)
 
 for f in failures:
     print("FAIL", f)
