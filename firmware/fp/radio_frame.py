@@ -20,7 +20,7 @@ PORT_AGED = const(7)
 AGE_MAX = const(0x1FFFFF)  # s (24.3 days): three bytes of age; an older reading says this
 # Journal only, never on the air: a reading with its sample time (u32, tenths of a second on
 # the node's clock) before its payload. FPort 255 is reserved in LoRaWAN: were it ever sent
-# (a downgraded firmware), an edge refuses it, never misreads it.
+# (a downgraded firmware), no server would take it for readings.
 PORT_SAMPLED = const(255)
 UPLINK_PORTS = (PORT_READINGS, PORT_RESULT, PORT_STATUS, PORT_AGED)
 # downlink ports

@@ -1,4 +1,4 @@
-# A reading's sample time (fp/journal.py SAMPLED records) and its age on the air
+# A reading's sample time (journaled in its frame: fp/radio_frame.py PORT_SAMPLED) and its age on the air
 # (fp/radio_frame.py aged, docs/radio.md 0.9) under micropython, in the cwd: fresh readings
 # stay port-1 LPP, a reading that waited goes out on port 7 with its age; the sample time
 # survives a reboot and a compaction; the clock starts above it after a cold boot (fp/app.py).
