@@ -406,6 +406,17 @@ MIGRATIONS: list[Migration] = [
             WHERE state IN ('queued', 'sending', 'staged');
         """,
     ),
+    (
+        "0015_air_updates",
+        """
+        -- Updates of nodes over the air (edge/fuota/air.py) beside those of bridges over serial:
+        -- how each travels, and how many air updates may be under way at once when it starts
+        -- (NULL: no limit). The node keeps the bitmap of its chunks; `sent` is what it reported.
+        ALTER TABLE module_updates ADD COLUMN transport TEXT NOT NULL DEFAULT 'serial'
+            CHECK (transport IN ('serial', 'air'));
+        ALTER TABLE module_updates ADD COLUMN max_in_flight INTEGER CHECK (max_in_flight > 0);
+        """,
+    ),
 ]
 
 

@@ -45,6 +45,13 @@ class Device:
         self.safe_reason = ""  # why the last safe mode was (fp/bootguard.py), until a status said it
         body = store.read_atomic(_DLIDS)
         self.dl_ids = list(struct.unpack(">4H", body)) if body and len(body) == 8 else []
+        # A firmware update coming over the air (fp/update_air.py): loaded only while one is under way
+        self.upd = None
+        if self.lw and store.exists(store.firmware_root() + ".update-air"):
+            from fp.update_air import AirReceiver
+            self.upd = AirReceiver()
+            if not self.upd.id:
+                self.upd = None
 
     # --- uplinks --------------------------------------------------------------
 
@@ -196,6 +203,52 @@ class Device:
     def _answer(self, dl_id, result, text):
         self.stats["results"] += 1
         self.queue(rf.PORT_RESULT, rf.result_payload(dl_id, result, text))
+
+
+    # --- firmware updates over the air (nodes; fp/update_air.py) -------------------
+
+    def update_downlink(self, port, data):
+        # An offer (FPort 6) or a chunk (FPort 7) of an update, from a downlink of our session.
+        from fp import update_air as ua
+        try:
+            if port == ua.PORT:
+                if self.reboot_due or store.exists(store.firmware_root() + ".update"):
+                    return  # staged or on trial already: the edge hears how it ends first
+                rx = self.upd or ua.AirReceiver()
+                # chunks as large as our data rate carries: the frame less its overhead and index
+                if rx.offer(data, min(255, self.max_payload - self.overhead - 2)):
+                    self.log("info", "update offered: %d bytes" % rx.size)
+                self.upd = rx if rx.id else None
+            elif self.upd is not None and self.upd.put(data):
+                rx, self.upd = self.upd, None
+                rx.complete(self.cfg["board"], FW_VERSION)
+                self.update_result("staged", FW_VERSION, "")
+                self.reboot_due = True  # staged and swapped at boot, after the result is through
+        except ua.Refused as e:
+            why = e.args[0]
+            self.log("warn", "update refused: %s" % why)
+            if why.startswith("stage") or why == "package hash":
+                self.update_result("refused", FW_VERSION, why)
+            else:
+                self.reject("update", why)
+
+    def update_result(self, result, version, why):
+        from fp.update_air import PORT, result_payload
+        self.queue(PORT, result_payload(result, version, why, self.max_payload - self.overhead))
+
+    def report_update(self):
+        # How the last update ended (fp/update.py writes it: confirmed, or rolled back), said once on
+        # FPort 6 and journaled, so the edge hears it even across a reboot; then forgotten.
+        path = store.firmware_root() + ".update-result"
+        body = store.read_atomic(path)
+        if body is None:
+            return
+        try:
+            res = json.loads(body)
+            self.update_result(res["result"].replace(" ", "_"), FW_VERSION, res.get("why") or "")
+        except (ValueError, KeyError, AttributeError):
+            pass  # unreadable: nothing to report
+        store.remove(path)
 
 
 def retry_ms(cfg, attempts, r):

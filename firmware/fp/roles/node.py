@@ -20,6 +20,11 @@ _JOIN_WINDOW_MS = const(7000)  # until the end of the join accept's RX2 (JOIN_AC
 # (10 % loss each way: x1.23) and the status frames; the interval is spaced out to fit.
 _AIR_MARGIN = 1.5
 _READING_LEN = const(11)  # the standard reading's payload (fp/lpp.py: temperature, humidity, battery)
+# An update's fragment session (fp/update_air.py) may use the duty-cycle budget only up to this
+# share of it: the rest stays for readings, which also go first (requests wait for an empty journal).
+_UPDATE_SHARE = 0.5
+_BUCKET_MS = const(60000)  # fp/airtime.py: the budget frees up a minute at a time
+_FRAG_LEN = const(9)  # a fragment request's payload
 
 
 class Node:
@@ -170,7 +175,39 @@ class Node:
         self.attempts += 1
         return self.backoff_ms()
 
-    async def listen(self, fcnt):
+    async def fragment(self, now):
+        # One request of an update's fragment session: the first missing chunk and a bitmap of
+        # the next ones; the edge answers with one chunk in our receive window. Returns the ms to
+        # wait before the next request. Paced by the duty-cycle budget, of which it takes at most
+        # _UPDATE_SHARE, so readings keep flowing.
+        dev = self.dev
+        payload = dev.upd.request()
+        toa = self.modem.get_time_on_air_us(dev.overhead + _FRAG_LEN) // 1000
+        budget = dev.budget
+        if budget.duty and budget.used_ms(now) + toa > budget.limit_ms * _UPDATE_SHARE:
+            return _BUCKET_MS
+        wait = budget.wait_ms(now, toa)
+        if wait:
+            return max(wait, 0) or _BUCKET_MS
+        frame = dev.lw.fragment_request(dev.counter.take(), payload)
+        budget.record(now, toa)
+        self._t("frag", payload[5] << 8 | payload[6])
+        self._radio("tx")
+        try:
+            await self.modem.send(frame)
+        finally:
+            self._radio("standby")
+        self.sent += 1
+        await self.listen(None, answer=True)
+        if dev.lw.answered:
+            self.attempts = 0
+            return 0
+        self.attempts += 1
+        return self.backoff_ms()
+
+    async def listen(self, fcnt, answer=False):
+        # The receive window after an uplink: True once a downlink acknowledged uplink `fcnt`
+        # (answer: once any downlink of our session came, for a fragment request).
         end = self.clock.ms() + int(self.dev.cfg["rx_window"] * 1000)
         self._radio("rx")
         try:
@@ -181,7 +218,7 @@ class Node:
                 pkt = await self.modem.recv(timeout_ms=left)
                 if pkt is None:
                     return False
-                if self.dev.handle_downlink(pkt, fcnt):
+                if self.dev.handle_downlink(pkt, fcnt) or (answer and self.dev.lw.answered):
                     return True
         finally:
             # the window is over: the radio sleeps until the next uplink (a node is on a battery)
@@ -226,8 +263,14 @@ class Node:
                 next_try = clock.ms() + (max(0, wait))
                 if wait == 0:
                     continue
+            elif dev.upd is not None and not dev.reboot_due and now >= next_try:
+                # an update under way, readings all through: its next fragment request
+                wait = await self.fragment(now)
+                next_try = clock.ms() + wait
+                if wait == 0:
+                    continue
             wake = min(next_sample, next_status)
-            if len(dev.journal) and next_try < wake:
+            if (len(dev.journal) or dev.upd is not None) and next_try < wake:
                 wake = next_try
             # The HAL decides how to sleep (deep, light, or awake); the role says until when.
             self.sched = (next_sample, next_status, next_try, self.attempts)  # kept if it deep-sleeps
