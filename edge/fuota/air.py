@@ -24,7 +24,7 @@ OFFER, STOP = 1, 0
 REQUEST_SIZE = 9  # package id (4), chunk size (1), first missing (2), bitmap (2)
 OFFER_SIZE = 21
 _WINDOW = 16
-_CACHE: dict[str, bytes] = {}  # package path -> bytes; a few packages at most are in flight
+_CACHE: dict[str, bytes] = {}  # package SHA-256 -> bytes; a few packages at most are in flight
 _CACHE_MAX = 8
 
 
@@ -64,16 +64,16 @@ def offers(conn: sqlite3.Connection, device_ids: set[str], *, now: float) -> dic
     return out
 
 
-def _package(path: str, size: int) -> bytes:
-    data = _CACHE.get(path)
+def _package(job: jobs.Job) -> bytes:
+    """The job's package, kept in memory by its SHA-256 (a few are in flight at most)."""
+    data = _CACHE.get(job.sha256)
     if data is None:
-        data = Path(path).read_bytes()
+        data = Path(job.package).read_bytes()
+        if len(data) != job.size:
+            raise RequestError(f"package {job.package} changed on disk")
         if len(_CACHE) >= _CACHE_MAX:
             _CACHE.pop(next(iter(_CACHE)))
-        _CACHE[path] = data
-    if len(data) != size:
-        _CACHE.pop(path, None)
-        raise RequestError(f"package {path} changed on disk")
+        _CACHE[job.sha256] = data
     return data
 
 
@@ -110,7 +110,7 @@ def answer(conn: sqlite3.Connection, device_id: str, payload: bytes, *, now: flo
     if first >= count:
         raise RequestError(f"chunk {first} of {count}")
     try:
-        data = _package(job.package, job.size)
+        data = _package(job)
     except OSError as exc:
         raise RequestError(f"package {job.package}: {exc.strerror}") from None
     # what the node holds, as far as its request shows: everything before the first missing
@@ -162,19 +162,30 @@ def time_on_air_ms(payload_len: int, sf: int, bw_khz: int = 125, cr: int = 5, pr
     return (preamble + 4.25) * tsym + (8 + blocks * cr) * tsym
 
 
-def estimate(size: int, *, sf: int, max_payload: int, duty: float | None, share: float = 0.5) -> dict:
-    """Chunks, airtime (node up, edge down) and the least time an update of ``size`` bytes takes
-    at this data rate: each chunk costs a request and its answer; the node spends at most
-    ``share`` of its duty cycle on requests (firmware/fp/roles/node.py), the bridge its own."""
+def estimate(size: int, *, sf: int, max_payload: int, duty: float | None, interval_s: float = 300) -> dict:
+    """Chunks, airtime (node up, bridge down) and the least time an update of ``size`` bytes takes at
+    this data rate: each chunk costs a request and its answer. The node's requests get the duty
+    cycle less what its readings need (a reading every ``interval_s``, x1.5 for resends, as
+    firmware/fp/roles/node.py reserves); the bridge's chunks get its duty cycle less the ACKs of
+    those readings (one node's: the updates in flight share the rest)."""
     chunk = min(255, max_payload - 13 - 2)
     n = math.ceil(size / chunk)
     up = n * time_on_air_ms(13 + REQUEST_SIZE, sf)
     down = sum(time_on_air_ms(13 + 2 + min(chunk, size - i * chunk), sf) for i in range(n))
-    seconds = max(up / 1000 / (duty * share), down / 1000 / duty) if duty else (up + down) / 1000 + n * 1.0
+    readings_per_h = 3600 / interval_s
+    if duty:
+        node_room = duty * 3_600_000 - time_on_air_ms(13 + 11, sf) * 1.5 * readings_per_h
+        bridge_room = duty * 3_600_000 - time_on_air_ms(13, sf) * readings_per_h
+        if node_room <= 0 or bridge_room <= 0:
+            seconds = math.inf  # the readings take the whole budget: no room for an update
+        else:
+            seconds = max(up / node_room, down / bridge_room) * 3600
+    else:
+        seconds = (up + down) / 1000 + n * 1.0  # a receive window's second per chunk, at least
     return {
         "chunks": n,
         "chunk_bytes": chunk,
-        "airtime_up_s": up / 1000,
-        "airtime_down_s": down / 1000,
-        "seconds": seconds,
+        "airtime_up_s": round(up / 1000, 3),
+        "airtime_down_s": round(down / 1000, 3),
+        "seconds": round(seconds, 1) if math.isfinite(seconds) else None,
     }

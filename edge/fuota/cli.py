@@ -173,7 +173,9 @@ def update_command(
     queued = []
     report = []
     with ctx.db() as conn:
-        rows = conn.execute("SELECT id, board, role, firmware FROM devices ORDER BY id").fetchall()
+        rows = conn.execute(
+            "SELECT id, board, role, firmware, interval_s FROM devices ORDER BY id"
+        ).fetchall()
         wanted = [r for r in rows if r[0] in device_ids or (board and r[1] == board)]
         missing = set(device_ids) - {r[0] for r in rows}
         if missing:
@@ -182,7 +184,7 @@ def update_command(
             raise click.ClickException(
                 f"no registered module of board {board}" if board else "name --device or --board"
             )
-        for dev, dev_board, role, running in wanted:
+        for dev, dev_board, role, running, interval_s in wanted:
             transport = "serial" if role == "bridge" else "air"
             if not dev_board:
                 raise click.ClickException(
@@ -239,13 +241,17 @@ def update_command(
             }
             line = f"queued update {job_id}: {dev} {running or '?'} -> {version} ({kind}, {len(data)} bytes)"
             if transport == "air":
-                est = _air_estimate(dev_board, len(data), dr)
+                est = _air_estimate(dev_board, len(data), dr, interval_s or 300)
                 entry["estimate"] = est
                 if est:
                     line += (
                         f", over the air: {est['chunks']} chunks at DR{dr},"
-                        f" airtime {est['airtime_up_s']:.0f} s up + {est['airtime_down_s']:.0f} s down,"
-                        f" at least {_duration(est['seconds'])} within the duty cycle"
+                        f" airtime {est['airtime_up_s']:.0f} s up + {est['airtime_down_s']:.0f} s down, "
+                        + (
+                            f"at least {_duration(est['seconds'])} within the duty cycle"
+                            if est["seconds"] is not None
+                            else "no room in the duty cycle beside its readings"
+                        )
                     )
             if not as_json:
                 click.echo(line)
@@ -257,7 +263,7 @@ def update_command(
         _wait(ctx, queued, wait_s)
 
 
-def _air_estimate(board: str, size: int, dr: int) -> dict | None:
+def _air_estimate(board: str, size: int, dr: int, interval_s: float) -> dict | None:
     """The airtime and least time an air update of ``size`` bytes takes on ``board``'s region at
     ``dr`` (edge/fuota/air.py estimate); None when the board or data rate is not known here."""
     from edge.fuota import air

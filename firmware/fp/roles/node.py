@@ -20,9 +20,6 @@ _JOIN_WINDOW_MS = const(7000)  # until the end of the join accept's RX2 (JOIN_AC
 # (10 % loss each way: x1.23) and the status frames; the interval is spaced out to fit.
 _AIR_MARGIN = 1.5
 _READING_LEN = const(11)  # the standard reading's payload (fp/lpp.py: temperature, humidity, battery)
-# An update's fragment session (fp/update_air.py) may use the duty-cycle budget only up to this
-# share of it: the rest stays for readings, which also go first (requests wait for an empty journal).
-_UPDATE_SHARE = 0.5
 _BUCKET_MS = const(60000)  # fp/airtime.py: the budget frees up a minute at a time
 _FRAG_LEN = const(9)  # a fragment request's payload
 
@@ -44,6 +41,7 @@ class Node:
         self.boot_ms = self.clock.ms()
         self.resume = None  # (next sample, next status, next try, attempts) after a deep sleep
         self.sched = None
+        self.upd_air = None  # airtime of an update's requests (fp/airtime.py DutyBudget), while one runs
         # longest sleep slice in real ms: a quarter of the watchdog (an 8.4 s RP2040 watchdog
         # must see a beat well before it bites)
         self.beat_ms = max(100, min(_BEAT_MAX_MS, beat_ms))
@@ -178,19 +176,28 @@ class Node:
     async def fragment(self, now):
         # One request of an update's fragment session: the first missing chunk and a bitmap of
         # the next ones; the edge answers with one chunk in our receive window. Returns the ms to
-        # wait before the next request. Paced by the duty-cycle budget, of which it takes at most
-        # _UPDATE_SHARE, so readings keep flowing.
+        # wait before the next request. Paced by the duty-cycle budget, leaving readings their room.
         dev = self.dev
         payload = dev.upd.request()
         toa = self.modem.get_time_on_air_us(dev.overhead + _FRAG_LEN) // 1000
         budget = dev.budget
-        if budget.duty and budget.used_ms(now) + toa > budget.limit_ms * _UPDATE_SHARE:
-            return _BUCKET_MS
+        if budget.duty:
+            # The update keeps its own account of airtime, within the budget less what readings
+            # need at the current interval (x margin): a request never takes their room.
+            if self.upd_air is None:
+                from fp.airtime import DutyBudget
+                self.upd_air = DutyBudget(budget.duty)
+            reading = self.modem.get_time_on_air_us(dev.overhead + _READING_LEN) // 1000
+            reserve = int(reading * _AIR_MARGIN * 3600000 // max(dev.interval_ms, 1))
+            if self.upd_air.used_ms(now) + toa > budget.limit_ms - reserve:
+                return _BUCKET_MS
         wait = budget.wait_ms(now, toa)
         if wait:
             return max(wait, 0) or _BUCKET_MS
         frame = dev.lw.fragment_request(dev.counter.take(), payload)
         budget.record(now, toa)
+        if self.upd_air is not None:
+            self.upd_air.record(now, toa)
         self._t("frag", payload[5] << 8 | payload[6])
         self._radio("tx")
         try:
