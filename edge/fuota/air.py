@@ -2,11 +2,11 @@
 (firmware/fp/update_air.py has the node's, and the frame layouts; docs/updates.md).
 
 Plain SQL inside the ingest transaction, no I/O but reading a package file: the edge keeps no
-transfer state in memory. The node holds the bitmap of its chunks and asks for what it misses,
+transfer state in memory (the row keeps the node's last request). The node holds the bitmap of its chunks and asks for what it misses,
 each request naming the package and the chunk size its data rate carries; each answer is one
 chunk, built from the request alone. So an edge restart, a node's sleep or reboot costs nothing
-but the request in flight. Offers ride on the ACK of a node's reading while its update is active;
-``max_in_flight`` holds queued updates back while that many air updates are under way.
+but the request in flight. Offers, and then chunks, ride on the ACK of a node's reading while its
+update is active; ``max_in_flight`` holds queued updates back while that many are under way.
 """
 
 from __future__ import annotations
@@ -40,12 +40,15 @@ def _active_air(conn: sqlite3.Connection, device_ids: set[str] | None = None) ->
     return [j for j in jobs.active(conn, "air") if device_ids is None or j.device_id in device_ids]
 
 
-def offers(conn: sqlite3.Connection, device_ids: set[str], *, now: float) -> dict[str, bytes]:
-    """The offer to put on the ACK of each of these nodes' readings, if it has an update to take.
+def offers(conn: sqlite3.Connection, device_ids: set[str], *, now: float) -> dict[str, tuple[int, bytes]]:
+    """(FPort, payload) to put on the ACK of each of these nodes' readings, if it has an update.
 
     A queued update starts (becomes ``sending``) here, when fewer air updates than its
-    ``max_in_flight`` are under way (sending or staged); a sending one is offered again on every
-    ACK (the node ignores an offer it holds already; an offer lost on the air is made again)."""
+    ``max_in_flight`` are under way (sending or staged). Once the node has asked for chunks, each
+    reading's ACK carries the next chunk its last request showed missing, after the ones already
+    put on ACKs since (a reading is sent anyway: its ACK carries a chunk for the price of the
+    chunk's bytes); before that, and when none is left to push, the offer (the node ignores an
+    offer it holds; an offer lost on the air is made again)."""
     if not device_ids:
         return {}
     everything = _active_air(conn)
@@ -60,8 +63,37 @@ def offers(conn: sqlite3.Connection, device_ids: set[str], *, now: float) -> dic
                 continue
             jobs.progress(conn, job.id, 0, now=now)
             in_flight += 1
-        out[job.device_id] = offer_payload(job)
+        pushed = _push(conn, job)
+        out[job.device_id] = pushed if pushed is not None else (PORT, offer_payload(job))
     return out
+
+
+def _missing_after(index: int, first: int, bitmap: int, count: int) -> int | None:
+    """The first chunk above ``index`` the node's last request (``first``, ``bitmap``) did not show
+    as held: beyond its bitmap's window nothing is known, so those count as missing."""
+    for i in range(index + 1, count):
+        if i == first or i > first + _WINDOW or (i > first and bitmap >> (i - first - 1) & 1):
+            return i
+    return None
+
+
+def _push(conn: sqlite3.Connection, job: jobs.Job) -> tuple[int, bytes] | None:
+    row = conn.execute(
+        "SELECT air_chunk, air_first, air_bitmap, air_pushed FROM module_updates WHERE id = ?", (job.id,)
+    ).fetchone()
+    if row is None or row[0] is None:
+        return None  # no request heard yet: the node may not hold the offer
+    chunk, first, bitmap, pushed = row
+    count = math.ceil(job.size / chunk)
+    index = _missing_after(first if pushed is None else pushed, first, bitmap, count)
+    if index is None:
+        return None
+    try:
+        data = _package(job)
+    except (OSError, RequestError):
+        return None  # the request path reports it
+    conn.execute("UPDATE module_updates SET air_pushed = ? WHERE id = ?", (index, job.id))
+    return PORT_FRAG, index.to_bytes(2, "big") + data[index * chunk : (index + 1) * chunk]
 
 
 def _package(job: jobs.Job) -> bytes:
@@ -118,6 +150,10 @@ def answer(conn: sqlite3.Connection, device_id: str, payload: bytes, *, now: flo
     window = [first + 1 + k for k in range(_WINDOW) if first + 1 + k < count]
     held = first + sum(1 for k, _ in enumerate(window) if not bitmap >> k & 1)
     jobs.progress(conn, job.id, min(job.size, held * chunk), now=now)
+    conn.execute(
+        "UPDATE module_updates SET air_chunk = ?, air_first = ?, air_bitmap = ?, air_pushed = NULL WHERE id = ?",
+        (chunk, first, bitmap, job.id),
+    )
     return PORT_FRAG, first.to_bytes(2, "big") + data[first * chunk : (first + 1) * chunk]
 
 

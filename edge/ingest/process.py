@@ -276,7 +276,7 @@ def handle_batch(
             ],
         )
     with_downlinks = _queued_for(conn, {parsed[i].device_id for i in new_positions}, now)  # type: ignore[union-attr]
-    # nodes with a firmware update to offer (edge/fuota/air.py): it rides on a reading's ACK
+    # nodes with a firmware update under way (edge/fuota/air.py): its offer or a chunk rides on a reading's ACK
     lorawan_new = {
         f.device_id
         for i in new_positions
@@ -297,7 +297,7 @@ def handle_batch(
         )
         offer = update_offers.pop(f.device_id, None) if pending is None else None
         if offer is not None and f.opened is not None:
-            down = f.opened.session.downlink(ack=f.opened.confirmed, fport=fuota_air.PORT, payload=offer)
+            down = f.opened.session.downlink(ack=f.opened.confirmed, fport=offer[0], payload=offer[1])
         else:
             down = _downlink(dev, f, pending.encode() if pending else None)
         reading = CommittedReading(

@@ -12,8 +12,10 @@ less what its readings need (a reading every 5 minutes, x1.5), the bridge drops 
 budget for; a lost request or chunk costs the node its receive window and a retry (retry_base 8 s).
 
 Figures (``update_air.json``), per package (``delta``, ``full``) and SF:
-- ``fragment``: ``hours`` of simulated time until the package is complete on the node,
-  ``airtime_up_s`` (requests), ``airtime_down_s`` (chunks; the bridge), ``requests``, ``chunks``;
+- ``fragment``: ``hours`` of simulated time until the package is complete on the node (from the
+  update queued: the offer rides on the next reading's ACK), ``airtime_up_s`` (requests),
+  ``airtime_down_s`` (the bridge: chunks answering requests, and chunks or offers on reading ACKs
+  over the bare ACK they replace), ``requests``, ``chunks`` (both ways of sending);
 - ``baseline_per_reading``: the same chunks, each on the ACK of one reading (the node's interval),
   resent on the next reading when lost: ``hours``, ``airtime_down_s`` (over the ACKs it replaces);
 - ``wall_s``: real seconds per simulated update of each side (median of runs for >= MIN_SECONDS,
@@ -117,7 +119,14 @@ class _Node:
         return None if said == "-" else bytes.fromhex(said)
 
     def hear(self, frame: bytes) -> str:
-        return self._ask("d " + frame.hex())
+        self.said = self._ask("d " + frame.hex())
+        return self.said
+
+    said = "ok 0 -"
+
+    def hear_state(self) -> str:
+        """The updater's state after the last frame heard ("received": the package is whole)."""
+        return self.said.split()[2]
 
     def close(self) -> None:
         assert self.proc.stdin is not None
@@ -125,7 +134,7 @@ class _Node:
         self.proc.wait(timeout=30)
 
 
-def _edge(work: Path, pkg: bytes):
+def _edge(work: Path, pkg: bytes, *, offered: bool = True):
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     conn = connect(work / "edge.db")
@@ -146,7 +155,8 @@ def _edge(work: Path, pkg: bytes):
         now=0,
         transport="air",
     )
-    jobs.progress(conn, job_id, 0, now=0)  # offered
+    if offered:
+        jobs.progress(conn, job_id, 0, now=0)
     conn.commit()
     session = Session(NODE, *ABP, base=0, fcnt_up=0, fcnt_down=0)
     offer = b"\x01" + bytes.fromhex(digest)[:16] + len(pkg).to_bytes(4, "big")
@@ -156,7 +166,7 @@ def _edge(work: Path, pkg: bytes):
 def _fragment(work: Path, bundles, pkg: bytes, sf: int, seed: int) -> dict:
     """The fragment session, simulated air, real code on both sides."""
     dr, _ = RATES[sf]
-    conn, session, offer = _edge(work, pkg)
+    conn, session, _ = _edge(work, pkg, offered=False)
     node = _Node(work, bundles, dr)
     rng = random.Random(seed)
     toa = lambda n: fuota_air.time_on_air_ms(n, sf) / 1000  # noqa: E731 - a one-line helper
@@ -166,18 +176,29 @@ def _fragment(work: Path, bundles, pkg: bytes, sf: int, seed: int) -> dict:
     t, next_reading, attempts = 0.0, 0.0, 0
     up = down = 0.0
     requests = chunks = 0
-    offer_frame = session.downlink(ack=True, fport=fuota_air.PORT, payload=offer)
-    node.hear(offer_frame)  # on the ACK of a reading (its airtime is the ACK's, counted below)
-    down += toa(len(offer_frame)) - ack
     try:
         while True:
-            while next_reading <= t:  # readings go first; their ACKs are the bridge's too
-                node_all.add(next_reading, reading)
-                bridge.add(next_reading, ack)
+            while next_reading <= t:  # readings go first; their ACKs carry the offer or a chunk
+                at = next_reading
                 next_reading += INTERVAL_S
+                node_all.add(at, reading)
+                if rng.random() < LOSS:
+                    continue  # the reading was lost: no ACK (its resend is left out)
+                fport, body = fuota_air.offers(conn, {NODE}, now=at)[NODE]
+                frame = session.downlink(ack=True, fport=fport, payload=body)
+                if bridge.used(at) + toa(len(frame)) > DUTY * 3600:
+                    continue
+                bridge.add(at, toa(len(frame)))
+                down += toa(len(frame)) - ack  # over the bare ACK the reading gets anyway
+                chunks += fport == fuota_air.PORT_FRAG
+                if rng.random() >= LOSS:
+                    node.hear(frame)
             payload = node.request()
             if payload is None:
-                break
+                if node.hear_state() == "received":
+                    break
+                t = next_reading  # no offer heard yet: the next reading's ACK brings it
+                continue
             if node_update.used(t) + request > room or node_all.used(t) + request > DUTY * 3600:
                 t += 60  # the firmware looks again a budget bucket later
                 continue
