@@ -202,7 +202,7 @@ def estimate(size: int, *, sf: int, max_payload: int, duty: float | None, interv
     """Chunks, airtime (node up, bridge down) and the least time an update of ``size`` bytes takes at
     this data rate: each chunk costs a request and its answer. The node's requests get the duty
     cycle less what its readings need (a reading every ``interval_s``, x1.5 for resends, as
-    firmware/fp/roles/node.py reserves); the bridge's chunks get its duty cycle less the ACKs of
+    firmware/fp/update_air.py fragment reserves); the bridge's chunks get its duty cycle less the ACKs of
     those readings (one node's: the updates in flight share the rest)."""
     chunk = min(255, max_payload - 13 - 2)
     n = math.ceil(size / chunk)

@@ -205,50 +205,15 @@ class Device:
         self.queue(rf.PORT_RESULT, rf.result_payload(dl_id, result, text))
 
 
-    # --- firmware updates over the air (nodes; fp/update_air.py) -------------------
-
-    def update_downlink(self, port, data):
-        # An offer (FPort 6) or a chunk (FPort 7) of an update, from a downlink of our session.
-        from fp import update_air as ua
-        try:
-            if port == ua.PORT:
-                if self.reboot_due or store.exists(store.firmware_root() + ".update"):
-                    return  # staged or on trial already: the edge hears how it ends first
-                rx = self.upd or ua.AirReceiver()
-                # chunks as large as our data rate carries: the frame less its overhead and index
-                if rx.offer(data, min(255, self.max_payload - self.overhead - 2)):
-                    self.log("info", "update offered: %d bytes" % rx.size)
-                self.upd = rx if rx.id else None
-            elif self.upd is not None and self.upd.put(data):
-                rx, self.upd = self.upd, None
-                rx.complete(self.cfg["board"], FW_VERSION)
-                self.update_result("staged", FW_VERSION, "")
-                self.reboot_due = True  # staged and swapped at boot, after the result is through
-        except ua.Refused as e:
-            why = e.args[0]
-            self.log("warn", "update refused: %s" % why)
-            if why.startswith("stage") or why == "package hash":
-                self.update_result("refused", FW_VERSION, why)
-            else:
-                self.reject("update", why)
-
-    def update_result(self, result, version, why):
-        from fp.update_air import PORT, result_payload
-        self.queue(PORT, result_payload(result, version, why, self.max_payload - self.overhead))
+    # --- firmware updates over the air (nodes; fp/update_air.py, loaded only when needed) ----
 
     def report_update(self):
-        # How the last update ended (fp/update.py writes it: confirmed, or rolled back), said once on
-        # FPort 6 and journaled, so the edge hears it even across a reboot; then forgotten.
+        # How the last update ended (fp/update.py writes it: confirmed, rolled back, refused at
+        # boot), said once on FPort 6 and journaled, so the edge hears it even across a reboot.
         path = store.firmware_root() + ".update-result"
-        body = store.read_atomic(path)
-        if body is None:
-            return
-        try:
-            res = json.loads(body)
-            self.update_result(res["result"].replace(" ", "_"), FW_VERSION, res.get("why") or "")
-        except (ValueError, KeyError, AttributeError):
-            pass  # unreadable: nothing to report
-        store.remove(path)
+        if store.exists(path):
+            from fp import update_air
+            update_air.report_result(self, path)
 
 
 def retry_ms(cfg, attempts, r):

@@ -156,6 +156,97 @@ class AirReceiver:
         store.remove(self.pkg)
 
 
+# --- the node's side: its downlinks, its requests, its results (fp/device.py, fp/roles/node.py) ---
+
+_FRAG_LEN = const(9)  # a fragment request's payload
+_BUCKET_MS = const(60000)  # fp/airtime.py: the budget frees up a minute at a time
+_READING_LEN = const(11)  # fp/roles/node.py: the standard reading's payload
+_AIR_MARGIN = 1.5  # fp/roles/node.py: a reading's airtime x this, for resends
+
+
+def on_downlink(dev, port, data):
+    # An offer (FPort 6) or a chunk (FPort 7) from a downlink of the node's session (fp/device.py).
+    from fp.device import FW_VERSION
+    try:
+        if port == PORT:
+            if dev.reboot_due or store.exists(store.firmware_root() + ".update"):
+                return  # staged or on trial already: the edge hears how it ends first
+            rx = dev.upd or AirReceiver()
+            # chunks as large as the data rate carries: the frame less its overhead and index
+            if rx.offer(data, min(255, dev.max_payload - dev.overhead - 2)):
+                dev.log("info", "update offered: %d bytes" % rx.size)
+            dev.upd = rx if rx.id else None
+        elif dev.upd is not None and dev.upd.put(data):
+            rx, dev.upd = dev.upd, None
+            rx.complete(dev.cfg["board"], FW_VERSION)
+            report(dev, "staged", FW_VERSION, "")
+            dev.reboot_due = True  # staged and swapped at boot, after the result is through
+    except Refused as e:
+        why = e.args[0]
+        dev.log("warn", "update refused: %s" % why)
+        if why == "package hash":
+            report(dev, "refused", FW_VERSION, why)
+        else:
+            dev.reject("update", why)
+
+
+def report(dev, result, version, why):
+    dev.queue(PORT, result_payload(result, version, why, dev.max_payload - dev.overhead))
+
+
+def report_result(dev, path):
+    # .update-result (fp/update.py: confirmed, rolled back, refused at boot) on FPort 6, then gone.
+    import json
+    from fp.device import FW_VERSION
+    body = store.read_atomic(path)
+    try:
+        res = json.loads(body)
+        report(dev, res["result"].replace(" ", "_"), FW_VERSION, res.get("why") or "")
+    except (ValueError, KeyError, AttributeError, TypeError):
+        pass  # unreadable: nothing to report
+    store.remove(path)
+
+
+async def fragment(node, now):
+    # One request of the fragment session (fp/roles/node.py, when its journal is empty): the first
+    # missing chunk and a bitmap of the next ones; the edge answers with one chunk in the receive
+    # window. Returns the ms to wait before the next request. The update keeps its own account of
+    # airtime, within the budget less what readings need at the current interval (x margin): a
+    # request never takes their room, and the whole stays within the duty cycle.
+    dev = node.dev
+    payload = dev.upd.request()
+    toa = node.modem.get_time_on_air_us(dev.overhead + _FRAG_LEN) // 1000
+    budget = dev.budget
+    if budget.duty:
+        if node.upd_air is None:
+            from fp.airtime import DutyBudget
+            node.upd_air = DutyBudget(budget.duty)
+        reading = node.modem.get_time_on_air_us(dev.overhead + _READING_LEN) // 1000
+        reserve = int(reading * _AIR_MARGIN * 3600000 // max(dev.interval_ms, 1))
+        if node.upd_air.used_ms(now) + toa > budget.limit_ms - reserve:
+            return _BUCKET_MS
+    wait = budget.wait_ms(now, toa)
+    if wait:
+        return max(wait, 0) or _BUCKET_MS
+    frame = dev.lw.fragment_request(dev.counter.take(), payload)
+    budget.record(now, toa)
+    if node.upd_air is not None:
+        node.upd_air.record(now, toa)
+    node._t("frag", payload[5] << 8 | payload[6])
+    node._radio("tx")
+    try:
+        await node.modem.send(frame)
+    finally:
+        node._radio("standby")
+    node.sent += 1
+    await node.listen(None, answer=True)
+    if dev.lw.answered:
+        node.attempts = 0
+        return 0
+    node.attempts += 1
+    return node.backoff_ms()
+
+
 def result_payload(result, version, why, room):
     # The FPort 6 result (result: staged, refused, updated or rolled_back), as compact JSON cut to
     # the room the data rate leaves: the reason loses its end first, spaces as "_".

@@ -145,7 +145,8 @@ class LoRaWAN:
         if port == 3:  # fp/radio_frame.py DL_PORT_COMMAND
             dev.command(data)
         elif port == 6 or port == 7:  # fp/update_air.py PORT, PORT_FRAG: an update's offer or chunk
-            dev.update_downlink(port, data)
+            from fp import update_air
+            update_air.on_downlink(dev, port, data)
         return ack
 
     def fragment_request(self, counter, payload):

@@ -18,10 +18,8 @@ _JOIN_REQUEST_SIZE = const(23)  # fp/lorawan/frames.py (not imported here: a v1 
 _JOIN_WINDOW_MS = const(7000)  # until the end of the join accept's RX2 (JOIN_ACCEPT_DELAY2 = 6 s)
 # Airtime a reading costs, over its frame's own: resends after a lost uplink or ACK
 # (10 % loss each way: x1.23) and the status frames; the interval is spaced out to fit.
-_AIR_MARGIN = 1.5
+_AIR_MARGIN = 1.5  # fp/update_air.py reserves the same for readings
 _READING_LEN = const(11)  # the standard reading's payload (fp/lpp.py: temperature, humidity, battery)
-_BUCKET_MS = const(60000)  # fp/airtime.py: the budget frees up a minute at a time
-_FRAG_LEN = const(9)  # a fragment request's payload
 
 
 class Node:
@@ -173,45 +171,6 @@ class Node:
         self.attempts += 1
         return self.backoff_ms()
 
-    async def fragment(self, now):
-        # One request of an update's fragment session: the first missing chunk and a bitmap of
-        # the next ones; the edge answers with one chunk in our receive window. Returns the ms to
-        # wait before the next request. Paced by the duty-cycle budget, leaving readings their room.
-        dev = self.dev
-        payload = dev.upd.request()
-        toa = self.modem.get_time_on_air_us(dev.overhead + _FRAG_LEN) // 1000
-        budget = dev.budget
-        if budget.duty:
-            # The update keeps its own account of airtime, within the budget less what readings
-            # need at the current interval (x margin): a request never takes their room.
-            if self.upd_air is None:
-                from fp.airtime import DutyBudget
-                self.upd_air = DutyBudget(budget.duty)
-            reading = self.modem.get_time_on_air_us(dev.overhead + _READING_LEN) // 1000
-            reserve = int(reading * _AIR_MARGIN * 3600000 // max(dev.interval_ms, 1))
-            if self.upd_air.used_ms(now) + toa > budget.limit_ms - reserve:
-                return _BUCKET_MS
-        wait = budget.wait_ms(now, toa)
-        if wait:
-            return max(wait, 0) or _BUCKET_MS
-        frame = dev.lw.fragment_request(dev.counter.take(), payload)
-        budget.record(now, toa)
-        if self.upd_air is not None:
-            self.upd_air.record(now, toa)
-        self._t("frag", payload[5] << 8 | payload[6])
-        self._radio("tx")
-        try:
-            await self.modem.send(frame)
-        finally:
-            self._radio("standby")
-        self.sent += 1
-        await self.listen(None, answer=True)
-        if dev.lw.answered:
-            self.attempts = 0
-            return 0
-        self.attempts += 1
-        return self.backoff_ms()
-
     async def listen(self, fcnt, answer=False):
         # The receive window after an uplink: True once a downlink acknowledged uplink `fcnt`
         # (answer: once any downlink of our session came, for a fragment request).
@@ -272,7 +231,8 @@ class Node:
                     continue
             elif dev.upd is not None and not dev.reboot_due and now >= next_try:
                 # an update under way, readings all through: its next fragment request
-                wait = await self.fragment(now)
+                from fp import update_air  # loaded while an update is under way only
+                wait = await update_air.fragment(self, now)
                 next_try = clock.ms() + wait
                 if wait == 0:
                     continue
