@@ -123,7 +123,12 @@ class Updater:
         st = self.state()
         if st and st.get("s") in ("ready", "swapped"):
             raise UpdateError("an update is already " + st["s"])
-        _rmtree(self.dir)
+        # What an earlier attempt left goes; the state file stays: a package received over the air
+        # is "received" until it is staged here, so a power cut while staging it at boot stages it
+        # again at the next boot (its package file is removed only once that is done).
+        for name in ("new", "old"):
+            _rmtree(self._p(name))
+        store.remove(self._p("plan"))
         store.remove(self.root + ".update-result")  # the result of an earlier update is history now
         _mkdirs(self._p("new/x"))
         with open(package_path, "rb") as raw:

@@ -399,3 +399,26 @@ def test_progress_survives_a_reboot_mid_transfer(tmp_path, bundles):
     # and at the next boot the package received in two lives is staged and swapped in
     assert _steps(root, cwd, "boot") == f"boot swapped to {V2}"
     assert updatekit.tree(root) == updatekit.tree(bundles["v2"])
+
+
+def test_a_power_cut_at_any_step_of_staging_a_received_package_at_boot(tmp_path, bundles):
+    """The package received over the air is staged and swapped at the next boot: a power cut after
+    any file operation of that boot, then a normal boot, leaves the whole new set."""
+    frames = _frames(_package(bundles))
+    for step in range(1000):
+        work = tmp_path / f"cut{step}"
+        work.mkdir()
+        root, cwd = _node(work, bundles)
+        assert _rx(root, cwd, frames)["state"]["s"] == "received"
+        if _steps(root, cwd, "boot", str(step)) != "cut":
+            break
+        assert "fp/device.mpy" in updatekit.tree(root), f"a cut after {step} steps left device.mpy missing"
+        said = _steps(root, cwd, "boot")  # the next power-up
+        assert said in (f"boot swapped to {V2}", f"boot trial boot 1 of {V2}"), (step, said)
+        assert updatekit.tree(root) == updatekit.tree(bundles["v2"]), f"a cut after {step} steps left a mix"
+        shutil.rmtree(work)
+    else:
+        raise AssertionError("the boot never got through")
+    assert step >= 8  # every remove and rename of staging and swapping was a cut point
+    assert updatekit.tree(root) == updatekit.tree(bundles["v2"])
+    assert not list(root.glob(".update-air*"))
