@@ -422,3 +422,50 @@ def test_a_power_cut_at_any_step_of_staging_a_received_package_at_boot(tmp_path,
     assert step >= 8  # every remove and rename of staging and swapping was a cut point
     assert updatekit.tree(root) == updatekit.tree(bundles["v2"])
     assert not list(root.glob(".update-air*"))
+
+
+def test_a_node_is_updated_through_the_real_daemon_while_the_cli_shows_its_progress(
+    tmp_path, bundles, virtual_module, db_path
+):
+    from click.testing import CliRunner
+
+    from edge import cli
+    from edge.daemon import Daemon
+    from edge.store import connect
+    from tests.sitekit import NODE_ID, register_modules, site_config, start_bridge, stored_counts
+
+    conn = connect(db_path)
+    register_modules(conn, now=time.time(), node={"board": "unix"})
+    conn.execute("UPDATE devices SET firmware = ? WHERE id = ?", (V1, NODE_ID))
+    site = start_bridge(tmp_path, virtual_module, node={"interval": 60}, bridge={})
+    root = tmp_path / "fw-node"
+    shutil.copytree(bundles["v1"], root)
+    config = tmp_path / "fieldpost.toml"
+    config.write_text(f'[edge]\ndb = "{db_path}"\n[http]\nport = 0\n')
+
+    def run(*args):
+        result = CliRunner().invoke(cli.main, ["--config", str(config), *args], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    for name in ("v1", "v2"):
+        run("firmware", "keep", str(bundles[name]))
+    daemon = Daemon(site_config(db_path, site.bridge), attach_points=()).start()
+    try:
+        node = virtual_module(
+            "main.py", ["config.json"], cwd=site.node_dir, name="node", firmware_dir=root, precompile=False
+        )
+        wait_until(lambda: stored_counts(conn, NODE_ID, port=1), timeout=60, what="a reading through the daemon")
+        said = run("modules", "update", "--device", NODE_ID, "--version", V2, "--dr", "5", "--wait", "240")
+        wait_until(lambda: "fieldpost update: confirmed" in node.output_text(), timeout=60, what="confirm")
+    finally:
+        daemon.stop()
+    # one progress bar for the module, drawn as it moved, and how it ended
+    bars = [line for line in said.splitlines() if line.startswith(f"{NODE_ID} [")]
+    assert len(bars) >= 3 and bars[-1].endswith("done") and "100%" in bars[-1], said
+    assert f"update 1: {NODE_ID} {V2}: done" in said
+    assert conn.execute("SELECT firmware FROM devices WHERE id = ?", (NODE_ID,)).fetchone()[0] == V2
+    (detail,) = [json.loads(r[0]) for r in conn.execute("SELECT detail FROM audit_log WHERE action = 'module.update'")]
+    assert detail["transport"] == "air" and detail["to"] == V2
+    assert updatekit.tree(root) == updatekit.tree(bundles["v2"])
+    conn.close()
