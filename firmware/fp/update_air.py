@@ -215,7 +215,7 @@ async def fragment(node, now):
     # request never takes their room, and the whole stays within the duty cycle.
     dev = node.dev
     payload = dev.upd.request()
-    toa = node.modem.get_time_on_air_us(dev.overhead + _FRAG_LEN) // 1000
+    toa = (node.modem.get_time_on_air_us(dev.overhead + _FRAG_LEN) + 999) // 1000  # rounded up, as the node's
     budget = dev.budget
     if budget.duty:
         if node.upd_air is None:

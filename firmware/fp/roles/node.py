@@ -88,7 +88,7 @@ class Node:
             if frame is None:
                 return -1
             fcnt = dev.head_fcnt
-        toa = self.modem.get_time_on_air_us(len(frame)) // 1000
+        toa = (self.modem.get_time_on_air_us(len(frame)) + 999) // 1000  # rounded up: the budget never undercounts
         wait = dev.budget.wait_ms(now, toa)
         if wait < 0 or len(frame) > dev.max_payload:
             # can never be sent at this data rate: drop it rather than block the journal
@@ -135,7 +135,7 @@ class Node:
         # OTAA: a join request, then the join accept in the receive window. The new
         # session numbers the journal from its oldest pending record (fp/lorawan/otaa.py).
         dev = self.dev
-        toa = self.modem.get_time_on_air_us(_JOIN_REQUEST_SIZE) // 1000
+        toa = (self.modem.get_time_on_air_us(_JOIN_REQUEST_SIZE) + 999) // 1000
         wait = dev.budget.wait_ms(now, toa)
         if wait > 0:
             return wait
