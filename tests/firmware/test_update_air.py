@@ -241,7 +241,10 @@ def test_a_transfer_survives_a_node_kill_and_an_edge_restart(tmp_path, bundles, 
         for name in ("v1", "v2"):
             site.cli("firmware", "keep", str(bundles[name]))
         wait_until(lambda: site.edge.stored(dev, port=1), timeout=60, what="a reading")
-        site.cli("modules", "update", "--device", dev, "--version", V2)
+        (queued,) = json.loads(site.cli("modules", "update", "--device", dev, "--version", V2, "--dr", "5", "--json"))
+        assert queued["transport"] == "air" and queued["kind"] == f"delta from {V1}"
+        est = queued["estimate"]
+        assert (est["sf"], est["chunk_bytes"], est["chunks"]) == (7, 207, math.ceil(queued["bytes"] / 207))
         vm = site.nodes[dev]
         wait_until(lambda: len(trace(vm, "frag")) >= 3, timeout=120, what="fragment requests")
         vm.kill()  # mid-transfer: a power cut of the node
