@@ -477,3 +477,19 @@ def test_a_node_is_updated_through_the_real_daemon_while_the_cli_shows_its_progr
     assert detail["transport"] == "air" and detail["to"] == V2
     assert updatekit.tree(root) == updatekit.tree(bundles["v2"])
     conn.close()
+
+
+def test_a_stop_from_the_edge_ends_the_transfer_on_the_node(tmp_path, bundles):
+    root, cwd = _node(tmp_path, bundles)
+    pkg = _package(bundles)
+    frames = _frames(pkg)
+    session = Session("0123456789abcd01", *ABP, base=0, fcnt_up=0, fcnt_down=len(frames))
+    pid = bytes.fromhex(hashlib.sha256(pkg).hexdigest())[:4]
+    other = session.downlink(ack=False, fport=fuota_air.PORT, payload=b"\x00" + bytes(4))
+    stop = session.downlink(ack=False, fport=fuota_air.PORT, payload=b"\x00" + pid)
+    # a stop naming another package changes nothing; the update's own (cancelled) ends it
+    got = _rx(root, cwd, [*frames[:4], other])
+    assert got["active"] and got["received"] == 3 and got["record"]
+    got = _rx(root, cwd, [*frames[:4], other, stop], 4)
+    assert not got["active"] and not got["record"] and got["state"] is None
+    assert not list(root.glob(".update-air*"))
