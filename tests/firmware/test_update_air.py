@@ -169,16 +169,24 @@ class AirSite:
         self.edge.close()
 
 
+# How late the sniffer's thread may note a datagram, in real seconds (a loaded machine): a measured
+# window is that much, at each end, shorter than the hour the firmware's budget guarantees.
+SNIFFER_JITTER_S = 0.3
+
+
 def _airtime_per_hour(heard, scale: float, who) -> float:
     """The most airtime (s) any one hour of scaled time held, of the transmissions ``who`` picks:
     measured from what the air carried (each datagram states its time on air), not from the
-    firmware's own accounting."""
+    firmware's own accounting. The windows are an hour less twice the sniffer's timing uncertainty,
+    so each holds transmissions that really fell within one hour (the budget is exactly full then:
+    a window a minute longer may hold more, as it should)."""
     # a datagram states its time on air in real time: the chip time on air over the sender's scale
     times = sorted((t * scale, toa * scale / 1e6) for t, toa, frame in heard if who(frame))
+    window = 3600 - 2 * SNIFFER_JITTER_S * scale
     worst, start, total = 0.0, 0, 0.0
     for end in range(len(times)):
         total += times[end][1]
-        while times[end][0] - times[start][0] > 3600:
+        while times[end][0] - times[start][0] > window:
             total -= times[start][1]
             start += 1
         worst = max(worst, total)
