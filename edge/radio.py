@@ -31,7 +31,7 @@ PORT_READINGS = 1
 PORT_DOWNLINK_RESULT = 2
 PORT_STATUS = 3
 # A reading that waited on the module (docs/radio.md 0.9): its age, then the port-1 readings.
-PORT_AGED = 7
+PORT_AGED = 8
 AGE_MAX_S = (1 << 21) - 1  # three LEB128 bytes: 24.3 days; an older reading says this much
 DOWNLINK_PORT_ACK = 0
 DOWNLINK_PORT_COMMAND = 3
@@ -82,7 +82,7 @@ class RadioFormatError(ValueError):
 
 
 def split_aged(payload: bytes) -> tuple[int, bytes]:
-    """(age in seconds, port-1 readings) of a port-7 payload: the age at transmission as an
+    """(age in seconds, port-1 readings) of a port-8 payload: the age at transmission as an
     unsigned LEB128 of 1 to 3 bytes, then the readings unchanged (docs/radio.md 0.9)."""
     age = 0
     for i in range(min(len(payload), 3)):
@@ -90,11 +90,11 @@ def split_aged(payload: bytes) -> tuple[int, bytes]:
         age |= (byte & 0x7F) << (7 * i)
         if not byte & 0x80:
             if i + 1 == len(payload):
-                raise RadioFormatError(f"port-7 reading of age {age} s carries no readings")
+                raise RadioFormatError(f"port-8 reading of age {age} s carries no readings")
             return age, bytes(payload[i + 1 :])
     if len(payload) < 3:
-        raise RadioFormatError(f"port-7 payload of {len(payload)} bytes: no age")
-    raise RadioFormatError("port-7 age longer than 3 bytes (docs/radio.md 0.9)")
+        raise RadioFormatError(f"port-8 payload of {len(payload)} bytes: no age")
+    raise RadioFormatError("port-8 age longer than 3 bytes (docs/radio.md 0.9)")
 
 
 def mic(key: bytes, signed: bytes) -> bytes:

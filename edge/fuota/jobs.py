@@ -11,7 +11,10 @@ from edge.errors import UpdateError
 
 ACTIVE = ("queued", "sending", "staged")
 ENDED = ("done", "rolled_back", "failed", "cancelled")
-_COLUMNS = "id, device_id, board, version, from_version, package, package_sha256, size, sent, state, error"
+_COLUMNS = (
+    "id, device_id, board, version, from_version, package, package_sha256, size, sent, state, error,"
+    " transport, max_in_flight"
+)
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,8 @@ class Job:
     sent: int
     state: str
     error: str | None
+    transport: str = "serial"  # "air": a node, in fragment sessions (edge/fuota/air.py)
+    max_in_flight: int | None = None  # air updates under way at once, at most, for this one to start
 
 
 def queue(
@@ -40,13 +45,27 @@ def queue(
     sha256: str,
     size: int,
     now: float,
+    transport: str = "serial",
+    max_in_flight: int | None = None,
 ) -> int:
     """Ask for an update of ``device_id``; one active update per module (refused otherwise)."""
     try:
         cur = conn.execute(
             "INSERT INTO module_updates (device_id, board, version, from_version, package, package_sha256,"
-            " size, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (device_id, board, version, from_version, package, sha256, size, now, now),
+            " size, created_at, updated_at, transport, max_in_flight) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                device_id,
+                board,
+                version,
+                from_version,
+                package,
+                sha256,
+                size,
+                now,
+                now,
+                transport,
+                max_in_flight,
+            ),
         )
     except sqlite3.IntegrityError as exc:
         if "module_updates.device_id" in str(exc) or "UNIQUE" in str(exc):
@@ -58,9 +77,10 @@ def queue(
     return cur.lastrowid
 
 
-def active(conn: sqlite3.Connection) -> list[Job]:
+def active(conn: sqlite3.Connection, transport: str = "serial") -> list[Job]:
     rows = conn.execute(
-        f"SELECT {_COLUMNS} FROM module_updates WHERE state IN {ACTIVE} ORDER BY id"
+        f"SELECT {_COLUMNS} FROM module_updates WHERE state IN {ACTIVE} AND transport = ? ORDER BY id",
+        (transport,),
     ).fetchall()
     return [Job(*row) for row in rows]
 

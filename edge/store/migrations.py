@@ -407,6 +407,23 @@ MIGRATIONS: list[Migration] = [
         """,
     ),
     (
+        "0015_air_updates",
+        """
+        -- Updates of nodes over the air (edge/fuota/air.py) beside those of bridges over serial:
+        -- how each travels, and how many air updates may be under way at once when it starts
+        -- (NULL: no limit). The node keeps the bitmap of its chunks; `sent` is what it reported.
+        -- Its last fragment request (chunk size, first missing chunk, bitmap of the next 16) and
+        -- the last chunk put on a reading's ACK since: what the next reading's ACK carries.
+        ALTER TABLE module_updates ADD COLUMN transport TEXT NOT NULL DEFAULT 'serial'
+            CHECK (transport IN ('serial', 'air'));
+        ALTER TABLE module_updates ADD COLUMN max_in_flight INTEGER CHECK (max_in_flight > 0);
+        ALTER TABLE module_updates ADD COLUMN air_chunk INTEGER;
+        ALTER TABLE module_updates ADD COLUMN air_first INTEGER;
+        ALTER TABLE module_updates ADD COLUMN air_bitmap INTEGER;
+        ALTER TABLE module_updates ADD COLUMN air_pushed INTEGER;
+        """,
+    ),
+    (
         "0016_reading_age",
         """
         -- Measurement time (issue 13 item 9): how long a reading waited on its module before it

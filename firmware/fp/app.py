@@ -97,6 +97,8 @@ async def _run(cfg, cfg_path, hal):
         from fp.roles.node import Node
         role = Node(dev, hal, beat=lambda: sup.beat("node"), trace=_trace if cfg.get("trace") else None,
                     beat_ms=wdt_ms // 4)
+        if dev.lw:
+            dev.report_update()  # an update rolled back at this boot (fp/update.py) says so now
         if getattr(hal, "sleep_kind", None) == "deep" and hasattr(hal, "keep"):
             _deep_sleep_state(hal, role, dev, counter, journal)
         sup.start("node", role.run)
@@ -185,6 +187,8 @@ async def _confirm_update(dev, role):
         await asyncio.sleep_ms(200)
     if update.Updater().confirm():
         print("fieldpost update: confirmed", FW_VERSION)
+        if dev.lw:
+            dev.report_update()  # a node says so on FPort 6 (a bridge's next HELLO does)
     while True:
         await asyncio.sleep_ms(3600000)
 

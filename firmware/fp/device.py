@@ -45,6 +45,13 @@ class Device:
         self.safe_reason = ""  # why the last safe mode was (fp/bootguard.py), until a status said it
         body = store.read_atomic(_DLIDS)
         self.dl_ids = list(struct.unpack(">4H", body)) if body and len(body) == 8 else []
+        # A firmware update coming over the air (fp/update_air.py): loaded only while one is under way
+        self.upd = None
+        if self.lw and store.exists(store.firmware_root() + ".update-air"):
+            from fp.update_air import AirReceiver
+            self.upd = AirReceiver()
+            if not self.upd.id:
+                self.upd = None
 
     # --- uplinks --------------------------------------------------------------
 
@@ -83,7 +90,7 @@ class Device:
                 self.head_fcnt = rf.fcnt_of(body)
                 if body[13] == rf.PORT_SAMPLED:
                     # A reading sent over half a second after it was sampled carries its age
-                    # (port 7, docs/radio.md 0.9): tenths of a second on the clock, rounded to
+                    # (port 8, docs/radio.md 0.9): tenths of a second on the clock, rounded to
                     # seconds; a fresh one goes as plain port-1 LPP, as any LoRaWAN server reads
                     # it, and so does one with no room for 3 more bytes (a 12-byte profile).
                     age = (self.hal.clock.ms() // 100 - struct.unpack_from(">I", body, 14)[0] + 5) // 10
@@ -211,6 +218,17 @@ class Device:
     def _answer(self, dl_id, result, text):
         self.stats["results"] += 1
         self.queue(rf.PORT_RESULT, rf.result_payload(dl_id, result, text))
+
+
+    # --- firmware updates over the air (nodes; fp/update_air.py, loaded only when needed) ----
+
+    def report_update(self):
+        # How the last update ended (fp/update.py writes it: confirmed, rolled back, refused at
+        # boot), said once on FPort 6 and journaled, so the edge hears it even across a reboot.
+        path = store.firmware_root() + ".update-result"
+        if store.exists(path):
+            from fp import update_air
+            update_air.report_result(self, path)
 
 
 def retry_ms(cfg, attempts, r):

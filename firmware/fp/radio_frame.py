@@ -16,7 +16,7 @@ PORT_READINGS = const(1)
 PORT_RESULT = const(2)
 PORT_STATUS = const(3)
 # A reading that waited (docs/radio.md 0.9): its age at transmission, then the port-1 payload.
-PORT_AGED = const(7)
+PORT_AGED = const(8)
 AGE_MAX = const(0x1FFFFF)  # s (24.3 days): three bytes of age; an older reading says this
 # Journal only, never on the air: a reading with its sample time (u32, tenths of a second on
 # the node's clock) before its payload. FPort 255 is reserved in LoRaWAN: were it ever sent
@@ -74,7 +74,7 @@ def unsigned(kind, dev_id, fcnt, port, payload=b""):
 
 def aged(body, age_s):
     # A journaled PORT_SAMPLED frame as it goes out age_s seconds after it was sampled: 0 or
-    # less, plain port 1; else port 7, the age as an unsigned LEB128 (7 bits a byte, low first,
+    # less, plain port 1; else port 8, the age as an unsigned LEB128 (7 bits a byte, low first,
     # high bit = more: 1 byte below 128 s, 2 below 4.5 h, 3 up to AGE_MAX, which caps it),
     # then the readings unchanged.
     buf = bytearray(body[:HEADER])

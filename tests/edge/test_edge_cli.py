@@ -196,7 +196,7 @@ def test_csv_export_defuses_spreadsheet_formulas_in_decoded_text(run, tmp_path, 
 
 
 def test_export_gives_the_measurement_time_and_selects_by_it(run, tmp_path):
-    # Issue 13 item 9: a reading received at T that waited 100 s on its module (port 7 on the air,
+    # Issue 13 item 9: a reading received at T that waited 100 s on its module (port 8 on the air,
     # docs/radio.md 0.9) is exported at T - 100, found by --since/--until around T - 100, and keeps
     # its receive time in the last column.
     from edge import radio

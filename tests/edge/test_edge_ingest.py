@@ -351,7 +351,7 @@ def test_a_reading_stored_below_the_sync_cursor_after_a_counter_restart_is_still
 
 
 def aged(age_s: int, readings: bytes) -> bytes:
-    """A port-7 payload (docs/radio.md 0.9), LEB128 written here by hand."""
+    """A port-8 payload (docs/radio.md 0.9), LEB128 written here by hand."""
     out = bytearray()
     while True:
         out.append((age_s & 0x7F) | (0x80 if age_s >> 7 else 0))
@@ -383,7 +383,7 @@ def test_a_reading_that_waited_is_stored_with_its_age_and_measured_time(db, code
         db, codecs, uplink(key, DEV, 2, port=radio.PORT_AGED, payload=aged(40, lpp_bytes)), now=now + 41
     )
     assert again.result == AckResult.DUPLICATE
-    # a port-7 frame whose age is cut short is malformed, named so
+    # a port-8 frame whose age is cut short is malformed, named so
     bad = run(db, codecs, uplink(key, DEV, 3, port=radio.PORT_AGED, payload=b"\x80"), now=now + 50)
     assert bad.result == AckResult.MALFORMED and "no age" in bad.detail
     assert len(stored(db, DEV)) == 2

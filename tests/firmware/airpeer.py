@@ -47,7 +47,7 @@ class AirPeer:
         self.malformed: list[int] = []  # fcnts whose payload is not a reading or status the node makes
         self.heard = 0
         self.acked: set[int] = set()
-        self.ages: dict[int, int] = {}  # fcnt -> the age a port-7 reading came with (docs/radio.md 0.9)
+        self.ages: dict[int, int] = {}  # fcnt -> the age a port-8 reading came with (docs/radio.md 0.9)
         # LoRaWAN: a minimal join + network server (edge/lorawan/frames.py crypto); the node's
         # port-5 session start makes fcnt = its own counter, as the edge does
         self.session: dict | None = None

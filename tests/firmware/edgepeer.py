@@ -51,12 +51,12 @@ class Stored:
     rssi: int
     snr: float
     rx_time: int
-    age: int = 0  # a reading that waited on the module (port 7): its age in s, stored as port 1
+    age: int = 0  # a reading that waited on the module (port 8): its age in s, stored as port 1
     at: float = 0.0  # when this peer received it (time.time())
 
 
 def _stored(device: str, fcnt: int, port: int, payload: bytes, rssi: int, snr: float, rx_time: int) -> Stored:
-    """As the edge stores it: a port-7 reading (docs/radio.md 0.9) as port 1 with its age."""
+    """As the edge stores it: a port-8 reading (docs/radio.md 0.9) as port 1 with its age."""
     age = 0
     if port == PORT_AGED:
         age, payload = split_aged(payload)

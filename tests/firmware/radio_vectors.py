@@ -220,7 +220,7 @@ def build() -> dict[str, Any]:
         },
     ]
 
-    # Readings that waited (docs/radio.md 0.9): port 7, the age in seconds as an unsigned
+    # Readings that waited (docs/radio.md 0.9): port 8, the age in seconds as an unsigned
     # LEB128 of at most 3 bytes (capped at 2^21 - 1), then the port-1 LPP unchanged.
     reading = lpp_standard(21.5, 48.5, 3.71)
     aged = []
@@ -244,7 +244,7 @@ def build() -> dict[str, Any]:
                 "readings": reading.hex(),
                 "payload": (leb + reading).hex(),
                 "unsigned_in": (unsigned + b"\x01" + reading).hex(),
-                "unsigned_out": (unsigned + b"\x07" + leb + reading).hex(),
+                "unsigned_out": (unsigned + b"\x08" + leb + reading).hex(),
             }
         )
     bad_aged = [

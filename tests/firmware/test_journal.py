@@ -51,7 +51,7 @@ def test_random_bit_flips_lose_only_the_records_that_hold_them(micropython, tmp_
 
 def test_readings_keep_their_sample_time_and_go_out_with_their_age(micropython, tmp_path):
     # Issue 13 item 9: a fresh reading stays port-1 LPP; one that waited (2 h here) goes out on
-    # port 7 with its age; the sample time survives a cold boot (the clock goes on above it)
+    # port 8 with its age; the sample time survives a cold boot (the clock goes on above it)
     # and a compaction; a frame journaled without one goes out plain.
     out = run_mp("check_sample_age.py", cwd=tmp_path)
     assert out.returncode == 0, out.stderr

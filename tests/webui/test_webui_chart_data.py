@@ -131,7 +131,7 @@ def test_chart_data_is_gzipped_for_clients_that_ask(app, admin, db_path):
 
 def test_readings_that_waited_are_drawn_when_they_were_measured(app, admin, db_path):
     # Issue 13 item 9: a backlog of 12 readings measured every 10 minutes, held 2 h on the node,
-    # all received at T0 + 7200 (port 7: age, then the LPP; docs/radio.md 0.9). The chart puts
+    # all received at T0 + 7200 (port 8: age, then the LPP; docs/radio.md 0.9). The chart puts
     # them over the two hours they cover, not in one point at the moment they arrived.
     from edge.radio import PORT_AGED
 

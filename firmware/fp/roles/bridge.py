@@ -104,7 +104,7 @@ class Bridge:
 
     async def tx_downlink(self, dl, rx_ms):
         # The node listens for rx_window after its uplink ended (= when we heard it).
-        toa = self.modem.get_time_on_air_us(len(dl)) // 1000
+        toa = (self.modem.get_time_on_air_us(len(dl)) + 999) // 1000  # rounded up: the budget never undercounts
         window = int(self.cfg["rx_window"] * 1000)
         if dl[0] == 0x20:  # a LoRaWAN join accept: the node listens until JOIN_ACCEPT_DELAY2 + 1 s
             window = max(window, 7000)

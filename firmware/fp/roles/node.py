@@ -18,7 +18,7 @@ _JOIN_REQUEST_SIZE = const(23)  # fp/lorawan/frames.py (not imported here: a v1 
 _JOIN_WINDOW_MS = const(7000)  # until the end of the join accept's RX2 (JOIN_ACCEPT_DELAY2 = 6 s)
 # Airtime a reading costs, over its frame's own: resends after a lost uplink or ACK
 # (10 % loss each way: x1.23) and the status frames; the interval is spaced out to fit.
-_AIR_MARGIN = 1.5
+_AIR_MARGIN = 1.5  # fp/update_air.py reserves the same for readings
 _READING_LEN = const(11)  # the standard reading's payload (fp/lpp.py: temperature, humidity, battery)
 
 
@@ -39,6 +39,7 @@ class Node:
         self.boot_ms = self.clock.ms()
         self.resume = None  # (next sample, next status, next try, attempts) after a deep sleep
         self.sched = None
+        self.upd_air = None  # airtime of an update's requests (fp/airtime.py DutyBudget), while one runs
         # longest sleep slice in real ms: a quarter of the watchdog (an 8.4 s RP2040 watchdog
         # must see a beat well before it bites)
         self.beat_ms = max(100, min(_BEAT_MAX_MS, beat_ms))
@@ -87,7 +88,7 @@ class Node:
             if frame is None:
                 return -1
             fcnt = dev.head_fcnt
-        toa = self.modem.get_time_on_air_us(len(frame)) // 1000
+        toa = (self.modem.get_time_on_air_us(len(frame)) + 999) // 1000  # rounded up: the budget never undercounts
         wait = dev.budget.wait_ms(now, toa)
         if wait < 0 or len(frame) > dev.max_payload:
             # can never be sent at this data rate: drop it rather than block the journal
@@ -134,7 +135,7 @@ class Node:
         # OTAA: a join request, then the join accept in the receive window. The new
         # session numbers the journal from its oldest pending record (fp/lorawan/otaa.py).
         dev = self.dev
-        toa = self.modem.get_time_on_air_us(_JOIN_REQUEST_SIZE) // 1000
+        toa = (self.modem.get_time_on_air_us(_JOIN_REQUEST_SIZE) + 999) // 1000
         wait = dev.budget.wait_ms(now, toa)
         if wait > 0:
             return wait
@@ -170,7 +171,9 @@ class Node:
         self.attempts += 1
         return self.backoff_ms()
 
-    async def listen(self, fcnt):
+    async def listen(self, fcnt, answer=False):
+        # The receive window after an uplink: True once a downlink acknowledged uplink `fcnt`
+        # (answer: once any downlink of our session came, for a fragment request).
         end = self.clock.ms() + int(self.dev.cfg["rx_window"] * 1000)
         self._radio("rx")
         try:
@@ -181,7 +184,7 @@ class Node:
                 pkt = await self.modem.recv(timeout_ms=left)
                 if pkt is None:
                     return False
-                if self.dev.handle_downlink(pkt, fcnt):
+                if self.dev.handle_downlink(pkt, fcnt) or (answer and self.dev.lw.answered):
                     return True
         finally:
             # the window is over: the radio sleeps until the next uplink (a node is on a battery)
@@ -228,8 +231,15 @@ class Node:
                 next_try = clock.ms() + (max(0, wait))
                 if wait == 0:
                     continue
+            elif dev.upd is not None and not dev.reboot_due and now >= next_try:
+                # an update under way, readings all through: its next fragment request
+                from fp import update_air  # loaded while an update is under way only
+                wait = await update_air.fragment(self, now)
+                next_try = clock.ms() + wait
+                if wait == 0:
+                    continue
             wake = min(next_sample, next_status)
-            if len(dev.journal) and next_try < wake:
+            if (len(dev.journal) or dev.upd is not None) and next_try < wake:
                 wake = next_try
             # The HAL decides how to sleep (deep, light, or awake); the role says until when.
             self.sched = (next_sample, next_status, next_try, self.attempts)  # kept if it deep-sleeps

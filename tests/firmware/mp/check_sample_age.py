@@ -1,6 +1,6 @@
 # A reading's sample time (journaled in its frame: fp/radio_frame.py PORT_SAMPLED) and its age on the air
 # (fp/radio_frame.py aged, docs/radio.md 0.9) under micropython, in the cwd: fresh readings
-# stay port-1 LPP, a reading that waited goes out on port 7 with its age; the sample time
+# stay port-1 LPP, a reading that waited goes out on port 8 with its age; the sample time
 # survives a reboot and a compaction; the clock starts above it after a cold boot (fp/app.py).
 # Prints "OK" or FAIL lines.
 from fp import app, config
@@ -55,7 +55,7 @@ waited = dev.take_reading()
 status = dev.queue_status(0)  # not a reading: never aged
 clock.advance(7200 * 1000 + 600)  # two hours in the journal (the bridge down)
 port, age, lpp2 = age_of(dev.next_uplink())
-expect("waited 2 h: port 7, its age", (port, age), (rf.PORT_AGED, 7201))
+expect("waited 2 h: port 8, its age", (port, age), (rf.PORT_AGED, 7201))
 expect("the readings unchanged", lpp2[:2], lpp[:2])
 dev.journal.done(waited)
 expect("a status goes as it is", dev.next_uplink()[13], rf.PORT_STATUS)
