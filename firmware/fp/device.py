@@ -7,9 +7,11 @@ from binascii import unhexlify
 from fp import lpp, store
 from fp import radio_frame as rf
 from fp.airtime import DutyBudget, region_params
+from micropython import const
 
 FW_VERSION = "0.3.0"
 _DLIDS = "dlids"  # last executed downlink ids, so a resent reboot does not reboot twice
+_SAMPLED = const(255)  # fp/radio_frame.py _PORT_SAMPLED: a reading journaled with its sample time
 
 
 class Device:
@@ -59,7 +61,7 @@ class Device:
         # Number, sign and journal one uplink; returns its fcnt. The counter is
         # reserved on flash before use and the frame is durable before it is sent.
         # t >= 0: a reading sampled then (0.1 s on the clock), journaled with that time
-        # (PORT_SAMPLED) so it goes out with its age, however long it waits.
+        # (port _SAMPLED) so it goes out with its age, however long it waits.
         room = self.max_payload - self.overhead
         if len(payload) > room:
             payload = payload[:room] if port != rf.PORT_READINGS else payload
@@ -67,7 +69,7 @@ class Device:
                 raise rf.RadioError("long", "%d-byte payload, %d allowed at this data rate"
                                     % (len(payload), room))
         if t >= 0:
-            port = rf.PORT_SAMPLED
+            port = _SAMPLED
             payload = struct.pack(">I", t) + payload
         fcnt = self.counter.take()
         # Journaled unsigned: the MIC is made when it goes out (next_uplink).
@@ -88,7 +90,7 @@ class Device:
                 return None
             if body[1:9] == self.dev_id:
                 self.head_fcnt = rf.fcnt_of(body)
-                if body[13] == rf.PORT_SAMPLED:
+                if body[13] == _SAMPLED:
                     # A reading sent over half a second after it was sampled carries its age
                     # (port 8, docs/radio.md 0.9): tenths of a second on the clock, rounded to
                     # seconds; a fresh one goes as plain port-1 LPP, as any LoRaWAN server reads

@@ -119,8 +119,8 @@ for v in vec["aged"]:
     # the sample-age encoding: an unsigned port-1 frame as it goes out after waiting
     checked += 1
     plain = unhexlify(v["unsigned_in"])
-    # as the journal holds it: port PORT_SAMPLED, the sample time (any), then the readings
-    sampled = plain[:13] + bytes((rf.PORT_SAMPLED,)) + b"\x00\x00\x01\x00" + plain[14:]
+    # as the journal holds it: port 255 (_PORT_SAMPLED), the sample time (any), then the readings
+    sampled = plain[:13] + b"\xff" + b"\x00\x00\x01\x00" + plain[14:]
     got = h(rf.aged(sampled, v["age_s"]))
     if got != v["unsigned_out"]:
         fail("aged " + v["name"], got)
