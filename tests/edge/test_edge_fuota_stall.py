@@ -140,6 +140,8 @@ def test_the_running_daemon_fails_a_stalled_update_and_the_cli_lists_why(db_path
         daemon.stop()
     config = tmp_path / "fieldpost.toml"
     config.write_text(f'[edge]\ndb = "{db_path}"\n')
-    out = CliRunner().invoke(cli.main, ["--config", str(config), "modules", "updates"], catch_exceptions=False)
+    out = CliRunner().invoke(
+        cli.main, ["--config", str(config), "modules", "updates"], catch_exceptions=False
+    )
     line = next(x for x in out.output.splitlines() if x.split()[0] == str(silent))
     assert "failed" in line and line.endswith("no progress for 2 h")
