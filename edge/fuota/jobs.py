@@ -134,6 +134,15 @@ def cancel(conn: sqlite3.Connection, device_id: str, *, now: float) -> int:
     return cur.rowcount
 
 
+def cancel_job(conn: sqlite3.Connection, job_id: int, *, now: float) -> bool:
+    """Cancel one update if it is queued or sending (the panel's cancel, per job)."""
+    cur = conn.execute(
+        "UPDATE module_updates SET state = 'cancelled', updated_at = ? WHERE id = ? AND state IN ('queued', 'sending')",
+        (now, job_id),
+    )
+    return cur.rowcount == 1
+
+
 IN_FLIGHT = ("sending", "staged")  # what holds a place in --max-in-flight
 
 

@@ -13,7 +13,7 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge.errors import FieldpostError, UpdateError
+from edge.errors import FieldpostError, UpdateError, UpdateRefused
 from edge.fuota import air, jobs
 from edge.fuota.store import BundleStore
 
@@ -54,25 +54,29 @@ def plan(
     wanted = [r for r in rows if r[0] in device_ids or (board and r[1] == board)]
     missing = set(device_ids) - {r[0] for r in rows}
     if missing:
-        raise UpdateError(f"no registered module {', '.join(sorted(missing))}")
+        raise UpdateRefused("device", f"no registered module {', '.join(sorted(missing))}")
     if not wanted:
-        raise UpdateError(f"no registered module of board {board}" if board else "name --device or --board")
+        if board:
+            raise UpdateRefused("board", f"no registered module of board {board}")
+        raise UpdateRefused("device", "name --device or --board")
     busy = {j.device_id for transport in ("serial", "air") for j in jobs.active(conn, transport)}
     out = []
     for dev, dev_board, role, running, interval_s in wanted:
         transport = "serial" if role == "bridge" else "air"
+        field = "device" if dev in device_ids else "board"
         if not dev_board:
-            raise UpdateError(
+            raise UpdateRefused(
+                field,
                 f"{dev} has not said HELLO yet: its board is unknown"
                 if role == "bridge"
                 else f"{dev}: its board is unknown (given by `fieldpost devices add --board` or provisioning)"
             )
         if dev in busy:
-            raise UpdateError(f"module {dev} already has an update under way (cancel it first)")
+            raise UpdateRefused(field, f"module {dev} already has an update under way (cancel it first)")
         try:
             package_plan, data = store.package_for(dev_board, version, running or None, full=full)
         except UpdateError as exc:
-            raise UpdateError(f"{dev}: {exc}") from exc
+            raise UpdateRefused("version", f"{dev}: {exc}") from exc
         out.append(
             Planned(
                 device_id=dev,
