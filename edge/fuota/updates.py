@@ -69,7 +69,7 @@ def plan(
                 field,
                 f"{dev} has not said HELLO yet: its board is unknown"
                 if role == "bridge"
-                else f"{dev}: its board is unknown (given by `fieldpost devices add --board` or provisioning)"
+                else f"{dev}: its board is unknown (given by `fieldpost devices add --board` or provisioning)",
             )
         if dev in busy:
             raise UpdateRefused(field, f"module {dev} already has an update under way (cancel it first)")

@@ -67,13 +67,17 @@ def _update_choices(form: ModuleUpdateForm, conn) -> None:
     boards: dict[str, int] = {}
     for m in modules:
         boards[m["board"]] = boards.get(m["board"], 0) + 1
-    form.target.choices = [SelectChoice("", "(pick one)")] + [
-        SelectChoice(
-            f"device:{m['id']}",
-            f"{m['name'] or m['id']} ({m['role']}, {m['board']}, runs {m['firmware'] or '?'})",
-        )
-        for m in modules
-    ] + [SelectChoice(f"board:{b}", f"every module of board {b} ({n})") for b, n in boards.items()]
+    form.target.choices = (
+        [SelectChoice("", "(pick one)")]
+        + [
+            SelectChoice(
+                f"device:{m['id']}",
+                f"{m['name'] or m['id']} ({m['role']}, {m['board']}, runs {m['firmware'] or '?'})",
+            )
+            for m in modules
+        ]
+        + [SelectChoice(f"board:{b}", f"every module of board {b} ({n})") for b, n in boards.items()]
+    )
     store = _bundles()
     kept: dict[str, list[str]] = {}
     for board in store.boards():
