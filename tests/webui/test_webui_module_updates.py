@@ -159,3 +159,15 @@ def test_cancel_per_job_audited_and_an_ended_one_is_left_alone(admin, site):
     assert "is staged: only a queued or sending one can be cancelled" in r.get_data(as_text=True)
     assert _jobs(site)[1]["state"] == "staged" and len(_audit(site, "module.update.cancel")) == 1
     assert admin.post("/devices/updates/999/cancel", data={"csrf_token": token}).status_code == 404
+
+
+def test_a_stalled_update_shows_why_and_no_cancel(admin, site):
+    token = csrf_token(admin, "/devices")
+    form = {"csrf_token": token, "target": f"device:{NODE}", "version": V2, "dr": "0", "confirmed": "yes"}
+    admin.post("/devices/updates", data=form)
+    (job,) = _jobs(site)
+    with transaction(site):
+        jobs.progress(site, job["id"], 0, now=1000)
+        jobs.expire_stalled(site, timeout_h=24, now=1000 + 24 * 3600)
+    card = admin.get("/devices").get_data(as_text=True).split(f'id="update-{job["id"]}"')[1].split("</li>")[0]
+    assert "failed" in card and "no progress for 24 h" in card and "Cancel update" not in card
