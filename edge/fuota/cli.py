@@ -266,7 +266,18 @@ def cancel_command(ctx: Context, device_id: str) -> None:
     import time
 
     from edge.fuota import jobs
+    from edge.registry import audit
 
+    now = time.time()
     with ctx.db() as conn, transaction(conn):
-        n = jobs.cancel(conn, device_id, now=time.time())
+        n = jobs.cancel(conn, device_id, now=now)
+        if n:
+            audit(
+                conn,
+                actor="cli",
+                action="module.update.cancel",
+                target=device_id,
+                detail={"cancelled": n},
+                now=now,
+            )
     click.echo(f"cancelled {n} update(s) of {device_id}")

@@ -145,3 +145,26 @@ def test_the_running_daemon_fails_a_stalled_update_and_the_cli_lists_why(db_path
     )
     line = next(x for x in out.output.splitlines() if x.split()[0] == str(silent))
     assert "failed" in line and line.endswith("no progress for 2 h")
+
+
+def test_cancel_from_the_cli_is_audited_and_says_how_many(conn, db_path, tmp_path):
+    queued = _queue(conn, tmp_path, NODES[1])
+    config = tmp_path / "fieldpost.toml"
+    config.write_text(f'[edge]\ndb = "{db_path}"\n')
+    out = CliRunner().invoke(
+        cli.main, ["--config", str(config), "modules", "cancel", NODES[1]], catch_exceptions=False
+    )
+    assert out.output.strip() == f"cancelled 1 update(s) of {NODES[1]}"
+    assert _state(conn, queued)[0] == "cancelled"
+    rows = conn.execute(
+        "SELECT actor, target, detail FROM audit_log WHERE action = 'module.update.cancel'"
+    ).fetchall()
+    assert [tuple(r) for r in rows] == [("cli", NODES[1], '{"cancelled":1}')]
+    # nothing left to cancel: nothing audited
+    CliRunner().invoke(
+        cli.main, ["--config", str(config), "modules", "cancel", NODES[1]], catch_exceptions=False
+    )
+    assert (
+        conn.execute("SELECT count(*) FROM audit_log WHERE action = 'module.update.cancel'").fetchone()[0]
+        == 1
+    )
