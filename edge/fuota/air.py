@@ -200,28 +200,44 @@ def time_on_air_ms(payload_len: int, sf: int, bw_khz: int = 125, cr: int = 5, pr
 
 def estimate(size: int, *, sf: int, max_payload: int, duty: float | None, interval_s: float = 300) -> dict:
     """Chunks, airtime (node up, bridge down) and the least time an update of ``size`` bytes takes at
-    this data rate: each chunk costs a request and its answer. The node's requests get the duty
-    cycle less what its readings need (a reading every ``interval_s``, x1.5 for resends, as
-    firmware/fp/update_air.py fragment reserves); the bridge's chunks get its duty cycle less the ACKs of
-    those readings (one node's: the updates in flight share the rest)."""
+    this data rate, without loss. A chunk comes either as the answer to a request (the node's
+    request, then the bridge's chunk a receive window's second later) or on the ACK of a reading
+    (the bridge's chunk over the bare ACK it replaces: the reading is sent anyway), one per reading
+    every ``interval_s``. The node's requests get its duty cycle less what its readings need (x1.5
+    for resends, as firmware/fp/update_air.py fragment reserves); the bridge's chunks get its whole
+    duty cycle (one node's: the updates in flight share it). Both budgets are a sliding hour, full
+    at the start: a whole hour's worth may go at once. Not counted: a chunk on an ACK that a request
+    also asks for (lost, or crossing), and the offer on the first reading's ACK."""
     chunk = min(255, max_payload - 13 - 2)
     n = math.ceil(size / chunk)
-    up = n * time_on_air_ms(13 + REQUEST_SIZE, sf)
-    down = sum(time_on_air_ms(13 + 2 + min(chunk, size - i * chunk), sf) for i in range(n))
+    request_ms = time_on_air_ms(13 + REQUEST_SIZE, sf)
+    chunk_ms = sum(time_on_air_ms(13 + 2 + min(chunk, size - i * chunk), sf) for i in range(n)) / n
+    ack_ms = time_on_air_ms(13, sf)
     readings_per_h = 3600 / interval_s
+    # one request after the other, with no budget in the way: the readings that fall in that time
+    # carry one chunk each
+    per_request_s = (request_ms + chunk_ms) / 1000 + 1.0
+    paced_h = n * per_request_s / (interval_s + per_request_s) * interval_s / 3600
+    hours = paced_h
     if duty:
         node_room = duty * 3_600_000 - time_on_air_ms(13 + 11, sf) * 1.5 * readings_per_h
-        bridge_room = duty * 3_600_000 - time_on_air_ms(13, sf) * readings_per_h
-        if node_room <= 0 or bridge_room <= 0:
-            seconds = math.inf  # the readings take the whole budget: no room for an update
+        if node_room <= 0:
+            hours = math.inf  # the readings take the whole budget: no request, so no start either
         else:
-            seconds = max(up / node_room, down / bridge_room) * 3600
-    else:
-        seconds = (up + down) / 1000 + n * 1.0  # a receive window's second per chunk, at least
+            # by T hours: the node's requests answered, room x (T + 1) of them, and a reading's ACK
+            # each; the bridge's chunks, its budget x (T + 1)
+            asked_per_h = node_room / request_ms
+            node_h = (n - asked_per_h) / (asked_per_h + readings_per_h)
+            bridge_h = n / (duty * 3_600_000 / chunk_ms) - 1
+            hours = max(paced_h, node_h, bridge_h)
+    on_acks = min(n, math.floor(hours * readings_per_h)) if math.isfinite(hours) else 0
+    requests = n - on_acks
     return {
         "chunks": n,
         "chunk_bytes": chunk,
-        "airtime_up_s": round(up / 1000, 3),
-        "airtime_down_s": round(down / 1000, 3),
-        "seconds": round(seconds, 1) if math.isfinite(seconds) else None,
+        "requests": requests,
+        "chunks_on_acks": on_acks,
+        "airtime_up_s": round(requests * request_ms / 1000, 3),
+        "airtime_down_s": round((requests * chunk_ms + on_acks * (chunk_ms - ack_ms)) / 1000, 3),
+        "seconds": round(hours * 3600, 1) if math.isfinite(hours) else None,
     }

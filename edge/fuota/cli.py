@@ -9,14 +9,13 @@ import click
 
 from edge.cli import Context, _fail, pass_ctx
 from edge.errors import FieldpostError, UpdateError
+from edge.fuota import updates
 from edge.fuota.store import BundleStore
 from edge.store import transaction
 
-STORE_FOLDER = "firmware"  # beside the database: on the Pi, /var/lib/fieldpost/firmware
-
 
 def bundle_store(ctx: Context) -> BundleStore:
-    return BundleStore(ctx.db_path.parent / STORE_FOLDER)
+    return updates.bundle_store(ctx.db_path)
 
 
 @click.group("firmware")
@@ -121,8 +120,6 @@ def package_command(
 
 # --- module updates ------------------------------------------------------------------------------
 
-PACKAGES_FOLDER = "packages"
-
 
 @click.group("modules")
 def modules_group() -> None:
@@ -166,144 +163,43 @@ def update_command(
     node in fragment sessions it opens after an offer on the ACK of its next reading."""
     import time
 
-    from edge.fuota import jobs
-    from edge.registry import audit
+    from edge.fuota import updates
 
-    store = bundle_store(ctx)
-    queued = []
-    report = []
     with ctx.db() as conn:
-        rows = conn.execute(
-            "SELECT id, board, role, firmware, interval_s FROM devices ORDER BY id"
-        ).fetchall()
-        wanted = [r for r in rows if r[0] in device_ids or (board and r[1] == board)]
-        missing = set(device_ids) - {r[0] for r in rows}
-        if missing:
-            raise click.ClickException(f"no registered module {', '.join(sorted(missing))}")
-        if not wanted:
-            raise click.ClickException(
-                f"no registered module of board {board}" if board else "name --device or --board"
+        try:
+            planned = updates.plan(
+                conn,
+                bundle_store(ctx),
+                device_ids=device_ids,
+                board=board,
+                version=version,
+                full=full,
+                dr=dr,
             )
-        for dev, dev_board, role, running, interval_s in wanted:
-            transport = "serial" if role == "bridge" else "air"
-            if not dev_board:
-                raise click.ClickException(
-                    f"{dev} has not said HELLO yet: its board is unknown"
-                    if role == "bridge"
-                    else f"{dev}: its board is unknown (given by `fieldpost devices add --board` or provisioning)"
+            with transaction(conn):
+                report = updates.queue_planned(
+                    conn,
+                    planned,
+                    db_path=ctx.db_path,
+                    max_in_flight=max_in_flight,
+                    actor="cli",
+                    now=time.time(),
                 )
-            try:
-                plan, data = store.package_for(dev_board, version, running or None, full=full)
-            except UpdateError as exc:
-                raise click.ClickException(f"{dev}: {exc}") from exc
-            path = _save_package(ctx, data)
-            now = time.time()
-            try:
-                with transaction(conn):
-                    job_id = jobs.queue(
-                        conn,
-                        dev,
-                        board=dev_board,
-                        version=version,
-                        from_version=running or None,
-                        package=str(path),
-                        sha256=path.stem,
-                        size=len(data),
-                        now=now,
-                        transport=transport,
-                        max_in_flight=max_in_flight if transport == "air" else None,
-                    )
-                    audit(
-                        conn,
-                        actor="cli",
-                        action="module.update",
-                        target=dev,
-                        detail={
-                            "from": running or None,
-                            "to": version,
-                            "bytes": len(data),
-                            "job": job_id,
-                            "transport": transport,
-                        },
-                        now=now,
-                    )
-            except UpdateError as exc:
-                raise click.ClickException(str(exc)) from exc
-            kind = f"delta from {plan.base.version}" if plan.base else "full"
-            entry = {
-                "job": job_id,
-                "device_id": dev,
-                "from": running or None,
-                "to": version,
-                "kind": kind,
-                "bytes": len(data),
-                "transport": transport,
-            }
-            line = f"queued update {job_id}: {dev} {running or '?'} -> {version} ({kind}, {len(data)} bytes)"
-            if transport == "air":
-                est = _air_estimate(dev_board, len(data), dr, interval_s or 300)
-                entry["estimate"] = est
-                if est:
-                    line += (
-                        f", over the air: {est['chunks']} chunks at DR{dr},"
-                        f" airtime {est['airtime_up_s']:.0f} s up + {est['airtime_down_s']:.0f} s down, "
-                        + (
-                            f"at least {_duration(est['seconds'])} within the duty cycle"
-                            if est["seconds"] is not None
-                            else "no room in the duty cycle beside its readings"
-                        )
-                    )
-            if not as_json:
-                click.echo(line)
-            report.append(entry)
-            queued.append(job_id)
+        except UpdateError as exc:
+            raise click.ClickException(str(exc)) from exc
     if as_json:
         click.echo(json.dumps(report, indent=1))
+    else:
+        for entry in report:
+            line = (
+                f"queued update {entry['job']}: {entry['device_id']} {entry['from'] or '?'} -> {entry['to']}"
+                f" ({entry['kind']}, {entry['bytes']} bytes)"
+            )
+            if entry["transport"] == "air" and entry["estimate"]:
+                line += ", over the air: " + updates.estimate_text(entry["estimate"])
+            click.echo(line)
     if wait_s > 0:
-        _wait(ctx, queued, wait_s)
-
-
-def _air_estimate(board: str, size: int, dr: int, interval_s: float) -> dict | None:
-    """The airtime and least time an air update of ``size`` bytes takes on ``board``'s region at
-    ``dr`` (edge/fuota/air.py estimate); None when the board or data rate is not known here."""
-    from edge.fuota import air
-    from edge.tools import build_firmware
-
-    try:
-        region = build_firmware.load_profile(board).get("region", "EU868")
-    except (FieldpostError, OSError, ValueError):
-        return None
-    duty, rates = air.REGIONS.get(region, (None, ()))
-    if dr >= len(rates):
-        return None
-    sf, max_payload = rates[dr]
-    return {
-        "region": region,
-        "dr": dr,
-        "sf": sf,
-        **air.estimate(size, sf=sf, max_payload=max_payload, duty=duty),
-    }
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
-
-
-def _save_package(ctx: Context, data: bytes) -> Path:
-    import hashlib
-
-    folder = ctx.db_path.parent / STORE_FOLDER / PACKAGES_FOLDER
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{hashlib.sha256(data).hexdigest()}.fpup"
-    if not path.exists():
-        tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(data)
-        tmp.replace(path)
-    return path
+        _wait(ctx, [entry["job"] for entry in report], wait_s)
 
 
 def _wait(ctx: Context, job_ids: list[int], wait_s: float) -> None:
@@ -370,7 +266,18 @@ def cancel_command(ctx: Context, device_id: str) -> None:
     import time
 
     from edge.fuota import jobs
+    from edge.registry import audit
 
+    now = time.time()
     with ctx.db() as conn, transaction(conn):
-        n = jobs.cancel(conn, device_id, now=time.time())
+        n = jobs.cancel(conn, device_id, now=now)
+        if n:
+            audit(
+                conn,
+                actor="cli",
+                action="module.update.cancel",
+                target=device_id,
+                detail={"cancelled": n},
+                now=now,
+            )
     click.echo(f"cancelled {n} update(s) of {device_id}")

@@ -132,3 +132,47 @@ def cancel(conn: sqlite3.Connection, device_id: str, *, now: float) -> int:
         (now, device_id),
     )
     return cur.rowcount
+
+
+def cancel_job(conn: sqlite3.Connection, job_id: int, *, now: float) -> bool:
+    """Cancel one update if it is queued or sending (the panel's cancel, per job)."""
+    cur = conn.execute(
+        "UPDATE module_updates SET state = 'cancelled', updated_at = ? WHERE id = ? AND state IN ('queued', 'sending')",
+        (now, job_id),
+    )
+    return cur.rowcount == 1
+
+
+IN_FLIGHT = ("sending", "staged")  # what holds a place in --max-in-flight
+
+
+def stall_reason(timeout_h: float) -> str:
+    return f"no progress for {timeout_h:g} h"
+
+
+def expire_stalled(conn: sqlite3.Connection, *, timeout_h: float, now: float) -> list[Job]:
+    """Mark failed, and audit, every update under way whose module has shown no progress (its row
+    untouched: no fragment request, chunk acknowledged, result) for ``timeout_h`` hours; 0: never.
+    A queued update is not under way yet (its module has not been reached, or it waits for a place
+    in flight), so it waits; `modules cancel` ends it."""
+    from edge.registry import audit  # edge.registry imports the store, which must not import us
+
+    if timeout_h <= 0:
+        return []
+    rows = conn.execute(
+        f"SELECT {_COLUMNS} FROM module_updates WHERE state IN {IN_FLIGHT} AND updated_at <= ? ORDER BY id",
+        (now - timeout_h * 3600,),
+    ).fetchall()
+    reason = stall_reason(timeout_h)
+    stalled = [Job(*row) for row in rows]
+    for job in stalled:
+        finish(conn, job.id, "failed", error=reason, now=now)
+        audit(
+            conn,
+            actor="edge",
+            action="module.update.failed",
+            target=job.device_id,
+            detail={"job": job.id, "state": job.state, "sent": job.sent, "error": reason},
+            now=now,
+        )
+    return stalled

@@ -12,7 +12,7 @@ less what its readings need (a reading every 5 minutes, x1.5), the bridge drops 
 budget for; a lost request or chunk costs the node its receive window and a retry (retry_base 8 s).
 
 Figures (``update_air.json``), per package (``delta``, ``full``) and SF:
-- ``fragment``: ``hours`` of simulated time until the package is complete on the node (from the
+- ``fragment``: ``hours`` (and ``seconds``) of simulated time until the package is complete on the node (from the
   update queued: the offer rides on the next reading's ACK), ``airtime_up_s`` (requests),
   ``airtime_down_s`` (the bridge: chunks answering requests, and chunks or offers on reading ACKs
   over the bare ACK they replace), ``requests``, ``chunks`` (both ways of sending);
@@ -229,6 +229,7 @@ def _fragment(work: Path, bundles, pkg: bytes, sf: int, seed: int) -> dict:
         conn.close()
     return {
         "hours": round(t / 3600, 2),
+        "seconds": round(t, 1),
         "airtime_up_s": round(up, 1),
         "airtime_down_s": round(down, 1),
         "requests": requests,
