@@ -35,6 +35,7 @@ class LoRaWAN:
         self.base = 0
         self.fcnt_down = -1
         self.rx1_delay = 1
+        self.dl_settings = None  # the join accept's DLSettings (None: ABP, the region's defaults)
         self.joins = 0
         self.announced = False  # the edge has the session's first counter (FCnt 0, port 5)
         self.dev_nonce = None  # read from flash at the first join (fp/lorawan/join.py)
@@ -53,9 +54,13 @@ class LoRaWAN:
         body = store.read_atomic(_SESSION)
         if body is None or len(body) != 50 or body[46:] != self._key_tag:
             return
-        devaddr, nwk, app, self.base, self.fcnt_down, self.rx1_delay, announced = struct.unpack_from(
+        devaddr, nwk, app, self.base, self.fcnt_down, self.rx1_delay, flags = struct.unpack_from(
             ">I16s16siiBB", body)
-        self.announced = bool(announced)
+        # bit 0: announced; bits 7..1: the join accept's DLSettings (a file from before they
+        # were kept has 0 there: RX1DROffset 0, RX2 DR0, what those sessions were given)
+        self.announced = bool(flags & 1)
+        if not self.abp:
+            self.dl_settings = flags >> 1
         if self.abp and devaddr != self.session.devaddr:
             return  # ABP keys changed in config.json since: counters start over with them
         self.session = F.Session(devaddr, nwk, app)
@@ -63,7 +68,8 @@ class LoRaWAN:
     def _save(self):
         s = self.session
         store.write_atomic(_SESSION, struct.pack(">I16s16siiBB", s.devaddr, s.nwk_key, s.app_key, self.base,
-                                                 self.fcnt_down, self.rx1_delay, self.announced)
+                                                 self.fcnt_down, self.rx1_delay,
+                                                 (self.dl_settings or 0) << 1 | self.announced)
                            + self._key_tag)
 
     def join_request(self):

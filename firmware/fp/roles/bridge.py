@@ -19,7 +19,10 @@ from fp.refusal import Refusals
 from micropython import const
 
 _LOG_BURST = const(10)  # LOG frames allowed at once; refilled one per second
-_MARGIN_MS = const(50)  # a downlink must end this long before the node's window closes
+_MARGIN_MS = const(50)  # a v1 downlink must end this long before the node's window closes
+_V1 = const(0)  # what an uplink was (how its node listens): Fieldpost v1,
+_DATA = const(1)  # a LoRaWAN data frame,
+_JOIN = const(2)  # a LoRaWAN join request
 
 
 class Bridge:
@@ -44,7 +47,16 @@ class Bridge:
         self.io = LinkIO(hal.uart, self.link, self.on_event, on_error=self._event_error,
                          beat=lambda: self.beat("link"))
         self.tx_lock = asyncio.Lock()
-        self.c = {"rx": 0, "fwd": 0, "bad": 0, "tx": 0, "late": 0, "no_link": 0, "dl_deferred": 0,
+        self.radio_lock = asyncio.Lock()  # the receive loop's, unless a downlink retunes the radio
+        # LoRaWAN downlinks: the uplinks' (kHz, sf, bw) and the receive windows the edge's join
+        # accepts announce (HELLO_ACK "rx": [RxDelay, RX1DROffset, RX2DataRate]; until then the
+        # defaults: 1 s, 0, the region's RX2 data rate)
+        from fp.airtime import RX2
+        self.up_khz = (hal.profile.get("radio") or {}).get("freq_khz", 868100)
+        self.up = (self.up_khz, dev.sf, dev.bw)
+        self.rx2_default = RX2.get(self.cfg["region"], (0, 0))[1]
+        self.rx_delay, self.rx1_offset, self.rx2_dr = 1, 0, self.rx2_default
+        self.c = {"rx": 0, "fwd": 0, "bad": 0, "tx": 0, "dl_rx1": 0, "dl_rx2": 0, "late": 0, "no_link": 0, "dl_deferred": 0,
                   "edge_rej": 0, "bad_mic": 0, "sessions": 0, "lost": 0, "refused": 0, "logs_dropped": 0,
                   "errors": 0}
         self.boot_ms = self.clock.ms()
@@ -80,7 +92,7 @@ class Bridge:
         self.c["rx"] += 1
         rx_ms = self.clock.ms()
         try:
-            fcnt = _uplink_fcnt(pkt)  # structure only: the bridge holds no node keys
+            fcnt, mode = _uplink_fcnt(pkt)  # structure only: the bridge holds no node keys
         except ValueError as e:
             self.c["bad"] += 1
             self.log("warn", "radio frame rejected: %s: %s" % (e.args[0], e.args[1]))
@@ -89,28 +101,46 @@ class Bridge:
             self.c["no_link"] += 1  # the node keeps it in its journal and retries
             return
         payload = rf.serial_uplink(pkt.rssi, pkt.snr / 4, self.clock.time(), bytes(pkt))
-        self.io.send(fr.UPLINK, payload, ("n", rx_ms, fcnt))
+        self.io.send(fr.UPLINK, payload, ("n", rx_ms, fcnt, mode))
         self.c["fwd"] += 1
 
     async def rx_loop(self):
         while True:
             self.beat("rx")
-            pkt = await self.modem.recv(timeout_ms=self._beat_ms())
+            async with self.radio_lock:  # held by a downlink on another channel (_send_at)
+                pkt = await self.modem.recv(timeout_ms=self._beat_ms())
             if pkt is not None and not getattr(pkt, "crc_error", False):
                 self.on_radio(pkt)
 
     def _beat_ms(self):
         return int(getattr(self.hal, "wdt_ms", 4000) // 4 * self.clock.scale) or 1000
 
-    async def tx_downlink(self, dl, rx_ms):
-        # The node listens for rx_window after its uplink ended (= when we heard it).
-        toa = self.modem.get_time_on_air_us(len(dl)) // 1000
-        window = int(self.cfg["rx_window"] * 1000)
-        if dl[0] == 0x20:  # a LoRaWAN join accept: the node listens until JOIN_ACCEPT_DELAY2 + 1 s
-            window = max(window, 7000)
-        deadline = rx_ms + window - toa - _MARGIN_MS
+    async def tx_downlink(self, dl, rx_ms, mode=_V1):
+        # rx_ms: when the uplink ended (= when we heard it). A LoRaWAN node listens in its
+        # class A windows (fp/lorawan/rxwin.py): the downlink starts at RX1 if there is still
+        # time, else at RX2 (cfg "dl_window" "rx2": always RX2), never outside them. A v1 node
+        # listens for rx_window: the downlink goes as soon as it is here, if it ends in time.
+        clock = self.clock
+        if mode == _V1:
+            toa = self.modem.get_time_on_air_us(len(dl)) // 1000
+            deadline = rx_ms + int(self.cfg["rx_window"] * 1000) - toa - _MARGIN_MS
+            at = clock.ms()
+            params = None
+        else:
+            from fp.lorawan import rxwin
+            scale = clock.scale
+            d = rxwin.delays(rxwin.JOIN_DELAY1 if mode == _JOIN else self.rx_delay, scale)
+            # the earliest start we can still make: a margin to retune and load the FIFO
+            now = clock.ms() + rxwin.margin(scale)
+            n = 1 if self.cfg["dl_window"] != "rx2" and now <= rx_ms + d[0] else 2
+            at = deadline = rx_ms + d[n - 1]
+            from fp.airtime import time_on_air_us, window
+            # a join's windows have the region's defaults; a session's, the edge's DLSettings
+            offset, rx2_dr = (0, self.rx2_default) if mode == _JOIN else (self.rx1_offset, self.rx2_dr)
+            params = window(self.cfg["region"], n, self.up_khz, self.cfg["dr"], offset, rx2_dr)
+            toa = time_on_air_us(len(dl), params[1], params[2]) // 1000
         async with self.tx_lock:
-            now = self.clock.ms()
+            now = clock.ms()
             if now > deadline:
                 self.c["late"] += 1
                 self.log("warn", "downlink too late for the receive window by %d ms" % (now - deadline))
@@ -120,8 +150,38 @@ class Bridge:
                 self.dev.budget.deferred += 1
                 return
             self.dev.budget.record(now, toa)
-            await self.modem.send(dl)
+            if params is None:
+                await self.modem.send(dl)
+            else:
+                await self._send_at(dl, at, params)
+                self.c["dl_rx1" if n == 1 else "dl_rx2"] += 1
             self.c["tx"] += 1
+
+    async def _send_at(self, dl, at, params):
+        # Start dl at clock ms `at` on params (kHz, sf, bw). On another channel or data rate
+        # than the uplinks' (RX2): the receive loop is held off the radio (radio_lock), the
+        # radio retuned for this one transmission and set back.
+        clock = self.clock
+        if params == self.up:  # RX1 on the uplinks' channel: the driver pauses the receive for it
+            wait = at - clock.ms()
+            if wait > 0:
+                await clock.sleep_ms(wait)
+            await self.modem.send(dl)
+            return
+        from fp.lorawan.rxwin import margin
+        wait = at - margin(clock.scale) - clock.ms()
+        if wait > 0:  # listening for uplinks until just before
+            await clock.sleep_ms(wait)
+        self.modem.standby()  # ends the receive loop's recv; it then waits on radio_lock
+        async with self.radio_lock:
+            self.modem.configure({"freq_khz": params[0], "sf": params[1], "bw": str(params[2])})
+            try:
+                wait = at - clock.ms()
+                if wait > 0:
+                    await clock.sleep_ms(wait)
+                await self.modem.send(dl)
+            finally:
+                self.modem.configure({"freq_khz": self.up[0], "sf": self.up[1], "bw": str(self.up[2])})
 
     # --- link events ----------------------------------------------------------
 
@@ -136,6 +196,9 @@ class Bridge:
             t = ev[1].get("time")
             if isinstance(t, (int, float)) and t > 0:
                 self.clock.set_time(t)  # no RTC: the edge's clock is ours
+            rx = ev[1].get("rx")
+            if isinstance(rx, list) and len(rx) == 3:
+                self.rx_delay, self.rx1_offset, self.rx2_dr = rx[0] or 1, rx[1], rx[2]
         elif kind == EV_REFUSED:
             self.c["refused"] += 1
             token = ev[1]
@@ -154,7 +217,7 @@ class Bridge:
                 self.c["edge_rej"] += 1
                 return
             if dl:  # an ACK, a join accept, a "rejoin": the edge built it for the air
-                asyncio.create_task(self.tx_downlink(dl, token[1]))
+                asyncio.create_task(self.tx_downlink(dl, token[1], token[3]))
             if code not in (rf.ACK_STORED, rf.ACK_DUPLICATE):
                 self.c["edge_rej"] += 1
                 if code == rf.ACK_BAD_MIC:
@@ -246,6 +309,7 @@ class Bridge:
                "rx": self.c["rx"], "tx": self.c["tx"], "bad_mic": self.c["bad_mic"],
                "airtime_ms": self.dev.budget.total_ms, "deferred": self.dev.budget.deferred,
                "fwd": self.c["fwd"], "bad": self.c["bad"], "late": self.c["late"],
+               "dl_rx1": self.c["dl_rx1"], "dl_rx2": self.c["dl_rx2"],
                "no_link": self.c["no_link"],
                "edge_rej": self.c["edge_rej"], "given_up": self.dev.journal.refused,
                "logs_dropped": self.c["logs_dropped"],
@@ -276,14 +340,15 @@ class Bridge:
 
 
 def _uplink_fcnt(pkt):
-    # The counter of an uplink as the air carries it (LoRaWAN join request: 0, data
-    # frame: its 16-bit FCnt; Fieldpost v1: its 32-bit fcnt), or ValueError (reason, text).
+    # (counter, kind) of an uplink as the air carries it: a LoRaWAN join request (0, _JOIN), a
+    # data frame (its 16-bit FCnt, _DATA), a Fieldpost v1 frame (its 32-bit fcnt, _V1); or
+    # ValueError (reason, text).
     if len(pkt) == lw.JOIN_REQUEST_SIZE and pkt[0] == lw.JOIN_REQUEST:
-        return 0
+        return 0, _JOIN
     if pkt[0] in lw.UPLINKS:
         try:
-            return lw.fcnt16(pkt)
+            return lw.fcnt16(pkt), _DATA
         except lw.FrameError:
             if pkt[0] != lw.UNCONFIRMED_UP:  # 0x40 is also the Fieldpost v1 uplink kind
                 raise
-    return rf.check(pkt, rf.KIND_UPLINK)[1]
+    return rf.check(pkt, rf.KIND_UPLINK)[1], _V1

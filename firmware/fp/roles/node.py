@@ -1,5 +1,6 @@
 # Node role: sample on a schedule, journal, send the oldest unacknowledged
-# frame, listen for the downlink in the receive window, back off on silence.
+# frame, listen for the downlink in the receive windows (LoRaWAN class A: RX1 and
+# RX2, fp/lorawan/rxwin.py), back off on silence.
 # One task; everything time-related goes through hal.clock, so the same loop
 # runs in real time on a board, scaled on a virtual module and stepped in the
 # simulated-day test.
@@ -15,7 +16,6 @@ _BEAT_MAX_MS = const(10000)  # sleep in slices no longer than this, so the super
 # edge is merely down a join cannot complete, and a bridge short of duty cycle may drop accepts.
 _REJOIN_AFTER = const(32)
 _JOIN_REQUEST_SIZE = const(23)  # fp/lorawan/frames.py (not imported here: a v1 node never loads it)
-_JOIN_WINDOW_MS = const(7000)  # until the end of the join accept's RX2 (JOIN_ACCEPT_DELAY2 = 6 s)
 # Airtime a reading costs, over its frame's own: resends after a lost uplink or ACK
 # (10 % loss each way: x1.23) and the status frames; the interval is spaced out to fit.
 _AIR_MARGIN = 1.5
@@ -39,6 +39,7 @@ class Node:
         self.boot_ms = self.clock.ms()
         self.resume = None  # (next sample, next status, next try, attempts) after a deep sleep
         self.sched = None
+        self.rx = None  # the LoRaWAN receive windows (fp/lorawan/rxwin.py), made at the first uplink
         # longest sleep slice in real ms: a quarter of the watchdog (an 8.4 s RP2040 watchdog
         # must see a beat well before it bites)
         self.beat_ms = max(100, min(_BEAT_MAX_MS, beat_ms))
@@ -147,16 +148,13 @@ class Node:
         finally:
             self._radio("standby")
         self.sent += 1
-        # JOIN_ACCEPT_DELAY1/2 are 5 and 6 s (RX1/RX2 of a data frame: 1 and 2 s): the join
-        # accept may come later than an ACK, the join server deriving keys on the way
-        end = self.clock.ms() + max(int(self.dev.cfg["rx_window"] * 1000), _JOIN_WINDOW_MS)
-        self._radio("rx")
+        t_end = self.clock.ms()
+        rx = self._windows()
         try:
-            while True:
-                left = end - self.clock.ms()
-                pkt = await self.modem.recv(timeout_ms=left) if left > 0 else None
+            for n in (1, 2):  # JOIN_ACCEPT_DELAY1 and 2: 5 and 6 s after the request
+                pkt = await self._window(rx, n, t_end, True)
                 if pkt is None:
-                    break
+                    continue
                 try:
                     dev.lw.accept(bytes(pkt))
                 except ValueError:
@@ -171,6 +169,45 @@ class Node:
         return self.backoff_ms()
 
     async def listen(self, fcnt):
+        # The downlink answering the uplink just sent: True when it acknowledged it.
+        if self.dev.lw is None:
+            return await self._listen_v1(fcnt)
+        t_end = self.clock.ms()  # the uplink's end: both windows count from it
+        lw = self.dev.lw
+        rx = self._windows()
+        if lw.dl_settings is not None:  # the join accept's (ABP: the region's defaults)
+            rx.set(lw.rx1_delay, lw.dl_settings)
+        try:
+            for n in (1, 2):
+                pkt = await self._window(rx, n, t_end, False)
+                if pkt is not None and self.dev.handle_downlink(pkt, fcnt):
+                    return True
+            return False
+        finally:
+            # the windows are over: the radio sleeps until the next uplink (a node is on a battery)
+            self.modem.sleep()
+            self._radio("sleep")
+
+    async def _window(self, rx, n, t_end, join):
+        # Receive window n (fp/lorawan/rxwin.py): the radio stands by until it opens (the
+        # power model is told when it listens).
+        pkt = await rx.recv(n, t_end, join)
+        if pkt is not None:
+            self._t("window", n)
+        return pkt
+
+    def _windows(self):
+        if self.rx is None:
+            from fp.lorawan.rxwin import Windows
+            dev = self.dev
+            khz = (self.hal.profile.get("radio") or {}).get("freq_khz", 868100)
+            self.rx = Windows(self.modem, self.clock, dev.cfg["region"], khz, dev.cfg["dr"], dev.sf, dev.bw,
+                              self._radio)
+        return self.rx
+
+    async def _listen_v1(self, fcnt):
+        # Fieldpost v1 nodes: one window of rx_window seconds from the end of the uplink, on
+        # the uplink's channel (the bridge sends as soon as the edge answered).
         end = self.clock.ms() + int(self.dev.cfg["rx_window"] * 1000)
         self._radio("rx")
         try:
@@ -184,7 +221,6 @@ class Node:
                 if self.dev.handle_downlink(pkt, fcnt):
                     return True
         finally:
-            # the window is over: the radio sleeps until the next uplink (a node is on a battery)
             self.modem.sleep()
             self._radio("sleep")
 
