@@ -332,7 +332,11 @@ class Daemon:
 
     def _hello(self) -> dict[str, Any]:
         # "rx": the receive windows the join accepts announce, for a bridge to time downlinks
-        return {"edge": _version(), "time": int(self.clock()), "rx": lorawan_server.windows(self.config.lorawan)}
+        return {
+            "edge": _version(),
+            "time": int(self.clock()),
+            "rx": lorawan_server.windows(self.config.lorawan),
+        }
 
     def health(self) -> tuple[str, dict[str, Any]]:
         """("ok" | "degraded" | "failing", details) for /health."""

@@ -187,7 +187,12 @@ def join(
         (device_id, devaddr, nwk, app, base, jr.dev_nonce, now),
     )
     accept = F.build_join_accept(
-        app_key, join_nonce, settings.net_id, devaddr, dl_settings=dl_settings(settings), rx_delay=settings.rx1_delay_s
+        app_key,
+        join_nonce,
+        settings.net_id,
+        devaddr,
+        dl_settings=dl_settings(settings),
+        rx_delay=settings.rx1_delay_s,
     )
     return device_id, accept
 

@@ -39,42 +39,6 @@ class RegionError(ValueError):
     pass
 
 
-# Class A receive windows (fp/lorawan/rxwin.py), from the LoRaWAN Regional Parameters
-# RP002-1.0.3: RX2's default frequency (kHz) and data rate, overridden by a join accept's
-# DLSettings.RX2DataRate; RX1 at the uplink's data rate less RX1DROffset.
-#   EU868 (sections 2.4.7, 2.4.9): RX2 869.525 MHz DR0; RX1 on the uplink's channel,
-#     DR = max(0, DR - offset), offset 0..5.
-#   US915 (2.5.7, 2.5.9): RX2 923.3 MHz DR8; RX1 on 923.3 + 0.6 x (uplink channel mod 8) MHz,
-#     DR = 10 + DR - offset (DR4: 13 - offset) within DR8..13, the 500 kHz downlink rates.
-#   AS923 (2.7.7, 2.7.9; AS923-1): RX2 923.2 MHz DR2; RX1 on the uplink's channel, DR - offset
-#     (offsets 6 and 7: DR + 1, DR + 2) within DR0..5 (DownlinkDwellTime 0). The same RX2 as
-#     Semtech's LoRaMac-node, src/mac/region/RegionAS923.h (AS923_RX_WND_2_FREQ, _DR).
-RX2 = {"EU868": (869525, 0), "US915": (923300, 8), "AS923": (923200, 2)}
-_US915_DOWN = (12, 11, 10, 9, 8, 7)  # SF of US915 DR8..13, all at 500 kHz
-
-
-def window(region, n, up_khz, up_dr, offset, rx2_dr):
-    # (frequency kHz, sf, bw_khz) of class A receive window n (1 or 2) after an uplink on
-    # up_khz at up_dr, or RegionError.
-    if region not in RX2:
-        raise RegionError("region %r has no LoRaWAN receive windows" % (region,))
-    if n == 2:
-        khz, dr = RX2[region][0], rx2_dr
-    elif region == "US915":
-        khz = 923300 + 600 * (((up_khz - 902300) // 200) % 8)
-        dr = min(13, max(8, (13 if up_dr == 4 else 10 + up_dr) - offset))
-    elif region == "AS923":
-        khz, dr = up_khz, min(5, max(0, up_dr - offset if offset < 6 else up_dr + offset - 5))
-    else:
-        khz, dr = up_khz, max(0, up_dr - offset)
-    if region == "US915" and dr >= 8:
-        if dr > 13:
-            raise RegionError("dr %r out of range 8..13 for US915 downlinks" % dr)
-        return khz, _US915_DOWN[dr - 8], 500
-    _, sf, bw, _ = region_params(region, dr)
-    return khz, sf, bw
-
-
 def region_params(region, dr):
     # Returns (duty, sf, bw_khz, max_payload) or raises RegionError naming the problem.
     entry = REGIONS.get(region)

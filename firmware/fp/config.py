@@ -9,7 +9,7 @@ ROLES = ("node", "bridge")
 _SMALLEST_FRAME = 29  # 18 bytes of header and MIC + the 11-byte standard reading
 
 # key: (default, kind, low, high). kind: "int", "num", "bool", "str", "hex8",
-# "hex16", "role", "air", "region", "dlwin". low/high bound numbers (inclusive).
+# "hex16", "role", "air", "region". low/high bound numbers (inclusive).
 SCHEMA = {
     "id": (None, "hex8", 0, 0),  # device id = LoRaWAN DevEUI, 16 hex digits
     "key": (None, "hex16", 0, 0),  # device key = LoRaWAN AppKey, 32 hex digits
@@ -26,7 +26,7 @@ SCHEMA = {
     "dr": (0, "int", 0, 15),  # data rate index within the region
     "interval": (300, "int", 10, 86400),  # seconds between readings
     "rx_window": (3, "num", 0.1, 30),  # seconds a v1 node listens after its uplink (LoRaWAN: RX1/RX2)
-    "dl_window": ("auto", "dlwin", 0, 0),  # bridge: LoRaWAN downlinks in RX1 when in time ("auto") or RX2 ("rx2")
+    "dl_rx2": (False, "bool", 0, 0),  # bridge: LoRaWAN downlinks always in RX2 (else RX1 when in time)
     "retry_base": (8, "num", 0.5, 3600),  # first retry delay, seconds (doubles, with jitter)
     "retry_max": (900, "num", 1, 86400),  # longest retry delay
     "journal_max": (256, "int", 4, 4096),  # frames kept for resending; oldest dropped beyond
@@ -97,10 +97,6 @@ def check(key, value):
     if kind == "activation":
         if value not in ("otaa", "abp", "v1"):
             raise ConfigError(key, "must be otaa, abp or v1")
-        return value
-    if kind == "dlwin":
-        if value not in ("auto", "rx2"):
-            raise ConfigError(key, "must be auto or rx2")
         return value
     if kind == "role":
         if value not in ROLES:

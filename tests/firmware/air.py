@@ -60,7 +60,9 @@ class Phy:
 
     def datagram(self, payload: bytes) -> bytes:
         toa = int(
-            time_on_air_us(len(payload), self.sf, self.bw_hz, cr=self.cr, preamble=self.preamble, crc=self.crc)
+            time_on_air_us(
+                len(payload), self.sf, self.bw_hz, cr=self.cr, preamble=self.preamble, crc=self.crc
+            )
             / self.time_scale
         )
         return (
@@ -85,7 +87,7 @@ SF7 = Phy()
 # EU868 RX2: 869.525 MHz, DR0 (SF12 BW125), where a node listens in its second receive window
 RX2_EU868 = Phy(sf=12, freq_hz=869_525_000)
 
-# Class A receive windows as the firmware times them (firmware/fp/lorawan/rxwin.py): on a scaled
+# Class A receive windows as the firmware times them (firmware/fp/lorawan/phy.py): on a scaled
 # clock each delay is at least HOST_MS real ms, and a window is open MARGIN_MS real ms either side
 HOST_MS, MARGIN_MS = 30, 10
 

@@ -25,7 +25,8 @@ UPLINK = air.SF7  # what the node sends with
 # When and how the peer answers (the node's class A windows, tests/firmware/air.py rx_delays_s):
 # "rx1" at RX1's start on the uplink's channel, "rx2" at RX2's start on RX2's (869.525 MHz SF12);
 # and where a node must NOT hear it: "between" the windows (uplink's channel), "rx2_on_rx1" (RX2's
-# time on the uplink's channel), "rx1_on_rx2" (RX1's time on RX2's channel)
+# time and data rate on the uplink's frequency), "rx1_on_rx2" (RX1's time and data rate on RX2's
+# frequency): only the frequency is wrong in the last two
 WINDOWS = ("rx1", "rx2", "between", "rx2_on_rx1", "rx1_on_rx2")
 
 
@@ -116,8 +117,8 @@ class AirPeer:
             "rx1": (d1, self.phy),
             "rx2": (d2, self.rx2_phy),
             "between": ((d1 + d2) / 2, self.phy),
-            "rx2_on_rx1": (d2, self.phy),
-            "rx1_on_rx2": (d1, self.rx2_phy),
+            "rx2_on_rx1": (d2, dataclasses.replace(self.rx2_phy, freq_hz=self.phy.freq_hz)),
+            "rx1_on_rx2": (d1, dataclasses.replace(self.phy, freq_hz=self.rx2_phy.freq_hz)),
         }[self.window]
         if join and self.window != "rx1":  # the tests' windows are those of data downlinks
             at, phy = d1, self.phy

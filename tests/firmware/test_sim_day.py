@@ -82,7 +82,9 @@ def max_hour_airtime(tx: list[tuple[int, int]]) -> int:
 
 
 @pytest.mark.parametrize("dr, toa_min", [(0, 1600), (5, 60)])
-def test_day_with_ten_percent_loss_drops_nothing_and_keeps_the_duty_cycle_in_64k(bundle, tmp_path, dr, toa_min):
+def test_day_with_ten_percent_loss_drops_nothing_and_keeps_the_duty_cycle_in_64k(
+    bundle, tmp_path, dr, toa_min
+):
     """Issue 13: at SF7, 1-min interval, 10 % loss the node used to drop 100 readings (its
     duty log held 64 transmissions an hour); at SF12 a 1-min interval cannot fit 1 % at all.
     Now: nothing dropped, nothing lost, the budget never exceeded in any hour; at SF12 the

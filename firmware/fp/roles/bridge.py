@@ -12,6 +12,7 @@ from fp import frame as fr
 from fp import radio_frame as rf
 # the structure of LoRaWAN frames only: a bridge holds no keys and loads no crypto
 from fp.lorawan import phy as lw
+from fp.airtime import time_on_air_us
 from fp.device import FW_VERSION, retry_ms
 from fp.link import EV_ACKED, EV_LOST, EV_RECEIVED, EV_REFUSED, EV_STARTED, Link
 from fp.linkio import LinkIO
@@ -23,6 +24,7 @@ _MARGIN_MS = const(50)  # a v1 downlink must end this long before the node's win
 _V1 = const(0)  # what an uplink was (how its node listens): Fieldpost v1,
 _DATA = const(1)  # a LoRaWAN data frame,
 _JOIN = const(2)  # a LoRaWAN join request
+_JOIN_DELAY1 = const(5)  # JOIN_ACCEPT_DELAY1, s
 
 
 class Bridge:
@@ -48,15 +50,9 @@ class Bridge:
                          beat=lambda: self.beat("link"))
         self.tx_lock = asyncio.Lock()
         self.radio_lock = asyncio.Lock()  # the receive loop's, unless a downlink retunes the radio
-        # LoRaWAN downlinks: the uplinks' (kHz, sf, bw) and the receive windows the edge's join
-        # accepts announce (HELLO_ACK "rx": [RxDelay, RX1DROffset, RX2DataRate]; until then the
-        # defaults: 1 s, 0, the region's RX2 data rate)
-        from fp.airtime import RX2
-        self.up_khz = (hal.profile.get("radio") or {}).get("freq_khz", 868100)
-        self.up = (self.up_khz, dev.sf, dev.bw)
-        self.rx2_default = RX2.get(self.cfg["region"], (0, 0))[1]
-        self.rx_delay, self.rx1_offset, self.rx2_dr = 1, 0, self.rx2_default
-        self.c = {"rx": 0, "fwd": 0, "bad": 0, "tx": 0, "dl_rx1": 0, "dl_rx2": 0, "late": 0, "no_link": 0, "dl_deferred": 0,
+        self.rx_edge = None  # HELLO_ACK "rx": the windows the edge's join accepts announce
+        self.up = ((hal.profile.get("radio") or {}).get("freq_khz", 868100), dev.sf, dev.bw)  # uplinks' channel
+        self.c = {"rx": 0, "fwd": 0, "bad": 0, "tx": 0, "dl_rx2": 0, "late": 0, "no_link": 0, "dl_deferred": 0,
                   "edge_rej": 0, "bad_mic": 0, "sessions": 0, "lost": 0, "refused": 0, "logs_dropped": 0,
                   "errors": 0}
         self.boot_ms = self.clock.ms()
@@ -107,7 +103,7 @@ class Bridge:
     async def rx_loop(self):
         while True:
             self.beat("rx")
-            async with self.radio_lock:  # held by a downlink on another channel (_send_at)
+            async with self.radio_lock:  # held by a downlink on another channel (tx_downlink)
                 pkt = await self.modem.recv(timeout_ms=self._beat_ms())
             if pkt is not None and not getattr(pkt, "crc_error", False):
                 self.on_radio(pkt)
@@ -115,73 +111,67 @@ class Bridge:
     def _beat_ms(self):
         return int(getattr(self.hal, "wdt_ms", 4000) // 4 * self.clock.scale) or 1000
 
-    async def tx_downlink(self, dl, rx_ms, mode=_V1):
-        # rx_ms: when the uplink ended (= when we heard it). A LoRaWAN node listens in its
-        # class A windows (fp/lorawan/rxwin.py): the downlink starts at RX1 if there is still
-        # time, else at RX2 (cfg "dl_window" "rx2": always RX2), never outside them. A v1 node
-        # listens for rx_window: the downlink goes as soon as it is here, if it ends in time.
+    async def tx_downlink(self, dl, rx_ms, kind=_V1):
+        # rx_ms: when the uplink ended (= when we heard it). A LoRaWAN node listens in its class
+        # A windows (fp/lorawan/phy.py): the downlink starts exactly at RX1 if the edge's
+        # answer came early enough for it, else at RX2 (cfg "dl_rx2": always RX2),
+        # never outside a window (too late: dropped). The windows' RxDelay, RX1DROffset and RX2
+        # data rate are those the edge's join accepts announce (HELLO_ACK "rx"; a join's own
+        # windows: the defaults). A v1 node listens for rx_window: the downlink goes as soon as
+        # it is here, if it ends in time.
         clock = self.clock
-        if mode == _V1:
+        cfg = self.cfg
+        up = self.up
+        params = None
+        if kind == _V1:
             toa = self.modem.get_time_on_air_us(len(dl)) // 1000
-            deadline = rx_ms + int(self.cfg["rx_window"] * 1000) - toa - _MARGIN_MS
-            at = clock.ms()
-            params = None
+            at = rx_ms + int(cfg["rx_window"] * 1000) - toa - _MARGIN_MS  # the latest start
         else:
-            from fp.lorawan import rxwin
-            scale = clock.scale
-            d = rxwin.delays(rxwin.JOIN_DELAY1 if mode == _JOIN else self.rx_delay, scale)
-            # the earliest start we can still make: a margin to retune and load the FIFO
-            now = clock.ms() + rxwin.margin(scale)
-            n = 1 if self.cfg["dl_window"] != "rx2" and now <= rx_ms + d[0] else 2
-            at = deadline = rx_ms + d[n - 1]
-            from fp.airtime import time_on_air_us, window
-            # a join's windows have the region's defaults; a session's, the edge's DLSettings
-            offset, rx2_dr = (0, self.rx2_default) if mode == _JOIN else (self.rx1_offset, self.rx2_dr)
-            params = window(self.cfg["region"], n, self.up_khz, self.cfg["dr"], offset, rx2_dr)
+            region = cfg["region"]
+            e = self.rx_edge
+            if kind == _JOIN or not e:
+                e = (_JOIN_DELAY1 if kind == _JOIN else 1, 0, None)
+            d = lw.rx_timing(e[0] or 1, clock.scale)
+            # the earliest start still possible: a margin to retune and load the FIFO
+            n = 2 if cfg["dl_rx2"] or clock.ms() + d[2] > rx_ms + d[0] else 1
+            at = rx_ms + d[n - 1]
+            params = lw.window(region, n, up[0], cfg["dr"], e[1], e[2])
             toa = time_on_air_us(len(dl), params[1], params[2]) // 1000
         async with self.tx_lock:
             now = clock.ms()
-            if now > deadline:
+            if now > at:
                 self.c["late"] += 1
-                self.log("warn", "downlink too late for the receive window by %d ms" % (now - deadline))
+                self.log("warn", "downlink too late for the receive window by %d ms" % (now - at))
                 return
             if self.dev.budget.wait_ms(now, toa) != 0:
                 self.c["dl_deferred"] += 1
                 self.dev.budget.deferred += 1
                 return
             self.dev.budget.record(now, toa)
-            if params is None:
-                await self.modem.send(dl)
-            else:
-                await self._send_at(dl, at, params)
-                self.c["dl_rx1" if n == 1 else "dl_rx2"] += 1
-            self.c["tx"] += 1
-
-    async def _send_at(self, dl, at, params):
-        # Start dl at clock ms `at` on params (kHz, sf, bw). On another channel or data rate
-        # than the uplinks' (RX2): the receive loop is held off the radio (radio_lock), the
-        # radio retuned for this one transmission and set back.
-        clock = self.clock
-        if params == self.up:  # RX1 on the uplinks' channel: the driver pauses the receive for it
-            wait = at - clock.ms()
-            if wait > 0:
-                await clock.sleep_ms(wait)
-            await self.modem.send(dl)
-            return
-        from fp.lorawan.rxwin import margin
-        wait = at - margin(clock.scale) - clock.ms()
-        if wait > 0:  # listening for uplinks until just before
-            await clock.sleep_ms(wait)
-        self.modem.standby()  # ends the receive loop's recv; it then waits on radio_lock
-        async with self.radio_lock:
-            self.modem.configure({"freq_khz": params[0], "sf": params[1], "bw": str(params[2])})
-            try:
-                wait = at - clock.ms()
+            if params is not None and params != up:
+                # RX2 (or RX1 at another data rate): the receive loop is held off the radio
+                # (radio_lock), which is retuned for this one transmission and set back
+                wait = at - d[2] - clock.ms()
+                if wait > 0:  # listening for uplinks until just before
+                    await clock.sleep_ms(wait)
+                self.modem.standby()  # ends the receive loop's recv; it then waits on radio_lock
+                async with self.radio_lock:
+                    self.modem.configure({"freq_khz": params[0], "sf": params[1], "bw": str(params[2])})
+                    try:
+                        wait = at - clock.ms()
+                        if wait > 0:
+                            await clock.sleep_ms(wait)
+                        await self.modem.send(dl)
+                    finally:
+                        self.modem.configure({"freq_khz": up[0], "sf": up[1], "bw": str(up[2])})
+            else:  # the uplinks' channel: the driver pauses the receive loop's recv for it
+                wait = at - clock.ms() if params else 0
                 if wait > 0:
                     await clock.sleep_ms(wait)
                 await self.modem.send(dl)
-            finally:
-                self.modem.configure({"freq_khz": self.up[0], "sf": self.up[1], "bw": str(self.up[2])})
+            if params is not None and n == 2:
+                self.c["dl_rx2"] += 1  # (the rest of "tx" went in RX1, or to v1 nodes)
+            self.c["tx"] += 1
 
     # --- link events ----------------------------------------------------------
 
@@ -198,7 +188,7 @@ class Bridge:
                 self.clock.set_time(t)  # no RTC: the edge's clock is ours
             rx = ev[1].get("rx")
             if isinstance(rx, list) and len(rx) == 3:
-                self.rx_delay, self.rx1_offset, self.rx2_dr = rx[0] or 1, rx[1], rx[2]
+                self.rx_edge = rx
         elif kind == EV_REFUSED:
             self.c["refused"] += 1
             token = ev[1]
@@ -309,7 +299,7 @@ class Bridge:
                "rx": self.c["rx"], "tx": self.c["tx"], "bad_mic": self.c["bad_mic"],
                "airtime_ms": self.dev.budget.total_ms, "deferred": self.dev.budget.deferred,
                "fwd": self.c["fwd"], "bad": self.c["bad"], "late": self.c["late"],
-               "dl_rx1": self.c["dl_rx1"], "dl_rx2": self.c["dl_rx2"],
+               "dl_rx2": self.c["dl_rx2"],
                "no_link": self.c["no_link"],
                "edge_rej": self.c["edge_rej"], "given_up": self.dev.journal.refused,
                "logs_dropped": self.c["logs_dropped"],

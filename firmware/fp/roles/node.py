@@ -1,6 +1,6 @@
 # Node role: sample on a schedule, journal, send the oldest unacknowledged
 # frame, listen for the downlink in the receive windows (LoRaWAN class A: RX1 and
-# RX2, fp/lorawan/rxwin.py), back off on silence.
+# RX2, fp/lorawan/phy.py), back off on silence.
 # One task; everything time-related goes through hal.clock, so the same loop
 # runs in real time on a board, scaled on a virtual module and stepped in the
 # simulated-day test.
@@ -15,6 +15,7 @@ _BEAT_MAX_MS = const(10000)  # sleep in slices no longer than this, so the super
 # lost its session (a new edge, keys rotated), and only a join can tell. Not sooner: while the
 # edge is merely down a join cannot complete, and a bridge short of duty cycle may drop accepts.
 _REJOIN_AFTER = const(32)
+_JOIN_DELAY1 = const(5)  # JOIN_ACCEPT_DELAY1, s (fp/lorawan/phy.py)
 _JOIN_REQUEST_SIZE = const(23)  # fp/lorawan/frames.py (not imported here: a v1 node never loads it)
 # Airtime a reading costs, over its frame's own: resends after a lost uplink or ACK
 # (10 % loss each way: x1.23) and the status frames; the interval is spaced out to fit.
@@ -39,7 +40,6 @@ class Node:
         self.boot_ms = self.clock.ms()
         self.resume = None  # (next sample, next status, next try, attempts) after a deep sleep
         self.sched = None
-        self.rx = None  # the LoRaWAN receive windows (fp/lorawan/rxwin.py), made at the first uplink
         # longest sleep slice in real ms: a quarter of the watchdog (an 8.4 s RP2040 watchdog
         # must see a beat well before it bites)
         self.beat_ms = max(100, min(_BEAT_MAX_MS, beat_ms))
@@ -149,10 +149,9 @@ class Node:
             self._radio("standby")
         self.sent += 1
         t_end = self.clock.ms()
-        rx = self._windows()
         try:
             for n in (1, 2):  # JOIN_ACCEPT_DELAY1 and 2: 5 and 6 s after the request
-                pkt = await self._window(rx, n, t_end, True)
+                pkt = await self.window(n, t_end, True)
                 if pkt is None:
                     continue
                 try:
@@ -173,13 +172,9 @@ class Node:
         if self.dev.lw is None:
             return await self._listen_v1(fcnt)
         t_end = self.clock.ms()  # the uplink's end: both windows count from it
-        lw = self.dev.lw
-        rx = self._windows()
-        if lw.dl_settings is not None:  # the join accept's (ABP: the region's defaults)
-            rx.set(lw.rx1_delay, lw.dl_settings)
         try:
             for n in (1, 2):
-                pkt = await self._window(rx, n, t_end, False)
+                pkt = await self.window(n, t_end)
                 if pkt is not None and self.dev.handle_downlink(pkt, fcnt):
                     return True
             return False
@@ -188,22 +183,41 @@ class Node:
             self.modem.sleep()
             self._radio("sleep")
 
-    async def _window(self, rx, n, t_end, join):
-        # Receive window n (fp/lorawan/rxwin.py): the radio stands by until it opens (the
-        # power model is told when it listens).
-        pkt = await rx.recv(n, t_end, join)
+    async def window(self, n, t_end, join=False):
+        # Class A receive window n (1 or 2) after an uplink that ended at clock ms t_end
+        # (fp/lorawan/phy.py): the packet whose preamble came while it was open, or None. The
+        # radio stands by until the window opens and after it; it listens on the window's
+        # frequency and data rate, then is set back to the uplinks'. The join accept's RxDelay
+        # and DLSettings time a session's windows; a join's, and an ABP session's, are the
+        # region's defaults.
+        from fp.lorawan import phy
+        dev = self.dev
+        lw = dev.lw
+        clock = self.clock
+        cfg = dev.cfg
+        dl = None if join else lw.dl_settings
+        up = ((self.hal.profile.get("radio") or {}).get("freq_khz", 868100), dev.sf, dev.bw)
+        params = phy.window(cfg["region"], n, up[0], cfg["dr"], dl >> 4 & 7 if dl else 0,
+                            None if dl is None else dl & 15)
+        d = phy.rx_timing(_JOIN_DELAY1 if join else lw.rx1_delay, clock.scale)
+        wait = t_end + d[n - 1] - d[2] - clock.ms()
+        if wait > 0:
+            await clock.sleep_ms(wait)
+        modem = self.modem
+        if params != up:
+            modem.configure({"freq_khz": params[0], "sf": params[1], "bw": str(params[2])})
+        self._radio("rx")
+        try:
+            # open for the preamble (8 + 4.25 symbols, fp/hal/board.lora_cfg) and a margin either side
+            pkt = await modem.recv(timeout_ms=2 * d[2] + (49 * (1 << params[1]) // params[2] + 3) // 4 + 1)
+        finally:
+            modem.standby()
+            self._radio("standby")
+            if params != up:  # back to the uplinks' channel: the radio is always ready to send
+                modem.configure({"freq_khz": up[0], "sf": up[1], "bw": str(up[2])})
         if pkt is not None:
             self._t("window", n)
         return pkt
-
-    def _windows(self):
-        if self.rx is None:
-            from fp.lorawan.rxwin import Windows
-            dev = self.dev
-            khz = (self.hal.profile.get("radio") or {}).get("freq_khz", 868100)
-            self.rx = Windows(self.modem, self.clock, dev.cfg["region"], khz, dev.cfg["dr"], dev.sf, dev.bw,
-                              self._radio)
-        return self.rx
 
     async def _listen_v1(self, fcnt):
         # Fieldpost v1 nodes: one window of rx_window seconds from the end of the uplink, on
