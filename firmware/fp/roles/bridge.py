@@ -187,7 +187,7 @@ class Bridge:
             if isinstance(t, (int, float)) and t > 0:
                 self.clock.set_time(t)  # no RTC: the edge's clock is ours
             rx = ev[1].get("rx")
-            if isinstance(rx, list) and len(rx) == 3:
+            if isinstance(rx, list) and len(rx) == 3 and all(isinstance(v, int) for v in rx):
                 self.rx_edge = rx
         elif kind == EV_REFUSED:
             self.c["refused"] += 1

@@ -40,6 +40,7 @@ class Node:
         self.boot_ms = self.clock.ms()
         self.resume = None  # (next sample, next status, next try, attempts) after a deep sleep
         self.sched = None
+        self._tune = None  # (window params, lora_cfg for them, lora_cfg back): Node.window
         # longest sleep slice in real ms: a quarter of the watchdog (an 8.4 s RP2040 watchdog
         # must see a beat well before it bites)
         self.beat_ms = max(100, min(_BEAT_MAX_MS, beat_ms))
@@ -204,8 +205,13 @@ class Node:
         if wait > 0:
             await clock.sleep_ms(wait)
         modem = self.modem
+        tune = self._tune
+        if params != up and (tune is None or tune[0] != params):
+            # the lora_cfg changes to and from this window's channel, made once (not per uplink)
+            tune = self._tune = (params, {"freq_khz": params[0], "sf": params[1], "bw": str(params[2])},
+                                 {"freq_khz": up[0], "sf": up[1], "bw": str(up[2])})
         if params != up:
-            modem.configure({"freq_khz": params[0], "sf": params[1], "bw": str(params[2])})
+            modem.configure(tune[1])
         self._radio("rx")
         try:
             # open for the preamble (8 + 4.25 symbols, fp/hal/board.lora_cfg) and a margin either side
@@ -214,7 +220,7 @@ class Node:
             modem.standby()
             self._radio("standby")
             if params != up:  # back to the uplinks' channel: the radio is always ready to send
-                modem.configure({"freq_khz": up[0], "sf": up[1], "bw": str(up[2])})
+                modem.configure(tune[2])
         if pkt is not None:
             self._t("window", n)
         return pkt
