@@ -206,11 +206,12 @@ class Node:
             await clock.sleep_ms(wait)
         modem = self.modem
         tune = self._tune
-        if params != up and (tune is None or tune[0] != params):
+        retune = params != up
+        if retune and (tune is None or tune[0] != params):
             # the lora_cfg changes to and from this window's channel, made once (not per uplink)
             tune = self._tune = (params, {"freq_khz": params[0], "sf": params[1], "bw": str(params[2])},
                                  {"freq_khz": up[0], "sf": up[1], "bw": str(up[2])})
-        if params != up:
+        if retune and tune is not None:
             modem.configure(tune[1])
         self._radio("rx")
         try:
@@ -219,7 +220,7 @@ class Node:
         finally:
             modem.standby()
             self._radio("standby")
-            if params != up:  # back to the uplinks' channel: the radio is always ready to send
+            if retune and tune is not None:  # back to the uplinks' channel: always ready to send
                 modem.configure(tune[2])
         if pkt is not None:
             self._t("window", n)
