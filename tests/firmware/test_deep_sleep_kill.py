@@ -68,7 +68,7 @@ def test_kill_a_deep_sleeping_node_a_hundred_times(tmp_path, virtual_module):
                 lambda: any(line.startswith("fieldpost 0") for line in vm.output), timeout=10, what="boot"
             )
             # long enough a run to deep-sleep between uplinks and their receive windows
-            time.sleep(rng.uniform(0.03, 0.45))
+            time.sleep(rng.uniform(0.05, 0.5))
             vm.kill()
             lines = list(vm.output)
             boots = [line for line in lines if line.startswith("fieldpost 0") and " fcnt=" in line]

@@ -149,3 +149,43 @@ class LoRaWAN:
         if port == 3:  # fp/radio_frame.py DL_PORT_COMMAND
             dev.command(data)
         return ack
+
+
+async def listen(node, n, t_end, join):
+    # A node's (fp/roles/node.py Node.window) receive window n (1 or 2) after an uplink that
+    # ended at clock ms t_end: the packet whose preamble came while it was open, or None. The
+    # radio stands by until the window opens and after it; it listens on the window's frequency
+    # and data rate, then is set back to the uplinks'. The join accept's RxDelay and DLSettings
+    # time a session's windows; a join's (JOIN_ACCEPT_DELAY1: 5 s) and an ABP session's are the
+    # region's defaults.
+    from fp.lorawan import phy
+    dev = node.dev
+    lw = dev.lw
+    clock = node.clock
+    cfg = dev.cfg
+    dl = None if join else lw.dl_settings
+    up = ((node.hal.profile.get("radio") or {}).get("freq_khz", 868100), dev.sf, dev.bw)
+    params = phy.window(cfg["region"], n, up[0], cfg["dr"], dl >> 4 & 7 if dl else 0,
+                        None if dl is None else dl & 15)
+    d = phy.rx_timing(5 if join else lw.rx1_delay, clock.scale)
+    wait = t_end + d[n - 1] - d[2] - clock.ms()
+    if wait > 0:
+        await clock.sleep_ms(wait)
+    modem = node.modem
+    tune = node._tune
+    retune = params != up
+    if retune and (tune is None or tune[0] != params):
+        # the lora_cfg changes to and from this window's channel, made once (not per uplink)
+        tune = node._tune = (params, {"freq_khz": params[0], "sf": params[1], "bw": str(params[2])},
+                             {"freq_khz": up[0], "sf": up[1], "bw": str(up[2])})
+    if retune and tune is not None:
+        modem.configure(tune[1])
+    node._radio("rx")
+    try:
+        # open for the preamble (8 + 4.25 symbols, fp/hal/board.lora_cfg) and a margin either side
+        return await modem.recv(timeout_ms=2 * d[2] + (49 * (1 << params[1]) // params[2] + 3) // 4 + 1)
+    finally:
+        modem.standby()
+        node._radio("standby")
+        if retune and tune is not None:  # back to the uplinks' channel: always ready to send
+            modem.configure(tune[2])

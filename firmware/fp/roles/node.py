@@ -15,7 +15,6 @@ _BEAT_MAX_MS = const(10000)  # sleep in slices no longer than this, so the super
 # lost its session (a new edge, keys rotated), and only a join can tell. Not sooner: while the
 # edge is merely down a join cannot complete, and a bridge short of duty cycle may drop accepts.
 _REJOIN_AFTER = const(32)
-_JOIN_DELAY1 = const(5)  # JOIN_ACCEPT_DELAY1, s (fp/lorawan/phy.py)
 _JOIN_REQUEST_SIZE = const(23)  # fp/lorawan/frames.py (not imported here: a v1 node never loads it)
 # Airtime a reading costs, over its frame's own: resends after a lost uplink or ACK
 # (10 % loss each way: x1.23) and the status frames; the interval is spaced out to fit.
@@ -185,43 +184,11 @@ class Node:
             self._radio("sleep")
 
     async def window(self, n, t_end, join=False):
-        # Class A receive window n (1 or 2) after an uplink that ended at clock ms t_end
-        # (fp/lorawan/phy.py): the packet whose preamble came while it was open, or None. The
-        # radio stands by until the window opens and after it; it listens on the window's
-        # frequency and data rate, then is set back to the uplinks'. The join accept's RxDelay
-        # and DLSettings time a session's windows; a join's, and an ABP session's, are the
-        # region's defaults.
-        from fp.lorawan import phy
-        dev = self.dev
-        lw = dev.lw
-        clock = self.clock
-        cfg = dev.cfg
-        dl = None if join else lw.dl_settings
-        up = ((self.hal.profile.get("radio") or {}).get("freq_khz", 868100), dev.sf, dev.bw)
-        params = phy.window(cfg["region"], n, up[0], cfg["dr"], dl >> 4 & 7 if dl else 0,
-                            None if dl is None else dl & 15)
-        d = phy.rx_timing(_JOIN_DELAY1 if join else lw.rx1_delay, clock.scale)
-        wait = t_end + d[n - 1] - d[2] - clock.ms()
-        if wait > 0:
-            await clock.sleep_ms(wait)
-        modem = self.modem
-        tune = self._tune
-        retune = params != up
-        if retune and (tune is None or tune[0] != params):
-            # the lora_cfg changes to and from this window's channel, made once (not per uplink)
-            tune = self._tune = (params, {"freq_khz": params[0], "sf": params[1], "bw": str(params[2])},
-                                 {"freq_khz": up[0], "sf": up[1], "bw": str(up[2])})
-        if retune and tune is not None:
-            modem.configure(tune[1])
-        self._radio("rx")
-        try:
-            # open for the preamble (8 + 4.25 symbols, fp/hal/board.lora_cfg) and a margin either side
-            pkt = await modem.recv(timeout_ms=2 * d[2] + (49 * (1 << params[1]) // params[2] + 3) // 4 + 1)
-        finally:
-            modem.standby()
-            self._radio("standby")
-            if retune and tune is not None:  # back to the uplinks' channel: always ready to send
-                modem.configure(tune[2])
+        # Class A receive window n (1 or 2) after an uplink that ended at clock ms t_end: the
+        # packet whose preamble came while it was open, or None (fp/lorawan/otaa.py `listen`,
+        # timed by fp/lorawan/phy.py: neither is loaded by a v1 node).
+        from fp.lorawan import otaa
+        pkt = await otaa.listen(self, n, t_end, join)
         if pkt is not None:
             self._t("window", n)
         return pkt

@@ -100,6 +100,9 @@ class Modem:
     def standby(self):
         pass
 
+    def configure(self, lora_cfg):  # the driver's: a node retunes for its RX2 window
+        pass
+
 
 class lora:
     AsyncSX1262 = AsyncSX1276 = Modem
