@@ -591,7 +591,7 @@ def db_vacuum(ctx: Context, full: bool) -> None:
 
 @db.command("export")
 @click.option("--device", "device_id", help="Only this device.")
-@click.option("--since", type=float, help="From this Unix time (received_at).")
+@click.option("--since", type=float, help="From this Unix time (measured_at).")
 @click.option("--until", type=float, help="Up to this Unix time (exclusive).")
 @click.option(
     "--format",
@@ -626,7 +626,7 @@ def db_export(ctx: Context, device_id, since, until, fmt, output) -> None:
                 [
                     "device",
                     "fcnt",
-                    "received_at",
+                    "measured_at",
                     "port",
                     "channel",
                     "name",
@@ -636,6 +636,7 @@ def db_export(ctx: Context, device_id, since, until, fmt, output) -> None:
                     "snr",
                     "raw",
                     "decode_error",
+                    "received_at",
                 ]
             )
         try:
@@ -654,11 +655,12 @@ def db_export(ctx: Context, device_id, since, until, fmt, output) -> None:
                         r.rssi,
                         r.snr_q,
                         r.bridge_id,
+                        r.age_s,
                     )
                     output.write(json.dumps({**doc, "decode_error": error}, ensure_ascii=False) + "\n")
                     continue
-                base = [r.device_id, r.fcnt, r.received_at, r.port]
-                tail = [r.rssi, r.snr, r.raw.hex(), error or ""]
+                base = [r.device_id, r.fcnt, r.measured_at, r.port]
+                tail = [r.rssi, r.snr, r.raw.hex(), error or "", r.received_at]
                 writer.writerows(value_rows(base, values or [], tail))
         finally:
             bar.__exit__(None, None, None)
@@ -679,10 +681,10 @@ def _export_total(
         where.append("id BETWEEN ? AND ?")
         args += list(readings.device_bounds(number))
     if since is not None:
-        where.append("received_ms >= ?")
+        where.append(f"{readings.MEASURED_MS} >= ?")
         args.append(round(since * 1000))
     if until is not None:
-        where.append("received_ms < ?")
+        where.append(f"{readings.MEASURED_MS} < ?")
         args.append(round(until * 1000))
     return conn.execute(f"SELECT COUNT(*) FROM readings WHERE {' AND '.join(where)}", args).fetchone()[0]
 

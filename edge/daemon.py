@@ -25,6 +25,7 @@ from typing import Any
 from edge import alarms, bridge_downlinks, downlinks, preflight, runlock
 from edge.codecs import CodecRunner
 from edge.config import Config
+from edge.fuota import jobs as fuota_jobs
 from edge.fuota.serial import ActiveUpdates, SerialUpdates
 from edge.ingest import Backpressure, Ingestor
 from edge.link.manager import LinkManager
@@ -175,6 +176,7 @@ class Daemon:
         self.metrics_sources.ingest = self.ingest
         self.metrics_sources.backpressure = self.backpressure
         self.add_periodic(cfg.edge.expire_interval_s, self._expire_downlinks)
+        self.add_periodic(cfg.updates.check_interval_s, self._expire_updates)
         self.add_periodic(BACKLOG_RECOUNT_S, self._recount_backlog)
         self.add_periodic(SPACE_CHECK_S, self._check_space)
         self.add_periodic(CHECKPOINT_S, self._checkpoint)
@@ -376,6 +378,20 @@ class Daemon:
     def _expire_downlinks(self) -> None:
         if self.ingest is not None:
             self.ingest.submit_call(lambda conn, now: downlinks.expire(conn, now=now))
+
+    def _expire_updates(self) -> None:
+        timeout_h = self.config.updates.stall_timeout_h
+        if self.ingest is None or timeout_h <= 0:
+            return
+
+        def expire(conn: sqlite3.Connection, now: float) -> None:  # ``now``: the daemon's clock
+            for job in fuota_jobs.expire_stalled(conn, timeout_h=timeout_h, now=now):
+                log.warning(
+                    "module update failed %s",
+                    kv(job=job.id, device=job.device_id, error=fuota_jobs.stall_reason(timeout_h)),
+                )
+
+        self.ingest.submit_call(expire)
 
     def _run_timer(self) -> None:
         next_run = [time.monotonic() + every for every, _ in self._periodic]

@@ -96,6 +96,15 @@ class UpdateError(FieldpostError):
     """A firmware update bundle or package is unusable (wrong board, version, hash, format)."""
 
 
+class UpdateRefused(UpdateError):
+    """A module update that cannot start; ``field`` names what was wrong ("device", "board",
+    "version"), so the panel can show the message next to its field."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+
+
 class DeliveryError(FieldpostError):
     """A notification could not be handed to ``target`` (a webhook URL, an address, a target name).
 

@@ -30,9 +30,12 @@ MAX_COMMAND = MAX_DOWNLINK_FRAME - OVERHEAD
 PORT_READINGS = 1
 PORT_DOWNLINK_RESULT = 2
 PORT_STATUS = 3
+# A reading that waited on the module (docs/radio.md 0.9): its age, then the port-1 readings.
+PORT_AGED = 8
+AGE_MAX_S = (1 << 21) - 1  # three LEB128 bytes: 24.3 days; an older reading says this much
 DOWNLINK_PORT_ACK = 0
 DOWNLINK_PORT_COMMAND = 3
-UPLINK_PORTS = (PORT_READINGS, PORT_DOWNLINK_RESULT, PORT_STATUS)
+UPLINK_PORTS = (PORT_READINGS, PORT_DOWNLINK_RESULT, PORT_STATUS, PORT_AGED)
 DOWNLINK_PORTS = (DOWNLINK_PORT_ACK, DOWNLINK_PORT_COMMAND)
 
 
@@ -76,6 +79,22 @@ DOWNLINK_RESULTS = {0: "ok", 1: "unknown command", 2: "value out of range", 3: "
 
 class RadioFormatError(ValueError):
     """Bytes that are not a well-formed radio frame or link payload (counted as 'malformed')."""
+
+
+def split_aged(payload: bytes) -> tuple[int, bytes]:
+    """(age in seconds, port-1 readings) of a port-8 payload: the age at transmission as an
+    unsigned LEB128 of 1 to 3 bytes, then the readings unchanged (docs/radio.md 0.9)."""
+    age = 0
+    for i in range(min(len(payload), 3)):
+        byte = payload[i]
+        age |= (byte & 0x7F) << (7 * i)
+        if not byte & 0x80:
+            if i + 1 == len(payload):
+                raise RadioFormatError(f"port-8 reading of age {age} s carries no readings")
+            return age, bytes(payload[i + 1 :])
+    if len(payload) < 3:
+        raise RadioFormatError(f"port-8 payload of {len(payload)} bytes: no age")
+    raise RadioFormatError("port-8 age longer than 3 bytes (docs/radio.md 0.9)")
 
 
 def mic(key: bytes, signed: bytes) -> bytes:

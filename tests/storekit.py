@@ -26,8 +26,10 @@ def put_readings(
     rssi: int = -80,
     snr: float = 7.25,
     bridge_id: str | None = None,
+    age_s: int | None = None,
 ) -> list[int]:
-    """Store readings of one device; returns their ids. ``received_at`` may give one time per reading."""
+    """Store readings of one device; returns their ids. ``received_at`` may give one time per reading;
+    ``age_s``: how long each waited on its module (measured = received - age)."""
     fcnts = list(fcnts)
     times = [received_at] * len(fcnts) if isinstance(received_at, (int, float)) else list(received_at)
     payload = lpp.encode(STANDARD) if raw is None else raw
@@ -35,7 +37,17 @@ def put_readings(
         n = numbers.ensure(conn, device_id)
         bridge = numbers.ensure(conn, bridge_id) if bridge_id else None
         rows = [
-            (readings.reading_id(n, f), round(t * 1000), port, rssi, round(snr * 4), bridge, None, payload)
+            (
+                readings.reading_id(n, f),
+                round(t * 1000),
+                port,
+                rssi,
+                round(snr * 4),
+                bridge,
+                None,
+                payload,
+                age_s,
+            )
             for f, t in zip(fcnts, times, strict=True)
         ]
         readings.insert_many(conn, rows)

@@ -102,9 +102,12 @@ def series(
     if first is None:
         return out
     conn.create_aggregate("fp_bucket_stats", 2, _stats_aggregate(codecs, device["codec"]))
+    # by measured time (a reading that waited on its module is drawn when it was measured); the
+    # search by receive time finds a first row at or before the window, as measured <= received
+    measured = readings.MEASURED_MS
     rows = conn.execute(
-        "SELECT (received_ms - :start) / :bucket AS b, count(*), avg(received_ms), fp_bucket_stats(port, raw)"
-        " FROM readings WHERE id BETWEEN :first AND :high AND received_ms >= :start AND received_ms < :end"
+        f"SELECT ({measured} - :start) / :bucket AS b, count(*), avg({measured}), fp_bucket_stats(port, raw)"
+        f" FROM readings WHERE id BETWEEN :first AND :high AND {measured} >= :start AND {measured} < :end"
         " AND port IN (:p1, :p3) GROUP BY b ORDER BY b",
         {
             "start": start_ms,

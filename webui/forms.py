@@ -7,6 +7,7 @@ import re
 from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
+    HiddenField,
     IntegerField,
     PasswordField,
     SelectChoice,
@@ -302,3 +303,31 @@ class NotifyTargetForm(FlaskForm):
 class NotifyRouteForm(FlaskForm):
     rule = StringField("Rule (empty: every rule)", [Optional(), Length(max=100)])
     min_severity = SelectField("From severity", choices=SEVERITY_CHOICES, default="warning")
+
+
+class ModuleUpdateForm(FlaskForm):
+    """Start a firmware update (edge/fuota/updates.py, as `fieldpost modules update`): reviewed
+    first (the packages and the estimate), queued once ``confirmed``. The choices are filled per
+    request; a value not among them gets the field's own message, not WTForms' generic one."""
+
+    target = SelectField("Update", choices=[], validate_choice=False)
+    version = SelectField("To the kept firmware version", choices=[], validate_choice=False)
+    max_in_flight = WholeNumberField(
+        "Nodes: at most this many updates under way at once (empty: no limit)",
+        [Optional(), NumberRange(1, 1000, message="Enter a whole number from 1 to 1000, or leave it empty.")],
+    )
+    dr = WholeNumberField(
+        "Nodes: data rate the estimate assumes (0: the slowest)",
+        [InputRequired(message="Enter a data rate from 0 to 15."), NumberRange(0, 15)],
+        default=0,
+    )
+    full = BooleanField("Send every file, not a delta")
+    confirmed = HiddenField(default="")
+
+    def validate_target(self, field):
+        if not field.data or field.data not in {c.value for c in field.choices}:
+            raise FieldError("Pick a module, or every module of a board, to update.")
+
+    def validate_version(self, field):
+        if not field.data or field.data not in {c.value for c in field.choices}:
+            raise FieldError("Pick a firmware version the edge keeps (fieldpost firmware keep).")

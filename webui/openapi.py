@@ -41,7 +41,7 @@ VALUE = {
 }
 READING = {
     "type": "object",
-    "required": ["id", "device_id", "fcnt", "port", "received_at", "raw", "values"],
+    "required": ["id", "device_id", "fcnt", "port", "measured_at", "received_at", "raw", "values"],
     "properties": {
         "id": {
             **INT,
@@ -51,6 +51,7 @@ READING = {
         "device_id": STR,
         "fcnt": INT,
         "port": INT,
+        "measured_at": NUM,
         "received_at": NUM,
         "rssi": _nullable(INT),
         "snr": _nullable(NUM),

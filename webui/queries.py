@@ -113,7 +113,8 @@ def readings(
     limit: int,
     after_id: int = 0,
 ) -> list[Reading]:
-    """A page of a device's readings received in [start, end), oldest first.
+    """A page of a device's readings measured in [start, end), oldest first (as
+    edge.store.readings.iter_device: measured never after received, in fcnt order).
 
     ``after_id`` (the last id of the previous page) continues a page: the next page is read
     from that key on, not found by skipping the pages before it, so paging through a long
@@ -133,10 +134,10 @@ def readings(
         want = limit - len(out)
         rows = store_readings.select_rows(conn, low, high, limit=want)
         for row in rows:
-            received_ms = row[1]
-            if received_ms >= end_ms:
+            measured_ms = store_readings.measured_ms(row[1], row[8])
+            if measured_ms >= end_ms:
                 return out
-            if received_ms >= start_ms:  # a clock stepped back can put one before the start
+            if measured_ms >= start_ms:  # a clock stepped back can put one before the start
                 out.append(reader.reading(row))
         if len(rows) < want:
             return out
@@ -155,7 +156,7 @@ def series(reader: ReadingReader, device_id: str, *, window_s: int, now: float) 
     sums: dict[tuple[Any, Any], dict[int, list[float]]] = {}
     units: dict[tuple[Any, Any], str] = {}
     for reading in reader.device_readings(device_id, start=now - window_s, end=now + 0.001):
-        t = int(reading.received_at // bucket) * bucket
+        t = int(reading.measured_at // bucket) * bucket
         for v in reader.values(reading):
             value = v.get("value")
             if isinstance(value, bool) or not isinstance(value, (int, float)):

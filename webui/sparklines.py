@@ -48,7 +48,7 @@ def fold(
     else:
         after = row[0]
     rows = conn.execute(
-        "SELECT id, received_ms, port, raw FROM readings WHERE id > ? AND id <= ? ORDER BY id LIMIT ?",
+        f"SELECT id, {readings.MEASURED_MS}, port, raw FROM readings WHERE id > ? AND id <= ? ORDER BY id LIMIT ?",
         (after, high, FOLD_LIMIT),
     ).fetchall()
     acc: dict[tuple[int, int], list[float]] = {}

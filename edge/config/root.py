@@ -21,6 +21,7 @@ from edge.backup.config import BackupConfig
 from edge.config.core import EdgeSection, GpioSection, HttpSection, IngestSection, LinkSection, LogSection
 from edge.config.schema import DOCS, KeyInfo, SettingError, Sources, build, suggest, walk_class
 from edge.errors import ConfigError, ValidationError
+from edge.fuota.config import UpdatesSection
 from edge.homeassistant.config import HomeAssistantConfig
 from edge.lorawan.settings import LoRaWANSettings
 from edge.notify.config import NotifySection
@@ -70,6 +71,7 @@ SECTIONS: dict[str, Any] = {
     "backup": BackupConfig,
     "homeassistant": HomeAssistantConfig,
     "lorawan": LoRaWANSettings,
+    "updates": UpdatesSection,
     "rules": RULES,
 }
 
@@ -90,6 +92,7 @@ class Config:
     backup: BackupConfig = field(default_factory=BackupConfig)
     homeassistant: HomeAssistantConfig = field(default_factory=HomeAssistantConfig)
     lorawan: LoRaWANSettings = field(default_factory=LoRaWANSettings)
+    updates: UpdatesSection = field(default_factory=UpdatesSection)
     rules: tuple[Rule, ...] = ()
     path: Path | None = None  # the file it came from, if any
     given: frozenset[str] = frozenset()  # sections present in the file or the environment

@@ -9,14 +9,13 @@ import click
 
 from edge.cli import Context, _fail, pass_ctx
 from edge.errors import FieldpostError, UpdateError
+from edge.fuota import updates
 from edge.fuota.store import BundleStore
 from edge.store import transaction
 
-STORE_FOLDER = "firmware"  # beside the database: on the Pi, /var/lib/fieldpost/firmware
-
 
 def bundle_store(ctx: Context) -> BundleStore:
-    return BundleStore(ctx.db_path.parent / STORE_FOLDER)
+    return updates.bundle_store(ctx.db_path)
 
 
 @click.group("firmware")
@@ -121,128 +120,111 @@ def package_command(
 
 # --- module updates ------------------------------------------------------------------------------
 
-PACKAGES_FOLDER = "packages"
-
 
 @click.group("modules")
 def modules_group() -> None:
-    """Firmware updates of registered modules (bridges over their serial link)."""
+    """Firmware updates of registered modules (bridges over their serial link, nodes over the air)."""
 
 
 @modules_group.command("update")
 @click.option("--device", "device_ids", multiple=True, help="A module to update (repeatable).")
-@click.option("--board", help="Every registered bridge of this board profile.")
+@click.option("--board", help="Every registered module (bridge or node) of this board profile.")
 @click.option("--version", "version", required=True, help="The kept firmware version to install.")
 @click.option("--full", is_flag=True, help="Send every file, not a delta.")
 @click.option(
+    "--max-in-flight",
+    type=click.IntRange(min=1),
+    help="Nodes: at most this many air updates under way at once (the others wait their turn).",
+)
+@click.option(
+    "--dr",
+    type=click.IntRange(min=0, max=15),
+    default=0,
+    show_default=True,
+    help="Nodes: the data rate the estimate assumes (0: the slowest).",
+)
+@click.option(
     "--wait", "wait_s", type=float, default=0, help="Wait up to this many seconds, showing progress."
 )
+@click.option("--json", "as_json", is_flag=True, help="Print the queued updates as JSON.")
 @pass_ctx
 def update_command(
-    ctx: Context, device_ids: tuple[str, ...], board: str | None, version: str, full: bool, wait_s: float
+    ctx: Context,
+    device_ids: tuple[str, ...],
+    board: str | None,
+    version: str,
+    full: bool,
+    max_in_flight: int | None,
+    dr: int,
+    wait_s: float,
+    as_json: bool,
 ) -> None:
-    """Queue firmware updates; the running daemon sends them when each module's link is up."""
+    """Queue firmware updates; the running daemon sends them: to a bridge when its link is up, to a
+    node in fragment sessions it opens after an offer on the ACK of its next reading."""
     import time
 
-    from edge.fuota import jobs
-    from edge.registry import audit
+    from edge.fuota import updates
 
-    store = bundle_store(ctx)
-    queued = []
     with ctx.db() as conn:
-        rows = conn.execute("SELECT id, board, role, firmware FROM devices ORDER BY id").fetchall()
-        wanted = [r for r in rows if r[0] in device_ids or (board and r[1] == board)]
-        missing = set(device_ids) - {r[0] for r in rows}
-        if missing:
-            raise click.ClickException(f"no registered module {', '.join(sorted(missing))}")
-        if not wanted:
-            raise click.ClickException(
-                f"no registered module of board {board}" if board else "name --device or --board"
+        try:
+            planned = updates.plan(
+                conn,
+                bundle_store(ctx),
+                device_ids=device_ids,
+                board=board,
+                version=version,
+                full=full,
+                dr=dr,
             )
-        for dev, dev_board, role, running in wanted:
-            if role != "bridge":
-                raise click.ClickException(
-                    f"{dev} is a {role}: over-the-air updates of nodes are not built yet (docs/updates.md)"
+            with transaction(conn):
+                report = updates.queue_planned(
+                    conn,
+                    planned,
+                    db_path=ctx.db_path,
+                    max_in_flight=max_in_flight,
+                    actor="cli",
+                    now=time.time(),
                 )
-            if not dev_board:
-                raise click.ClickException(f"{dev} has not said HELLO yet: its board is unknown")
-            try:
-                plan, data = store.package_for(dev_board, version, running or None, full=full)
-            except UpdateError as exc:
-                raise click.ClickException(f"{dev}: {exc}") from exc
-            path = _save_package(ctx, data)
-            now = time.time()
-            try:
-                with transaction(conn):
-                    job_id = jobs.queue(
-                        conn,
-                        dev,
-                        board=dev_board,
-                        version=version,
-                        from_version=running or None,
-                        package=str(path),
-                        sha256=path.stem,
-                        size=len(data),
-                        now=now,
-                    )
-                    audit(
-                        conn,
-                        actor="cli",
-                        action="module.update",
-                        target=dev,
-                        detail={"from": running or None, "to": version, "bytes": len(data), "job": job_id},
-                        now=now,
-                    )
-            except UpdateError as exc:
-                raise click.ClickException(str(exc)) from exc
-            kind = f"delta from {plan.base.version}" if plan.base else "full"
-            click.echo(
-                f"queued update {job_id}: {dev} {running or '?'} -> {version} ({kind}, {len(data)} bytes)"
+        except UpdateError as exc:
+            raise click.ClickException(str(exc)) from exc
+    if as_json:
+        click.echo(json.dumps(report, indent=1))
+    else:
+        for entry in report:
+            line = (
+                f"queued update {entry['job']}: {entry['device_id']} {entry['from'] or '?'} -> {entry['to']}"
+                f" ({entry['kind']}, {entry['bytes']} bytes)"
             )
-            queued.append(job_id)
+            if entry["transport"] == "air" and entry["estimate"]:
+                line += ", over the air: " + updates.estimate_text(entry["estimate"])
+            click.echo(line)
     if wait_s > 0:
-        _wait(ctx, queued, wait_s)
-
-
-def _save_package(ctx: Context, data: bytes) -> Path:
-    import hashlib
-
-    folder = ctx.db_path.parent / STORE_FOLDER / PACKAGES_FOLDER
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{hashlib.sha256(data).hexdigest()}.fpup"
-    if not path.exists():
-        tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(data)
-        tmp.replace(path)
-    return path
+        _wait(ctx, [entry["job"] for entry in report], wait_s)
 
 
 def _wait(ctx: Context, job_ids: list[int], wait_s: float) -> None:
+    """A progress bar per module, drawn again whenever one moves, until all ended or ``wait_s``."""
     import time
 
     from edge.fuota import jobs
 
     deadline = time.monotonic() + wait_s
-    ended: dict[int, jobs.Job] = {}
-    with ctx.db() as conn:
-        total = sum(j.size for j in (jobs.get(conn, i) for i in job_ids) if j)
-        with click.progressbar(length=total, label="updating", file=None) as bar:
-            shown = 0
-            while len(ended) < len(job_ids) and time.monotonic() < deadline:
-                current = [jobs.get(conn, i) for i in job_ids]
-                done_bytes = sum(
-                    j.size if j.state not in ("queued", "sending") else j.sent for j in current if j
-                )
-                bar.update(done_bytes - shown)
-                shown = done_bytes
-                ended = {j.id: j for j in current if j and j.state in jobs.ENDED}
-                time.sleep(0.5)
-    failed = []
-    for i in job_ids:
+    shown: dict[int, tuple] = {}
+    current: list[jobs.Job] = []
+    while time.monotonic() < deadline:
         with ctx.db() as conn:
-            j = jobs.get(conn, i)
-        if j is None:
-            continue
+            current = [j for j in (jobs.get(conn, i) for i in job_ids) if j is not None]
+        for j in current:
+            done = j.size if j.state not in ("queued", "sending") else j.sent
+            key = (j.state, done)
+            if shown.get(j.id) != key:
+                shown[j.id] = key
+                click.echo(_bar(j.device_id, done, j.size, j.state))
+        if all(j.state in jobs.ENDED for j in current):
+            break
+        time.sleep(0.5)
+    failed = []
+    for j in current:
         click.echo(
             f"update {j.id}: {j.device_id} {j.version}: {j.state}" + (f" ({j.error})" if j.error else "")
         )
@@ -250,6 +232,11 @@ def _wait(ctx: Context, job_ids: list[int], wait_s: float) -> None:
             failed.append(j)
     if failed:
         raise click.ClickException(f"{len(failed)} of {len(job_ids)} updates did not finish as done")
+
+
+def _bar(device_id: str, done: int, size: int, state: str, width: int = 30) -> str:
+    filled = width * done // size if size else width
+    return f"{device_id} [{'#' * filled}{'.' * (width - filled)}] {100 * done // max(size, 1):>3}% {done}/{size} {state}"
 
 
 @modules_group.command("updates")
@@ -267,7 +254,7 @@ def updates_command(ctx: Context, as_json: bool) -> None:
     for r in rows:
         click.echo(
             f"{r['id']:>4} {r['device_id']} {r['from_version'] or '?'} -> {r['version']:<8} {r['state']:<11} "
-            f"{r['sent']}/{r['size']}" + (f"  {r['error']}" if r["error"] else "")
+            f"{r['transport']:<6} {r['sent']}/{r['size']}" + (f"  {r['error']}" if r["error"] else "")
         )
 
 
@@ -279,7 +266,18 @@ def cancel_command(ctx: Context, device_id: str) -> None:
     import time
 
     from edge.fuota import jobs
+    from edge.registry import audit
 
+    now = time.time()
     with ctx.db() as conn, transaction(conn):
-        n = jobs.cancel(conn, device_id, now=time.time())
+        n = jobs.cancel(conn, device_id, now=now)
+        if n:
+            audit(
+                conn,
+                actor="cli",
+                action="module.update.cancel",
+                target=device_id,
+                detail={"cancelled": n},
+                now=now,
+            )
     click.echo(f"cancelled {n} update(s) of {device_id}")

@@ -11,7 +11,10 @@ from edge.errors import UpdateError
 
 ACTIVE = ("queued", "sending", "staged")
 ENDED = ("done", "rolled_back", "failed", "cancelled")
-_COLUMNS = "id, device_id, board, version, from_version, package, package_sha256, size, sent, state, error"
+_COLUMNS = (
+    "id, device_id, board, version, from_version, package, package_sha256, size, sent, state, error,"
+    " transport, max_in_flight"
+)
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,8 @@ class Job:
     sent: int
     state: str
     error: str | None
+    transport: str = "serial"  # "air": a node, in fragment sessions (edge/fuota/air.py)
+    max_in_flight: int | None = None  # air updates under way at once, at most, for this one to start
 
 
 def queue(
@@ -40,13 +45,27 @@ def queue(
     sha256: str,
     size: int,
     now: float,
+    transport: str = "serial",
+    max_in_flight: int | None = None,
 ) -> int:
     """Ask for an update of ``device_id``; one active update per module (refused otherwise)."""
     try:
         cur = conn.execute(
             "INSERT INTO module_updates (device_id, board, version, from_version, package, package_sha256,"
-            " size, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (device_id, board, version, from_version, package, sha256, size, now, now),
+            " size, created_at, updated_at, transport, max_in_flight) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                device_id,
+                board,
+                version,
+                from_version,
+                package,
+                sha256,
+                size,
+                now,
+                now,
+                transport,
+                max_in_flight,
+            ),
         )
     except sqlite3.IntegrityError as exc:
         if "module_updates.device_id" in str(exc) or "UNIQUE" in str(exc):
@@ -58,9 +77,10 @@ def queue(
     return cur.lastrowid
 
 
-def active(conn: sqlite3.Connection) -> list[Job]:
+def active(conn: sqlite3.Connection, transport: str = "serial") -> list[Job]:
     rows = conn.execute(
-        f"SELECT {_COLUMNS} FROM module_updates WHERE state IN {ACTIVE} ORDER BY id"
+        f"SELECT {_COLUMNS} FROM module_updates WHERE state IN {ACTIVE} AND transport = ? ORDER BY id",
+        (transport,),
     ).fetchall()
     return [Job(*row) for row in rows]
 
@@ -112,3 +132,47 @@ def cancel(conn: sqlite3.Connection, device_id: str, *, now: float) -> int:
         (now, device_id),
     )
     return cur.rowcount
+
+
+def cancel_job(conn: sqlite3.Connection, job_id: int, *, now: float) -> bool:
+    """Cancel one update if it is queued or sending (the panel's cancel, per job)."""
+    cur = conn.execute(
+        "UPDATE module_updates SET state = 'cancelled', updated_at = ? WHERE id = ? AND state IN ('queued', 'sending')",
+        (now, job_id),
+    )
+    return cur.rowcount == 1
+
+
+IN_FLIGHT = ("sending", "staged")  # what holds a place in --max-in-flight
+
+
+def stall_reason(timeout_h: float) -> str:
+    return f"no progress for {timeout_h:g} h"
+
+
+def expire_stalled(conn: sqlite3.Connection, *, timeout_h: float, now: float) -> list[Job]:
+    """Mark failed, and audit, every update under way whose module has shown no progress (its row
+    untouched: no fragment request, chunk acknowledged, result) for ``timeout_h`` hours; 0: never.
+    A queued update is not under way yet (its module has not been reached, or it waits for a place
+    in flight), so it waits; `modules cancel` ends it."""
+    from edge.registry import audit  # edge.registry imports the store, which must not import us
+
+    if timeout_h <= 0:
+        return []
+    rows = conn.execute(
+        f"SELECT {_COLUMNS} FROM module_updates WHERE state IN {IN_FLIGHT} AND updated_at <= ? ORDER BY id",
+        (now - timeout_h * 3600,),
+    ).fetchall()
+    reason = stall_reason(timeout_h)
+    stalled = [Job(*row) for row in rows]
+    for job in stalled:
+        finish(conn, job.id, "failed", error=reason, now=now)
+        audit(
+            conn,
+            actor="edge",
+            action="module.update.failed",
+            target=job.device_id,
+            detail={"job": job.id, "state": job.state, "sent": job.sent, "error": reason},
+            now=now,
+        )
+    return stalled

@@ -137,7 +137,7 @@ class HomeAssistantService:
             number = device_numbers.number_of(conn, node.id)
             newest = stored_readings.newest(conn, number, limit=1) if number is not None else []
             if newest:
-                rid, _ms, port, *_rest, raw = newest[0]
+                rid, _ms, port, _rssi, _snr_q, _bridge, _skew, raw, _age = newest[0]
                 self._publish_values(node, self._decoded(row.get("codec") or "lpp", port, raw))
         self._remove_stale(conn)
 

@@ -17,11 +17,13 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from edge import downlinks
+from edge.fuota import air as fuota_air
 from edge.lorawan import frames as lw
 from edge.lorawan import server as lw_server
 from edge.lorawan.network import Network
 from edge.radio import (
     MIC_SIZE,
+    PORT_AGED,
     PORT_DOWNLINK_RESULT,
     PORT_READINGS,
     PORT_STATUS,
@@ -31,6 +33,7 @@ from edge.radio import (
     build_ack,
     downlink_for,
     parse_downlink_result,
+    split_aged,
     split_serial_uplink,
 )
 from edge.store import cursor, readings
@@ -52,10 +55,16 @@ class CommittedReading:
     snr: float
     bridge_id: str | None
     codec: str  # the device's codec when stored: what decodes ``raw``
+    age_s: int | None = None  # how long it waited on the module (docs/radio.md 0.9); None: fresh
 
     @property
     def msg_id(self) -> str:
         return f"{self.device_id}:{self.fcnt}"
+
+    @property
+    def measured_at(self) -> float:
+        """When it was measured: the receive time less its age."""
+        return self.received_at - self.age_s if self.age_s else self.received_at
 
 
 @dataclass(slots=True)
@@ -123,6 +132,7 @@ class _Frame(NamedTuple):
     mic: bytes
     bridge_id: str | None
     opened: lw_server.Opened | None = None  # a LoRaWAN uplink, verified and decrypted
+    age: int | None = None  # a reading that waited (port 8): its age in s; port and payload are port 1's
 
 
 def handle_batch(
@@ -146,7 +156,7 @@ def handle_batch(
             parsed.append(None)
             continue
         if mhdr in lw.UPLINKS:
-            got = _open_lorawan(conn, payload, bridge_id, network, numbers)
+            got = _open_lorawan(conn, payload, bridge_id, network, numbers, now)
             if got is not None:
                 outcomes.append(got if isinstance(got, Outcome) else None)
                 parsed.append(got if isinstance(got, _Frame) else None)
@@ -161,6 +171,17 @@ def handle_batch(
         parsed.append(
             _Frame(rssi, snr_q, rx_time, dev_id, dev_id.hex(), fcnt, port, app, signed, mic, bridge_id)
         )
+    for i, f in enumerate(parsed):
+        if f is not None and f.port == PORT_AGED:
+            # A reading that waited on its module: stored as the port-1 reading it is, with its
+            # age, so a retransmission (fresh, then aged) is the same reading.
+            try:
+                age, lpp = split_aged(f.payload)
+            except RadioFormatError as exc:
+                outcomes[i] = _reject(AckResult.MALFORMED, str(exc), f.device_id, f.fcnt)
+                parsed[i] = None
+                continue
+            parsed[i] = f._replace(port=PORT_READINGS, payload=lpp, age=age or None)
     devices = _load_devices(conn, {f.device_id for f in parsed if f is not None}, numbers)
 
     # Which frames may be new readings: known device, good MIC.
@@ -243,7 +264,7 @@ def handle_batch(
             continue
         bridge = numbers.number(conn, f.bridge_id, create=True) if f.bridge_id else None
         skew = f.rx_time - now_ms // 1000 if f.rx_time else None
-        rows.append((rid, now_ms, f.port, f.rssi, f.snr_q, bridge, skew, f.payload))
+        rows.append((rid, now_ms, f.port, f.rssi, f.snr_q, bridge, skew, f.payload, f.age))
         # a later frame of the batch at the same id is this reading sent again
         stored[rid] = (now_ms, f.port, f.payload)
         dev.last_fcnt, dev.stored = max(dev.last_fcnt, f.fcnt), True
@@ -275,6 +296,13 @@ def handle_batch(
             ],
         )
     with_downlinks = _queued_for(conn, {parsed[i].device_id for i in new_positions}, now)  # type: ignore[union-attr]
+    # nodes with a firmware update under way (edge/fuota/air.py): its offer or a chunk rides on a reading's ACK
+    lorawan_new = {
+        f.device_id
+        for i in new_positions
+        if (f := parsed[i]) is not None and f.opened is not None and f.port == PORT_READINGS
+    }
+    update_offers = fuota_air.offers(conn, lorawan_new - with_downlinks, now=now) if lorawan_new else {}
     received_at = now_ms / 1000
     for i in new_positions:
         f = parsed[i]
@@ -287,7 +315,11 @@ def handle_batch(
             if f.device_id in with_downlinks
             else None
         )
-        down = _downlink(dev, f, pending.encode() if pending else None)
+        offer = update_offers.pop(f.device_id, None) if pending is None else None
+        if offer is not None and f.opened is not None:
+            down = f.opened.session.downlink(ack=f.opened.confirmed, fport=offer[0], payload=offer[1])
+        else:
+            down = _downlink(dev, f, pending.encode() if pending else None)
         reading = CommittedReading(
             candidates[i],
             f.device_id,
@@ -299,6 +331,7 @@ def handle_batch(
             f.snr_q / 4,
             f.bridge_id,
             dev.codec,
+            f.age,
         )
         outcomes[i] = Outcome(
             AckResult.STORED,
@@ -365,8 +398,30 @@ def _session_start(conn: sqlite3.Connection, opened: lw_server.Opened, numbers: 
     return Outcome(AckResult.STORED, build_ack(AckResult.STORED, down), session.device_id, detail=what)
 
 
+def _update_request(conn: sqlite3.Connection, opened: lw_server.Opened, now: float) -> Outcome:
+    """A node's fragment request (edge/fuota/air.py): answered with one chunk, never stored. It
+    takes a counter of the node's like a reading, so a replayed one is refused like a reading."""
+    session = opened.session
+    if opened.went_back:
+        return _reject(AckResult.REPLAYED, f"fragment request at fcnt {opened.fcnt} <= {session.fcnt_up}")
+    session.fcnt_up, session.dirty = opened.fcnt, True
+    try:
+        fport, payload = fuota_air.answer(conn, session.device_id, opened.payload, now=now)
+    except fuota_air.RequestError as exc:
+        return _reject(AckResult.MALFORMED, f"update: {exc}", session.device_id)
+    down = session.downlink(ack=opened.confirmed, fport=fport, payload=payload)
+    return Outcome(
+        AckResult.STORED, build_ack(AckResult.STORED, down), session.device_id, detail="update request"
+    )
+
+
 def _open_lorawan(
-    conn: sqlite3.Connection, payload: bytes, bridge_id: str | None, network: Network, numbers: Numbers
+    conn: sqlite3.Connection,
+    payload: bytes,
+    bridge_id: str | None,
+    network: Network,
+    numbers: Numbers,
+    now: float,
 ) -> _Frame | Outcome | None:
     """A LoRaWAN data uplink opened with its session, or its rejection; None: not LoRaWAN (an
     unconfirmed-up MHDR 0x40 of no known session is a Fieldpost v1 frame, which shares it)."""
@@ -390,6 +445,8 @@ def _open_lorawan(
         if opened.fcnt < session.fcnt_up:
             return _reject(AckResult.REPLAYED, f"session start at fcnt {opened.fcnt} < {session.fcnt_up}")
         return _session_start(conn, opened, numbers)  # again when its ACK was lost: the same answer
+    if opened.fport == fuota_air.PORT_FRAG:
+        return _update_request(conn, opened, now)
     rssi, snr_q, rx_time = RX_META.unpack_from(payload)
     device = bytes.fromhex(session.device_id)
     return _Frame(
@@ -452,6 +509,8 @@ def _apply_port(conn: sqlite3.Connection, device_id: str, port: int, payload: by
         except ValueError:
             return
         conn.execute("UPDATE devices SET status = ? WHERE id = ?", (json.dumps(status), device_id))
+    elif port == fuota_air.PORT:
+        fuota_air.apply_result(conn, device_id, payload, now=now)
 
 
 def _is_same_reading(stored: tuple[int, int, bytes], port: int, payload: bytes) -> bool:

@@ -61,8 +61,9 @@ ACTION_PREFIX = "action/"
 class StoredReading:
     id: int
     device_id: str
-    received_at: float
+    measured_at: float  # when it was measured (received less its age): what value rules judge by
     values: list[dict[str, Any]]
+    received_at: float  # when the edge heard it: what ends a silence
 
 
 # What on_readings takes in: a reading id (read back from the database), or a reading just
@@ -233,10 +234,12 @@ class RuleEngine:
         return ReadingReader(conn, self._codecs, numbers=self._numbers)
 
     def _on_reading(self, conn: sqlite3.Connection, rule: Rule, reading: StoredReading) -> None:
-        dev, at = reading.device_id, reading.received_at
+        dev, at = reading.device_id, reading.measured_at
         if rule.kind == "silent":
-            # Any reading ends a silence at once, without waiting for the timer.
-            self._apply(conn, rule, dev, dev, silent_sample(rule, at, 1.0, at))
+            # Any reading ends a silence at once, without waiting for the timer (hearing from the
+            # device is what counts, however old the reading it sent).
+            heard = reading.received_at
+            self._apply(conn, rule, dev, dev, silent_sample(rule, heard, 1.0, heard))
             return
         names = metric_names(rule)
         for item in reading.values:
@@ -433,7 +436,7 @@ def incoming(readings: Iterable[Any]) -> list[Incoming]:
 
 
 def decode_readings(codecs: CodecRunner, reader: ReadingReader, items: list[Incoming]) -> list[StoredReading]:
-    """The readings with their decoded values, in the order they were received.
+    """The readings with their decoded values, in the order they were measured.
 
     A committed reading is decoded from its raw payload with the codec it was stored under; an
     id is read back from the database (an unknown id is skipped).
@@ -442,8 +445,13 @@ def decode_readings(codecs: CodecRunner, reader: ReadingReader, items: list[Inco
     for item in items:
         if isinstance(item, CommittedReading):
             values, _error = decode_payload(codecs, item.codec, item.port, item.raw)
-            out.append(StoredReading(item.id, item.device_id, item.received_at, values or []))
+            out.append(
+                StoredReading(item.id, item.device_id, item.measured_at, values or [], item.received_at)
+            )
     ids = [item for item in items if isinstance(item, int)]
-    out += [StoredReading(r.id, r.device_id, r.received_at, reader.values(r)) for r in reader.by_ids(ids)]
-    out.sort(key=lambda r: (r.received_at, r.id))
+    out += [
+        StoredReading(r.id, r.device_id, r.measured_at, reader.values(r), r.received_at)
+        for r in reader.by_ids(ids)
+    ]
+    out.sort(key=lambda r: (r.measured_at, r.id))  # in the order they were measured
     return out

@@ -135,6 +135,7 @@ def _uplink(conn: sqlite3.Connection, up: Uplink, numbers: Numbers, policy: Poli
     raw, data = up.data, None
     if codec == CODEC and up.object_json is not None:
         raw, data = up.object_json.encode(), up.data
+    # no age: ChirpStack's uplink carries none, so measured = received
     readings.insert_many(conn, [(rid, round(now * 1000), PORT, up.rssi, snr_q, bridge, None, raw)])
     conn.execute(
         "INSERT INTO source_uplinks (id, dedup_id, fcnt, fport, object, data) VALUES (?, ?, ?, ?, ?, ?)",

@@ -406,6 +406,43 @@ MIGRATIONS: list[Migration] = [
             WHERE state IN ('queued', 'sending', 'staged');
         """,
     ),
+    (
+        "0015_air_updates",
+        """
+        -- Updates of nodes over the air (edge/fuota/air.py) beside those of bridges over serial:
+        -- how each travels, and how many air updates may be under way at once when it starts
+        -- (NULL: no limit). The node keeps the bitmap of its chunks; `sent` is what it reported.
+        -- Its last fragment request (chunk size, first missing chunk, bitmap of the next 16) and
+        -- the last chunk put on a reading's ACK since: what the next reading's ACK carries.
+        ALTER TABLE module_updates ADD COLUMN transport TEXT NOT NULL DEFAULT 'serial'
+            CHECK (transport IN ('serial', 'air'));
+        ALTER TABLE module_updates ADD COLUMN max_in_flight INTEGER CHECK (max_in_flight > 0);
+        ALTER TABLE module_updates ADD COLUMN air_chunk INTEGER;
+        ALTER TABLE module_updates ADD COLUMN air_first INTEGER;
+        ALTER TABLE module_updates ADD COLUMN air_bitmap INTEGER;
+        ALTER TABLE module_updates ADD COLUMN air_pushed INTEGER;
+        """,
+    ),
+    (
+        "0016_reading_age",
+        """
+        -- Measurement time (issue 13 item 9): how long a reading waited on its module before it
+        -- was sent (docs/radio.md 0.9), in seconds; NULL for a fresh one and for sources that
+        -- carry no age. Measured time = received_ms - 1000 * age_s. A NULL costs one header
+        -- byte per row; rows stored before read as NULL (measured = received, as they were).
+        ALTER TABLE readings ADD COLUMN age_s INTEGER;
+        -- the view for people and ad-hoc SQL (0008's) with the measured time and the age
+        DROP VIEW IF EXISTS reading_list;
+        CREATE VIEW reading_list AS
+        SELECT r.id AS id, d.id AS device_id, r.id & 4294967295 AS fcnt,
+               (r.received_ms - 1000 * coalesce(r.age_s, 0)) / 1000.0 AS measured_at,
+               r.received_ms / 1000.0 AS received_at, r.age_s AS age_s,
+               r.port AS port, r.rssi AS rssi, r.snr_q / 4.0 AS snr, b.id AS bridge_id, r.raw AS raw
+        FROM readings AS r
+        JOIN device_numbers AS d ON d.n = r.id >> 32
+        LEFT JOIN device_numbers AS b ON b.n = r.bridge;
+        """,
+    ),
 ]
 
 

@@ -41,7 +41,7 @@ class ReadingReader:
     # ------------------------------------------------------------------ rows -> readings
 
     def reading(self, row: readings.Row) -> Reading:
-        rid, ms, port, rssi, snr_q, bridge, skew, raw = row
+        rid, ms, port, rssi, snr_q, bridge, skew, raw, age = row
         number, fcnt = readings.split_id(rid)
         return Reading(
             id=rid,
@@ -54,6 +54,7 @@ class ReadingReader:
             bridge_id=self.numbers.device_id(self.conn, bridge),
             skew_s=skew,
             raw=bytes(raw),
+            age_s=age,
         )
 
     def _number(self, device_id: str) -> int | None:
@@ -64,7 +65,7 @@ class ReadingReader:
     def device_readings(
         self, device_id: str, *, start: float | None = None, end: float | None = None, chunk: int = 2000
     ) -> Iterator[Reading]:
-        """A device's readings received in [start, end) (Unix seconds), oldest first."""
+        """A device's readings measured in [start, end) (Unix seconds), oldest first."""
         number = self._number(device_id)
         if number is None:
             return
@@ -147,6 +148,7 @@ def reading_dict(reader: ReadingReader, reading: Reading) -> dict[str, Any]:
         "device_id": reading.device_id,
         "fcnt": reading.fcnt,
         "port": reading.port,
+        "measured_at": reading.measured_at,  # received_at less the age it arrived with
         "received_at": reading.received_at,
         "rssi": reading.rssi,
         "snr": reading.snr,

@@ -6,21 +6,31 @@ the rowid (no separate key column), the dedupe key (no extra unique index) and, 
 therefore one contiguous key range in fcnt order, which is what sync, the panel and retention
 read. Decoded values are not stored: :mod:`edge.store.decode` derives them from ``raw``.
 
-Row layout (see migration 0008): id, received_ms, port, rssi, snr_q, bridge, skew_s, raw.
-Small integers cost SQLite one byte (0 and 1 cost none), so a typical LPP reading with its
-radio metadata takes about 28 bytes of record plus the B-tree's share.
+Row layout (see migrations 0008 and 0016): id, received_ms, port, rssi, snr_q, bridge, skew_s,
+raw, age_s. Small integers cost SQLite one byte (0 and 1 cost none), so a typical LPP reading with
+its radio metadata takes about 29 bytes of record plus the B-tree's share.
+
+Measurement time: ``age_s`` is how long the reading waited on its module before it was sent
+(docs/radio.md 0.9), NULL for a fresh one (one header byte) and for sources that carry no age.
+The measured time is ``received_ms - 1000 * age_s``: what the panel, export, rules and sync
+show and send; the receive time stays beside it.
 """
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 FCNT_BITS = 32
 FCNT_MASK = (1 << FCNT_BITS) - 1
-COLUMNS = "id, received_ms, port, rssi, snr_q, bridge, skew_s, raw"
-INSERT = f"INSERT INTO readings ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+COLUMNS = "id, received_ms, port, rssi, snr_q, bridge, skew_s, raw, age_s"
+INSERT = f"INSERT INTO readings ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+# Rows of sources that carry no age (ChirpStack, tests' fixtures): the first eight columns.
+_INSERT_NO_AGE = f"INSERT INTO readings ({COLUMNS.rsplit(', ', 1)[0]}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+# The measured time of a row in SQL (ms): received_ms when the reading carried no age.
+MEASURED_MS = "(received_ms - 1000 * coalesce(age_s, 0))"
 # Ports that carry something the cloud receives: sensor readings (1) and module status (3).
 # Downlink results (2) reach the cloud as the downlink's status message instead.
 SYNCED_PORTS = (1, 3)
@@ -28,6 +38,11 @@ SYNCED_PORTS = (1, 3)
 
 def reading_id(number: int, fcnt: int) -> int:
     return (number << FCNT_BITS) | fcnt
+
+
+def measured_ms(received_ms: int, age_s: int | None) -> int:
+    """When a reading was measured: its receive time less the age it arrived with."""
+    return received_ms - 1000 * age_s if age_s else received_ms
 
 
 def split_id(rid: int) -> tuple[int, int]:
@@ -55,10 +70,20 @@ class Reading:
     bridge_id: str | None
     skew_s: int | None
     raw: bytes
+    age_s: int | None = None  # how long it waited on the module before it was sent (None: fresh)
 
     @property
     def received_at(self) -> float:
         return self.received_ms / 1000.0
+
+    @property
+    def measured_ms(self) -> int:
+        return measured_ms(self.received_ms, self.age_s)
+
+    @property
+    def measured_at(self) -> float:
+        """When it was measured (Unix seconds): what people and the cloud are shown."""
+        return self.measured_ms / 1000.0
 
     @property
     def snr(self) -> float | None:
@@ -74,12 +99,18 @@ class Reading:
         return f"{self.device_id}:{self.fcnt}"
 
 
-Row = tuple  # (id, received_ms, port, rssi, snr_q, bridge, skew_s, raw), as SELECT COLUMNS gives it
+Row = tuple  # (id, received_ms, port, rssi, snr_q, bridge, skew_s, raw, age_s), as SELECT COLUMNS gives it
 
 
 def insert_many(conn: sqlite3.Connection, rows: Iterable[Row]) -> None:
-    """Insert rows in the column order of :data:`COLUMNS` (inside the caller's transaction)."""
-    conn.executemany(INSERT, rows)
+    """Insert rows in the column order of :data:`COLUMNS` (inside the caller's transaction).
+
+    Rows of eight (no ``age_s``: a source that carries none) are stored with a NULL age; every
+    row of one call has the same length."""
+    it = iter(rows)
+    first = next(it, None)
+    if first is not None:
+        conn.executemany(INSERT if len(first) == 9 else _INSERT_NO_AGE, itertools.chain((first,), it))
 
 
 def existing(conn: sqlite3.Connection, ids: list[int]) -> dict[int, tuple[int, int, bytes]]:
@@ -162,7 +193,11 @@ def iter_device(
     end_ms: int | None = None,
     chunk: int = 2000,
 ) -> Iterator[Row]:
-    """A device's rows received in [start_ms, end_ms), oldest first, read in chunks."""
+    """A device's rows measured in [start_ms, end_ms), oldest first, read in chunks.
+
+    Measured time is the receive time less the age (never later than received), so the search
+    by receive time finds a first row at or before the range. A device measures its readings in
+    fcnt order, so the scan ends at the first row measured at or after ``end_ms``."""
     low, high = device_bounds(number)
     if start_ms is not None:
         first = first_at_or_after(conn, number, start_ms)
@@ -172,7 +207,7 @@ def iter_device(
     while True:
         rows = select_rows(conn, low, high, limit=chunk)
         for row in rows:
-            ms = row[1]
+            ms = row[1] - 1000 * row[8] if row[8] else row[1]
             if end_ms is not None and ms >= end_ms:
                 return
             if start_ms is None or ms >= start_ms:

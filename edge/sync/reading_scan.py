@@ -94,7 +94,7 @@ class ReadingScanner:
             return []
         codec = self._device_codecs.get(device_id, "lpp")
         out = []
-        for rid, ms, port, rssi, snr_q, bridge, _skew, raw in rows:
+        for rid, ms, port, rssi, snr_q, bridge, _skew, raw, age in rows:
             kind = KIND_BY_PORT.get(port)
             fcnt = rid & readings.FCNT_MASK
             if kind is None:  # e.g. a downlink result: not sent, but the cursor moves over it
@@ -102,7 +102,7 @@ class ReadingScanner:
             else:
                 values, _error = decode_payload_json(self._codecs, codec, port, raw)
                 bridge_id = self._numbers.device_id(conn, bridge)
-                body = reading_json(device_id, fcnt, ms, port, values, raw, rssi, snr_q, bridge_id)
+                body = reading_json(device_id, fcnt, ms, port, values, raw, rssi, snr_q, bridge_id, age)
             out.append(
                 Message(
                     rid,

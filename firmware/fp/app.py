@@ -72,6 +72,7 @@ async def _run(cfg, cfg_path, hal):
     seed = cfg["seed"]
     random.seed(seed if seed >= 0 else int.from_bytes(os.urandom(4), "big"))
     journal = Journal("journal", capacity=cfg["journal_max"], seg_bytes=cfg["journal_seg"])
+    _clock_above(hal.clock, journal.max_t)
     if journal.migrated:
         _err("journal: %d pending frame(s) of format 1 kept, signed again when sent" % journal.migrated)
     counter = FrameCounter("fcnt", block=cfg["fcnt_block"], floor=journal.max_fcnt + 1)
@@ -96,6 +97,8 @@ async def _run(cfg, cfg_path, hal):
         from fp.roles.node import Node
         role = Node(dev, hal, beat=lambda: sup.beat("node"), trace=_trace if cfg.get("trace") else None,
                     beat_ms=wdt_ms // 4)
+        if dev.lw:
+            dev.report_update()  # an update rolled back at this boot (fp/update.py) says so now
         if getattr(hal, "sleep_kind", None) == "deep" and hasattr(hal, "keep"):
             _deep_sleep_state(hal, role, dev, counter, journal)
         sup.start("node", role.run)
@@ -108,6 +111,22 @@ async def _run(cfg, cfg_path, hal):
         return await sup.run()
     finally:
         journal.close()
+
+
+def _clock_above(clock, t):
+    # The clock starts over at a cold boot, but journaled readings keep their sample times
+    # (0.1 s) on the clock as it was: it goes on from just above the newest, so no age comes
+    # out negative. An age is then the time a reading waited while the module ran; the time
+    # it was off is unknown (docs/radio.md 0.9). A deep-sleep wake puts the clock back later
+    # (fp/resume.py), at or above this. The wall time is kept as it was.
+    now = clock.ms()
+    ms = (t + 10) * 100
+    if t < 0 or now >= ms:
+        return
+    if hasattr(clock, "resume"):
+        clock.resume(ms, clock._wall0 - (ms - now) // 1000)
+    else:  # a stepped clock (simulation)
+        clock.advance(ms - now)
 
 
 def _deep_sleep_state(hal, node, dev, counter, journal):
@@ -168,6 +187,8 @@ async def _confirm_update(dev, role):
         await asyncio.sleep_ms(200)
     if update.Updater().confirm():
         print("fieldpost update: confirmed", FW_VERSION)
+        if dev.lw:
+            dev.report_update()  # a node says so on FPort 6 (a bridge's next HELLO does)
     while True:
         await asyncio.sleep_ms(3600000)
 

@@ -7,9 +7,11 @@ from binascii import unhexlify
 from fp import lpp, store
 from fp import radio_frame as rf
 from fp.airtime import DutyBudget, region_params
+from micropython import const
 
 FW_VERSION = "0.3.0"
 _DLIDS = "dlids"  # last executed downlink ids, so a resent reboot does not reboot twice
+_SAMPLED = const(255)  # fp/radio_frame.py _PORT_SAMPLED: a reading journaled with its sample time
 
 
 class Device:
@@ -45,18 +47,30 @@ class Device:
         self.safe_reason = ""  # why the last safe mode was (fp/bootguard.py), until a status said it
         body = store.read_atomic(_DLIDS)
         self.dl_ids = list(struct.unpack(">4H", body)) if body and len(body) == 8 else []
+        # A firmware update coming over the air (fp/update_air.py): loaded only while one is under way
+        self.upd = None
+        if self.lw and store.exists(store.firmware_root() + ".update-air"):
+            from fp.update_air import AirReceiver
+            self.upd = AirReceiver()
+            if not self.upd.id:
+                self.upd = None
 
     # --- uplinks --------------------------------------------------------------
 
-    def queue(self, port, payload):
+    def queue(self, port, payload, t=-1):
         # Number, sign and journal one uplink; returns its fcnt. The counter is
         # reserved on flash before use and the frame is durable before it is sent.
+        # t >= 0: a reading sampled then (0.1 s on the clock), journaled with that time
+        # (port _SAMPLED) so it goes out with its age, however long it waits.
         room = self.max_payload - self.overhead
         if len(payload) > room:
             payload = payload[:room] if port != rf.PORT_READINGS else payload
             if len(payload) > room:
                 raise rf.RadioError("long", "%d-byte payload, %d allowed at this data rate"
                                     % (len(payload), room))
+        if t >= 0:
+            port = _SAMPLED
+            payload = struct.pack(">I", t) + payload
         fcnt = self.counter.take()
         # Journaled unsigned: the MIC is made when it goes out (next_uplink).
         dropped = self.journal.append(rf.unsigned(rf.KIND_UPLINK, self.dev_id, fcnt, port, payload))
@@ -76,6 +90,15 @@ class Device:
                 return None
             if body[1:9] == self.dev_id:
                 self.head_fcnt = rf.fcnt_of(body)
+                if body[13] == _SAMPLED:
+                    # A reading sent over half a second after it was sampled carries its age
+                    # (port 8, docs/radio.md 0.9): tenths of a second on the clock, rounded to
+                    # seconds; a fresh one goes as plain port-1 LPP, as any LoRaWAN server reads
+                    # it, and so does one with no room for 3 more bytes (a 12-byte profile).
+                    age = (self.hal.clock.ms() // 100 - struct.unpack_from(">I", body, 14)[0] + 5) // 10
+                    if len(body) - 1 - rf.HEADER > self.max_payload - self.overhead:
+                        age = 0
+                    body = rf.aged(body, age)
                 return self.lw.uplink(body) if self.lw else rf.sign(body, self.key)
             # Taken under another device id (the module was re-provisioned with a new
             # identity): signing it as ours would give that reading to this device.
@@ -84,7 +107,8 @@ class Device:
 
     def take_reading(self):
         temp, rh = self.hal.read_climate()
-        fcnt = self.queue(rf.PORT_READINGS, lpp.standard_reading(temp, rh, self.hal.battery_v()))
+        t = self.hal.clock.ms() // 100  # sampled now: kept with the frame, sent as its age
+        fcnt = self.queue(rf.PORT_READINGS, lpp.standard_reading(temp, rh, self.hal.battery_v()), t)
         self.stats["taken"] += 1
         return fcnt
 
@@ -196,6 +220,17 @@ class Device:
     def _answer(self, dl_id, result, text):
         self.stats["results"] += 1
         self.queue(rf.PORT_RESULT, rf.result_payload(dl_id, result, text))
+
+
+    # --- firmware updates over the air (nodes; fp/update_air.py, loaded only when needed) ----
+
+    def report_update(self):
+        # How the last update ended (fp/update.py writes it: confirmed, rolled back, refused at
+        # boot), said once on FPort 6 and journaled, so the edge hears it even across a reboot.
+        path = store.firmware_root() + ".update-result"
+        if store.exists(path):
+            from fp import update_air
+            update_air.report_result(self, path)
 
 
 def retry_ms(cfg, attempts, r):

@@ -19,6 +19,7 @@ _HEADER = const(14)
 
 
 def replay(j, segs):
+    j.max_t = -1  # the newest sample time journaled (fp/radio_frame.py PORT_SAMPLED): app.py
     for s in segs:
         _replay(j, s)
     _sort(j)
@@ -122,6 +123,8 @@ def _apply(j, rtype, body, seg, off):
             j.bad += 1
             return
         fcnt = struct.unpack_from(">I", body, 9)[0]
+        if body[13] == 255 and len(body) >= _HEADER + 4:  # a reading with its sample time
+            j.max_t = max(j.max_t, struct.unpack_from(">I", body, _HEADER)[0])
         i = j._find(fcnt)
         if i >= 0:  # a compacted copy: same frame, newer place
             j._sg[j._at(i)] = seg

@@ -15,7 +15,13 @@ MAX_FRAME = const(255)  # what a LoRa modem can carry in one packet
 PORT_READINGS = const(1)
 PORT_RESULT = const(2)
 PORT_STATUS = const(3)
-UPLINK_PORTS = (PORT_READINGS, PORT_RESULT, PORT_STATUS)
+# A reading that waited (docs/radio.md 0.9): its age at transmission, then the port-1 payload.
+_PORT_AGED = const(8)
+_AGE_MAX = const(0x1FFFFF)  # s (24.3 days): three bytes of age; an older reading says this
+# Port 255 (fp/device.py _SAMPLED), journal only, never on the air: a reading with its sample time (u32, tenths of a second on
+# the node's clock) before its payload. FPort 255 is reserved in LoRaWAN: were it ever sent
+# (a downgraded firmware), no server would take it for readings.
+UPLINK_PORTS = (PORT_READINGS, PORT_RESULT, PORT_STATUS, _PORT_AGED)
 # downlink ports
 DL_PORT_ACK = const(0)
 DL_PORT_COMMAND = const(3)
@@ -63,6 +69,24 @@ def unsigned(kind, dev_id, fcnt, port, payload=b""):
     struct.pack_into(">IB", buf, 9, fcnt & 0xFFFFFFFF, port)
     buf[HEADER:] = payload
     return bytes(buf)
+
+
+def aged(body, age_s):
+    # A journaled port-255 frame as it goes out age_s seconds after it was sampled: 0 or less,
+    # plain port 1; else port 8, the age as an unsigned LEB128 (7 bits a byte, low first, high
+    # bit = more: 1 byte below 128 s, 2 below 4.5 h, 3 up to _AGE_MAX, which caps it), then the
+    # readings unchanged. One buffer, filled in place: it is made at every transmission.
+    age_s = min(age_s, _AGE_MAX)
+    n = 0 if age_s <= 0 else (1 if age_s < 0x80 else (2 if age_s < 0x4000 else 3))
+    buf = bytearray(len(body) - 4 + n)
+    mv = memoryview(body)
+    buf[:HEADER] = mv[:HEADER]
+    buf[13] = _PORT_AGED if n else PORT_READINGS
+    for i in range(n):
+        buf[HEADER + i] = (age_s & 0x7F) | (0x80 if i < n - 1 else 0)
+        age_s >>= 7
+    buf[HEADER + n :] = mv[HEADER + 4 :]
+    return buf
 
 
 def sign(body, key):

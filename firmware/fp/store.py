@@ -6,6 +6,13 @@ import struct
 from binascii import crc32
 
 
+def firmware_root():
+    # fp/store.py (or .mpy) -> the folder holding fp/: "" on a board, the bundle on the unix port.
+    # Here, not in fp/update.py, so a node can look for an update's files without loading the updater.
+    here = __file__.rsplit("/", 2)
+    return here[0] + "/" if len(here) == 3 else ""
+
+
 def exists(path):
     try:
         os.stat(path)

@@ -6,7 +6,8 @@
 #   .update/new/<path>   staged files of the package, each checked against the manifest
 #   .update/old/<path>   the files the swap replaced or removed (what a rollback puts back)
 #   .update/plan         what to swap: target manifest, changed, removed, added (store.write_atomic)
-#   .update/state        "ready" -> "swapped" -> (confirmed: .update removed) or "rolled back"
+#   .update/state        ("received": a package that came over the air, staged at the next boot) ->
+#                        "ready" -> "swapped" -> (confirmed: .update removed) or "rolled back"
 #
 # Every step is a rename, and every step can be done again: a power cut at any point leaves a
 # state file that tells the next boot where to go on, so the module runs the old set or the new
@@ -17,6 +18,7 @@ import os
 import struct
 
 from fp import bootguard, store
+from fp.store import firmware_root  # where it lives; update_rx and app import it from here
 
 UPDATES_FROM = "0.3.0"  # the first firmware with this updater: packages need at least this
 FORMAT = 1
@@ -27,12 +29,6 @@ _CHUNK = 512
 
 class UpdateError(Exception):
     pass
-
-
-def firmware_root():
-    # fp/update.py (or .mpy) -> the folder holding fp/: "" on a board, the bundle on the unix port
-    here = __file__.rsplit("/", 2)
-    return here[0] + "/" if len(here) == 3 else ""
 
 
 def _mkdirs(path):
@@ -127,7 +123,12 @@ class Updater:
         st = self.state()
         if st and st.get("s") in ("ready", "swapped"):
             raise UpdateError("an update is already " + st["s"])
-        _rmtree(self.dir)
+        # What an earlier attempt left goes; the state file stays: a package received over the air
+        # is "received" until it is staged here, so a power cut while staging it at boot stages it
+        # again at the next boot (its package file is removed only once that is done).
+        for name in ("new", "old"):
+            _rmtree(self._p(name))
+        store.remove(self._p("plan"))
         store.remove(self.root + ".update-result")  # the result of an earlier update is history now
         _mkdirs(self._p("new/x"))
         with open(package_path, "rb") as raw:
@@ -179,6 +180,11 @@ class Updater:
         self._set_state(s="ready", to=manifest["version"])
         return manifest["version"]
 
+    def received(self, package_path, board):
+        # A whole package, checked against its hash, to be staged at the next boot (at_boot).
+        _mkdirs(self._p("state"))
+        self._set_state(s="received", pkg=package_path, board=board, running=self.running)
+
     # ------------------------------------------------------------------ at boot
 
     def at_boot(self):
@@ -187,6 +193,20 @@ class Updater:
         if not st:
             return None
         s = st.get("s")
+        if s == "received":
+            # A package received over the air (fp/update_air.py), checked against its hash: staged
+            # here, at boot, before the firmware is loaded, when the heap is all free (inflating
+            # takes a 4 KB window), then swapped in at once.
+            self.running = st["running"]
+            try:
+                self.stage(st["pkg"], st["board"])
+            except Exception as e:  # an UpdateError says why; anything else is reported the same way
+                why = "stage: %s" % (e.args[0] if e.args else e)
+                self._finish({"result": "refused", "to": None, "why": why})
+                return "refused: " + why
+            finally:
+                store.remove(st["pkg"])
+            st, s = self.state(), "ready"
         if s == "ready":
             self._swap(self.plan())
             self._set_state(s="swapped", to=st["to"], boots=0)

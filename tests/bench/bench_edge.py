@@ -131,7 +131,7 @@ def bench_store(work: Path, quick: bool) -> dict:
     raw = connect(work / "raw.db")
     raw.execute(
         "CREATE TABLE readings (id INTEGER PRIMARY KEY, received_ms INTEGER, port INTEGER, rssi INTEGER,"
-        " snr_q INTEGER, bridge INTEGER, skew_s INTEGER, raw BLOB)"
+        " snr_q INTEGER, bridge INTEGER, skew_s INTEGER, raw BLOB, age_s INTEGER)"
     )
     acks: list[bytes] = []
     stored = inserted = 0
@@ -160,7 +160,9 @@ def bench_store(work: Path, quick: bool) -> dict:
         t0 = time.perf_counter()
         for i in range(0, len(rows), BATCH):
             with transaction(raw):
-                raw.executemany("INSERT INTO readings VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows[i : i + BATCH])
+                raw.executemany(
+                    "INSERT INTO readings VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows[i : i + BATCH]
+                )
         raw_s += time.perf_counter() - t0
         inserted += len(rows)
     assert len(acks) == stored and all(a[0] == 0 for a in acks), "every frame must be stored and ACKed"

@@ -116,7 +116,7 @@ def test_db_commands_and_export(run, tmp_path):
     assert run("db", "check").output.strip() == "ok"
     assert run("db", "migrate").output.strip() == "up to date"
     rows = list(csv.reader(io.StringIO(run("db", "export").output)))
-    assert rows[0][:8] == ["device", "fcnt", "received_at", "port", "channel", "name", "value", "unit"]
+    assert rows[0][:8] == ["device", "fcnt", "measured_at", "port", "channel", "name", "value", "unit"]
     assert rows[1][:8] == [DEV, "1", "1700000001.0", "1", "1", "temperature", "21.5", "°C"]
     assert len(rows) == 1 + 2 * 3
     lines = run(
@@ -193,3 +193,27 @@ def test_csv_export_defuses_spreadsheet_formulas_in_decoded_text(run, tmp_path, 
     ingest(tmp_path / "fp.db", uplink(key, DEV, 7, payload=b"\x01"))
     rows = list(csv.reader(io.StringIO(run("db", "export").output)))
     assert rows[1][4:8] == ["1", "'=HYPERLINK(1)", "2", "'@x"]
+
+
+def test_export_gives_the_measurement_time_and_selects_by_it(run, tmp_path):
+    # Issue 13 item 9: a reading received at T that waited 100 s on its module (port 8 on the air,
+    # docs/radio.md 0.9) is exported at T - 100, found by --since/--until around T - 100, and keeps
+    # its receive time in the last column.
+    from edge import radio
+    from edge.codecs import lpp
+
+    out = run("devices", "add", DEV).output
+    key = bytes.fromhex(out.split("key")[1].strip())
+    readings = lpp.encode([(1, "temperature", 21.5)])
+    aged = bytes([100]) + readings  # LEB128 of 100: one byte
+    ingest(tmp_path / "fp.db", uplink(key, DEV, 1, port=radio.PORT_AGED, payload=aged), now=1_700_000_200.0)
+    ingest(tmp_path / "fp.db", uplink(key, DEV, 2, payload=readings), now=1_700_000_300.0)
+    rows = list(csv.reader(io.StringIO(run("db", "export").output)))
+    assert rows[0][2] == "measured_at" and rows[0][-1] == "received_at"
+    assert [(r[1], r[2], r[-1]) for r in rows[1:]] == [
+        ("1", "1700000100.0", "1700000200.0"),
+        ("2", "1700000300.0", "1700000300.0"),
+    ]
+    lines = run("db", "export", "--format", "json", "--since", "1700000050", "--until", "1700000150").output
+    (doc,) = [json.loads(line) for line in lines.splitlines()]
+    assert (doc["id"], doc["ts"], doc["received"]) == (f"{DEV}:1", 1700000100.0, 1700000200.0)

@@ -6,6 +6,7 @@ import pytest
 from edge_helpers import add, decoded, stored, uplink
 
 from edge import downlinks, radio, registry
+from edge.codecs import lpp
 from edge.ingest import Backpressure, Ingestor, handle_uplink
 from edge.radio import AckResult
 from edge.store import connect, transaction
@@ -41,7 +42,7 @@ def test_new_reading_stored_once_raw_with_its_radio_metadata_and_acked(db, codec
     assert values[2] == {"channel": 3, "name": "voltage", "value": 3.7, "unit": "V"}
     assert db.execute("SELECT count(*) FROM outbox").fetchone()[0] == 0
     columns = [r[1] for r in db.execute("PRAGMA table_info(readings)")]
-    assert columns == ["id", "received_ms", "port", "rssi", "snr_q", "bridge", "skew_s", "raw"]
+    assert columns == ["id", "received_ms", "port", "rssi", "snr_q", "bridge", "skew_s", "raw", "age_s"]
     dev = db.execute("SELECT last_fcnt, last_rssi, last_bridge FROM devices").fetchone()
     assert tuple(dev) == (5, -80, "bridge0000000001")
     assert out.reading.raw == reading.raw and out.reading.codec == "lpp"
@@ -347,3 +348,64 @@ def test_a_reading_stored_below_the_sync_cursor_after_a_counter_restart_is_still
     assert run(db, codecs, uplink(new_key, DEV, 0), now=1_700_000_300.0).result == AckResult.STORED
     # fcnt 0 waits for the cloud; the synced ones after it go again (the cloud drops them by id)
     assert [rid & 0xFFFFFFFF for rid in unsynced_ids(db)] == [0, 10, 11, 12]
+
+
+def aged(age_s: int, readings: bytes) -> bytes:
+    """A port-8 payload (docs/radio.md 0.9), LEB128 written here by hand."""
+    out = bytearray()
+    while True:
+        out.append((age_s & 0x7F) | (0x80 if age_s >> 7 else 0))
+        age_s >>= 7
+        if not age_s:
+            return bytes(out) + readings
+
+
+def test_a_reading_that_waited_is_stored_with_its_age_and_measured_time(db, codecs):
+    # Issue 13 item 9: stored as the port-1 reading it is, its age beside the receive time.
+    from tests.storekit import STANDARD
+
+    key = add(db, DEV)
+    lpp_bytes = lpp.encode(STANDARD)
+    now = 1_700_007_300.0
+    out = run(db, codecs, uplink(key, DEV, 1, port=radio.PORT_AGED, payload=aged(7200, lpp_bytes)), now=now)
+    assert out.result == AckResult.STORED and out.reading.age_s == 7200
+    assert out.reading.measured_at == now - 7200  # what the rules and the live hooks see
+    fresh = run(db, codecs, uplink(key, DEV, 2), now=now + 1)
+    assert fresh.result == AckResult.STORED and fresh.reading.age_s is None
+    first, second = stored(db, DEV)
+    assert (first.port, first.raw, first.age_s) == (1, lpp_bytes, 7200)
+    assert (first.received_at, first.measured_at) == (now, now - 7200)
+    assert (second.age_s, second.measured_at) == (None, now + 1)
+    values, error = decoded(db, first)
+    assert error is None and values[0]["value"] == 21.5
+    # sent fresh, its ACK lost, sent again after waiting: the same reading, a duplicate
+    again = run(
+        db, codecs, uplink(key, DEV, 2, port=radio.PORT_AGED, payload=aged(40, lpp_bytes)), now=now + 41
+    )
+    assert again.result == AckResult.DUPLICATE
+    # a port-8 frame whose age is cut short is malformed, named so
+    bad = run(db, codecs, uplink(key, DEV, 3, port=radio.PORT_AGED, payload=b"\x80"), now=now + 50)
+    assert bad.result == AckResult.MALFORMED and "no age" in bad.detail
+    assert len(stored(db, DEV)) == 2
+
+
+def test_a_reading_stored_with_its_age_is_found_by_its_measured_time(db):
+    # The panel, export and sync read by measured time: a reading received at T that waited 2 h
+    # is in [T - 2 h, T - 2 h + 1), not at T.
+    from edge.store.document import reading_json
+    from edge.store.query import ReadingReader
+    from tests.storekit import put_readings
+
+    t = 1_700_010_000.0
+    put_readings(db, DEV, [1], received_at=t, age_s=7200)
+    reader = ReadingReader(db)
+    try:
+        assert [r.fcnt for r in reader.device_readings(DEV, start=t - 7200, end=t - 7199)] == [1]
+        assert list(reader.device_readings(DEV, start=t - 7199, end=t + 1)) == []
+        (r,) = reader.device_readings(DEV)
+    finally:
+        reader.close()
+    doc = json.loads(reading_json(DEV, 1, r.received_ms, 1, [], r.raw, -80, 29, None, r.age_s))
+    assert (doc["ts"], doc["received"]) == (t - 7200, t)
+    fresh = json.loads(reading_json(DEV, 2, r.received_ms, 1, [], r.raw, -80, 29, None, None))
+    assert fresh["ts"] == t and "received" not in fresh

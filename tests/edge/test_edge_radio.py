@@ -142,3 +142,20 @@ def test_golden_lpp_values_with_units():
             "battery": vec["battery"],
         }
         assert [v["unit"] for v in values] == ["°C", "%", "V"]
+
+
+@needs_vectors
+def test_golden_aged_readings_split_into_age_and_readings():
+    # docs/radio.md 0.9: the firmware builds these payloads (tests/firmware checks it against the
+    # same file); the edge reads back the age it was sent (capped) and the port-1 readings.
+    data = vectors()
+    assert data["aged"], "no aged vectors"
+    for vec in data["aged"]:
+        age, readings = radio.split_aged(bytes.fromhex(vec["payload"]))
+        assert (age, readings.hex()) == (vec["sent_age_s"], vec["readings"]), vec["name"]
+        assert age <= radio.AGE_MAX_S
+        frame = bytes.fromhex(vec["unsigned_out"])
+        assert frame[13] == radio.PORT_AGED and frame[14:] == bytes.fromhex(vec["payload"]), vec["name"]
+    for vec in data["bad_aged"]:
+        with pytest.raises(radio.RadioFormatError, match=vec["reason"]):
+            radio.split_aged(bytes.fromhex(vec["payload"]))

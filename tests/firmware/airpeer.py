@@ -18,6 +18,7 @@ import time
 
 from edge.codecs import lpp
 from edge.lorawan import frames as lw
+from edge.radio import PORT_AGED, split_aged
 from tests.firmware import air
 from tests.firmware.edgepeer import mic, radio_frame
 
@@ -58,6 +59,7 @@ class AirPeer:
         self.malformed: list[int] = []  # fcnts whose payload is not a reading or status the node makes
         self.heard = 0
         self.acked: set[int] = set()
+        self.ages: dict[int, int] = {}  # fcnt -> the age a port-8 reading came with (docs/radio.md 0.9)
         # LoRaWAN: a minimal join + network server (edge/lorawan/frames.py crypto); the node's
         # port-5 session start makes fcnt = its own counter, as the edge does
         self.session: dict | None = None
@@ -100,6 +102,9 @@ class AirPeer:
                 fcnt = struct.unpack_from(">I", frame, 9)[0]
                 if not well_formed(frame[13], frame[14:-4]):
                     self.malformed.append(fcnt)
+                if frame[13] == PORT_AGED:  # kept as the port-1 reading it is (the edge stores it so)
+                    self.ages[fcnt], lpp_bytes = split_aged(frame[14:-4])
+                    frame = radio_frame(0x40, self.key, self.device, fcnt, 1, lpp_bytes)
                 first = self.frames.setdefault(fcnt, frame)
                 if first != frame:
                     self.repeats_with_other_bytes.append(fcnt)
@@ -162,9 +167,13 @@ class AirPeer:
                 fcnt = s["base"] + full
                 if not well_formed(d.fport, data):
                     self.malformed.append(fcnt)
+                port = d.fport
+                if port == PORT_AGED:
+                    self.ages[fcnt], data = split_aged(data)
+                    port = 1
                 # kept as the v1 frame of the same reading (what the tests parse; the LoRaWAN
                 # bytes of one reading differ per session)
-                as_v1 = radio_frame(0x40, self.key, self.device, fcnt, d.fport, data)
+                as_v1 = radio_frame(0x40, self.key, self.device, fcnt, port, data)
                 first = self.frames.setdefault(fcnt, as_v1)
                 if first != as_v1:
                     self.repeats_with_other_bytes.append(fcnt)
@@ -193,11 +202,13 @@ class AirPeer:
 def well_formed(port: int, payload: bytes) -> bool:
     """A standard reading (temperature, humidity, battery; LPP) or a status (JSON object)."""
     try:
+        if port == PORT_AGED:
+            port, payload = 1, split_aged(payload)[1]
         if port == 1:
             values = lpp.decode(payload, analog_channels=lpp.FIELDPOST_ANALOG_CHANNELS)
             return [v["channel"] for v in values] == [1, 2, 3]
         if port == 3:
             return isinstance(json.loads(payload), dict)
-    except (lpp.LppError, ValueError):
+    except (lpp.LppError, ValueError):  # RadioFormatError is a ValueError
         return False
     return False

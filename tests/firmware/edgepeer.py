@@ -24,6 +24,7 @@ import serial
 from edge.link.frame import FrameType
 from edge.link.session import Acked, Received, Refused, Session, SessionStarted
 from edge.lorawan import frames as lw
+from edge.radio import PORT_AGED, split_aged
 
 ACK_STORED, ACK_DUPLICATE, ACK_BAD_MIC, ACK_REPLAYED, ACK_UNKNOWN, ACK_MALFORMED, ACK_JOINED = range(7)
 
@@ -50,6 +51,17 @@ class Stored:
     rssi: int
     snr: float
     rx_time: int
+    age: int = 0  # a reading that waited on the module (port 8): its age in s, stored as port 1
+    at: float = 0.0  # when this peer received it (time.time())
+
+
+def _stored(device: str, fcnt: int, port: int, payload: bytes, rssi: int, snr: float, rx_time: int) -> Stored:
+    """As the edge stores it: a port-8 reading (docs/radio.md 0.9) as port 1 with its age."""
+    age = 0
+    if port == PORT_AGED:
+        age, payload = split_aged(payload)
+        port = 1
+    return Stored(device, fcnt, port, payload, rssi, snr, rx_time, age, time.time())
 
 
 @dataclass
@@ -169,7 +181,7 @@ class EdgePeer:
         frame = payload[7:]
         kind, dev_b, fcnt, port = struct.unpack_from(">B8sIB", frame)
         device = dev_b.hex()
-        if kind != 0x40 or port not in (1, 2, 3):
+        if kind != 0x40 or port not in (1, 2, 3, PORT_AGED):
             self._count("malformed")
             return bytes([ACK_MALFORMED])
         key = self.keys.get(device)
@@ -191,7 +203,7 @@ class EdgePeer:
         else:
             self._count("stored")
             result = ACK_STORED
-            self.stored[ident] = Stored(device, fcnt, port, frame[14:-4], rssi, snr_q / 4, rx_time)
+            self.stored[ident] = _stored(device, fcnt, port, frame[14:-4], rssi, snr_q / 4, rx_time)
             if port == 2 and len(frame) >= 14 + 3 + 4:
                 dl_id, res = struct.unpack_from(">HB", frame, 14)
                 self.downlink_results[dl_id] = (res, frame[17:-4].decode("utf-8", "replace"))
@@ -290,7 +302,7 @@ class EdgePeer:
         else:
             self._count("stored")
             result = ACK_STORED
-            self.stored[ident] = Stored(device, ident[1], port, data, rssi, snr_q / 4, rx_time)
+            self.stored[ident] = _stored(device, ident[1], port, data, rssi, snr_q / 4, rx_time)
             if port == 2 and len(data) >= 3:
                 dl_id, res = struct.unpack_from(">HB", data)
                 self.downlink_results[dl_id] = (res, data[3:].decode("utf-8", "replace"))

@@ -38,6 +38,18 @@ def lpp_standard(temp: float, rh: float, batt: float) -> bytes:
     )
 
 
+AGE_MAX = (1 << 21) - 1
+
+
+def leb128(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        low, n = n & 0x7F, n >> 7
+        out.append(low | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
 def build() -> dict[str, Any]:
     uplinks = []
     for name, fcnt, port, payload in [
@@ -208,6 +220,40 @@ def build() -> dict[str, Any]:
         },
     ]
 
+    # Readings that waited (docs/radio.md 0.9): port 8, the age in seconds as an unsigned
+    # LEB128 of at most 3 bytes (capped at 2^21 - 1), then the port-1 LPP unchanged.
+    reading = lpp_standard(21.5, 48.5, 3.71)
+    aged = []
+    for name, age, sent in [
+        ("one second", 1, 1),
+        ("largest one-byte age", 127, 127),
+        ("smallest two-byte age", 128, 128),
+        ("two hours", 7200, 7200),
+        ("largest two-byte age", 16383, 16383),
+        ("smallest three-byte age", 16384, 16384),
+        ("the cap", AGE_MAX, AGE_MAX),
+        ("above the cap: sent as the cap", 3_000_000, AGE_MAX),
+    ]:
+        leb = leb128(sent)
+        unsigned = bytes((0x40,)) + bytes.fromhex(DEVICE) + (9).to_bytes(4, "big")
+        aged.append(
+            {
+                "name": name,
+                "age_s": age,
+                "sent_age_s": sent,
+                "readings": reading.hex(),
+                "payload": (leb + reading).hex(),
+                "unsigned_in": (unsigned + b"\x01" + reading).hex(),
+                "unsigned_out": (unsigned + b"\x08" + leb + reading).hex(),
+            }
+        )
+    bad_aged = [
+        {"name": "empty", "payload": "", "reason": "no age"},
+        {"name": "age cut short", "payload": "80", "reason": "no age"},
+        {"name": "age of four bytes", "payload": "80808001" + reading.hex(), "reason": "age"},
+        {"name": "age without readings", "payload": "05", "reason": "readings"},
+    ]
+
     hmacs = []
     for key, msg in [
         (b"key", b"The quick brown fox jumps over the lazy dog"),
@@ -233,6 +279,8 @@ def build() -> dict[str, Any]:
         "serial_uplinks": serial_uplinks,
         "acks": acks,
         "lpp": lpp,
+        "aged": aged,
+        "bad_aged": bad_aged,
         "hmac_sha256": hmacs,
     }
 

@@ -47,3 +47,12 @@ def test_random_bit_flips_lose_only_the_records_that_hold_them(micropython, tmp_
     # each damaged record is counted; two hit in a row, the later in its header, count as one
     assert int(got["runs"]) <= int(got["bad"]) <= 12
     assert got["intact"] == "True"
+
+
+def test_readings_keep_their_sample_time_and_go_out_with_their_age(micropython, tmp_path):
+    # Issue 13 item 9: a fresh reading stays port-1 LPP; one that waited (2 h here) goes out on
+    # port 8 with its age; the sample time survives a cold boot (the clock goes on above it)
+    # and a compaction; a frame journaled without one goes out plain.
+    out = run_mp("check_sample_age.py", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["OK"], out.stdout

@@ -24,7 +24,7 @@ def test_firmware_passes_radio_vectors(micropython):
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert [line for line in lines if line.startswith("FAIL")] == []
-    assert lines[-1] == "OK 45"
+    assert lines[-1] == "OK 54"
 
 
 def test_hmac_matches_cpython_on_random_inputs(micropython, tmp_path):

@@ -439,8 +439,8 @@ def test_a_bridge_is_updated_over_its_link_and_says_so_in_hello(tmp_path, bundle
     audited = conn.execute("SELECT count(*) FROM audit_log WHERE action = 'module.update'").fetchone()[0]
     conn.close()
     assert firmware == V2 and audited == 1
-    # nodes are refused plainly until updates over the air exist
-    assert "over-the-air updates of nodes are not built yet" in site.cli(
+    # a node (its board unknown to the edge: it never says HELLO) is refused, naming the fix
+    assert "its board is unknown (given by" in site.cli(
         "modules", "update", "--device", "0123456789abcdef", "--version", V2, ok=False
     )
 

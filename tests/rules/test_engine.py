@@ -390,3 +390,33 @@ def test_threaded_engine_evaluates_everything_queued_before_it_closes(db_path, c
     engine.on_readings([add_reading(conn, NODE, 5, T0 + 300, temperature=1)])
     engine.close()  # evaluates what is still queued first
     assert [(r["raised_at"], r["state"]) for r in alarm_rows(conn)] == [(T0 + 120, "cleared")]
+
+
+def test_a_backlog_of_readings_that_waited_is_judged_by_when_they_were_measured(conn, engine):
+    """Issue 13 item 9: readings held 2 h on a node arrive within a second of each other. Judged
+    by their receive times, 20 minutes above the limit would be a second and raise nothing; by
+    their measured times (received - age) the duration is there, and the alarm says when."""
+    add_device(conn)
+    save_rule(conn, FREEZER, actor="admin", now=T0)  # above 8 for 10 minutes
+    arrived = T0 + 7200
+
+    def held(fcnt, age_s):
+        return CommittedReading(
+            id=reading_id(7, fcnt),
+            device_id=NODE,
+            fcnt=fcnt,
+            port=1,
+            received_at=arrived,  # the backlog arrives in one batch
+            raw=lpp.encode([(1, "temperature", 9.5)]),
+            rssi=-80,
+            snr=7.0,
+            bridge_id=None,
+            codec="lpp",
+            age_s=age_s,
+        )
+
+    # measured every 5 minutes from T0 (2 h before they arrived), 20 minutes in all
+    engine.on_readings([held(f, 7200 - 300 * f) for f in range(5)])
+    rows = alarm_rows(conn)
+    assert len(rows) == 1
+    assert rows[0]["reading_id"] == reading_id(7, 2) and rows[0]["raised_at"] == T0 + 600

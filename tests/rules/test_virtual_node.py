@@ -30,14 +30,15 @@ LIMIT, HYSTERESIS, FOR_S = 23.5, 0.3, 3600.0
 
 
 def temperatures(conn):
-    """(reading id, received_at, temperature) of the node's sensor readings, in arrival order."""
+    """(reading id, measured_at, temperature) of the node's sensor readings, in the order they were
+    measured: the time rules judge by (a reading that waited for an ACK carries its age)."""
     out = []
     reader = ReadingReader(conn)
     try:
         for reading in reader.device_readings(NODE_ID):
             values = {v["name"]: v["value"] for v in reader.values(reading)}
             if reading.port == 1 and "temperature" in values:
-                out.append((reading.id, reading.received_at, values["temperature"]))
+                out.append((reading.id, reading.measured_at, values["temperature"]))
     finally:
         reader.close()
     return sorted(out, key=lambda r: (r[1], r[0]))

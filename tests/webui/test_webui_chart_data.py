@@ -127,3 +127,24 @@ def test_chart_data_is_gzipped_for_clients_that_ask(app, admin, db_path):
     assert packed.headers["Content-Encoding"] == "gzip" and "Accept-Encoding" in packed.headers["Vary"]
     assert json.loads(gzip.decompress(packed.data)) == plain.get_json()
     assert len(packed.data) < len(plain.data) / 3
+
+
+def test_readings_that_waited_are_drawn_when_they_were_measured(app, admin, db_path):
+    # Issue 13 item 9: a backlog of 12 readings measured every 10 minutes, held 2 h on the node,
+    # all received at T0 + 7200 (port 8: age, then the LPP; docs/radio.md 0.9). The chart puts
+    # them over the two hours they cover, not in one point at the moment they arrived.
+    from edge.radio import PORT_AGED
+
+    add_device(db_path, DEV, interval_s=600)
+    module = Module(db_path, DEV)
+    with module.batch():
+        for i in range(12):
+            age = 7200 - 600 * i  # LEB128, two bytes: 7200 - 600 i >= 600 > 127
+            leb = bytes([(age & 0x7F) | 0x80, age >> 7])
+            module._send(
+                PORT_AGED, leb + lpp.encode([(1, "temperature", 20.0 + i)]), rssi=-80, snr=7.0, now=T0 + 7200
+            )
+    data = _series(admin, T0 - 60, T0 + 7260, points=200)
+    temp = _by_name(data, "temperature")
+    measured = {round(t): v for t, v in zip(data["times"], temp["avg"], strict=True) if v is not None}
+    assert measured == {round(T0 + 600 * i): 20.0 + i for i in range(12)}

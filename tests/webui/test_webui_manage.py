@@ -216,6 +216,29 @@ def test_firmware_versions_and_updates_in_progress_are_shown(app, operator, db_p
     card = page.split(f'id="update-{job}"')[1].split("</li>")[0]
     assert "0.3.0 → <strong>0.4.0</strong>" in card and "sending" in card
     assert 'max="80000" value="20000"' in card
+    assert "over the serial link" in card
+    # a node's update over the air, beside it: its version, its progress, both counted under way
+    add_device(db_path, DEV, name="field node")
+    conn.execute("UPDATE devices SET firmware = '0.3.0', board = 'unix' WHERE id = ?", (DEV,))
+    with transaction(conn):
+        node_job = jobs.queue(
+            conn,
+            DEV,
+            board="unix",
+            version="0.4.0",
+            from_version="0.3.0",
+            package="/var/lib/fieldpost/firmware/packages/y.fpup",
+            sha256="cd" * 32,
+            size=7_000,
+            now=time.time(),
+            transport="air",
+        )
+        jobs.progress(conn, node_job, 1_400, now=time.time())
+    page = operator.get("/devices").get_data(as_text=True)
+    assert "firmware 0.3.0" in page.split(f'id="node-{DEV}"')[1].split("</li>")[0]
+    card = page.split(f'id="update-{node_job}"')[1].split("</li>")[0]
+    assert "over the air" in card and 'max="7000" value="1400"' in card and "sending" in card
+    assert '<span id="updates-in-flight">2 under way</span>' in page
     # how it ended, with the module's reason shown escaped
     with transaction(conn):
         jobs.finish(conn, job, "failed", error="commit refused: <stage: board>", now=time.time())

@@ -30,6 +30,7 @@ SAMPLE_ARGS = {
     "target_id": 1,
     "route_id": 1,
     "backup_id": 1,
+    "job_id": 1,
 }
 
 

@@ -26,7 +26,7 @@ from webui.timeparse import iso, parse_time
 bp = Blueprint("export", __name__)
 
 CSV_COLUMNS = [
-    "received_at",
+    "measured_at",  # when it was measured (received_at less its age on the module)
     "time_utc",
     "device_id",
     "fcnt",
@@ -39,6 +39,7 @@ CSV_COLUMNS = [
     "snr",
     "raw",
     "decode_error",
+    "received_at",  # when the edge received it
 ]
 
 
@@ -136,13 +137,13 @@ def stream_csv(device: str, start: float, end: float) -> Iterator[str]:
     writer.writerow(CSV_COLUMNS)
     for r in _rows(device, start, end):
         common = [
-            r["received_at"],
-            iso_seconds(r["received_at"]),
+            r["measured_at"],
+            iso_seconds(r["measured_at"]),
             r["device_id"],
             r["fcnt"],
             r["port"],
         ]
-        tail = [r["rssi"], r["snr"], r["raw"], r["decode_error"] or ""]
+        tail = [r["rssi"], r["snr"], r["raw"], r["decode_error"] or "", r["received_at"]]
         writer.writerows(value_rows(common, r["values"], tail))
         if buf.tell() > 32768:
             yield buf.getvalue()

@@ -8,19 +8,28 @@ and every key shown or changed is in the audit log.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, url_for
 from wtforms import SelectChoice
 
 from edge.codecs import available as available_codecs
-from edge.errors import ValidationError
+from edge.errors import UpdateRefused, ValidationError
 from edge.fuota import jobs as fuota_jobs
+from edge.fuota import updates as fuota_updates
 from provisioning.boards import board_names
 from webui import audit, bridges, queries
 from webui.db import get_db, now, write
 from webui.edge_adapters import downlinks, registry
-from webui.forms import ActionForm, DeleteDataForm, DeviceAddForm, DeviceEditForm, show_error
+from webui.forms import (
+    ActionForm,
+    DeleteDataForm,
+    DeviceAddForm,
+    DeviceEditForm,
+    ModuleUpdateForm,
+    show_error,
+)
 from webui.views.auth import actor, role_required
 
 bp = Blueprint("manage", __name__)
@@ -45,12 +54,66 @@ def _device_or_404(device_id: str):
     return device
 
 
-def _list_page(status: int = 200, *, add_form=None, new_key=None):
+def _bundles() -> fuota_updates.BundleStore:
+    """The firmware bundles the edge keeps (`fieldpost firmware keep`), beside the database."""
+    return fuota_updates.bundle_store(Path(current_app.config["DATABASE"]))
+
+
+def _update_choices(form: ModuleUpdateForm, conn) -> None:
+    """Every registered module with a board, every board with modules, every kept version."""
+    modules = conn.execute(
+        "SELECT id, name, board, role, firmware FROM devices WHERE board != '' ORDER BY board, name, id"
+    ).fetchall()
+    boards: dict[str, int] = {}
+    for m in modules:
+        boards[m["board"]] = boards.get(m["board"], 0) + 1
+    form.target.choices = (
+        [SelectChoice("", "(pick one)")]
+        + [
+            SelectChoice(
+                f"device:{m['id']}",
+                f"{m['name'] or m['id']} ({m['role']}, {m['board']}, runs {m['firmware'] or '?'})",
+            )
+            for m in modules
+        ]
+        + [SelectChoice(f"board:{b}", f"every module of board {b} ({n})") for b, n in boards.items()]
+    )
+    store = _bundles()
+    kept: dict[str, list[str]] = {}
+    for board in store.boards():
+        for version in store.versions(board):
+            kept.setdefault(version, []).append(board)
+    form.version.choices = [SelectChoice("", "(pick one)")] + [
+        SelectChoice(v, f"{v} ({', '.join(b)})") for v, b in kept.items()
+    ]
+
+
+def _plan(conn, form: ModuleUpdateForm) -> list[fuota_updates.Planned]:
+    """The same checks and packages as `fieldpost modules update`; a refusal as a ValidationError
+    naming the form's field."""
+    kind, _, name = form.target.data.partition(":")
+    try:
+        return fuota_updates.plan(
+            conn,
+            _bundles(),
+            device_ids=[name] if kind == "device" else [],
+            board=name if kind == "board" else None,
+            version=form.version.data,
+            full=bool(form.full.data),
+            dr=int(form.dr.data),
+        )
+    except UpdateRefused as exc:
+        raise ValidationError("version" if exc.field == "version" else "target", str(exc)) from None
+
+
+def _list_page(status: int = 200, *, add_form=None, new_key=None, update_form=None, update_plan=None):
     conn = get_db()
     t = now()
     cfg = current_app.config
     add_form = add_form or DeviceAddForm(formdata=None)
     _choices(add_form)
+    update_form = update_form or ModuleUpdateForm(formdata=None)
+    _update_choices(update_form, conn)
     nodes = []
     for row in conn.execute("SELECT * FROM devices WHERE role = 'node' ORDER BY name, id"):
         d = queries.device_dict(row)
@@ -69,10 +132,86 @@ def _list_page(status: int = 200, *, add_form=None, new_key=None):
             add_form=add_form,
             new_key=new_key,
             updates=fuota_jobs.listing(conn, limit=20),
+            update_form=update_form,
+            update_plan=update_plan,
+            action_form=ActionForm(formdata=None),
             now=t,
         ),
         status,
     )
+
+
+@bp.route("/devices/updates", methods=["POST"])
+@role_required("admin")
+def start_update():
+    """Review (the packages and the estimate the CLI prints), then, confirmed, queue the updates
+    through the CLI's own function, audited under the user's name."""
+    form = ModuleUpdateForm()
+    _update_choices(form, get_db())
+    if not form.validate_on_submit():
+        return _list_page(400, update_form=form)
+    max_in_flight = int(form.max_in_flight.data) if form.max_in_flight.data is not None else None
+    try:
+        if form.confirmed.data != "yes":
+            planned = _plan(get_db(), form)  # shown with a form that sends the same values, confirmed
+            review = [
+                {
+                    "device_id": p.device_id,
+                    "from": p.running,
+                    "to": p.version,
+                    "kind": p.kind,
+                    "bytes": len(p.data),
+                    "transport": p.transport,
+                    "estimate": fuota_updates.estimate_text(p.estimate) if p.transport == "air" else None,
+                }
+                for p in planned
+            ]
+            return _list_page(update_form=form, update_plan=review)
+        with write() as conn:
+            report = fuota_updates.queue_planned(
+                conn,
+                _plan(conn, form),
+                db_path=Path(current_app.config["DATABASE"]),
+                max_in_flight=max_in_flight,
+                actor=actor(),
+                now=now(),
+            )
+    except ValidationError as exc:
+        show_error(form, exc, fallback=form.target)
+        return _list_page(400, update_form=form)
+    flash(
+        f"Queued {len(report)} firmware update(s) to {form.version.data}: "
+        + ", ".join(f"{e['device_id']} (#{e['job']})" for e in report)
+        + "."
+    )
+    return redirect(url_for("manage.index"), 303)
+
+
+@bp.route("/devices/updates/<int:job_id>/cancel", methods=["POST"])
+@role_required("admin")
+def cancel_update(job_id: int):
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    job = fuota_jobs.get(get_db(), job_id)
+    if job is None:
+        abort(404)
+    with write() as conn:
+        cancelled = fuota_jobs.cancel_job(conn, job_id, now=now())
+        if cancelled:
+            audit.record(
+                conn,
+                actor=actor(),
+                action="module.update.cancel",
+                target=job.device_id,
+                detail={"job": job_id, "version": job.version, "state": job.state},
+                now=now(),
+            )
+    flash(
+        f"Update #{job_id} of {job.device_id} cancelled."
+        if cancelled
+        else f"Update #{job_id} of {job.device_id} is {job.state}: only a queued or sending one can be cancelled."
+    )
+    return redirect(url_for("manage.index"), 303)
 
 
 @bp.route("/devices")

@@ -38,6 +38,7 @@ class LoRaWAN:
         self.dl_settings = None  # the join accept's DLSettings (None: ABP, the region's defaults)
         self.joins = 0
         self.announced = False  # the edge has the session's first counter (FCnt 0, port 5)
+        self.answered = False  # a downlink of our session arrived since the last fragment request
         self.dev_nonce = None  # read from flash at the first join (fp/lorawan/join.py)
         if cfg["activation"] == "abp":
             self.session = F.Session(int(cfg["devaddr"], 16), unhexlify(cfg["nwk_skey"]), unhexlify(cfg["app_skey"]))
@@ -146,9 +147,19 @@ class LoRaWAN:
             return False
         if ack and fcnt is not None and dev.journal.done(fcnt):
             dev.stats["acked"] += 1
+        self.answered = True  # a downlink of ours came (an update's chunk needs no ACK bit)
         if port == 3:  # fp/radio_frame.py DL_PORT_COMMAND
             dev.command(data)
+        elif port == 6 or port == 7:  # fp/update_air.py PORT, PORT_FRAG: an update's offer or chunk
+            from fp import update_air
+            update_air.on_downlink(dev, port, data)
         return ack
+
+    def fragment_request(self, counter, payload):
+        # An update's fragment request (fp/update_air.py) at the node's local counter `counter`
+        # (taken like a record's, never journaled): unconfirmed, its answer is the chunk itself.
+        self.answered = False
+        return self.session.build(F.UNCONFIRMED_UP, counter - self.base, 7, payload)
 
 
 async def listen(node, n, t_end, join):

@@ -124,7 +124,7 @@ class Bridge:
         up = self.up
         params = None
         if kind == _V1:
-            toa = self.modem.get_time_on_air_us(len(dl)) // 1000
+            toa = (self.modem.get_time_on_air_us(len(dl)) + 999) // 1000  # rounded up: the budget never undercounts
             at = rx_ms + int(cfg["rx_window"] * 1000) - toa - _MARGIN_MS  # the latest start
         else:
             region = cfg["region"]
@@ -136,7 +136,7 @@ class Bridge:
             n = 2 if cfg["dl_rx2"] or clock.ms() + d[2] > rx_ms + d[0] else 1
             at = rx_ms + d[n - 1]
             params = lw.window(region, n, up[0], cfg["dr"], e[1], e[2])
-            toa = time_on_air_us(len(dl), params[1], params[2]) // 1000
+            toa = (time_on_air_us(len(dl), params[1], params[2]) + 999) // 1000
         async with self.tx_lock:
             now = clock.ms()
             if now > at:

@@ -18,7 +18,7 @@ _REJOIN_AFTER = const(32)
 _JOIN_REQUEST_SIZE = const(23)  # fp/lorawan/frames.py (not imported here: a v1 node never loads it)
 # Airtime a reading costs, over its frame's own: resends after a lost uplink or ACK
 # (10 % loss each way: x1.23) and the status frames; the interval is spaced out to fit.
-_AIR_MARGIN = 1.5
+_AIR_MARGIN = 1.5  # fp/update_air.py reserves the same for readings
 _READING_LEN = const(11)  # the standard reading's payload (fp/lpp.py: temperature, humidity, battery)
 
 
@@ -40,6 +40,7 @@ class Node:
         self.resume = None  # (next sample, next status, next try, attempts) after a deep sleep
         self.sched = None
         self._tune = None  # (window params, lora_cfg for them, lora_cfg back): Node.window
+        self.upd_air = None  # airtime of an update's requests (fp/airtime.py DutyBudget), while one runs
         # longest sleep slice in real ms: a quarter of the watchdog (an 8.4 s RP2040 watchdog
         # must see a beat well before it bites)
         self.beat_ms = max(100, min(_BEAT_MAX_MS, beat_ms))
@@ -88,7 +89,7 @@ class Node:
             if frame is None:
                 return -1
             fcnt = dev.head_fcnt
-        toa = self.modem.get_time_on_air_us(len(frame)) // 1000
+        toa = (self.modem.get_time_on_air_us(len(frame)) + 999) // 1000  # rounded up: the budget never undercounts
         wait = dev.budget.wait_ms(now, toa)
         if wait < 0 or len(frame) > dev.max_payload:
             # can never be sent at this data rate: drop it rather than block the journal
@@ -135,7 +136,7 @@ class Node:
         # OTAA: a join request, then the join accept in the receive window. The new
         # session numbers the journal from its oldest pending record (fp/lorawan/otaa.py).
         dev = self.dev
-        toa = self.modem.get_time_on_air_us(_JOIN_REQUEST_SIZE) // 1000
+        toa = (self.modem.get_time_on_air_us(_JOIN_REQUEST_SIZE) + 999) // 1000
         wait = dev.budget.wait_ms(now, toa)
         if wait > 0:
             return wait
@@ -167,15 +168,16 @@ class Node:
         self.attempts += 1
         return self.backoff_ms()
 
-    async def listen(self, fcnt):
-        # The downlink answering the uplink just sent: True when it acknowledged it.
+    async def listen(self, fcnt, answer=False):
+        # The downlink answering the uplink just sent: True when it acknowledged uplink `fcnt`
+        # (answer: once any downlink of our session came, for a fragment request).
         if self.dev.lw is None:
             return await self._listen_v1(fcnt)
         t_end = self.clock.ms()  # the uplink's end: both windows count from it
         try:
             for n in (1, 2):
                 pkt = await self.window(n, t_end)
-                if pkt is not None and self.dev.handle_downlink(pkt, fcnt):
+                if pkt is not None and (self.dev.handle_downlink(pkt, fcnt) or (answer and self.dev.lw.answered)):
                     return True
             return False
         finally:
@@ -232,6 +234,8 @@ class Node:
             if now >= next_sample:
                 fcnt = dev.take_reading()
                 self._t("taken", fcnt)
+                if self.trace:  # when, on the node's clock: what its age is measured from
+                    self.trace("sampled", (fcnt, now))
                 interval = self.interval_ms()
                 next_sample += interval
                 if next_sample <= now:  # fell behind (a long stall): skip, do not burst
@@ -250,8 +254,15 @@ class Node:
                 next_try = clock.ms() + (max(0, wait))
                 if wait == 0:
                     continue
+            elif dev.upd is not None and not dev.reboot_due and now >= next_try:
+                # an update under way, readings all through: its next fragment request
+                from fp import update_air  # loaded while an update is under way only
+                wait = await update_air.fragment(self, now)
+                next_try = clock.ms() + wait
+                if wait == 0:
+                    continue
             wake = min(next_sample, next_status)
-            if len(dev.journal) and next_try < wake:
+            if (len(dev.journal) or dev.upd is not None) and next_try < wake:
                 wake = next_try
             # The HAL decides how to sleep (deep, light, or awake); the role says until when.
             self.sched = (next_sample, next_status, next_try, self.attempts)  # kept if it deep-sleeps

@@ -115,6 +115,22 @@ for v in vec["lpp"]:
     if len(p) > 12:
         fail(v["name"], f"{len(p)} bytes")
 
+for v in vec["aged"]:
+    # the sample-age encoding: an unsigned port-1 frame as it goes out after waiting
+    checked += 1
+    plain = unhexlify(v["unsigned_in"])
+    # as the journal holds it: port 255 (_PORT_SAMPLED), the sample time (any), then the readings
+    sampled = plain[:13] + b"\xff" + b"\x00\x00\x01\x00" + plain[14:]
+    got = h(rf.aged(sampled, v["age_s"]))
+    if got != v["unsigned_out"]:
+        fail("aged " + v["name"], got)
+
+for v in vec["aged"][:1]:
+    checked += 1
+    got = h(rf.aged(sampled, 0))  # not aged: the plain port-1 frame
+    if got != v["unsigned_in"]:
+        fail("sent fresh", got)
+
 for f in failures:
     print("FAIL", f)
 print("OK", checked)

@@ -1,0 +1,209 @@
+"""Starting module updates: what `fieldpost modules update` and the panel's Modules page both call,
+so the checks, the package, the audit and the estimate are the same wherever an update starts.
+
+``plan`` builds every module's package and estimate and refuses (UpdateError, naming the module)
+before anything is queued; ``queue_planned`` stores the packages beside the database and queues
+one job per module, each with its audit line, in the caller's transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+from edge.errors import FieldpostError, UpdateError, UpdateRefused
+from edge.fuota import air, jobs
+from edge.fuota.store import BundleStore
+
+STORE_FOLDER = "firmware"  # beside the database: on the Pi, /var/lib/fieldpost/firmware
+PACKAGES_FOLDER = "packages"
+DEFAULT_INTERVAL_S = 300
+
+
+def bundle_store(db_path: Path) -> BundleStore:
+    return BundleStore(Path(db_path).parent / STORE_FOLDER)
+
+
+@dataclass(frozen=True)
+class Planned:
+    device_id: str
+    board: str
+    transport: str  # "serial": a bridge; "air": a node
+    running: str | None
+    version: str
+    kind: str  # "full", or "delta from <version>"
+    data: bytes
+    estimate: dict | None  # air only: air_estimate's
+
+
+def plan(
+    conn: sqlite3.Connection,
+    store: BundleStore,
+    *,
+    device_ids: tuple[str, ...] | list[str] = (),
+    board: str | None = None,
+    version: str,
+    full: bool = False,
+    dr: int = 0,
+) -> list[Planned]:
+    """The packages that move these modules (and every registered module of ``board``) to
+    ``version``; refused as a whole, naming the module, when one cannot be updated."""
+    rows = conn.execute("SELECT id, board, role, firmware, interval_s FROM devices ORDER BY id").fetchall()
+    wanted = [r for r in rows if r[0] in device_ids or (board and r[1] == board)]
+    missing = set(device_ids) - {r[0] for r in rows}
+    if missing:
+        raise UpdateRefused("device", f"no registered module {', '.join(sorted(missing))}")
+    if not wanted:
+        if board:
+            raise UpdateRefused("board", f"no registered module of board {board}")
+        raise UpdateRefused("device", "name --device or --board")
+    busy = {j.device_id for transport in ("serial", "air") for j in jobs.active(conn, transport)}
+    out = []
+    for dev, dev_board, role, running, interval_s in wanted:
+        transport = "serial" if role == "bridge" else "air"
+        field = "device" if dev in device_ids else "board"
+        if not dev_board:
+            raise UpdateRefused(
+                field,
+                f"{dev} has not said HELLO yet: its board is unknown"
+                if role == "bridge"
+                else f"{dev}: its board is unknown (given by `fieldpost devices add --board` or provisioning)",
+            )
+        if dev in busy:
+            raise UpdateRefused(field, f"module {dev} already has an update under way (cancel it first)")
+        try:
+            package_plan, data = store.package_for(dev_board, version, running or None, full=full)
+        except UpdateError as exc:
+            raise UpdateRefused("version", f"{dev}: {exc}") from exc
+        out.append(
+            Planned(
+                device_id=dev,
+                board=dev_board,
+                transport=transport,
+                running=running or None,
+                version=version,
+                kind=f"delta from {package_plan.base.version}" if package_plan.base else "full",
+                data=data,
+                estimate=air_estimate(dev_board, len(data), dr, interval_s or DEFAULT_INTERVAL_S)
+                if transport == "air"
+                else None,
+            )
+        )
+    return out
+
+
+def save_package(db_path: Path, data: bytes) -> Path:
+    """The package file, named by its SHA-256, beside the database (written once, atomically)."""
+    folder = Path(db_path).parent / STORE_FOLDER / PACKAGES_FOLDER
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{hashlib.sha256(data).hexdigest()}.fpup"
+    if not path.exists():
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    return path
+
+
+def queue_planned(
+    conn: sqlite3.Connection,
+    planned: list[Planned],
+    *,
+    db_path: Path,
+    max_in_flight: int | None,
+    actor: str,
+    now: float,
+) -> list[dict]:
+    """Queue one job per planned module and audit it as ``actor`` (in the caller's transaction);
+    what was queued, per module, as `modules update --json` prints it."""
+    from edge.registry import audit  # edge.registry imports the store, which must not import us
+
+    report = []
+    for p in planned:
+        path = save_package(db_path, p.data)
+        job_id = jobs.queue(
+            conn,
+            p.device_id,
+            board=p.board,
+            version=p.version,
+            from_version=p.running,
+            package=str(path),
+            sha256=path.stem,
+            size=len(p.data),
+            now=now,
+            transport=p.transport,
+            max_in_flight=max_in_flight if p.transport == "air" else None,
+        )
+        audit(
+            conn,
+            actor=actor,
+            action="module.update",
+            target=p.device_id,
+            detail={
+                "from": p.running,
+                "to": p.version,
+                "bytes": len(p.data),
+                "job": job_id,
+                "transport": p.transport,
+            },
+            now=now,
+        )
+        entry: dict = {
+            "job": job_id,
+            "device_id": p.device_id,
+            "from": p.running,
+            "to": p.version,
+            "kind": p.kind,
+            "bytes": len(p.data),
+            "transport": p.transport,
+        }
+        if p.transport == "air":
+            entry["estimate"] = p.estimate
+        report.append(entry)
+    return report
+
+
+def air_estimate(board: str, size: int, dr: int, interval_s: float) -> dict | None:
+    """The airtime and least time an air update of ``size`` bytes takes on ``board``'s region at
+    ``dr``, for a node reading every ``interval_s`` (edge/fuota/air.py estimate); None when the
+    board or the data rate is not known here."""
+    from edge.tools import build_firmware
+
+    try:
+        region = build_firmware.load_profile(board).get("region", "EU868")
+    except (FieldpostError, OSError, ValueError):
+        return None
+    duty, rates = air.REGIONS.get(region, (None, ()))
+    if dr >= len(rates):
+        return None
+    sf, max_payload = rates[dr]
+    return {
+        "region": region,
+        "dr": dr,
+        "sf": sf,
+        **air.estimate(size, sf=sf, max_payload=max_payload, duty=duty, interval_s=interval_s),
+    }
+
+
+def estimate_text(est: dict | None) -> str:
+    """The estimate in words, as the CLI prints it and the panel shows it."""
+    if not est:
+        return "no estimate (the board's region or the data rate is not known here)"
+    return (
+        f"{est['chunks']} chunks at DR{est['dr']} ({est['chunks_on_acks']} on readings' ACKs),"
+        f" airtime {est['airtime_up_s']:.0f} s up + {est['airtime_down_s']:.0f} s down, "
+        + (
+            f"at least {duration(est['seconds'])} within the duty cycle"
+            if est["seconds"] is not None
+            else "no room in the duty cycle beside its readings"
+        )
+    )
+
+
+def duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"

@@ -1,0 +1,41 @@
+"""The estimate `modules update` prints (and the panel shows) against the bench's model of one
+node's air update (tests/bench/bench_update_air.py: the node's real receiver under micropython,
+the edge's real answers and chunks on readings' ACKs, both duty cycles in simulated time), here
+without loss: the estimate is a least time, so never above the simulated one, and close to it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from edge.fuota import air, package
+from tests.bench import bench_update_air as bench
+from tests.firmware import updatekit
+
+
+@pytest.fixture(scope="module")
+def delta(tmp_path_factory):
+    work = tmp_path_factory.mktemp("estimate")
+    bundles = updatekit.build_bundles(work / "bundles")
+    v1, v2 = (
+        package.Manifest.from_dict(json.loads((bundles[v] / "manifest.json").read_text()))
+        for v in ("v1", "v2")
+    )
+    contents = {p: (bundles["v2"] / p).read_bytes() for p in v2.files}
+    return work, bundles, package.pack(package.plan(v2, v1), contents)
+
+
+@pytest.mark.parametrize("sf", [7, 12])
+def test_the_estimate_is_a_least_time_close_to_the_bench_model(delta, sf, monkeypatch):
+    work, bundles, pkg = delta
+    monkeypatch.setattr(bench, "LOSS", 0.0)
+    simulated = bench._fragment(work / f"sf{sf}", bundles, pkg, sf, seed=0)
+    _, max_payload = bench.RATES[sf]
+    est = air.estimate(len(pkg), sf=sf, max_payload=max_payload, duty=bench.DUTY, interval_s=bench.INTERVAL_S)
+    assert est["chunks"] == simulated["chunks"]  # no loss: every chunk sent once, answered or on an ACK
+    assert est["requests"] + est["chunks_on_acks"] == est["chunks"]
+    assert 0.85 * simulated["seconds"] <= est["seconds"] <= simulated["seconds"]
+    if sf == 12:
+        # the readings' ACKs carry most of it: the node's requests alone would take twice as long
+        assert est["chunks_on_acks"] > est["requests"]
