@@ -162,8 +162,26 @@ class LoRaWAN:
         return self.session.build(F.UNCONFIRMED_UP, counter - self.base, 7, payload)
 
 
-async def listen(node, n, t_end, join):
-    # A node's (fp/roles/node.py Node.window) receive window n (1 or 2) after an uplink that
+async def listen(node, fcnt, answer):
+    # A node's (fp/roles/node.py) class A windows after the uplink it just sent: True once a
+    # downlink acknowledged uplink `fcnt` (answer: once any downlink of our session came). A
+    # downlink in RX1 that does ends the exchange: RX2 is not opened.
+    t_end = node.clock.ms()  # the uplink's end: both windows count from it
+    dev = node.dev
+    try:
+        for n in (1, 2):
+            pkt = await rx(node, n, t_end, False)
+            if pkt is not None and (dev.handle_downlink(pkt, fcnt) or (answer and dev.lw.answered)):
+                return True
+        return False
+    finally:
+        # the windows are over: the radio sleeps until the next uplink (a node is on a battery)
+        node.modem.sleep()
+        node._radio("sleep")
+
+
+async def rx(node, n, t_end, join):
+    # A node's (fp/roles/node.py) receive window n (1 or 2) after an uplink that
     # ended at clock ms t_end: the packet whose preamble came while it was open, or None. The
     # radio stands by until the window opens and after it; it listens on the window's frequency
     # and data rate, then is set back to the uplinks'. The join accept's RxDelay and DLSettings
@@ -183,7 +201,7 @@ async def listen(node, n, t_end, join):
     if wait > 0:
         await clock.sleep_ms(wait)
     modem = node.modem
-    tune = node._tune
+    tune = getattr(node, "_tune", None)
     retune = params != up
     if retune and (tune is None or tune[0] != params):
         # the lora_cfg changes to and from this window's channel, made once (not per uplink)
@@ -194,9 +212,12 @@ async def listen(node, n, t_end, join):
     node._radio("rx")
     try:
         # open for the preamble (8 + 4.25 symbols, fp/hal/board.lora_cfg) and a margin either side
-        return await modem.recv(timeout_ms=2 * d[2] + (49 * (1 << params[1]) // params[2] + 3) // 4 + 1)
+        pkt = await modem.recv(timeout_ms=2 * d[2] + (49 * (1 << params[1]) // params[2] + 3) // 4 + 1)
     finally:
         modem.standby()
         node._radio("standby")
         if retune and tune is not None:  # back to the uplinks' channel: always ready to send
             modem.configure(tune[2])
+    if pkt is not None:
+        node._t("window", n)
+    return pkt

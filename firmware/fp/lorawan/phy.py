@@ -79,7 +79,7 @@ def parse(frame):
 # the RX1 data rate; RX2 one second later on the region's RX2 frequency and data rate
 # (window() below). After a join request: JOIN_ACCEPT_DELAY1 (5 s) and 6 s. A node listens in
 # each window only as long as a preamble takes to detect, plus a margin either side for the
-# clocks (fp/lorawan/otaa.py `listen`): a downlink that starts outside both windows, or on
+# clocks (fp/lorawan/otaa.py `rx`): a downlink that starts outside both windows, or on
 # another frequency or data rate, is not heard. The bridge starts its transmission at a
 # window's start (fp/roles/bridge.py `tx_downlink`).
 #

@@ -114,7 +114,7 @@ class Bridge:
     async def tx_downlink(self, dl, rx_ms, kind=_V1):
         # rx_ms: when the uplink ended (= when we heard it). A LoRaWAN node listens in its class
         # A windows (fp/lorawan/phy.py): the downlink starts exactly at RX1 if the edge's
-        # answer came early enough for it, else at RX2 (cfg "dl_rx2": always RX2),
+        # answer came early enough for it, else at RX2,
         # never outside a window (too late: dropped). The windows' RxDelay, RX1DROffset and RX2
         # data rate are those the edge's join accepts announce (HELLO_ACK "rx"; a join's own
         # windows: the defaults). A v1 node listens for rx_window: the downlink goes as soon as
@@ -133,7 +133,7 @@ class Bridge:
                 e = (_JOIN_DELAY1 if kind == _JOIN else 1, 0, None)
             d = lw.rx_timing(e[0] or 1, clock.scale)
             # the earliest start still possible: a margin to retune and load the FIFO
-            n = 2 if cfg["dl_rx2"] or clock.ms() + d[2] > rx_ms + d[0] else 1
+            n = 2 if clock.ms() + d[2] > rx_ms + d[0] else 1
             at = rx_ms + d[n - 1]
             params = lw.window(region, n, up[0], cfg["dr"], e[1], e[2])
             toa = (time_on_air_us(len(dl), params[1], params[2]) + 999) // 1000

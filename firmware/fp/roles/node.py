@@ -39,7 +39,6 @@ class Node:
         self.boot_ms = self.clock.ms()
         self.resume = None  # (next sample, next status, next try, attempts) after a deep sleep
         self.sched = None
-        self._tune = None  # (window params, lora_cfg for them, lora_cfg back): Node.window
         self.upd_air = None  # airtime of an update's requests (fp/airtime.py DutyBudget), while one runs
         # longest sleep slice in real ms: a quarter of the watchdog (an 8.4 s RP2040 watchdog
         # must see a beat well before it bites)
@@ -150,9 +149,10 @@ class Node:
             self._radio("standby")
         self.sent += 1
         t_end = self.clock.ms()
+        from fp.lorawan import otaa
         try:
             for n in (1, 2):  # JOIN_ACCEPT_DELAY1 and 2: 5 and 6 s after the request
-                pkt = await self.window(n, t_end, True)
+                pkt = await otaa.rx(self, n, t_end, True)
                 if pkt is None:
                     continue
                 try:
@@ -170,34 +170,12 @@ class Node:
 
     async def listen(self, fcnt, answer=False):
         # The downlink answering the uplink just sent: True when it acknowledged uplink `fcnt`
-        # (answer: once any downlink of our session came, for a fragment request).
-        if self.dev.lw is None:
-            return await self._listen_v1(fcnt)
-        t_end = self.clock.ms()  # the uplink's end: both windows count from it
-        try:
-            for n in (1, 2):
-                pkt = await self.window(n, t_end)
-                if pkt is not None and (self.dev.handle_downlink(pkt, fcnt) or (answer and self.dev.lw.answered)):
-                    return True
-            return False
-        finally:
-            # the windows are over: the radio sleeps until the next uplink (a node is on a battery)
-            self.modem.sleep()
-            self._radio("sleep")
-
-    async def window(self, n, t_end, join=False):
-        # Class A receive window n (1 or 2) after an uplink that ended at clock ms t_end: the
-        # packet whose preamble came while it was open, or None (fp/lorawan/otaa.py `listen`,
-        # timed by fp/lorawan/phy.py: neither is loaded by a v1 node).
-        from fp.lorawan import otaa
-        pkt = await otaa.listen(self, n, t_end, join)
-        if pkt is not None:
-            self._t("window", n)
-        return pkt
-
-    async def _listen_v1(self, fcnt):
-        # Fieldpost v1 nodes: one window of rx_window seconds from the end of the uplink, on
-        # the uplink's channel (the bridge sends as soon as the edge answered).
+        # (answer: once any downlink of our session came, for a fragment request). LoRaWAN: the
+        # class A windows RX1 and RX2 (fp/lorawan/otaa.py, which a v1 node never loads). v1:
+        # one window of rx_window seconds from the end of the uplink, on its channel.
+        if self.dev.lw is not None:
+            from fp.lorawan import otaa
+            return await otaa.listen(self, fcnt, answer)
         end = self.clock.ms() + int(self.dev.cfg["rx_window"] * 1000)
         self._radio("rx")
         try:
