@@ -107,7 +107,8 @@ def test_the_bridge_sends_in_rx1_or_rx2_end_to_end(tmp_path, virtual_module, lat
     heard = trace(node, "window")
     status = peer.statuses[-1]
     if late:
-        # join accepts and ACKs all in RX2 (869.525 MHz, SF12), none in RX1
-        assert set(heard) == {"2"} and status["dl_rx2"] == status["tx"]
+        # the join accept in RX1 (JOIN_ACCEPT_DELAY1 is 5 s: time enough), every ACK after it in
+        # RX2 (869.525 MHz, SF12)
+        assert heard[0] == "1" and set(heard[1:]) == {"2"} and status["tx"] >= 4
     else:
-        assert "1" in heard and status["dl_rx2"] < status["tx"]
+        assert "1" in heard and status["tx"] >= 4

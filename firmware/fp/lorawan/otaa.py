@@ -194,8 +194,7 @@ async def rx(node, n, t_end, join):
     cfg = dev.cfg
     dl = None if join else lw.dl_settings
     up = ((node.hal.profile.get("radio") or {}).get("freq_khz", 868100), dev.sf, dev.bw)
-    params = phy.window(cfg["region"], n, up[0], cfg["dr"], dl >> 4 & 7 if dl else 0,
-                        None if dl is None else dl & 15)
+    params = phy.window(cfg["region"], n, up[0], cfg["dr"], dl)
     d = phy.rx_timing(5 if join else lw.rx1_delay, clock.scale)
     wait = t_end + d[n - 1] - d[2] - clock.ms()
     if wait > 0:

@@ -96,10 +96,10 @@ _MARGIN_MS = const(10)  # a window opens this long before its start and stays th
 _HOST_MS = const(30)  # scaled clocks: the real ms the edge gets before each window
 
 
-def window(region, n, freq_khz, dr, offset, rx2):
+def window(region, n, freq_khz, dr, dl):
     # (frequency kHz, sf, bw kHz) of receive window n (1 or 2) after an uplink on freq_khz at
-    # dr, with RX1DROffset `offset` and RX2 data rate `rx2` (None: the region's default), or
-    # RegionError. From the LoRaWAN Regional Parameters RP002-1.0.3 (region: RX2 default):
+    # dr; dl: the join accept's DLSettings (RX1DROffset bits 6..4, RX2 data rate 3..0), None
+    # for the region's defaults; or RegionError. (Argument names are qstrs: few and reused.) From the LoRaWAN Regional Parameters RP002-1.0.3 (region: RX2 default):
     #   EU868 (sections 2.4.7, 2.4.9): RX2 869.525 MHz DR0; RX1 on the uplink's channel,
     #     DR = max(0, DR - offset), offset 0..5.
     #   US915 (2.5.7, 2.5.9): RX2 923.3 MHz DR8; RX1 on 923.3 + 0.6 x (uplink channel mod 8)
@@ -108,10 +108,12 @@ def window(region, n, freq_khz, dr, offset, rx2):
     #     DR - offset (offsets 6 and 7: DR + 1, DR + 2) within DR0..5 (DownlinkDwellTime 0). The
     #     same RX2 as Semtech's LoRaMac-node, src/mac/region/RegionAS923.h (AS923_RX_WND_2_FREQ, _DR).
     from fp.airtime import RegionError, region_params
+    offset = dl >> 4 & 7 if dl else 0
+    rx2 = None if dl is None else dl & 15
     i = ("EU868", "US915", "AS923").index(region) if region in ("EU868", "US915", "AS923") else -1
     if rx2 is None and i >= 0:
         rx2 = (0, 8, 2)[i]
-    if i < 0 or (i == 1 and (rx2 > 13 or n == 1 and dr > 4)):
+    if i < 0 or (i == 1 and ((rx2 or 0) > 13 or n == 1 and dr > 4)):
         raise RegionError("no LoRaWAN receive window in %s DR%r" % (region, rx2))
     khz = freq_khz
     if n == 2:
@@ -129,10 +131,10 @@ def window(region, n, freq_khz, dr, offset, rx2):
     return khz, sf, bw
 
 
-def rx_timing(delay, scale):
+def rx_timing(n, scale):
     # (RX1 start, RX2 start, margin) in clock ms: the starts after the end of the uplink, for
-    # RECEIVE_DELAY1 `delay` s; each window opens `margin` before its start
-    d = delay * 1000
+    # RECEIVE_DELAY1 `n` s; each window opens `margin` before its start
+    d = n * 1000
     gap = 1000
     m = _MARGIN_MS
     if scale > 1:

@@ -36,13 +36,14 @@ class Bridge:
         self.modem = hal.modem
         self.beat = beat or (lambda name: None)
         hello = {"id": self.cfg["id"], "fw": FW_VERSION, "role": "bridge", "board": hal.name}
-        from fp import update
-        upd = update.Updater().last_result()  # how the last firmware update ended (edge.fuota.serial)
+        # how the last firmware update ended (edge.fuota.serial): fp/update.py Updater.last_result,
+        # read without importing the updater (its names would fill a virtual heltec_v2 bridge's
+        # qstr pool at boot); the RAM is the board's
+        from fp import store
+        here = __file__.rsplit("/", 3)  # <root>/fp/roles/bridge.py: the firmware's root folder
+        upd = store.read_atomic((here[0] + "/" if len(here) == 4 else "") + ".update-result")
         if upd:
-            hello["upd"] = upd
-        del update
-        from fp.app import unload
-        unload("fp.update")  # imported again only when an update arrives: the RAM is the board's
+            hello["upd"] = json.loads(upd)
         self.link = link or Link(hello, time.ticks_ms, accept=(fr.DOWNLINK, fr.UPDATE_OFFER, fr.UPDATE_CHUNK,
                                                                fr.UPDATE_COMMIT))
         self.updates = None  # fp.update_rx.Receiver, loaded with the first update frame
@@ -50,9 +51,9 @@ class Bridge:
                          beat=lambda: self.beat("link"))
         self.tx_lock = asyncio.Lock()
         self.radio_lock = asyncio.Lock()  # the receive loop's, unless a downlink retunes the radio
-        self.rx_edge = None  # HELLO_ACK "rx": the windows the edge's join accepts announce
+        self.rx = None  # HELLO_ACK "rx": the windows the edge's join accepts announce
         self.up = ((hal.profile.get("radio") or {}).get("freq_khz", 868100), dev.sf, dev.bw)  # uplinks' channel
-        self.c = {"rx": 0, "fwd": 0, "bad": 0, "tx": 0, "dl_rx2": 0, "late": 0, "no_link": 0, "dl_deferred": 0,
+        self.c = {"rx": 0, "fwd": 0, "bad": 0, "tx": 0, "late": 0, "no_link": 0, "dl_deferred": 0,
                   "edge_rej": 0, "bad_mic": 0, "sessions": 0, "lost": 0, "refused": 0, "logs_dropped": 0,
                   "errors": 0}
         self.boot_ms = self.clock.ms()
@@ -128,14 +129,14 @@ class Bridge:
             at = rx_ms + int(cfg["rx_window"] * 1000) - toa - _MARGIN_MS  # the latest start
         else:
             region = cfg["region"]
-            e = self.rx_edge
+            e = self.rx
             if kind == _JOIN or not e:
                 e = (_JOIN_DELAY1 if kind == _JOIN else 1, 0, None)
             d = lw.rx_timing(e[0] or 1, clock.scale)
             # the earliest start still possible: a margin to retune and load the FIFO
             n = 2 if clock.ms() + d[2] > rx_ms + d[0] else 1
             at = rx_ms + d[n - 1]
-            params = lw.window(region, n, up[0], cfg["dr"], e[1], e[2])
+            params = lw.window(region, n, up[0], cfg["dr"], None if e[2] is None else (e[1] & 7) << 4 | e[2] & 15)
             toa = (time_on_air_us(len(dl), params[1], params[2]) + 999) // 1000
         async with self.tx_lock:
             now = clock.ms()
@@ -169,8 +170,6 @@ class Bridge:
                 if wait > 0:
                     await clock.sleep_ms(wait)
                 await self.modem.send(dl)
-            if params is not None and n == 2:
-                self.c["dl_rx2"] += 1  # (the rest of "tx" went in RX1, or to v1 nodes)
             self.c["tx"] += 1
 
     # --- link events ----------------------------------------------------------
@@ -188,7 +187,7 @@ class Bridge:
                 self.clock.set_time(t)  # no RTC: the edge's clock is ours
             rx = ev[1].get("rx")
             if isinstance(rx, list) and len(rx) == 3 and all(isinstance(v, int) for v in rx):
-                self.rx_edge = rx
+                self.rx = rx
         elif kind == EV_REFUSED:
             self.c["refused"] += 1
             token = ev[1]
@@ -299,7 +298,6 @@ class Bridge:
                "rx": self.c["rx"], "tx": self.c["tx"], "bad_mic": self.c["bad_mic"],
                "airtime_ms": self.dev.budget.total_ms, "deferred": self.dev.budget.deferred,
                "fwd": self.c["fwd"], "bad": self.c["bad"], "late": self.c["late"],
-               "dl_rx2": self.c["dl_rx2"],
                "no_link": self.c["no_link"],
                "edge_rej": self.c["edge_rej"], "given_up": self.dev.journal.refused,
                "logs_dropped": self.c["logs_dropped"],
