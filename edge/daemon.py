@@ -30,6 +30,7 @@ from edge.fuota.serial import ActiveUpdates, SerialUpdates
 from edge.ingest import Backpressure, Ingestor
 from edge.link.manager import LinkManager
 from edge.logs import kv
+from edge.lorawan import server as lorawan_server
 from edge.lorawan.network import Network
 from edge.metrics import Sources, StatusServer, make_registry
 from edge.store import connect, migrate
@@ -332,7 +333,12 @@ class Daemon:
             ingest.submit_call(raise_it, reply=done)
 
     def _hello(self) -> dict[str, Any]:
-        return {"edge": _version(), "time": int(self.clock())}
+        # "rx": the receive windows the join accepts announce, for a bridge to time downlinks
+        return {
+            "edge": _version(),
+            "time": int(self.clock()),
+            "rx": lorawan_server.windows(self.config.lorawan),
+        }
 
     def health(self) -> tuple[str, dict[str, Any]]:
         """("ok" | "degraded" | "failing", details) for /health."""

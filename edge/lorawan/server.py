@@ -186,8 +186,26 @@ def join(
         " joined_at = excluded.joined_at",
         (device_id, devaddr, nwk, app, base, jr.dev_nonce, now),
     )
-    accept = F.build_join_accept(app_key, join_nonce, settings.net_id, devaddr, rx_delay=settings.rx1_delay_s)
+    accept = F.build_join_accept(
+        app_key,
+        join_nonce,
+        settings.net_id,
+        devaddr,
+        dl_settings=dl_settings(settings),
+        rx_delay=settings.rx1_delay_s,
+    )
     return device_id, accept
+
+
+def dl_settings(settings: LoRaWANSettings) -> int:
+    """The join accept's DLSettings byte: RX1DROffset (bits 6..4), RX2DataRate (bits 3..0)."""
+    return (settings.rx1_dr_offset & 7) << 4 | (settings.rx2_dr & 0x0F)
+
+
+def windows(settings: LoRaWANSettings) -> list[int]:
+    """What a bridge needs to put a downlink in a node's receive windows (HELLO_ACK "rx"):
+    [RECEIVE_DELAY1 s, RX1DROffset, RX2 data rate], as every join accept announces them."""
+    return [settings.rx1_delay_s, settings.rx1_dr_offset, settings.rx2_dr]
 
 
 def activate_abp(

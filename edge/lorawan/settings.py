@@ -30,6 +30,15 @@ class LoRaWANSettings:
     rx1_delay_s: int = setting(
         1, doc="RECEIVE_DELAY1 announced in the join accept (RX2 one second later)", unit="s", lo=1, hi=15
     )
+    rx1_dr_offset: int = setting(
+        0, doc="RX1DROffset announced in the join accept: RX1's data rate below the uplink's", lo=0, hi=7
+    )
+    rx2_dr: int = setting(
+        0,
+        doc="RX2 data rate announced in the join accept; the region's default is EU868 0, US915 8, AS923 2",
+        lo=0,
+        hi=15,
+    )
     accept_v1: bool = setting(True, doc="Fieldpost radio v1 frames from devices that never joined")
     quarantine_max: int = setting(
         1000, doc="Rows in quarantine; the oldest is evicted beyond", lo=1, hi=1_000_000

@@ -173,8 +173,10 @@ async def _stable():
 
 
 def update_state_path():
-    from fp.update import firmware_root, DIR
-    return firmware_root() + DIR + "/state"
+    # fp/update.py's firmware_root() + DIR + "/state", without importing the updater at boot (its
+    # names would fill a virtual heltec_v2 bridge's qstr pool): <root>/fp/app.py -> <root>/
+    here = __file__.rsplit("/", 2)
+    return (here[0] + "/" if len(here) == 3 else "") + ".update/state"
 
 
 async def _confirm_update(dev, role):

@@ -25,7 +25,7 @@ SCHEMA = {
     "region": ("EU868", "region", 0, 0),
     "dr": (0, "int", 0, 15),  # data rate index within the region
     "interval": (300, "int", 10, 86400),  # seconds between readings
-    "rx_window": (3, "num", 0.1, 30),  # seconds a node listens after its uplink
+    "rx_window": (3, "num", 0.1, 30),  # seconds a v1 node listens after its uplink (LoRaWAN: RX1/RX2)
     "retry_base": (8, "num", 0.5, 3600),  # first retry delay, seconds (doubles, with jitter)
     "retry_max": (900, "num", 1, 86400),  # longest retry delay
     "journal_max": (256, "int", 4, 4096),  # frames kept for resending; oldest dropped beyond

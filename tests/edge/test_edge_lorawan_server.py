@@ -194,3 +194,23 @@ def test_abp_session_set_by_hand_takes_uplinks(db, net):
     for i in range(3):
         assert send(db, net, node.uplink(lpp_reading(i))).result == AckResult.STORED
     assert [r.msg_id for r in stored(db, DEV)] == [f"{DEV}:0", f"{DEV}:1", f"{DEV}:2"]
+
+
+def test_the_join_accept_announces_the_configured_receive_windows(db):
+    """RxDelay and DLSettings (RX1DROffset, RX2DataRate) come from [lorawan]; a bridge learns the
+    same three from the daemon's HELLO_ACK ("rx") to time the downlinks into RX1 or RX2."""
+    from edge.lorawan import frames as F
+    from edge.lorawan import server
+    from edge.lorawan.settings import parse
+
+    settings = parse({"rx1_delay_s": 3, "rx1_dr_offset": 2, "rx2_dr": 8})
+    net = Network(settings)
+    key = add(db, DEV)
+    node = EndDevice(DEV, bytes(key))
+    out = send(db, net, node.join_request())
+    assert out.result == AckResult.JOINED, out.detail
+    _, _, _, dl_settings, rx_delay, _ = F.open_join_accept(bytes(key), out.ack[1:])
+    assert (rx_delay, dl_settings >> 4 & 7, dl_settings & 0x0F) == (3, 2, 8)
+    assert server.windows(settings) == [3, 2, 8]
+    # the defaults: RECEIVE_DELAY1 1 s, offset 0, RX2 DR0 (EU868's)
+    assert server.windows(parse(None)) == [1, 0, 0] and server.dl_settings(parse(None)) == 0

@@ -28,7 +28,8 @@ def test_defaults_and_values():
         ),
         ({"quarantine_max": "lots"}, "lorawan.quarantine_max: 'lots' is str, expected int"),
         ({"accept_v1": 1}, "lorawan.accept_v1: 1 is int, expected bool"),
-        ({"rx2": 1}, "lorawan.rx2: unknown key; fix:"),
+        ({"rx2": 1}, "lorawan.rx2: unknown key; did you mean rx2_dr? fix:"),
+        ({"rx1_dr_offset": 8}, "lorawan.rx1_dr_offset: 8 is outside 0 .. 7; fix:"),
     ],
 )
 def test_bad_values_name_the_key(section, message):

@@ -59,8 +59,11 @@ class Phy:
         return (F_IQ_INV if self.iq_inverted else 0) | (F_CRC if self.crc else 0) | (F_LDRO if ldro else 0)
 
     def datagram(self, payload: bytes) -> bytes:
-        toa = time_on_air_us(
-            len(payload), self.sf, self.bw_hz, cr=self.cr, preamble=self.preamble, crc=self.crc
+        toa = int(
+            time_on_air_us(
+                len(payload), self.sf, self.bw_hz, cr=self.cr, preamble=self.preamble, crc=self.crc
+            )
+            / self.time_scale
         )
         return (
             struct.pack(
@@ -81,6 +84,20 @@ class Phy:
 
 
 SF7 = Phy()
+# EU868 RX2: 869.525 MHz, DR0 (SF12 BW125), where a node listens in its second receive window
+RX2_EU868 = Phy(sf=12, freq_hz=869_525_000)
+
+# Class A receive windows as the firmware times them (firmware/fp/lorawan/phy.py): on a scaled
+# clock each delay is at least HOST_MS real ms, and a window is open MARGIN_MS real ms either side
+HOST_MS, MARGIN_MS = 30, 10
+
+
+def rx_delays_s(time_scale: float, join: bool = False, rx1_delay_s: int = 1) -> tuple[float, float]:
+    """(RX1, RX2) starts in real seconds after the end of an uplink of a module at time_scale."""
+    d1, gap = (5 if join else rx1_delay_s) * 1000.0, 1000.0
+    if time_scale > 1:
+        d1, gap = max(d1, HOST_MS * time_scale), max(gap, HOST_MS * time_scale)
+    return d1 / time_scale / 1000, (d1 + gap) / time_scale / 1000
 
 
 def parse(data: bytes) -> tuple[dict, bytes] | None:

@@ -23,6 +23,12 @@ from tests.firmware import air
 from tests.firmware.edgepeer import mic, radio_frame
 
 UPLINK = air.SF7  # what the node sends with
+# When and how the peer answers (the node's class A windows, tests/firmware/air.py rx_delays_s):
+# "rx1" at RX1's start on the uplink's channel, "rx2" at RX2's start on RX2's (869.525 MHz SF12);
+# and where a node must NOT hear it: "between" the windows (uplink's channel), "rx2_on_rx1" (RX2's
+# time and data rate on the uplink's frequency), "rx1_on_rx2" (RX1's time and data rate on RX2's
+# frequency): only the frequency is wrong in the last two
+WINDOWS = ("rx1", "rx2", "between", "rx2_on_rx1", "rx1_on_rx2")
 
 
 class AirPeer:
@@ -34,9 +40,15 @@ class AirPeer:
         ack_share: float = 1.0,
         seed: int = 1,
         time_scale: float = 1,
+        window: str = "rx1",
     ):
+        assert window in WINDOWS, window
         self.node_port = node_port
+        self.time_scale = time_scale
+        self.window = window
         self.phy = dataclasses.replace(UPLINK, time_scale=time_scale)
+        self.rx2_phy = dataclasses.replace(air.RX2_EU868, time_scale=time_scale)
+        self.sent_at: list[tuple[str, float]] = []  # (window, real s after the uplink's end) per downlink
         self.device = device
         self.key = key
         self.ack_share = ack_share
@@ -75,11 +87,12 @@ class AirPeer:
             if parsed is None or (parsed[0]["sf"], parsed[0]["bw_hz"]) != (UPLINK.sf, UPLINK.bw_hz):
                 continue
             frame = parsed[1]
+            # the datagram came when the uplink started: it ends one time on air later
+            end = time.monotonic() + parsed[0]["toa_us"] / 1e6
             if frame[:1] in (b"\x00", b"\x80"):
                 dl = self._lorawan(frame)
                 if dl is not None:
-                    time.sleep(parsed[0]["toa_us"] / 1e6)  # the uplink is still on the air: half duplex
-                    self.sock.sendto(self.phy.datagram(dl), ("127.0.0.1", self.node_port))
+                    self._answer(dl, end, join=frame[0] == 0)
                 continue
             with self._lock:
                 self.heard += 1
@@ -101,6 +114,22 @@ class AirPeer:
             dl = radio_frame(0x60, self.key, self.device, fcnt, 0)
             time.sleep(parsed[0]["toa_us"] / 1e6)  # the uplink is still on the air: half duplex
             self.sock.sendto(self.phy.datagram(dl), ("127.0.0.1", self.node_port))
+
+    def _answer(self, dl: bytes, end: float, join: bool) -> None:
+        """Send a LoRaWAN downlink where self.window says, timed from the uplink's end."""
+        d1, d2 = air.rx_delays_s(self.time_scale, join)
+        at, phy = {
+            "rx1": (d1, self.phy),
+            "rx2": (d2, self.rx2_phy),
+            "between": ((d1 + d2) / 2, self.phy),
+            "rx2_on_rx1": (d2, dataclasses.replace(self.rx2_phy, freq_hz=self.phy.freq_hz)),
+            "rx1_on_rx2": (d1, dataclasses.replace(self.phy, freq_hz=self.rx2_phy.freq_hz)),
+        }[self.window]
+        if join and self.window != "rx1":  # the tests' windows are those of data downlinks
+            at, phy = d1, self.phy
+        time.sleep(max(0.0, end + at - time.monotonic()))
+        self.sock.sendto(phy.datagram(dl), ("127.0.0.1", self.node_port))
+        self.sent_at.append((self.window, time.monotonic() - end))
 
     def _lorawan(self, frame: bytes) -> bytes | None:
         """The downlink for a LoRaWAN uplink (None: none), after the same checks as for v1."""

@@ -74,6 +74,7 @@ class EdgePeer:
     refuse: dict[tuple[str, int], int] = field(default_factory=dict)
     # the real edge instead of this stand-in: UPLINK payload -> ACK payload (tests/firmware/realedge.py)
     ingest: Callable[[bytes], bytes] | None = None
+    ack_delay: float = 0.0  # s before an UPLINK is answered: an edge that answers late
 
     def __post_init__(self):
         self.stored: dict[tuple[str, int], Stored] = {}
@@ -168,6 +169,8 @@ class EdgePeer:
         self.results[name] = self.results.get(name, 0) + 1
 
     def _uplink(self, payload: bytes) -> bytes:
+        if self.ack_delay:
+            time.sleep(self.ack_delay)
         if self.ingest is not None:
             return self.ingest(payload)
         if len(payload) > 7 and payload[7] == lw.JOIN_REQUEST:

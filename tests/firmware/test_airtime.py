@@ -33,3 +33,37 @@ def test_airtime_regions_and_budget(micropython):
     assert r["too_big"] == -1  # a frame longer than the whole budget can never go
     # bounded memory without a cap on the number of transmissions an hour
     assert r["many_waits"] == 0 and r["many_used"] == 240 * 66
+
+
+def test_receive_windows_of_each_region(micropython):
+    """Class A windows (fp/lorawan/phy.py window, rx_timing) against RP002-1.0.3's tables."""
+    out = run_mp("check_rxwin.py")
+    assert out.returncode == 0, out.stderr
+    r = json.loads(out.stdout)
+    # EU868: RX1 on the uplink's channel at DR - RX1DROffset (floor DR0); RX2 869.525 MHz, DR0 = SF12
+    # by default, the join accept's RX2DataRate otherwise (DR3 = SF9)
+    assert r["eu868"] == [
+        [868100, 7, 125],
+        [868100, 9, 125],
+        [868100, 12, 125],
+        [869525, 12, 125],
+        [869525, 9, 125],
+    ]
+    # US915: RX1 on 923.3 + 0.6 x (channel mod 8) MHz at DR10 + DR (DR4: DR13) - offset, 500 kHz;
+    # RX2 923.3 MHz DR8 (SF12 BW500)
+    assert r["us915"] == [[923900, 10, 500], [923900, 7, 500], [923900, 12, 500], [923300, 12, 500]]
+    # AS923: RX1 DR - offset (6, 7: DR + 1, + 2) within DR0..5; RX2 923.2 MHz DR2 (SF10)
+    assert r["as923"] == [[923200, 7, 125], [923200, 7, 125], [923200, 12, 125], [923200, 10, 125]]
+    # RECEIVE_DELAY1 and RX2 one second later, a window open 10 ms before each; a join's 5 and 6 s;
+    # a clock scaled 1000x gives the edge at least 30 real ms before each window, 10 real ms of margin
+    assert r["timing"] == [
+        [1000, 2000, 10],
+        [5000, 6000, 10],
+        [3000, 4000, 10],
+        [1000, 2000, 200],
+        [30000, 60000, 10000],
+    ]
+    assert r["errors"] == [
+        "no LoRaWAN receive window in sigfox DR0",
+        "no LoRaWAN receive window in US915 DR14",
+    ]

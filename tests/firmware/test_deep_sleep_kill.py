@@ -67,7 +67,8 @@ def test_kill_a_deep_sleeping_node_a_hundred_times(tmp_path, virtual_module):
             wait_until(
                 lambda: any(line.startswith("fieldpost 0") for line in vm.output), timeout=10, what="boot"
             )
-            time.sleep(rng.uniform(0.01, 0.35))
+            # long enough a run to deep-sleep between uplinks and their receive windows
+            time.sleep(rng.uniform(0.05, 0.5))
             vm.kill()
             lines = list(vm.output)
             boots = [line for line in lines if line.startswith("fieldpost 0") and " fcnt=" in line]

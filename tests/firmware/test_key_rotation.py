@@ -137,13 +137,16 @@ def test_key_rotated_mid_backlog_delivers_everything(tmp_path, virtual_module, r
             timeout=30,
             what="the backlog of both modules stored under the new key",
         )
+        # (and the node caught up with them: each uplink waits for its receive windows, a second
+        # or more of the node's time, so the backlog and the join take a while to go through)
         wait_until(
             lambda: (
                 len(set(taken(node)) - taken_before) >= 3
+                and len((set(taken(node)) - taken_before) & set(edge.stored(NODE_ID))) >= 2
                 and max(edge.stored(BRIDGE_ID)) > max(backlog[BRIDGE_ID]) + 1
             ),
-            timeout=20,
-            what="new readings after the rotation",
+            timeout=30,
+            what="new readings after the rotation, stored",
         )
         node.stop()
         bridge.stop()

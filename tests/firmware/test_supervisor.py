@@ -70,7 +70,9 @@ def test_healthy_modules_never_restart_at_accelerated_time(tmp_path, virtual_mod
         # they were working, not idle: the node's uplinks through the bridge (at 1800 the 3 s
         # receive window is under 2 ms real, too short for the join accept or the ACK: the node
         # keeps trying to join, each request with a new DevNonce), STATUS from the bridge
-        uplinks = sum(n for (dev, _), n in edge.arrivals.items() if dev == NODE_ID) + edge.joins.count(NODE_ID)
+        uplinks = sum(n for (dev, _), n in edge.arrivals.items() if dev == NODE_ID) + edge.joins.count(
+            NODE_ID
+        )
         assert (edge.readings(NODE_ID) or edge.joins) and edge.statuses
         assert uplinks >= 3
         assert bridge.running and node.running

@@ -5,10 +5,10 @@
 # for a board profile whose radio chip is "udp-air" (hardware/boards/unix_air.json),
 # where a test wants the radio without a driver (a baseline in the benchmarks).
 # It speaks the same air as the emulated chips (fp/hal/airwire.py), so both
-# kinds of module hear each other, with one simplification kept from before:
-# its datagram leaves when the transmission ENDS (an emulated receiver then
-# finishes receiving it one time on air later), and it hands a packet over as
-# soon as the datagram is there.
+# kinds of module hear each other: its datagram leaves when the transmission
+# starts, and a packet that starts while it listens is handed over when it
+# ends (one time on air later), even if the receive timeout passed meanwhile:
+# a receive window only has to be open when a packet starts, as on a radio.
 #
 # config.json "air": {"port": own UDP port (0: any), "peers": [ports to send to],
 #                     "loss": 0..1 (drop probability of each received packet),
@@ -81,8 +81,8 @@ class AirModem:
         self.listening = False
         toa = self.get_time_on_air_us(len(packet))
         scale = getattr(self.clock, "scale", 1) or 1
-        await self.clock.sleep_ms(toa // 1000)
         self.air.send(airwire.header(*(self._tx + (int(toa / scale),))), packet)
+        await self.clock.sleep_ms(toa // 1000)
         self._drain()
         return ticks_ms()
 
@@ -104,6 +104,7 @@ class AirModem:
                 self.counters["weak"] += 1
                 continue
             pkt = RxPacket(memoryview(data)[airwire.HDR:])
+            pkt.toa_us = h[8]  # real us it stays on the air from now
             pkt.rssi = rssi
             pkt.snr = int(round(snr * 4))
             self.counters["rx"] += 1
@@ -116,7 +117,7 @@ class AirModem:
             self.listening = True
         pkt = self._take()
         if pkt is not None:
-            return pkt
+            return await _ended(pkt)
         if timeout_ms is not None and timeout_ms <= 0:
             return None
         try:
@@ -134,10 +135,16 @@ class AirModem:
                     pkt = self._take()
         except asyncio.TimeoutError:  # noqa: UP041 (MicroPython: no builtin TimeoutError)
             pass
-        return pkt
+        return await _ended(pkt) if pkt is not None else None
 
     def close(self):
         self.air.close()
+
+
+async def _ended(pkt):
+    # A packet is received when it ends: its datagram came when it started.
+    await asyncio.sleep_ms(pkt.toa_us // 1000)
+    return pkt
 
 
 async def _readable(sock):

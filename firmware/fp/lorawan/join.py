@@ -37,12 +37,13 @@ def accept(lw, frame):
     # from 0. Raises FrameError (not ours, bad MIC).
     if lw._app is None:
         raise FrameError("join", "no join request sent")
-    jn, net_id, devaddr, _, rx_delay, _ = open_join_accept(lw._app, frame)
+    jn, net_id, devaddr, dl, rx_delay, _ = open_join_accept(lw._app, frame)
     nwk, app = session_keys(lw._app.cipher, jn, net_id, lw.dev_nonce)
     lw.session = Session(devaddr, nwk, app)
     lw.announced = False
     lw.fcnt_down = -1
-    lw.rx1_delay = rx_delay or 1
+    lw.rx1_delay = (rx_delay & 0x0F) or 1  # RxDelay: Del in bits 3..0, 0 meaning 1 s
+    lw.dl_settings = dl & 0x7F  # RX1DROffset, RX2DataRate (bit 7 is OptNeg, a 1.1 flag)
     lw.joins += 1
     lw._save()
 

@@ -35,6 +35,7 @@ class LoRaWAN:
         self.base = 0
         self.fcnt_down = -1
         self.rx1_delay = 1
+        self.dl_settings = None  # the join accept's DLSettings (None: ABP, the region's defaults)
         self.joins = 0
         self.announced = False  # the edge has the session's first counter (FCnt 0, port 5)
         self.answered = False  # a downlink of our session arrived since the last fragment request
@@ -54,9 +55,13 @@ class LoRaWAN:
         body = store.read_atomic(_SESSION)
         if body is None or len(body) != 50 or body[46:] != self._key_tag:
             return
-        devaddr, nwk, app, self.base, self.fcnt_down, self.rx1_delay, announced = struct.unpack_from(
+        devaddr, nwk, app, self.base, self.fcnt_down, self.rx1_delay, flags = struct.unpack_from(
             ">I16s16siiBB", body)
-        self.announced = bool(announced)
+        # bit 0: announced; bits 7..1: the join accept's DLSettings (a file from before they
+        # were kept has 0 there: RX1DROffset 0, RX2 DR0, what those sessions were given)
+        self.announced = bool(flags & 1)
+        if not self.abp:
+            self.dl_settings = flags >> 1
         if self.abp and devaddr != self.session.devaddr:
             return  # ABP keys changed in config.json since: counters start over with them
         self.session = F.Session(devaddr, nwk, app)
@@ -64,7 +69,8 @@ class LoRaWAN:
     def _save(self):
         s = self.session
         store.write_atomic(_SESSION, struct.pack(">I16s16siiBB", s.devaddr, s.nwk_key, s.app_key, self.base,
-                                                 self.fcnt_down, self.rx1_delay, self.announced)
+                                                 self.fcnt_down, self.rx1_delay,
+                                                 (self.dl_settings or 0) << 1 | self.announced)
                            + self._key_tag)
 
     def join_request(self):
@@ -154,3 +160,63 @@ class LoRaWAN:
         # (taken like a record's, never journaled): unconfirmed, its answer is the chunk itself.
         self.answered = False
         return self.session.build(F.UNCONFIRMED_UP, counter - self.base, 7, payload)
+
+
+async def listen(node, fcnt, answer):
+    # A node's (fp/roles/node.py) class A windows after the uplink it just sent: True once a
+    # downlink acknowledged uplink `fcnt` (answer: once any downlink of our session came). A
+    # downlink in RX1 that does ends the exchange: RX2 is not opened.
+    t_end = node.clock.ms()  # the uplink's end: both windows count from it
+    dev = node.dev
+    try:
+        for n in (1, 2):
+            pkt = await rx(node, n, t_end, False)
+            if pkt is not None and (dev.handle_downlink(pkt, fcnt) or (answer and dev.lw.answered)):
+                return True
+        return False
+    finally:
+        # the windows are over: the radio sleeps until the next uplink (a node is on a battery)
+        node.modem.sleep()
+        node._radio("sleep")
+
+
+async def rx(node, n, t_end, join):
+    # A node's (fp/roles/node.py) receive window n (1 or 2) after an uplink that
+    # ended at clock ms t_end: the packet whose preamble came while it was open, or None. The
+    # radio stands by until the window opens and after it; it listens on the window's frequency
+    # and data rate, then is set back to the uplinks'. The join accept's RxDelay and DLSettings
+    # time a session's windows; a join's (JOIN_ACCEPT_DELAY1: 5 s) and an ABP session's are the
+    # region's defaults.
+    from fp.lorawan import phy
+    dev = node.dev
+    lw = dev.lw
+    clock = node.clock
+    cfg = dev.cfg
+    dl = None if join else lw.dl_settings
+    up = ((node.hal.profile.get("radio") or {}).get("freq_khz", 868100), dev.sf, dev.bw)
+    params = phy.window(cfg["region"], n, up[0], cfg["dr"], dl)
+    d = phy.rx_timing(5 if join else lw.rx1_delay, clock.scale)
+    wait = t_end + d[n - 1] - d[2] - clock.ms()
+    if wait > 0:
+        await clock.sleep_ms(wait)
+    modem = node.modem
+    tune = getattr(node, "_tune", None)
+    retune = params != up
+    if retune and (tune is None or tune[0] != params):
+        # the lora_cfg changes to and from this window's channel, made once (not per uplink)
+        tune = node._tune = (params, {"freq_khz": params[0], "sf": params[1], "bw": str(params[2])},
+                             {"freq_khz": up[0], "sf": up[1], "bw": str(up[2])})
+    if retune and tune is not None:
+        modem.configure(tune[1])
+    node._radio("rx")
+    try:
+        # open for the preamble (8 + 4.25 symbols, fp/hal/board.lora_cfg) and a margin either side
+        pkt = await modem.recv(timeout_ms=2 * d[2] + (49 * (1 << params[1]) // params[2] + 3) // 4 + 1)
+    finally:
+        modem.standby()
+        node._radio("standby")
+        if retune and tune is not None:  # back to the uplinks' channel: always ready to send
+            modem.configure(tune[2])
+    if pkt is not None:
+        node._t("window", n)
+    return pkt

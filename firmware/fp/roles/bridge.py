@@ -12,6 +12,7 @@ from fp import frame as fr
 from fp import radio_frame as rf
 # the structure of LoRaWAN frames only: a bridge holds no keys and loads no crypto
 from fp.lorawan import phy as lw
+from fp.airtime import time_on_air_us
 from fp.device import FW_VERSION, retry_ms
 from fp.link import EV_ACKED, EV_LOST, EV_RECEIVED, EV_REFUSED, EV_STARTED, Link
 from fp.linkio import LinkIO
@@ -19,7 +20,11 @@ from fp.refusal import Refusals
 from micropython import const
 
 _LOG_BURST = const(10)  # LOG frames allowed at once; refilled one per second
-_MARGIN_MS = const(50)  # a downlink must end this long before the node's window closes
+_MARGIN_MS = const(50)  # a v1 downlink must end this long before the node's window closes
+_V1 = const(0)  # what an uplink was (how its node listens): Fieldpost v1,
+_DATA = const(1)  # a LoRaWAN data frame,
+_JOIN = const(2)  # a LoRaWAN join request
+_JOIN_DELAY1 = const(5)  # JOIN_ACCEPT_DELAY1, s
 
 
 class Bridge:
@@ -31,19 +36,23 @@ class Bridge:
         self.modem = hal.modem
         self.beat = beat or (lambda name: None)
         hello = {"id": self.cfg["id"], "fw": FW_VERSION, "role": "bridge", "board": hal.name}
-        from fp import update
-        upd = update.Updater().last_result()  # how the last firmware update ended (edge.fuota.serial)
+        # how the last firmware update ended (edge.fuota.serial): fp/update.py Updater.last_result,
+        # read without importing the updater (its names would fill a virtual heltec_v2 bridge's
+        # qstr pool at boot); the RAM is the board's
+        from fp import store
+        here = __file__.rsplit("/", 3)  # <root>/fp/roles/bridge.py: the firmware's root folder
+        upd = store.read_atomic((here[0] + "/" if len(here) == 4 else "") + ".update-result")
         if upd:
-            hello["upd"] = upd
-        del update
-        from fp.app import unload
-        unload("fp.update")  # imported again only when an update arrives: the RAM is the board's
+            hello["upd"] = json.loads(upd)
         self.link = link or Link(hello, time.ticks_ms, accept=(fr.DOWNLINK, fr.UPDATE_OFFER, fr.UPDATE_CHUNK,
                                                                fr.UPDATE_COMMIT))
         self.updates = None  # fp.update_rx.Receiver, loaded with the first update frame
         self.io = LinkIO(hal.uart, self.link, self.on_event, on_error=self._event_error,
                          beat=lambda: self.beat("link"))
         self.tx_lock = asyncio.Lock()
+        self.radio_lock = asyncio.Lock()  # the receive loop's, unless a downlink retunes the radio
+        self.rx = None  # HELLO_ACK "rx": the windows the edge's join accepts announce
+        self.up = ((hal.profile.get("radio") or {}).get("freq_khz", 868100), dev.sf, dev.bw)  # uplinks' channel
         self.c = {"rx": 0, "fwd": 0, "bad": 0, "tx": 0, "late": 0, "no_link": 0, "dl_deferred": 0,
                   "edge_rej": 0, "bad_mic": 0, "sessions": 0, "lost": 0, "refused": 0, "logs_dropped": 0,
                   "errors": 0}
@@ -80,7 +89,7 @@ class Bridge:
         self.c["rx"] += 1
         rx_ms = self.clock.ms()
         try:
-            fcnt = _uplink_fcnt(pkt)  # structure only: the bridge holds no node keys
+            fcnt, mode = _uplink_fcnt(pkt)  # structure only: the bridge holds no node keys
         except ValueError as e:
             self.c["bad"] += 1
             self.log("warn", "radio frame rejected: %s: %s" % (e.args[0], e.args[1]))
@@ -89,38 +98,78 @@ class Bridge:
             self.c["no_link"] += 1  # the node keeps it in its journal and retries
             return
         payload = rf.serial_uplink(pkt.rssi, pkt.snr / 4, self.clock.time(), bytes(pkt))
-        self.io.send(fr.UPLINK, payload, ("n", rx_ms, fcnt))
+        self.io.send(fr.UPLINK, payload, ("n", rx_ms, fcnt, mode))
         self.c["fwd"] += 1
 
     async def rx_loop(self):
         while True:
             self.beat("rx")
-            pkt = await self.modem.recv(timeout_ms=self._beat_ms())
+            async with self.radio_lock:  # held by a downlink on another channel (tx_downlink)
+                pkt = await self.modem.recv(timeout_ms=self._beat_ms())
             if pkt is not None and not getattr(pkt, "crc_error", False):
                 self.on_radio(pkt)
 
     def _beat_ms(self):
         return int(getattr(self.hal, "wdt_ms", 4000) // 4 * self.clock.scale) or 1000
 
-    async def tx_downlink(self, dl, rx_ms):
-        # The node listens for rx_window after its uplink ended (= when we heard it).
-        toa = (self.modem.get_time_on_air_us(len(dl)) + 999) // 1000  # rounded up: the budget never undercounts
-        window = int(self.cfg["rx_window"] * 1000)
-        if dl[0] == 0x20:  # a LoRaWAN join accept: the node listens until JOIN_ACCEPT_DELAY2 + 1 s
-            window = max(window, 7000)
-        deadline = rx_ms + window - toa - _MARGIN_MS
+    async def tx_downlink(self, dl, rx_ms, kind=_V1):
+        # rx_ms: when the uplink ended (= when we heard it). A LoRaWAN node listens in its class
+        # A windows (fp/lorawan/phy.py): the downlink starts exactly at RX1 if the edge's
+        # answer came early enough for it, else at RX2,
+        # never outside a window (too late: dropped). The windows' RxDelay, RX1DROffset and RX2
+        # data rate are those the edge's join accepts announce (HELLO_ACK "rx"; a join's own
+        # windows: the defaults). A v1 node listens for rx_window: the downlink goes as soon as
+        # it is here, if it ends in time.
+        clock = self.clock
+        cfg = self.cfg
+        up = self.up
+        params = None
+        if kind == _V1:
+            toa = (self.modem.get_time_on_air_us(len(dl)) + 999) // 1000  # rounded up: the budget never undercounts
+            at = rx_ms + int(cfg["rx_window"] * 1000) - toa - _MARGIN_MS  # the latest start
+        else:
+            region = cfg["region"]
+            e = self.rx
+            if kind == _JOIN or not e:
+                e = (_JOIN_DELAY1 if kind == _JOIN else 1, 0, None)
+            d = lw.rx_timing(e[0] or 1, clock.scale)
+            # the earliest start still possible: a margin to retune and load the FIFO
+            n = 2 if clock.ms() + d[2] > rx_ms + d[0] else 1
+            at = rx_ms + d[n - 1]
+            params = lw.window(region, n, up[0], cfg["dr"], None if e[2] is None else (e[1] & 7) << 4 | e[2] & 15)
+            toa = (time_on_air_us(len(dl), params[1], params[2]) + 999) // 1000
         async with self.tx_lock:
-            now = self.clock.ms()
-            if now > deadline:
+            now = clock.ms()
+            if now > at:
                 self.c["late"] += 1
-                self.log("warn", "downlink too late for the receive window by %d ms" % (now - deadline))
+                self.log("warn", "downlink too late for the receive window by %d ms" % (now - at))
                 return
             if self.dev.budget.wait_ms(now, toa) != 0:
                 self.c["dl_deferred"] += 1
                 self.dev.budget.deferred += 1
                 return
             self.dev.budget.record(now, toa)
-            await self.modem.send(dl)
+            if params is not None and params != up:
+                # RX2 (or RX1 at another data rate): the receive loop is held off the radio
+                # (radio_lock), which is retuned for this one transmission and set back
+                wait = at - d[2] - clock.ms()
+                if wait > 0:  # listening for uplinks until just before
+                    await clock.sleep_ms(wait)
+                self.modem.standby()  # ends the receive loop's recv; it then waits on radio_lock
+                async with self.radio_lock:
+                    self.modem.configure({"freq_khz": params[0], "sf": params[1], "bw": str(params[2])})
+                    try:
+                        wait = at - clock.ms()
+                        if wait > 0:
+                            await clock.sleep_ms(wait)
+                        await self.modem.send(dl)
+                    finally:
+                        self.modem.configure({"freq_khz": up[0], "sf": up[1], "bw": str(up[2])})
+            else:  # the uplinks' channel: the driver pauses the receive loop's recv for it
+                wait = at - clock.ms() if params else 0
+                if wait > 0:
+                    await clock.sleep_ms(wait)
+                await self.modem.send(dl)
             self.c["tx"] += 1
 
     # --- link events ----------------------------------------------------------
@@ -136,6 +185,9 @@ class Bridge:
             t = ev[1].get("time")
             if isinstance(t, (int, float)) and t > 0:
                 self.clock.set_time(t)  # no RTC: the edge's clock is ours
+            rx = ev[1].get("rx")
+            if isinstance(rx, list) and len(rx) == 3 and all(isinstance(v, int) for v in rx):
+                self.rx = rx
         elif kind == EV_REFUSED:
             self.c["refused"] += 1
             token = ev[1]
@@ -154,7 +206,7 @@ class Bridge:
                 self.c["edge_rej"] += 1
                 return
             if dl:  # an ACK, a join accept, a "rejoin": the edge built it for the air
-                asyncio.create_task(self.tx_downlink(dl, token[1]))
+                asyncio.create_task(self.tx_downlink(dl, token[1], token[3]))
             if code not in (rf.ACK_STORED, rf.ACK_DUPLICATE):
                 self.c["edge_rej"] += 1
                 if code == rf.ACK_BAD_MIC:
@@ -276,14 +328,15 @@ class Bridge:
 
 
 def _uplink_fcnt(pkt):
-    # The counter of an uplink as the air carries it (LoRaWAN join request: 0, data
-    # frame: its 16-bit FCnt; Fieldpost v1: its 32-bit fcnt), or ValueError (reason, text).
+    # (counter, kind) of an uplink as the air carries it: a LoRaWAN join request (0, _JOIN), a
+    # data frame (its 16-bit FCnt, _DATA), a Fieldpost v1 frame (its 32-bit fcnt, _V1); or
+    # ValueError (reason, text).
     if len(pkt) == lw.JOIN_REQUEST_SIZE and pkt[0] == lw.JOIN_REQUEST:
-        return 0
+        return 0, _JOIN
     if pkt[0] in lw.UPLINKS:
         try:
-            return lw.fcnt16(pkt)
+            return lw.fcnt16(pkt), _DATA
         except lw.FrameError:
             if pkt[0] != lw.UNCONFIRMED_UP:  # 0x40 is also the Fieldpost v1 uplink kind
                 raise
-    return rf.check(pkt, rf.KIND_UPLINK)[1]
+    return rf.check(pkt, rf.KIND_UPLINK)[1], _V1

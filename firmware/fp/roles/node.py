@@ -1,5 +1,6 @@
 # Node role: sample on a schedule, journal, send the oldest unacknowledged
-# frame, listen for the downlink in the receive window, back off on silence.
+# frame, listen for the downlink in the receive windows (LoRaWAN class A: RX1 and
+# RX2, fp/lorawan/phy.py), back off on silence.
 # One task; everything time-related goes through hal.clock, so the same loop
 # runs in real time on a board, scaled on a virtual module and stepped in the
 # simulated-day test.
@@ -15,7 +16,6 @@ _BEAT_MAX_MS = const(10000)  # sleep in slices no longer than this, so the super
 # edge is merely down a join cannot complete, and a bridge short of duty cycle may drop accepts.
 _REJOIN_AFTER = const(32)
 _JOIN_REQUEST_SIZE = const(23)  # fp/lorawan/frames.py (not imported here: a v1 node never loads it)
-_JOIN_WINDOW_MS = const(7000)  # until the end of the join accept's RX2 (JOIN_ACCEPT_DELAY2 = 6 s)
 # Airtime a reading costs, over its frame's own: resends after a lost uplink or ACK
 # (10 % loss each way: x1.23) and the status frames; the interval is spaced out to fit.
 _AIR_MARGIN = 1.5  # fp/update_air.py reserves the same for readings
@@ -148,16 +148,13 @@ class Node:
         finally:
             self._radio("standby")
         self.sent += 1
-        # JOIN_ACCEPT_DELAY1/2 are 5 and 6 s (RX1/RX2 of a data frame: 1 and 2 s): the join
-        # accept may come later than an ACK, the join server deriving keys on the way
-        end = self.clock.ms() + max(int(self.dev.cfg["rx_window"] * 1000), _JOIN_WINDOW_MS)
-        self._radio("rx")
+        t_end = self.clock.ms()
+        from fp.lorawan import otaa
         try:
-            while True:
-                left = end - self.clock.ms()
-                pkt = await self.modem.recv(timeout_ms=left) if left > 0 else None
+            for n in (1, 2):  # JOIN_ACCEPT_DELAY1 and 2: 5 and 6 s after the request
+                pkt = await otaa.rx(self, n, t_end, True)
                 if pkt is None:
-                    break
+                    continue
                 try:
                     dev.lw.accept(bytes(pkt))
                 except ValueError:
@@ -172,8 +169,13 @@ class Node:
         return self.backoff_ms()
 
     async def listen(self, fcnt, answer=False):
-        # The receive window after an uplink: True once a downlink acknowledged uplink `fcnt`
-        # (answer: once any downlink of our session came, for a fragment request).
+        # The downlink answering the uplink just sent: True when it acknowledged uplink `fcnt`
+        # (answer: once any downlink of our session came, for a fragment request). LoRaWAN: the
+        # class A windows RX1 and RX2 (fp/lorawan/otaa.py, which a v1 node never loads). v1:
+        # one window of rx_window seconds from the end of the uplink, on its channel.
+        if self.dev.lw is not None:
+            from fp.lorawan import otaa
+            return await otaa.listen(self, fcnt, answer)
         end = self.clock.ms() + int(self.dev.cfg["rx_window"] * 1000)
         self._radio("rx")
         try:
@@ -184,10 +186,9 @@ class Node:
                 pkt = await self.modem.recv(timeout_ms=left)
                 if pkt is None:
                     return False
-                if self.dev.handle_downlink(pkt, fcnt) or (answer and self.dev.lw.answered):
+                if self.dev.handle_downlink(pkt, fcnt):
                     return True
         finally:
-            # the window is over: the radio sleeps until the next uplink (a node is on a battery)
             self.modem.sleep()
             self._radio("sleep")
 

@@ -100,6 +100,9 @@ class Modem:
     def standby(self):
         pass
 
+    def configure(self, lora_cfg):  # the driver's: a node retunes for its RX2 window
+        pass
+
 
 class lora:
     AsyncSX1262 = AsyncSX1276 = Modem
@@ -110,13 +113,27 @@ profile = json.load(open(sys.argv[1]))
 taken = []
 app._trace = lambda ev, v: taken.append(v) if ev == "taken" else None
 with open("config.json", "w") as f:
-    json.dump({"id": "0123456789abcdef", "key": "0102030405060708090a0b0c0d0e0f10", "role": "node",
-               "board": profile["name"], "dr": 5, "interval": 900, "rx_window": 0.1, "retry_base": 8,
-               "status_every": 3600, "trace": True, "seed": 1}, f)
+    json.dump(
+        {
+            "id": "0123456789abcdef",
+            "key": "0102030405060708090a0b0c0d0e0f10",
+            "role": "node",
+            "board": profile["name"],
+            "dr": 5,
+            "interval": 900,
+            "rx_window": 0.1,
+            "retry_base": 8,
+            "status_every": 3600,
+            "trace": True,
+            "seed": 1,
+        },
+        f,
+    )
 
 
 def boot(cause):
     from fp.hal import board
+
     machine.cause = cause
     del taken[:]
     cfg = json.load(open("config.json"))
@@ -126,11 +143,19 @@ def boot(cause):
     why = asyncio.run(app.main("config.json", hal=hal))
     asyncio.new_event_loop()
     from fp.journal import Journal
+
     j = Journal("journal")
     pending = j.pending()
     j.close()
-    print("boot", cause, "why=%s" % why.split(":")[0], "taken=%d" % len(taken), "pending=%s" % pending,
-          "rtc=%d" % len(RTC.mem), "slept=%d" % (machine.slept[-1] // 1000 if machine.slept else -1))
+    print(
+        "boot",
+        cause,
+        "why=%s" % why.split(":")[0],
+        "taken=%d" % len(taken),
+        "pending=%s" % pending,
+        "rtc=%d" % len(RTC.mem),
+        "slept=%d" % (machine.slept[-1] // 1000 if machine.slept else -1),
+    )
 
 
 boot(machine.PWRON_RESET)  # first boot: a reading and a status, then a deep sleep until the retry

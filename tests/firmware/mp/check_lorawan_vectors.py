@@ -40,7 +40,13 @@ for v in vec["data_frames"]:
         fail(v["name"], "built " + built)
     frame = unhexlify(v["hex"])
     mhdr, devaddr, fctrl, fcnt16, fopts, fport, _ = F.parse(frame)
-    if (mhdr, devaddr, fctrl, fcnt16, fport) != (v["mhdr"], v["devaddr"], v["fctrl"], v["fcnt"] & 0xFFFF, v["fport"]):
+    if (mhdr, devaddr, fctrl, fcnt16, fport) != (
+        v["mhdr"],
+        v["devaddr"],
+        v["fctrl"],
+        v["fcnt"] & 0xFFFF,
+        v["fport"],
+    ):
         fail(v["name"], "parsed %r" % ((mhdr, devaddr, fctrl, fcnt16, fport),))
     try:
         got = s.open(frame, v["fcnt"])
@@ -60,8 +66,11 @@ for v in vec["data_frames"]:
 
 for v in vec["join_requests"]:
     checked += 1
-    got = h(J.join_request(Cmac(unhexlify(v["app_key"])), unhexlify(v["join_eui"]), unhexlify(v["dev_eui"]),
-                           v["dev_nonce"]))
+    got = h(
+        J.join_request(
+            Cmac(unhexlify(v["app_key"])), unhexlify(v["join_eui"]), unhexlify(v["dev_eui"]), v["dev_nonce"]
+        )
+    )
     if got != v["hex"]:
         fail("join request " + v["dev_eui"], got)
 
@@ -73,7 +82,14 @@ for v in vec["join_accepts"]:
     except F.FrameError as e:
         fail("join accept " + v["hex"][:8], repr(e.args))
         continue
-    want = (h(le3(v["join_nonce"])), h(le3(v["net_id"])), v["devaddr"], v["dl_settings"], v["rx_delay"], v["cflist"])
+    want = (
+        h(le3(v["join_nonce"])),
+        h(le3(v["net_id"])),
+        v["devaddr"],
+        v["dl_settings"],
+        v["rx_delay"],
+        v["cflist"],
+    )
     if (h(jn), h(net), devaddr, dl, rxd, h(cfl)) != want:
         fail("join accept " + v["hex"][:8], "fields %r" % ((h(jn), h(net), devaddr, dl, rxd, h(cfl)),))
     nwk, appk = J.session_keys(app.cipher, jn, net, v["dev_nonce"])
@@ -89,7 +105,9 @@ for v in vec["join_accepts"]:
 
 for v in vec["session_keys"]:
     checked += 1
-    nwk, appk = J.session_keys(aes(unhexlify(v["app_key"])), le3(v["join_nonce"]), le3(v["net_id"]), v["dev_nonce"])
+    nwk, appk = J.session_keys(
+        aes(unhexlify(v["app_key"])), le3(v["join_nonce"]), le3(v["net_id"]), v["dev_nonce"]
+    )
     if (h(nwk), h(appk)) != (v["nwk_skey"], v["app_skey"]):
         fail("session keys", h(nwk) + " " + h(appk))
 

@@ -132,7 +132,9 @@ for name in sys.argv[2:]:
                 "output0": hal.output_state[0],
                 "output_pins": [o["pin"] for o in profile.get("outputs") or ()],
                 # pins driven while the battery was read (its divider's enable, if any)
-                "bat_sets": [e[1:] for e in Rec.log if e[0] == "set" and e[1] == profile["battery"].get("enable_pin")],
+                "bat_sets": [
+                    e[1:] for e in Rec.log if e[0] == "set" and e[1] == profile["battery"].get("enable_pin")
+                ],
                 "sht_cmd": [e for e in Rec.log if e[0] == "i2c_w"][0][2] == b"\x24\x00",
             }
         )
@@ -150,9 +152,23 @@ class onewire:  # stands in for MicroPython's onewire module (a board has it bui
 
 sys.modules["onewire"] = onewire
 WDT.max_ms = None
-for sensors in ([{"type": "bme280", "address": 0x77}], [{"type": "ds18b20", "pin": 4}], [{"type": "sht30"}], []):
+for sensors in (
+    [{"type": "bme280", "address": 0x77}],
+    [{"type": "ds18b20", "pin": 4}],
+    [{"type": "sht30"}],
+    [],
+):
     profile["sensors"] = sensors
-    hal = board.make({"role": "node", "region": "EU868", "dr": 0, "board": "heltec_v3"}, profile=profile, machine=machine)
+    hal = board.make(
+        {"role": "node", "region": "EU868", "dr": 0, "board": "heltec_v3"}, profile=profile, machine=machine
+    )
     s = hal._sensor
-    print(json.dumps({"sensors": sensors, "driver": type(s).__name__ if s else None,
-                      "where": getattr(s, "addr", None) or getattr(getattr(s, "ow", None), "pin", None)}))
+    print(
+        json.dumps(
+            {
+                "sensors": sensors,
+                "driver": type(s).__name__ if s else None,
+                "where": getattr(s, "addr", None) or getattr(getattr(s, "ow", None), "pin", None),
+            }
+        )
+    )

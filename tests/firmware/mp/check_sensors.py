@@ -51,7 +51,10 @@ class OneWireBus:
 def run(case):
     kind = case["kind"]
     if kind == "crc":
-        return {"sht3x": sht3x.crc8(unhexlify(case["sht3x"]), 0, 2), "ds18b20": ds18b20.crc8(unhexlify(case["ds18b20"]), 7)}
+        return {
+            "sht3x": sht3x.crc8(unhexlify(case["sht3x"]), 0, 2),
+            "ds18b20": ds18b20.crc8(unhexlify(case["ds18b20"]), 7),
+        }
     nosleep = lambda ms: None  # noqa: E731
     if kind == "sht3x":
         bus = I2CBus(reply=case["reply"])

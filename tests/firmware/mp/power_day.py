@@ -84,6 +84,15 @@ asyncio.run(node.run(until_ms=int(hours * 3600000)))
 garbage = (gc.mem_alloc() - alloc0) // max(1, dev.stats["taken"]) if measure else None
 p = board.power
 states = MCU_STATES + RADIO_STATES
-print(json.dumps({"status": json.loads(dev.status(node.uptime_s())), "mah_day": p.mah_per_day(), "wakes": p.wakes,
-                  "taken": dev.stats["taken"], "garbage_per_cycle": garbage,
-                  "state_s": {states[i]: p.state_ms[i] // 1000 for i in range(len(states))}}))
+print(
+    json.dumps(
+        {
+            "status": json.loads(dev.status(node.uptime_s())),
+            "mah_day": p.mah_per_day(),
+            "wakes": p.wakes,
+            "taken": dev.stats["taken"],
+            "garbage_per_cycle": garbage,
+            "state_s": {states[i]: p.state_ms[i] // 1000 for i in range(len(states))},
+        }
+    )
+)

@@ -10,7 +10,8 @@
 # timeout in chip time (the emulated chip runs on the module's clock, so its
 # hardware timeout lands right), and a watchdog calls the driver's standby()
 # (its documented way to end a receive) once T/S real ms have passed, unless
-# a packet is being received then, as a chip in RX single mode would finish it.
+# a packet is being received then, as a chip in RX single mode would finish it,
+# or one received is waiting for the driver to read it.
 import asyncio
 
 from fp.hal import airwire
@@ -90,7 +91,11 @@ class VirtualModem:
 
     async def _stop_after(self, real_ms):
         await asyncio.sleep_ms(real_ms)
-        while self.chip.receiving():
+        # a packet being received is finished, and one received is left to the driver to read
+        # (it cancels this task when its recv returns): a standby now would drop it
+        spins = 0
+        while self.chip.receiving() or (self.chip.rx_done() and spins < 100):
+            spins += 1
             await asyncio.sleep_ms(1)
         self.drv.standby()
 

@@ -180,6 +180,10 @@ class SX1262(Chip):
     def _dio(self):
         self.lines["DIO1"].edge(1 if self.irq & self.dio1_mask else 0)
 
+    def rx_done(self):
+        # RxDone raised and not cleared yet: a packet waits for the driver to read it
+        return bool(self.irq & _IRQ_RX_DONE)
+
     def _raise(self, bits):
         self.irq |= bits & self.irq_mask
         self._dio()

@@ -175,6 +175,10 @@ class SX1276(Chip):
         self.lines["DIO0"].edge(1 if flags & dio0 else 0)
         self.lines["DIO1"].edge(1 if flags & dio1 else 0)
 
+    def rx_done(self):
+        # RxDone raised and not cleared yet: a packet waits for the driver to read it
+        return bool(self.reg[_IRQ_FLAGS] & _IRQ_RX_DONE)
+
     def _raise(self, flags):
         self.reg[_IRQ_FLAGS] |= flags & ~self.reg[_IRQ_MASK] & 0xFF
         self._dio()
