@@ -85,6 +85,7 @@ def _sim_day(hours: int) -> dict:
             [str(MICROPYTHON), "-X", "heapsize=64K", "-m", "sim_day", str(hours), "60", "0", "0.1"],
             cwd=work,
             env=env,
+            stdin=subprocess.DEVNULL,  # open, as a board's (fd 0 closed changes the unix port's heap)
             capture_output=True,
             text=True,
             timeout=300,

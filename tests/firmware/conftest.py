@@ -29,7 +29,9 @@ def run_mp(
     if heapsize:
         cmd += ["-X", f"heapsize={heapsize}"]
     cmd += [str(MP_SCRIPTS / script), *args]
-    return subprocess.run(cmd, cwd=cwd, env=mp_env(), capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        cmd, cwd=cwd, env=mp_env(), stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout
+    )  # stdin open, as a board's (a closed fd 0 changes the unix port's heap use)
 
 
 @pytest.fixture(scope="session")

@@ -51,7 +51,9 @@ def run_day(bundle, cwd, *, hours=24, interval=60, dr=0, loss=0.1, heapsize="64K
     shutil.copytree(bundle / "unix", root)
     shutil.copy(bundle / "sim_day.mpy", root)
     cwd = root
-    env = dict(os.environ, MICROPYPATH=":.frozen")
+    # only what the node needs: a board has no environment, and the caller's (pytest-xdist adds to it)
+    # moves the C stack the unix port's GC scans conservatively: a 64K day's outcome changed with it
+    env = {"MICROPYPATH": ":.frozen"}
     out = subprocess.run(
         [
             str(MICROPYTHON),
@@ -66,6 +68,9 @@ def run_day(bundle, cwd, *, hours=24, interval=60, dr=0, loss=0.1, heapsize="64K
         ],
         cwd=cwd,
         env=env,
+        # a board's stdin (its UART REPL) is always there; with fd 0 closed, as under pytest-xdist's
+        # workers, the unix port's heap differs (the same day ran out of 64K only there)
+        stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
         timeout=60,
