@@ -37,6 +37,17 @@ class Planned:
     data: bytes
     estimate: dict | None  # air only: air_estimate's
 
+    def summary(self) -> dict:
+        """What an operator reviews of it (CLI --json, the panel's review)."""
+        return {
+            "device_id": self.device_id,
+            "from": self.running,
+            "to": self.version,
+            "kind": self.kind,
+            "bytes": len(self.data),
+            "transport": self.transport,
+        }
+
 
 def plan(
     conn: sqlite3.Connection,
@@ -149,15 +160,7 @@ def queue_planned(
             },
             now=now,
         )
-        entry: dict = {
-            "job": job_id,
-            "device_id": p.device_id,
-            "from": p.running,
-            "to": p.version,
-            "kind": p.kind,
-            "bytes": len(p.data),
-            "transport": p.transport,
-        }
+        entry: dict = {"job": job_id, **p.summary()}
         if p.transport == "air":
             entry["estimate"] = p.estimate
         report.append(entry)

@@ -54,3 +54,37 @@ def decoded(db, reading):
         return reader.decode(reading)
     finally:
         reader.close()
+
+
+def queue_update(
+    conn,
+    tmp_path,
+    device_id: str,
+    data: bytes,
+    *,
+    transport: str = "air",
+    max_in_flight: int | None = None,
+    now: float = 0.0,
+) -> int:
+    """A firmware update of ``device_id`` queued with ``data`` as its package (written under
+    ``tmp_path`` by its SHA-256, as the edge keeps packages); the job's id."""
+    import hashlib
+
+    from edge.fuota import jobs
+
+    digest = hashlib.sha256(data).hexdigest()
+    path = tmp_path / f"{digest}.fpup"
+    path.write_bytes(data)
+    return jobs.queue(
+        conn,
+        device_id,
+        board="unix",
+        version="9.9.0",
+        from_version="0.3.0",
+        package=str(path),
+        sha256=digest,
+        size=len(data),
+        now=now,
+        transport=transport,
+        max_in_flight=max_in_flight,
+    )

@@ -12,6 +12,7 @@ import pytest
 from edge import registry
 from edge.fuota import air, jobs
 from edge.store import connect, migrate
+from tests.edge.edge_helpers import queue_update
 
 NODES = ["0123456789abcd01", "0123456789abcd02", "0123456789abcd03"]
 CHUNK = 20
@@ -28,22 +29,7 @@ def conn(tmp_path):
 
 
 def _queue(conn, tmp_path, dev: str, data: bytes, *, max_in_flight: int | None = None) -> int:
-    digest = hashlib.sha256(data).hexdigest()
-    path = tmp_path / f"{digest}.fpup"
-    path.write_bytes(data)
-    return jobs.queue(
-        conn,
-        dev,
-        board="unix",
-        version="9.9.0",
-        from_version="0.3.0",
-        package=str(path),
-        sha256=digest,
-        size=len(data),
-        now=0,
-        transport="air",
-        max_in_flight=max_in_flight,
-    )
+    return queue_update(conn, tmp_path, dev, data, max_in_flight=max_in_flight)
 
 
 def _request(data: bytes, first: int, missing_after: set[int]) -> bytes:

@@ -5,7 +5,6 @@ in, and through the running daemon (its timer, its writer) with a fake clock."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
 
@@ -18,6 +17,7 @@ from edge.daemon import Daemon
 from edge.fuota import air, jobs
 from edge.store import connect, transaction
 from tests.conftest import wait_until
+from tests.edge.edge_helpers import queue_update
 
 NODES = ["0123456789abcd01", "0123456789abcd02", "0123456789abcd03"]
 H = 3600.0
@@ -33,22 +33,8 @@ def conn(db_path):
 
 
 def _queue(conn, tmp_path, dev, *, transport="air", max_in_flight=None, now=0.0):
-    data = dev.encode() * 10
-    digest = hashlib.sha256(data).hexdigest()
-    path = tmp_path / f"{digest}.fpup"
-    path.write_bytes(data)
-    return jobs.queue(
-        conn,
-        dev,
-        board="unix",
-        version="9.9.0",
-        from_version="0.3.0",
-        package=str(path),
-        sha256=digest,
-        size=len(data),
-        now=now,
-        transport=transport,
-        max_in_flight=max_in_flight,
+    return queue_update(
+        conn, tmp_path, dev, dev.encode() * 10, transport=transport, max_in_flight=max_in_flight, now=now
     )
 
 

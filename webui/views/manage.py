@@ -156,12 +156,7 @@ def start_update():
             planned = _plan(get_db(), form)  # shown with a form that sends the same values, confirmed
             review = [
                 {
-                    "device_id": p.device_id,
-                    "from": p.running,
-                    "to": p.version,
-                    "kind": p.kind,
-                    "bytes": len(p.data),
-                    "transport": p.transport,
+                    **p.summary(),
                     "estimate": fuota_updates.estimate_text(p.estimate) if p.transport == "air" else None,
                 }
                 for p in planned
