@@ -22,7 +22,7 @@ import click
 
 from edge import config as config_mod
 from edge import logs, registry
-from edge.errors import ConfigError, FieldpostError
+from edge.errors import ConfigError, FieldpostError, ValidationError
 from edge.progress import progress_bar
 from edge.store import MIGRATIONS, applied_migrations, backlog, connect, migrate, transaction
 from edge.store.query import ReadingReader
@@ -313,6 +313,16 @@ def devices_list(ctx: Context, as_json: bool) -> None:
     show_default=True,
     help="Expected seconds between readings.",
 )
+@click.option(
+    "--activation",
+    type=click.Choice(["otaa", "abp"]),
+    default="otaa",
+    show_default=True,
+    help="otaa (the node joins with its key) or abp (a session set by hand: --devaddr, --nwk-skey, --app-skey).",
+)
+@click.option("--devaddr", "devaddr_hex", help="ABP: the node's DevAddr (8 hex digits, NwkID of [lorawan] net_id).")
+@click.option("--nwk-skey", "nwk_hex", help="ABP: the NwkSKey (32 hex digits), as in the node's config.json.")
+@click.option("--app-skey", "app_hex", help="ABP: the AppSKey (32 hex digits), as in the node's config.json.")
 @pass_ctx
 def devices_add(
     ctx: Context,
@@ -323,13 +333,19 @@ def devices_add(
     board: str,
     role: str,
     interval_s: int,
+    activation: str,
+    devaddr_hex: str | None,
+    nwk_hex: str | None,
+    app_hex: str | None,
 ) -> None:
     """Register a device (a new id when DEVICE_ID is omitted) and print its key.
 
     Adding an id that exists re-provisions it: new key, and its frame counter may start over.
+    With --activation abp the device and its ABP session are registered together.
     """
+    abp = _abp_session(ctx, activation, devaddr_hex, nwk_hex, app_hex)
     device_id = device_id or registry.new_device_id()
-    with ctx.db(must_exist=False) as conn:
+    with ctx.db(must_exist=False) as conn, _abp_option_errors():
         key = registry.parse_key(key_hex) if key_hex else None
         key = registry.add_device(
             conn,
@@ -340,10 +356,43 @@ def devices_add(
             board=board,
             role=role,
             interval_s=interval_s,
+            abp=abp,
             actor="cli",
             now=time.time(),
         )
     click.echo(f"device {device_id}\nkey    {key.hex()}")
+    if abp is not None:
+        click.echo(f"abp    devaddr {abp.devaddr:08x} (session keys stored, not shown)")
+
+
+_ABP_OPTIONS = {"devaddr": "--devaddr", "nwk_skey": "--nwk-skey", "app_skey": "--app-skey"}
+
+
+@contextmanager
+def _abp_option_errors() -> Iterator[None]:
+    """A refused ABP field becomes an error naming the option the operator typed."""
+    try:
+        yield
+    except ValidationError as exc:
+        if exc.field in _ABP_OPTIONS:
+            raise click.UsageError(f"{_ABP_OPTIONS[exc.field]}: {exc.message}") from exc
+        raise
+
+
+def _abp_session(
+    ctx: Context, activation: str, devaddr: str | None, nwk_skey: str | None, app_skey: str | None
+) -> registry.AbpSession | None:
+    given = {"--devaddr": devaddr, "--nwk-skey": nwk_skey, "--app-skey": app_skey}
+    if activation != "abp":
+        stray = [opt for opt, value in given.items() if value is not None]
+        if stray:
+            raise click.UsageError(f"{', '.join(stray)}: only with --activation abp")
+        return None
+    if devaddr is None or nwk_skey is None or app_skey is None:
+        missing = [opt for opt, value in given.items() if value is None]
+        raise click.UsageError(f"--activation abp needs {', '.join(missing)}")
+    with _abp_option_errors():
+        return registry.parse_abp(devaddr, nwk_skey, app_skey, net_id=ctx.config.lorawan.net_id)
 
 
 @devices.command("remove")

@@ -11,10 +11,12 @@ from __future__ import annotations
 import json
 import secrets
 import sqlite3
+from dataclasses import dataclass
 from typing import Any
 
 from edge.codecs import available as available_codecs
 from edge.errors import ValidationError
+from edge.lorawan import server as lorawan_server
 from edge.radio import is_device_id
 from edge.store import cursor, numbers, readings, transaction
 
@@ -40,6 +42,43 @@ def parse_key(text: str) -> bytes:
     return key
 
 
+@dataclass(frozen=True)
+class AbpSession:
+    """An ABP device's session as the operator gives it (the node's config.json holds the same)."""
+
+    devaddr: int
+    nwk_skey: bytes
+    app_skey: bytes
+
+    def __repr__(self) -> str:  # never the keys, in a log line or a traceback
+        return f"AbpSession(devaddr={self.devaddr:08x})"
+
+
+def _hex(field: str, text: str, size: int) -> bytes:
+    try:
+        value = bytes.fromhex(text.strip())
+    except ValueError:
+        raise ValidationError(field, "is not hex") from None
+    if len(value) != size:
+        raise ValidationError(field, f"is {len(value)} bytes, expected {size} ({2 * size} hex digits)")
+    return value
+
+
+def parse_abp(devaddr: str, nwk_skey: str, app_skey: str, *, net_id: int) -> AbpSession:
+    """An ABP session from its hex texts; a ValidationError names the field that is wrong.
+
+    The DevAddr's top 7 bits (its NwkID) must be the low 7 bits of the edge's NetID, as for the
+    DevAddrs a join gives out: the edge then owns every address it matches uplinks by."""
+    addr = int.from_bytes(_hex("devaddr", devaddr, 4), "big")
+    if addr >> 25 != net_id & 0x7F:
+        raise ValidationError(
+            "devaddr",
+            f"{addr:08x} has NwkID {addr >> 25:#04x}, but [lorawan] net_id {net_id:#08x} gives NwkID"
+            f" {net_id & 0x7F:#04x} (DevAddrs {(net_id & 0x7F) << 25:08x} .. {((net_id & 0x7F) << 25) | 0x1FFFFFF:08x})",
+        )
+    return AbpSession(addr, _hex("nwk_skey", nwk_skey, KEY_SIZE), _hex("app_skey", app_skey, KEY_SIZE))
+
+
 def check_device_id(device_id: str) -> str:
     if not is_device_id(device_id):
         raise ValidationError("device_id", f"{device_id!r} is not 16 lower-case hex digits")
@@ -63,10 +102,13 @@ def add_device(
     board: str = "",
     role: str = "node",
     interval_s: int = 300,
+    abp: AbpSession | None = None,
     actor: str,
     now: float,
 ) -> bytes:
-    """Register a device (or re-provision one: new key, replay floor reset); return its key."""
+    """Register a device (or re-provision one: new key, replay floor reset); return its key.
+
+    With ``abp`` the device also gets that session (ABP: no join), in the same transaction."""
     check_device_id(device_id)
     key = new_key() if key is None else key
     if len(key) != KEY_SIZE:
@@ -81,7 +123,14 @@ def add_device(
         raise ValidationError("interval_s", f"{interval_s} is outside 10 .. 86400")
     with transaction(conn):
         existed = conn.execute("SELECT 1 FROM devices WHERE id = ?", (device_id,)).fetchone() is not None
-        numbers.ensure(conn, device_id)  # the small integer its readings are stored under
+        if abp is not None:
+            other = conn.execute(
+                "SELECT device_id FROM lorawan_sessions WHERE devaddr = ? AND device_id != ?",
+                (abp.devaddr, device_id),
+            ).fetchone()
+            if other is not None:
+                raise ValidationError("devaddr", f"{abp.devaddr:08x} is already the session of device {other[0]}")
+        number = numbers.ensure(conn, device_id)  # the small integer its readings are stored under
         conn.execute(
             "INSERT INTO devices (id, name, key, codec, board, role, interval_s, created_at, last_fcnt)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, -1)"
@@ -93,12 +142,25 @@ def add_device(
         # a new AppKey: the LoRaWAN session (if any) is void, the device joins again
         conn.execute("DELETE FROM lorawan_sessions WHERE device_id = ?", (device_id,))
         conn.execute("DELETE FROM quarantine WHERE device_id = ?", (device_id,))
+        detail: dict[str, Any] = {"name": name, "codec": codec, "board": board, "role": role}
+        if abp is not None:
+            lorawan_server.activate_abp(
+                conn,
+                device_id,
+                devaddr=abp.devaddr,
+                nwk_skey=abp.nwk_skey,
+                app_skey=abp.app_skey,
+                number=number,
+                now=now,
+            )
+            # the DevAddr is an address, not a secret; the session keys never reach the audit log
+            detail.update(activation="abp", devaddr=f"{abp.devaddr:08x}")
         audit(
             conn,
             actor=actor,
             action="device.reprovision" if existed else "device.add",
             target=device_id,
-            detail={"name": name, "codec": codec, "board": board, "role": role},
+            detail=detail,
             now=now,
         )
     return key
