@@ -320,7 +320,9 @@ def devices_list(ctx: Context, as_json: bool) -> None:
     show_default=True,
     help="otaa (the node joins with its key) or abp (a session set by hand: --devaddr, --nwk-skey, --app-skey).",
 )
-@click.option("--devaddr", "devaddr_hex", help="ABP: the node's DevAddr (8 hex digits, NwkID of [lorawan] net_id).")
+@click.option(
+    "--devaddr", "devaddr_hex", help="ABP: the node's DevAddr (8 hex digits, NwkID of [lorawan] net_id)."
+)
 @click.option("--nwk-skey", "nwk_hex", help="ABP: the NwkSKey (32 hex digits), as in the node's config.json.")
 @click.option("--app-skey", "app_hex", help="ABP: the AppSKey (32 hex digits), as in the node's config.json.")
 @pass_ctx

@@ -129,7 +129,9 @@ def add_device(
                 (abp.devaddr, device_id),
             ).fetchone()
             if other is not None:
-                raise ValidationError("devaddr", f"{abp.devaddr:08x} is already the session of device {other[0]}")
+                raise ValidationError(
+                    "devaddr", f"{abp.devaddr:08x} is already the session of device {other[0]}"
+                )
         number = numbers.ensure(conn, device_id)  # the small integer its readings are stored under
         conn.execute(
             "INSERT INTO devices (id, name, key, codec, board, role, interval_s, created_at, last_fcnt)"
