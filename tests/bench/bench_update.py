@@ -23,7 +23,6 @@ Run alone: ``python -m tests.bench.bench_update [--quick] [--out DIR]``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import tempfile
@@ -188,15 +187,3 @@ def run(out_dir: Path, quick: bool) -> dict:
             )
     (out_dir / "update.json").write_text(json.dumps(figures, indent=2) + "\n")
     return figures
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--out", type=Path, default=Path("build/bench"))
-    args = parser.parse_args()
-    print(json.dumps(run(args.out, args.quick), indent=2))
-
-
-if __name__ == "__main__":
-    main()
