@@ -9,7 +9,10 @@ unchanged."""
 
 from __future__ import annotations
 
+import socket
 import struct
+import threading
+import time
 from dataclasses import dataclass
 
 MAGIC = b"FPA2"
@@ -117,3 +120,37 @@ def parse(data: bytes) -> tuple[dict, bytes] | None:
         "toa_us": toa,
     }
     return fields, data[HDR:]
+
+
+class Sniffer:
+    """A UDP port on the air that every module also sends to (add ``port`` to each module's
+    ``air.peers``): every transmission it hears, as (monotonic s, time on air us, frame)."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.05)
+        self.port = self.sock.getsockname()[1]
+        self.heard: list[tuple[float, int, bytes]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    @property
+    def frames(self) -> list[bytes]:
+        return [frame for _, _, frame in self.heard]
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                data = self.sock.recv(1024)
+            except OSError:
+                continue
+            parsed = parse(data)
+            if parsed is not None:
+                self.heard.append((time.monotonic(), parsed[0]["toa_us"], parsed[1]))
+
+    def close(self):
+        self._stop.set()
+        self._thread.join(timeout=2)
+        self.sock.close()

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
-import threading
 
 import pytest
 
@@ -33,41 +31,12 @@ from tests.firmware.realedge import RealEdge
 pytestmark = pytest.mark.firmware
 
 
-class Sniffer:
-    """A UDP port on the air that every module sends to: it keeps every datagram it hears."""
-
-    def __init__(self):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.05)
-        self.port = self.sock.getsockname()[1]
-        self.frames: list[bytes] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self):
-        while not self._stop.is_set():
-            try:
-                data = self.sock.recv(1024)
-            except OSError:
-                continue
-            parsed = air.parse(data)
-            if parsed is not None:
-                self.frames.append(parsed[1])
-
-    def close(self):
-        self._stop.set()
-        self._thread.join(timeout=2)
-        self.sock.close()
-
-
 @pytest.fixture
 def site(tmp_path, virtual_module):
     edge = RealEdge(tmp_path / "edge.db")
     edge.register(NODE_ID, NODE_KEY)
     edge.register(BRIDGE_ID, BRIDGE_KEY, role="bridge")
-    sniffer = Sniffer()
+    sniffer = air.Sniffer()
     node_port, bridge_port = free_udp_ports(2)
     ncfg = node_config(node_port, bridge_port, interval=10)
     ncfg["air"]["peers"].append(sniffer.port)

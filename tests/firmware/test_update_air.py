@@ -12,9 +12,7 @@ import json
 import math
 import os
 import shutil
-import socket
 import subprocess
-import threading
 import time
 from pathlib import Path
 
@@ -25,8 +23,8 @@ from edge.fuota import package
 from edge.lorawan.server import Session
 from tests.conftest import wait_until
 from tests.firmware import air, updatekit
-from tests.firmware.edgepeer import EdgePeer
 from tests.firmware.conftest import MICROPYTHON, MP_SCRIPTS
+from tests.firmware.edgepeer import EdgePeer
 from tests.firmware.modules import board_heap, bridge_config, free_udp_ports, module_dir, node_config, trace
 from tests.firmware.realedge import RealEdge
 
@@ -44,34 +42,6 @@ DUTY = 0.005
 def bundles(tmp_path_factory) -> dict[str, Path]:
     return updatekit.build_bundles(tmp_path_factory.mktemp("bundles"))
 
-
-class Sniffer:
-    """A UDP port on the air every module also sends to: every transmission, when it was heard."""
-
-    def __init__(self):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.05)
-        self.port = self.sock.getsockname()[1]
-        self.heard: list[tuple[float, int, bytes]] = []  # (monotonic s, time on air us, frame)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self):
-        while not self._stop.is_set():
-            try:
-                data = self.sock.recv(1024)
-            except OSError:
-                continue
-            parsed = air.parse(data)
-            if parsed is not None:
-                self.heard.append((time.monotonic(), parsed[0]["toa_us"], parsed[1]))
-
-    def close(self):
-        self._stop.set()
-        self._thread.join(timeout=2)
-        self.sock.close()
 
 
 class AirSite:
@@ -91,7 +61,7 @@ class AirSite:
         self.tmp = tmp_path
         self.scale = scale
         self.edge = RealEdge(tmp_path / "edge.db")
-        self.sniffer = Sniffer()
+        self.sniffer = air.Sniffer()
         self.edge.register(BRIDGE_ID, BRIDGE_KEY, role="bridge")
         for dev, key in nodes:
             self.edge.register(dev, key)
