@@ -4,6 +4,7 @@ with small changes, built for the virtual board by edge.tools.build_firmware (mp
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import shutil
 from pathlib import Path
@@ -61,9 +62,17 @@ def build_bundles(root: Path, *, broken: bool = False) -> dict[str, Path]:
 
 
 def tree(root: Path) -> dict[str, str]:
-    """Every firmware file on the module (the updater's own area left out) -> its SHA-256."""
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file() and not str(p.relative_to(root)).startswith(".update") and p.name != "manifest.json"
-    }
+    """Every firmware file on the module (the updater's own area left out) -> its SHA-256.
+
+    The updater's area is pruned, not walked: a module that has just booted may be clearing it
+    (confirm removes .update/new) while we look, and what is in it is not the running set."""
+    files = {}
+    for here, dirs, names in os.walk(root):
+        if Path(here) == root:
+            dirs[:] = [d for d in dirs if not d.startswith(".update")]
+        for name in names:
+            p = Path(here, name)
+            rel = str(p.relative_to(root))
+            if not rel.startswith(".update") and name != "manifest.json":
+                files[rel] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return dict(sorted(files.items()))
