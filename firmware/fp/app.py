@@ -3,15 +3,13 @@
 # restart; main.py turns that into machine.reset() on boards and a fresh start
 # on the unix port.
 import asyncio
-import json
 import sys
-import time
 
-from fp import bootguard
 from fp.device import FW_VERSION, Device
+from fp.store import unload
 from fp.fcnt import FrameCounter
 from fp.journal import Journal
-from fp.supervisor import Supervisor, exception_text
+from fp.supervisor import Supervisor
 
 STABLE_MS = 20000  # real ms of running before a boot counts as good
 # Written first and removed last by `fieldpost provision module`: while it is on flash the
@@ -25,6 +23,9 @@ def _err(msg):
 
 
 async def main(cfg_path="config.json", hal=None):
+    # Code a board runs once (boot counting, config validation, the board's HAL factory) is
+    # imported where it is used and dropped after: a 64K board needs the RAM for the role.
+    from fp import bootguard
     n = bootguard.enter()
     from fp import config
     if _exists(PROVISIONING_MARKER):
@@ -52,9 +53,15 @@ async def main(cfg_path="config.json", hal=None):
         _err("safe mode: %d boots without running %d s; role again in %d s"
              % (n - 1, STABLE_MS // 1000, hold_ms // 1000))
         return await safe_mode(reason, cfg, cfg_path, hold_ms)
+    del bootguard
+    unload("fp.bootguard")
+    import gc
+    gc.collect()  # the validator's RAM back in one piece before the HAL and the role take theirs
     if hal is None:
         from fp.hal import board
         hal = board.make(cfg)
+        del board
+        unload("fp.hal.board")
     try:
         why = await _run(cfg, cfg_path, hal)
     finally:
@@ -80,7 +87,10 @@ async def _run(cfg, cfg_path, hal):
         _err("frame counter file damaged: resuming at %d" % counter.next)
     log = _StderrLog()
     dev = Device(cfg, cfg_path, hal, journal, counter, log)
+    from fp import bootguard
     dev.safe_reason = bootguard.recovered()  # said in the first status, once the radio works
+    del bootguard
+    unload("fp.bootguard")
     if dev.safe_reason:
         log("warn", "back from safe mode (%s)" % dev.safe_reason)
     wdt_ms = getattr(hal, "wdt_ms", 0) or int(cfg["watchdog_s"] * 1000)
@@ -148,6 +158,7 @@ def _deep_sleep_state(hal, node, dev, counter, journal):
         node.boot_ms = hal.clock.ms()  # the clock went on: uptime counts from this boot
 
     def keep(wake_ms):
+        from fp import bootguard
         bootguard.clear()  # an ordered sleep, not a crash: the wake must not count toward safe mode
         return resume.pack(wake_ms, hal.clock._wall0, node.sched, counter, dev.interval_ms, dev.budget)
     hal.keep = keep
@@ -162,18 +173,12 @@ def _exists(path):
         return False
 
 
-def unload(name):
-    # Forget a module so the GC can take its code back (an import brings it back).
-    sys.modules.pop(name, None)
-    pkg, _, leaf = name.rpartition(".")
-    parent = sys.modules.get(pkg)
-    if parent is not None and hasattr(parent, leaf):
-        delattr(parent, leaf)
-
-
 async def _stable():
     await asyncio.sleep_ms(STABLE_MS)
+    from fp import bootguard
     bootguard.clear()
+    del bootguard
+    unload("fp.bootguard")
     while True:
         await asyncio.sleep_ms(3600000)
 
@@ -218,64 +223,6 @@ class _StderrLog:
 
 
 async def safe_mode(reason, cfg, cfg_path, hold_ms=0):
-    # No role: only the serial link (if the board has one), announcing safe mode
-    # and the reason in HELLO, LOG and STATUS, so the edge and provisioning see it.
-    # hold_ms > 0 (crashed boots): after that long (virtual: time_scale applies on
-    # the unix port) the role is tried again (fp/bootguard.py); 0: until fixed.
-    from fp import frame as fr
-    from fp.link import Link
-    from fp.linkio import LinkIO
-    print("fieldpost %s SAFE MODE: %s" % (FW_VERSION, reason))
-    uart = None
-    try:
-        from fp.hal import board
-        profile = board.find_profile(cfg["board"] if cfg else "unix")
-        if profile.get("mcu") == "unix" or board.VIRTUAL:
-            from fp.hal.unix import shared_uart
-            uart = shared_uart()
-        else:
-            import machine
-            u = profile["uart"]
-            uart = machine.UART(u["id"], baudrate=u.get("baudrate", 115200), tx=u["tx"], rx=u["rx"],
-                                timeout=0)
-    except Exception as e:
-        _err("safe mode without link: %s" % exception_text(e))
-    hello = {"id": (cfg or {}).get("id", "0000000000000000"), "fw": FW_VERSION,
-             "role": (cfg or {}).get("role", "node"), "board": (cfg or {}).get("board", "?"),
-             "safe": reason[:80]}
-    # Safe mode is where a fix is most wanted: a firmware update is taken over the link (the
-    # module's key from its config authenticates the commit), and staged, it reboots into it.
-    link = Link(hello, time.ticks_ms, accept=(fr.UPDATE_OFFER, fr.UPDATE_CHUNK, fr.UPDATE_COMMIT))
-    staged = []
-
-    def on_event(ev):
-        from fp.link import EV_RECEIVED
-        if ev[0] != EV_RECEIVED:
-            return
-        if not cfg:
-            link.nack(ev[2], fr.NACK_INVALID, "update: no config, no key")
-            return
-        from fp import update_rx
-        from binascii import unhexlify
-        if not staged:
-            staged.append(update_rx.Receiver(unhexlify(cfg["key"]), cfg["board"], FW_VERSION))
-        if update_rx.on_frame(staged[0], link, ev[1], ev[2], ev[3]):
-            staged.append(True)
-        io.flush()
-
-    io = LinkIO(uart, link, on_event) if uart else None
-    if io:
-        asyncio.create_task(io.run())
-    end = time.ticks_add(time.ticks_ms(), int(hold_ms / ((cfg or {}).get("time_scale") or 1)))
-    tick = 0
-    while not hold_ms or time.ticks_diff(end, time.ticks_ms()) > 0:
-        if len(staged) > 1:
-            await asyncio.sleep_ms(200)  # the ACK of the commit goes out first
-            return "update staged in safe mode"
-        if tick % 50 == 0 and io and link.up and link.can_send():  # every 10 s
-            io.send(fr.LOG, json.dumps({"lvl": "error", "msg": "safe mode: " + reason}).encode(), None)
-            io.send(fr.STATUS, json.dumps({"safe": True, "reason": reason[:120]}).encode(), None)
-        tick += 1
-        await asyncio.sleep_ms(200)
-    bootguard.leave()
-    return "safe mode over after %d s: the role runs again" % (hold_ms // 1000)
+    # fp/safemode.py: loaded only when a board has to stay in it
+    from fp import safemode
+    return await safemode.run(reason, cfg, cfg_path, hold_ms)

@@ -176,51 +176,15 @@ class Device:
         return True
 
     def command(self, payload):
-        # Validate, act, answer on port 2 (the answer is journaled: it survives a reboot).
-        # Imported here, not at the top: commands are rare and a 64K board needs the RAM.
-        from fp import config
-        from fp.downlink import CommandError, parse_and_validate
+        # Validate, act, answer on port 2 (fp/downlink.py run: imported here, not at the top:
+        # commands are rare and a 64K board needs the RAM; dropped again once done).
+        from fp import downlink
         try:
-            dl_id, cmd, args = parse_and_validate(payload, tuple(self.hal.outputs))
-        except rf.RadioError as e:
-            self.reject(e.args[0], "command without id")
-            self.status_due = True
-            return
-        except CommandError as e:
-            self.reject(e.reason, e.text)
-            self._answer(e.dl_id, e.result, e.text)
-            return
-        if dl_id in self.dl_ids:
-            self._answer(dl_id, rf.RESULT_OK, "repeat")  # done before: confirm, do not redo
-            return
-        result, text = rf.RESULT_OK, ""
-        try:
-            if cmd == rf.CMD_SET_INTERVAL:
-                self.cfg = config.update(self.cfg_path, self.cfg, {"interval": args})
-            elif cmd == rf.CMD_SET_OUTPUT:
-                self.hal.outputs[args[0]](args[1])
-            elif cmd == rf.CMD_REQUEST_STATUS:
-                self.status_due = True
-            elif cmd == rf.CMD_REBOOT:
-                self.reboot_due = True
-            elif cmd == rf.CMD_CONFIG:
-                self.cfg = config.update(self.cfg_path, self.cfg, args)
-        except config.ConfigError as e:
-            result, text = rf.RESULT_OUT_OF_RANGE, str(e)
-        except Exception as e:  # hardware refused (output pin, flash full)
-            result, text = rf.RESULT_FAILED, repr(e)
-        self._remember(dl_id)
-        self._answer(dl_id, result, text)
-
-    def _remember(self, dl_id):
-        self.dl_ids = ([dl_id] + self.dl_ids)[:4]
-        ids = self.dl_ids + [0xFFFF] * (4 - len(self.dl_ids))
-        store.write_atomic(_DLIDS, struct.pack(">4H", *ids))
-
-    def _answer(self, dl_id, result, text):
-        self.stats["results"] += 1
-        self.queue(rf.PORT_RESULT, rf.result_payload(dl_id, result, text))
-
+            downlink.run(self, payload)
+        finally:
+            del downlink
+            store.unload("fp.downlink")
+            store.unload("fp.config")  # fp/downlink.py's validator
 
     # --- firmware updates over the air (nodes; fp/update_air.py, loaded only when needed) ----
 

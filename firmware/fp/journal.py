@@ -93,15 +93,10 @@ class Journal:
                 except ValueError:
                     pass
         self.segs.sort()
-        import sys
-
         from fp import jreplay
         jreplay.replay(self, self.segs)
         del jreplay
-        sys.modules.pop("fp.jreplay", None)
-        fp = sys.modules.get("fp")
-        if fp is not None and hasattr(fp, "jreplay"):
-            delattr(fp, "jreplay")
+        store.unload("fp.jreplay")
         self.cur = (self.segs[-1] + 1) if self.segs else 1
         for s in self._alien:
             self.segs.remove(s)  # never collected nor compacted; numbers above them are used

@@ -80,6 +80,11 @@ class LoRaWAN:
     def accept(self, frame):
         from fp.lorawan import join
         join.accept(self, frame)
+        # Joined: the join code and the AppKey's cipher are not needed until the next join
+        # (which loads them again; the DevNonce counter is on flash). A 64K board needs the RAM.
+        self._app = None
+        del join
+        store.unload("fp.lorawan.join")
 
     def announcement(self, head):
         # FCnt 0 of a session: "my next record has counter `head`" (port 5), so the
