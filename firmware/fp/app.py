@@ -110,7 +110,8 @@ async def _run(cfg, cfg_path, hal):
         if dev.lw:
             dev.report_update()  # an update rolled back at this boot (fp/update.py) says so now
         if getattr(hal, "sleep_kind", None) == "deep" and hasattr(hal, "keep"):
-            _deep_sleep_state(hal, role, dev, counter, journal)
+            from fp import resume  # a board that deep-sleeps only
+            resume.attach(hal, role, dev, counter, journal)
         sup.start("node", role.run)
     # Collect whenever a quarter of what is free now has been allocated, not only when an
     # allocation fails: a small heap then stays in fewer pieces (a 64K day ran out of one
@@ -120,7 +121,8 @@ async def _run(cfg, cfg_path, hal):
     gc.threshold(gc.mem_free() // 4)
     sup.start("stable", _stable, watch=False)  # a timer: it never beats
     if _exists(update_state_path()):
-        sup.start("update", lambda: _confirm_update(dev, role), watch=False)
+        from fp import update  # a firmware on trial only
+        sup.start("update", lambda: update.confirm_when_done(dev, role), watch=False)
     print("fieldpost %s %s %s board=%s journal=%d fcnt=%d" % (FW_VERSION, cfg["role"], cfg["id"], hal.name,
                                                              len(journal), counter.next))
     try:
@@ -143,25 +145,6 @@ def _clock_above(clock, t):
         clock.resume(ms, clock._wall0 - (ms - now) // 1000)
     else:  # a stepped clock (simulation)
         clock.advance(ms - now)
-
-
-def _deep_sleep_state(hal, node, dev, counter, journal):
-    # A board that deep-sleeps boots again on waking: what the node keeps across the
-    # sleep goes in RTC memory (fp/resume.py). Taken back here after a deep-sleep wake;
-    # packed by the HAL right before it sleeps (hal.keep: called with the wake time).
-    from fp import resume
-    rec = resume.unpack(hal.resumed, len(dev.budget._air)) if hal.resumed else None
-    if rec:
-        resume.restore(rec, hal.clock, counter, dev.budget, journal.max_fcnt + 1)
-        dev.interval_ms = rec["interval_ms"]
-        node.resume = rec["sched"]
-        node.boot_ms = hal.clock.ms()  # the clock went on: uptime counts from this boot
-
-    def keep(wake_ms):
-        from fp import bootguard
-        bootguard.clear()  # an ordered sleep, not a crash: the wake must not count toward safe mode
-        return resume.pack(wake_ms, hal.clock._wall0, node.sched, counter, dev.interval_ms, dev.budget)
-    hal.keep = keep
 
 
 def _exists(path):
@@ -188,22 +171,6 @@ def update_state_path():
     # names would fill a virtual heltec_v2 bridge's qstr pool): <root>/fp/app.py -> <root>/
     here = __file__.rsplit("/", 2)
     return (here[0] + "/" if len(here) == 3 else "") + ".update/state"
-
-
-async def _confirm_update(dev, role):
-    # A firmware on trial after an update (fp/update.py) is kept once it has done its job once:
-    # a bridge's link handshake, a node's reading acknowledged by the edge. Until then a reboot
-    # counts a trial boot, and too many bring the old firmware back.
-    from fp import update
-    link = getattr(role, "link", None)
-    while not (dev.stats["acked"] > 0 or (link is not None and link.up)):
-        await asyncio.sleep_ms(200)
-    if update.Updater().confirm():
-        print("fieldpost update: confirmed", FW_VERSION)
-        if dev.lw:
-            dev.report_update()  # a node says so on FPort 6 (a bridge's next HELLO does)
-    while True:
-        await asyncio.sleep_ms(3600000)
 
 
 def _trace(event, value):

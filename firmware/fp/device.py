@@ -4,7 +4,7 @@ import json
 import struct
 from binascii import unhexlify
 
-from fp import lpp, store
+from fp import store
 from fp import radio_frame as rf
 from fp.airtime import DutyBudget, region_params
 from micropython import const
@@ -106,6 +106,7 @@ class Device:
             self.journal.done(rf.fcnt_of(body), True)
 
     def take_reading(self):
+        from fp import lpp  # a node's (and a bridge's with own_readings): a bridge without never loads it
         temp, rh = self.hal.read_climate()
         t = self.hal.clock.ms() // 100  # sampled now: kept with the frame, sent as its age
         fcnt = self.queue(rf.PORT_READINGS, lpp.standard_reading(temp, rh, self.hal.battery_v()), t)

@@ -13,6 +13,7 @@
 # state file that tells the next boot where to go on, so the module runs the old set or the new
 # set, never a mix. The trial counts boots in the new firmware; after TRIAL_BOOTS without
 # confirm() (a link handshake and a reading acknowledged) the old set comes back.
+import asyncio
 import json
 import os
 import struct
@@ -278,3 +279,19 @@ class Updater:
     def last_result(self):
         body = store.read_atomic(self.root + ".update-result")
         return json.loads(body) if body else None
+
+
+async def confirm_when_done(dev, role):
+    # fp/app.py's task while a firmware is on trial after an update. It is kept once it has done its job once:
+    # a bridge's link handshake, a node's reading acknowledged by the edge. Until then a reboot
+    # counts a trial boot, and too many bring the old firmware back.
+    link = getattr(role, "link", None)
+    while not (dev.stats["acked"] > 0 or (link is not None and link.up)):
+        await asyncio.sleep_ms(200)
+    if Updater().confirm():
+        from fp.device import FW_VERSION
+        print("fieldpost update: confirmed", FW_VERSION)
+        if dev.lw:
+            dev.report_update()  # a node says so on FPort 6 (a bridge's next HELLO does)
+    while True:
+        await asyncio.sleep_ms(3600000)

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.firmware
 
 # The smallest heaps (-X heapsize, this 64-bit unix port) in which each role's main.py runs the
 # day. Issue 13 asks for 64K for both: NOT reached yet (see the figures in docs/firmware.md).
-NODE_HEAP_K = 108
+NODE_HEAP_K = 104
 BRIDGE_HEAP_K = 124
 HOURS = 24
 
@@ -33,17 +33,18 @@ def bundle(tmp_path_factory):
     out = tmp_path_factory.mktemp("bundle")
     build_bundle(out / "unix", None)
     # -s: a short source name, as a board's module names (each is interned in the heap)
-    subprocess.run(
-        [
-            find_mpy_cross(),
-            "-s",
-            "main_day.py",
-            "-o",
-            str(out / "unix" / "main_day.mpy"),
-            str(MP_SCRIPTS / "main_day.py"),
-        ],
-        check=True,
-    )
+    for name in ("main_day", "main_day_node", "main_day_bridge"):
+        subprocess.run(
+            [
+                find_mpy_cross(),
+                "-s",
+                f"{name}.py",
+                "-o",
+                str(out / "unix" / f"{name}.mpy"),
+                str(MP_SCRIPTS / f"{name}.py"),
+            ],
+            check=True,
+        )
     return out / "unix"
 
 
@@ -52,7 +53,8 @@ def run_day(bundle, tmp_path, cfg: dict, heap_k: int) -> tuple[dict, str]:
     shutil.copytree(bundle, flash)
     (flash / "config.json").write_text(json.dumps(cfg))
     out = subprocess.run(
-        [str(MICROPYTHON), "-X", f"heapsize={heap_k}K", "-m", "main_day", str(HOURS)],
+        # imported, not run as __main__: the role's stand-ins (main_day_node, main_day_bridge) take from it
+        [str(MICROPYTHON), "-X", f"heapsize={heap_k}K", "-c", "import main_day", str(HOURS)],
         cwd=flash,
         # a board has no environment; the caller's moves the C stack the GC scans conservatively
         env={"MICROPYPATH": ":.frozen"},
