@@ -13,7 +13,6 @@
 # state file that tells the next boot where to go on, so the module runs the old set or the new
 # set, never a mix. The trial counts boots in the new firmware; after TRIAL_BOOTS without
 # confirm() (a link handshake and a reading acknowledged) the old set comes back.
-import asyncio
 import json
 import os
 import struct
@@ -285,6 +284,7 @@ async def confirm_when_done(dev, role):
     # fp/app.py's task while a firmware is on trial after an update. It is kept once it has done its job once:
     # a bridge's link handshake, a node's reading acknowledged by the edge. Until then a reboot
     # counts a trial boot, and too many bring the old firmware back.
+    import asyncio  # here, not at the top: the swap at boot (main.py) loads this file and needs no event loop
     link = getattr(role, "link", None)
     while not (dev.stats["acked"] > 0 or (link is not None and link.up)):
         await asyncio.sleep_ms(200)

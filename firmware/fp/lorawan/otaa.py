@@ -31,6 +31,7 @@ class LoRaWAN:
         # rotation) means a new join, never the old session's keys
         self._key_tag = struct.pack(">I", crc32(self._app_key) & 0xFFFFFFFF)
         self._app = None  # the AppKey's Cmac, made at the first join
+        self._rec = None  # the session file's record (_save)
         self.session = None
         self.base = 0
         self.fcnt_down = -1
@@ -67,11 +68,15 @@ class LoRaWAN:
         self.session = F.Session(devaddr, nwk, app)
 
     def _save(self):
+        # at every downlink (its counter): packed into one buffer kept for it, not built anew
         s = self.session
-        store.write_atomic(_SESSION, struct.pack(">I16s16siiBB", s.devaddr, s.nwk_key, s.app_key, self.base,
-                                                 self.fcnt_down, self.rx1_delay,
-                                                 (self.dl_settings or 0) << 1 | self.announced)
-                           + self._key_tag)
+        buf = self._rec
+        if buf is None:
+            buf = self._rec = bytearray(50)
+            buf[46:] = self._key_tag
+        struct.pack_into(">I16s16siiBB", buf, 0, s.devaddr, s.nwk_key, s.app_key, self.base, self.fcnt_down,
+                         self.rx1_delay, (self.dl_settings or 0) << 1 | self.announced)
+        store.write_atomic(_SESSION, buf)
 
     def join_request(self):
         from fp.lorawan import join
@@ -113,20 +118,21 @@ class LoRaWAN:
     def open_downlink(self, frame):
         # (ACK bit, FPort or None, plaintext) of a downlink of our session, or
         # FrameError: another device's ("device"), forged ("mic"), replayed ("fcnt").
-        mhdr, devaddr, _, fcnt16, _, _, _ = F.parse(frame)
+        parsed = F.parse(frame)
+        mhdr, devaddr, _, fcnt16, _, _, _ = parsed
         if mhdr not in F.DOWNLINKS:
             raise F.FrameError("mtype", "not a downlink")
         if self.session is None or devaddr != self.session.devaddr:
             raise F.FrameError("device", "downlink for another device")
         full = F.full_fcnt(self.fcnt_down, fcnt16)
         try:
-            _, fctrl, _, fport, data = self.session.open(frame, full)
+            _, fctrl, _, fport, data = self.session.open(frame, full, parsed)
         except F.FrameError:
             if full < 0x10000:
                 raise
             # one wrap lower: an older downlink arriving late (an ACK of a retry), not a forgery
             full -= 0x10000
-            _, fctrl, _, fport, data = self.session.open(frame, full)
+            _, fctrl, _, fport, data = self.session.open(frame, full, parsed)
         if full <= self.fcnt_down:
             raise F.FrameError("fcnt", "downlink counter %d not above %d" % (full, self.fcnt_down))
         self.fcnt_down = full

@@ -2,8 +2,9 @@
 # stepped through the HAL clock. usage: micropython -c "import main_day" <hours> [garbage], run
 # in the module's flash folder (its config.json says the role) with main.py beside it, and
 # main_day_node or main_day_bridge (imported as main_day: they take Air from here).
-# garbage: the GC is off from the 10th minute on, and the bytes allocated per uplink (node) or
-# per uplink forwarded (bridge) are reported (run it with a large -X heapsize).
+# garbage: the GC is off from the 10th minute on, and the bytes the firmware allocated per
+# uplink (node) or per uplink forwarded (bridge) are reported, the stand-ins' own allocations
+# left out (run it with a large -X heapsize).
 # Only the board's hardware is the test's, put where fp/hal/unix.make builds it:
 # - DayClock: virtual time for every task of the firmware (node or bridge) at once; it moves
 #   on to the earliest wake-up once every task waits (nothing runnable for a few rounds);
@@ -23,6 +24,11 @@ CONFIRMED_UP = 0x80
 _IDLE_ROUNDS = 4  # rounds of the event loop with nothing new before the clock moves on
 _LIVE_EVERY_MS = 600000  # live heap (after a collection) sampled every 10 virtual minutes
 day = {"boot_live": 0, "peak_alloc": 0, "peak_live": 0, "heap_total": gc.mem_free() + gc.mem_alloc()}
+
+
+def standin(since):
+    # bytes the test's stand-ins allocated since gc.mem_alloc() was `since`: not the firmware's garbage
+    day["standin"] = day.get("standin", 0) + gc.mem_alloc() - since
 
 
 class DayClock(StepClock):
@@ -46,7 +52,11 @@ class DayClock(StepClock):
         if GARBAGE and self.t >= _LIVE_EVERY_MS and "garbage_from" not in day:
             gc.collect()
             gc.disable()
-            day["garbage_from"] = (gc.mem_alloc(), AIR.counters["tx"] + AIR.counters["rx"])
+            day["garbage_from"] = (
+                gc.mem_alloc(),
+                AIR.counters["tx"] + AIR.counters["rx"],
+                day.get("standin", 0),
+            )
         if self.t >= self.live_at and not GARBAGE:
             self.live_at = self.t + _LIVE_EVERY_MS
             gc.collect()
@@ -57,9 +67,9 @@ class DayClock(StepClock):
         if self.t >= self.end:
             day["virtual_ms"] = self.t
             if GARBAGE:
-                a0, n0 = day.pop("garbage_from")
+                a0, n0, s0 = day.pop("garbage_from")
                 n = AIR.counters["tx"] + AIR.counters["rx"] - n0  # uplink and downlink: each a cycle's
-                day["garbage_per_cycle"] = (gc.mem_alloc() - a0) * 2 // max(1, n)
+                day["garbage_per_cycle"] = (gc.mem_alloc() - a0 - (day["standin"] - s0)) * 2 // max(1, n)
             day.update(AIR.counters)
             if self.uart is not None:
                 day.update(self.uart.counters)
@@ -112,16 +122,23 @@ class Air:
     async def send(self, packet, tx_at_ms=None):
         await self.clock.sleep_ms(self.get_time_on_air_us(len(packet)) // 1000)
         self.counters["tx"] += 1
+        a = gc.mem_alloc()
         self.sent(packet)
+        standin(a)
 
     async def recv(self, rx_length=0xFF, timeout_ms=None, rx_packet=None):
         clock = self.clock
+        a = gc.mem_alloc()
         at, frame = self.next()
+        standin(a)
         if frame is not None and clock.t <= at <= clock.t + timeout_ms:
             await clock.sleep_ms(at - clock.t + self.get_time_on_air_us(len(frame)) // 1000)
+            a = gc.mem_alloc()
             self.heard()
             self.counters["rx"] += 1
-            return RxPacket(frame)
+            pkt = RxPacket(frame)
+            standin(a)
+            return pkt
         await clock.sleep_ms(timeout_ms)
         return None
 

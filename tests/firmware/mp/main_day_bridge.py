@@ -1,12 +1,13 @@
 # A bridge's stand-ins for tests/firmware/mp/main_day.py: two nodes' uplinks, one a minute, on
 # its radio, and a TEST STAND-IN for the edge on its UART (HELLO_ACK, an ACK for each frame, an
 # ACK downlink for each confirmed uplink, for the bridge to send in the node's RX1).
+import gc
 import json
 import struct
 
 from fp import frame as fr
 from fp.frame import Deframer
-from main_day import CONFIRMED_UP, Air
+from main_day import CONFIRMED_UP, Air, standin
 
 
 class BridgeAir(Air):
@@ -39,12 +40,15 @@ class EdgeUart:
         self.counters = {"uplinks": 0, "status": 0, "acked": 0}
 
     def readinto(self, buf):
+        a = gc.mem_alloc()
         n = min(len(buf), len(self.rx))
         buf[:n] = self.rx[:n]
         self.rx = self.rx[n:]
+        standin(a)
         return n
 
     def write(self, data):
+        a = gc.mem_alloc()
         for ftype, seq, payload in self.frames.feed(data):
             if ftype == fr.HELLO:
                 ack = {
@@ -69,6 +73,7 @@ class EdgeUart:
                     self.counters["status"] += 1
                 self.counters["acked"] += 1
                 self.rx += fr.encode(fr.ACK, seq, result)
+        standin(a)
         return len(data)
 
     def close(self):
