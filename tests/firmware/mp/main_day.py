@@ -27,8 +27,10 @@ day = {"boot_live": 0, "peak_alloc": 0, "peak_live": 0, "heap_total": gc.mem_fre
 
 
 def standin(since):
-    # bytes the test's stand-ins allocated since gc.mem_alloc() was `since`: not the firmware's garbage
-    day["standin"] = day.get("standin", 0) + gc.mem_alloc() - since
+    # bytes the test's stand-ins allocated since gc.mem_alloc() was `since`: not the firmware's
+    # garbage (counted with the GC off only: a collection in between would make it negative)
+    if GARBAGE:
+        day["standin"] = day.get("standin", 0) + gc.mem_alloc() - since
 
 
 class DayClock(StepClock):
