@@ -10,7 +10,7 @@ from fp.airtime import DutyBudget, region_params
 from micropython import const
 
 FW_VERSION = "0.3.0"
-_DLIDS = "dlids"  # last executed downlink ids, so a resent reboot does not reboot twice
+DLIDS = "dlids"  # last executed downlink ids, so a resent reboot does not reboot twice (fp/downlink.py)
 _SAMPLED = const(255)  # fp/radio_frame.py _PORT_SAMPLED: a reading journaled with its sample time
 
 
@@ -45,7 +45,7 @@ class Device:
         self.reboot_due = False
         self.interval_ms = cfg["interval"] * 1000  # as the node spaces readings (fp/roles/node.py)
         self.safe_reason = ""  # why the last safe mode was (fp/bootguard.py), until a status said it
-        body = store.read_atomic(_DLIDS)
+        body = store.read_atomic(DLIDS)
         self.dl_ids = list(struct.unpack(">4H", body)) if body and len(body) == 8 else []
         # A firmware update coming over the air (fp/update_air.py): loaded only while one is under way
         self.upd = None
