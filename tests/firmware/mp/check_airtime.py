@@ -1,7 +1,8 @@
 # Prints JSON: time-on-air figures, region limits and duty-budget decisions, for pytest to check.
 import json
 
-from fp.airtime import DutyBudget, RegionError, region_params, time_on_air_us
+from fp.airtime import UPLINKS_PER_DAY, DutyBudget, RegionError, region_params, time_on_air_us
+from fp.daycount import DayCount
 
 out = {
     "toa": [
@@ -46,4 +47,22 @@ for i in range(240):
     else:
         b.record(i * 15000, 66)
 out["many_used"] = b.used_ms(239 * 15000)
+# Sigfox-class: 140 uplinks in any 24 h. A node asking every minute for two days: each uplink starts
+# when the budget says it may; their starts are checked (every 24 h window) by pytest
+b = DutyBudget(0.01)
+b.day = DayCount(UPLINKS_PER_DAY["sigfox"])  # as fp/device.py gives a node of such a region
+starts = []
+t = 0
+while t < 48 * 3600000:
+    w = b.wait_ms(t, 100)
+    if w == 0:
+        b.record(t, 100)
+        starts.append(t)
+        t += 60000
+    else:
+        t += w
+out["day_starts"] = starts
+out["day_after"] = b.wait_ms(t, 100)
+out["day_cap"] = b.day.cap
+out["no_day"] = DutyBudget(0.01).day is None
 print(json.dumps(out))
