@@ -87,10 +87,10 @@ async def _run(cfg, cfg_path, hal):
         _err("frame counter file damaged: resuming at %d" % counter.next)
     log = _StderrLog()
     dev = Device(cfg, cfg_path, hal, journal, counter, log)
+    # bootguard stays loaded from here: _stable clears the count 20 s in, when the role's heap is
+    # in use, and importing it then would need a free piece that a full 64K heap may not have
     from fp import bootguard
     dev.safe_reason = bootguard.recovered()  # said in the first status, once the radio works
-    del bootguard
-    unload("fp.bootguard")
     if dev.safe_reason:
         log("warn", "back from safe mode (%s)" % dev.safe_reason)
     wdt_ms = getattr(hal, "wdt_ms", 0) or int(cfg["watchdog_s"] * 1000)
@@ -158,10 +158,8 @@ def _exists(path):
 
 async def _stable():
     await asyncio.sleep_ms(STABLE_MS)
-    from fp import bootguard
+    from fp import bootguard  # loaded since _run
     bootguard.clear()
-    del bootguard
-    unload("fp.bootguard")
     while True:
         await asyncio.sleep_ms(3600000)
 
