@@ -23,8 +23,8 @@ def _err(msg):
 
 
 async def main(cfg_path="config.json", hal=None):
-    # Code a board runs once (boot counting, config validation, the board's HAL factory) is
-    # imported where it is used and dropped after: a 64K board needs the RAM for the role.
+    # Code a board runs once (config validation, the board's HAL factory) is imported where it
+    # is used and dropped after: a 64K board needs the RAM for the role.
     from fp import bootguard
     n = bootguard.enter()
     from fp import config
@@ -53,8 +53,6 @@ async def main(cfg_path="config.json", hal=None):
         _err("safe mode: %d boots without running %d s; role again in %d s"
              % (n - 1, STABLE_MS // 1000, hold_ms // 1000))
         return await safe_mode(reason, cfg, cfg_path, hold_ms)
-    del bootguard
-    unload("fp.bootguard")
     import gc
     gc.collect()  # the validator's RAM back in one piece before the HAL and the role take theirs
     if hal is None:
@@ -87,8 +85,8 @@ async def _run(cfg, cfg_path, hal):
         _err("frame counter file damaged: resuming at %d" % counter.next)
     log = _StderrLog()
     dev = Device(cfg, cfg_path, hal, journal, counter, log)
-    # bootguard stays loaded from here: _stable clears the count 20 s in, when the role's heap is
-    # in use, and importing it then would need a free piece that a full 64K heap may not have
+    # bootguard stays loaded: _stable clears the count 20 s in, when the role's heap is in use,
+    # and importing it only then would need a free piece that a full 64K heap may not have
     from fp import bootguard
     dev.safe_reason = bootguard.recovered()  # said in the first status, once the radio works
     if dev.safe_reason:
