@@ -104,7 +104,7 @@ def check(key, value):
             raise ConfigError(key, "must be one of %s" % ", ".join(ROLES))
         return value
     if kind == "region":
-        from fp.airtime import REGIONS
+        from fp.region import REGIONS
         if value not in REGIONS:
             raise ConfigError(key, "unknown region %r" % (value,))
         return value
@@ -148,7 +148,7 @@ def validate(raw, partial=False):
     if cfg["activation"] == "v1":
         for key in ("join_eui", "devaddr", "nwk_skey", "app_skey"):  # unused: RAM on a 64K board
             del cfg[key]
-    from fp.airtime import RegionError, region_params
+    from fp.region import RegionError, region_params
     try:
         _, _, _, max_payload = region_params(cfg["region"], cfg["dr"])
     except RegionError as e:

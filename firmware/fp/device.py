@@ -6,7 +6,7 @@ from binascii import unhexlify
 
 from fp import store
 from fp import radio_frame as rf
-from fp.airtime import UPLINKS_PER_DAY, DutyBudget, region_params
+from fp.airtime import DutyBudget
 from micropython import const
 
 FW_VERSION = "0.3.0"
@@ -35,13 +35,16 @@ class Device:
             self.lw = LoRaWAN(cfg)
             self.overhead = OVERHEAD
         self.head_fcnt = None  # local counter of the frame next_uplink returned
+        from fp.region import UPLINKS_PER_DAY, region_params
         duty, self.sf, self.bw, self.max_payload = region_params(cfg["region"], cfg["dr"])
+        per_day = UPLINKS_PER_DAY.get(cfg["region"])
+        store.unload("fp.region")  # what this module needs of the table is kept: the rest goes
         if cfg["duty_cycle"] >= 0:
             duty = cfg["duty_cycle"]
         self.budget = DutyBudget(duty)
-        if cfg["region"] in UPLINKS_PER_DAY and cfg["role"] == "node":  # uplinks a day, too (Sigfox-class)
+        if per_day and cfg["role"] == "node":  # uplinks a day, too (Sigfox-class)
             from fp.daycount import DayCount
-            self.budget.day = DayCount(UPLINKS_PER_DAY[cfg["region"]])
+            self.budget.day = DayCount(per_day)
         self.stats = {"taken": 0, "acked": 0, "dropped": 0, "rejects": 0, "bad_mic": 0, "results": 0}
         self.last_reject = ""
         self.status_due = False
@@ -189,6 +192,7 @@ class Device:
             del downlink
             store.unload("fp.downlink")
             store.unload("fp.config")  # fp/downlink.py's validator
+            store.unload("fp.region")  # and the table it checks a region against
 
     # --- firmware updates over the air (nodes; fp/update_air.py, loaded only when needed) ----
 

@@ -3,9 +3,22 @@
 import json
 import struct
 
+from micropython import const
+
 from fp import config, store
 from fp import radio_frame as rf
 
+# commands (port 3: dl_id u16, cmd u8, arguments)
+_CMD_SET_INTERVAL = const(1)
+_CMD_SET_OUTPUT = const(2)
+_CMD_REQUEST_STATUS = const(3)
+_CMD_REBOOT = const(4)
+_CMD_CONFIG = const(5)
+# results (uplink port 2: dl_id u16, result u8, reason)
+_RESULT_OK = const(0)
+_RESULT_UNKNOWN_COMMAND = const(1)
+_RESULT_OUT_OF_RANGE = const(2)
+_RESULT_FAILED = const(3)
 MIN_INTERVAL = 10
 MAX_INTERVAL = 86400
 
@@ -22,21 +35,24 @@ class CommandError(Exception):
 
 
 def _range(dl_id, text):
-    return CommandError(dl_id, rf.RESULT_OUT_OF_RANGE, "range", text)
+    return CommandError(dl_id, _RESULT_OUT_OF_RANGE, "range", text)
 
 
 def parse_and_validate(payload, outputs=()):
     # Returns (dl_id, cmd, args): args is seconds (1), (output, value) (2),
     # None (3, 4) or the dict of config changes (5).
-    dl_id, cmd, args = rf.parse_command(payload)
-    if cmd == rf.CMD_SET_INTERVAL:
+    if len(payload) < 3:
+        raise rf.RadioError("short", "command of %d bytes, at least 3" % len(payload))
+    dl_id, cmd = struct.unpack_from(">HB", payload)
+    args = payload[3:]
+    if cmd == _CMD_SET_INTERVAL:
         if len(args) != 4:
             raise _range(dl_id, "interval needs 4 bytes")
         seconds = struct.unpack(">I", args)[0]
         if not MIN_INTERVAL <= seconds <= MAX_INTERVAL:
             raise _range(dl_id, "interval %d not in %d..%d" % (seconds, MIN_INTERVAL, MAX_INTERVAL))
         return dl_id, cmd, seconds
-    if cmd == rf.CMD_SET_OUTPUT:
+    if cmd == _CMD_SET_OUTPUT:
         if len(args) != 2:
             raise _range(dl_id, "set output needs 2 bytes")
         output, value = args[0], args[1]
@@ -45,11 +61,11 @@ def parse_and_validate(payload, outputs=()):
         if value > 1:
             raise _range(dl_id, "output value %d not 0/1" % value)
         return dl_id, cmd, (output, value)
-    if cmd in (rf.CMD_REQUEST_STATUS, rf.CMD_REBOOT):
+    if cmd in (_CMD_REQUEST_STATUS, _CMD_REBOOT):
         if args:
             raise _range(dl_id, "no arguments expected")
         return dl_id, cmd, None
-    if cmd == rf.CMD_CONFIG:
+    if cmd == _CMD_CONFIG:
         try:
             changes = json.loads(bytes(args))
         except (ValueError, UnicodeError):
@@ -64,7 +80,7 @@ def parse_and_validate(payload, outputs=()):
         except config.ConfigError as e:
             raise _range(dl_id, str(e))
         return dl_id, cmd, changes
-    raise CommandError(dl_id, rf.RESULT_UNKNOWN_COMMAND, "command", "unknown command %d" % cmd)
+    raise CommandError(dl_id, _RESULT_UNKNOWN_COMMAND, "command", "unknown command %d" % cmd)
 
 
 def run(dev, payload):
@@ -81,24 +97,24 @@ def run(dev, payload):
         _answer(dev, e.dl_id, e.result, e.text)
         return
     if dl_id in dev.dl_ids:
-        _answer(dev, dl_id, rf.RESULT_OK, "repeat")  # done before: confirm, do not redo
+        _answer(dev, dl_id, _RESULT_OK, "repeat")  # done before: confirm, do not redo
         return
-    result, text = rf.RESULT_OK, ""
+    result, text = _RESULT_OK, ""
     try:
-        if cmd == rf.CMD_SET_INTERVAL:
+        if cmd == _CMD_SET_INTERVAL:
             dev.cfg = config.update(dev.cfg_path, dev.cfg, {"interval": args})
-        elif cmd == rf.CMD_SET_OUTPUT:
+        elif cmd == _CMD_SET_OUTPUT:
             dev.hal.outputs[args[0]](args[1])
-        elif cmd == rf.CMD_REQUEST_STATUS:
+        elif cmd == _CMD_REQUEST_STATUS:
             dev.status_due = True
-        elif cmd == rf.CMD_REBOOT:
+        elif cmd == _CMD_REBOOT:
             dev.reboot_due = True
-        elif cmd == rf.CMD_CONFIG:
+        elif cmd == _CMD_CONFIG:
             dev.cfg = config.update(dev.cfg_path, dev.cfg, args)
     except config.ConfigError as e:
-        result, text = rf.RESULT_OUT_OF_RANGE, str(e)
+        result, text = _RESULT_OUT_OF_RANGE, str(e)
     except Exception as e:  # hardware refused (output pin, flash full)
-        result, text = rf.RESULT_FAILED, repr(e)
+        result, text = _RESULT_FAILED, repr(e)
     _remember(dev, dl_id)
     _answer(dev, dl_id, result, text)
 
@@ -112,4 +128,6 @@ def _remember(dev, dl_id):
 
 def _answer(dev, dl_id, result, text):
     dev.stats["results"] += 1
-    dev.queue(rf.PORT_RESULT, rf.result_payload(dl_id, result, text))
+    # the reason cut so the frame fits the smallest budget (51 bytes)
+    reason = text.encode() if isinstance(text, str) else text
+    dev.queue(rf.PORT_RESULT, struct.pack(">HB", dl_id & 0xFFFF, result) + reason[:30])

@@ -1,19 +1,21 @@
 # Radio frames and the serial payloads that carry them, firmware side.
 # Spec: docs/radio.md. The edge twin is edge/radio.py; both pass
-# tests/vectors/radio.json. All integers big-endian.
+# tests/vectors/radio.json. All integers big-endian. Only what a module does with them is here
+# (a board never builds a downlink nor reads a serial uplink: tests/firmware/mp/v1build.py does, for
+# the scripts that play the edge); the downlink commands are fp/downlink.py's, loaded when one comes.
 import struct
 
 from micropython import const
 
 # fp/mic.py (HMAC-SHA256) is imported where a MIC is made or checked: a LoRaWAN node, whose
 # frames carry the AES-CMAC MIC (fp/lorawan/), never loads it; a 64K board needs the RAM.
-MIC_SIZE = const(4)  # fp/mic.py MIC_SIZE
+_MIC_SIZE = const(4)  # fp/mic.py MIC_SIZE
 
 KIND_UPLINK = const(0x40)
 KIND_DOWNLINK = const(0x60)
 HEADER = const(14)  # kind, device id (8), fcnt (4), port
 OVERHEAD = const(18)  # HEADER + MIC
-MAX_FRAME = const(255)  # what a LoRa modem can carry in one packet
+_MAX_FRAME = const(255)  # what a LoRa modem can carry in one packet
 # uplink ports
 PORT_READINGS = const(1)
 PORT_RESULT = const(2)
@@ -24,24 +26,9 @@ _AGE_MAX = const(0x1FFFFF)  # s (24.3 days): three bytes of age; an older readin
 # Port 255 (fp/device.py _SAMPLED), journal only, never on the air: a reading with its sample time (u32, tenths of a second on
 # the node's clock) before its payload. FPort 255 is reserved in LoRaWAN: were it ever sent
 # (a downgraded firmware), no server would take it for readings.
-UPLINK_PORTS = (PORT_READINGS, PORT_RESULT, PORT_STATUS, _PORT_AGED)
-# downlink ports
-DL_PORT_ACK = const(0)
+
+# downlink ports: 0, an ACK; 3, a command (fp/downlink.py)
 DL_PORT_COMMAND = const(3)
-DOWNLINK_PORTS = (DL_PORT_ACK, DL_PORT_COMMAND)
-
-# downlink commands (port 3)
-CMD_SET_INTERVAL = const(1)
-CMD_SET_OUTPUT = const(2)
-CMD_REQUEST_STATUS = const(3)
-CMD_REBOOT = const(4)
-CMD_CONFIG = const(5)
-
-# downlink results (uplink port 2)
-RESULT_OK = const(0)
-RESULT_UNKNOWN_COMMAND = const(1)
-RESULT_OUT_OF_RANGE = const(2)
-RESULT_FAILED = const(3)
 
 # first byte of the serial ACK of an UPLINK
 ACK_STORED = const(0)
@@ -49,9 +36,7 @@ ACK_DUPLICATE = const(1)
 ACK_BAD_MIC = const(2)
 ACK_REPLAYED = const(3)
 ACK_UNKNOWN_DEVICE = const(4)
-ACK_MALFORMED = const(5)
-
-RX_META = const(7)  # rssi i16, snr i8 (quarter dB), rx time u32
+# 5: malformed
 
 
 class RadioError(ValueError):
@@ -64,7 +49,7 @@ def unsigned(kind, dev_id, fcnt, port, payload=b""):
     # Everything of a frame but its MIC: what the journal keeps, so that the MIC
     # is computed at transmission with the key the module holds then (sign()).
     n = len(payload)
-    if HEADER + n + MIC_SIZE > MAX_FRAME:
+    if HEADER + n + _MIC_SIZE > _MAX_FRAME:
         raise RadioError("long", "payload of %d bytes does not fit a radio frame" % n)
     buf = bytearray(HEADER + n)
     buf[0] = kind
@@ -98,20 +83,6 @@ def sign(body, key):
     return bytes(body) + mic(key, body)
 
 
-def build(kind, dev_id, key, fcnt, port, payload=b""):
-    return sign(unsigned(kind, dev_id, fcnt, port, payload), key)
-
-
-def build_uplink(dev_id, key, fcnt, port, payload):
-    return build(KIND_UPLINK, dev_id, key, fcnt, port, payload)
-
-
-def build_downlink(dev_id, key, fcnt, command=None):
-    if command is None:
-        return build(KIND_DOWNLINK, dev_id, key, fcnt, DL_PORT_ACK)
-    return build(KIND_DOWNLINK, dev_id, key, fcnt, DL_PORT_COMMAND, command)
-
-
 def fcnt_of(frame):
     return struct.unpack_from(">I", frame, 9)[0]
 
@@ -122,19 +93,19 @@ def check(frame, kind):
     n = len(frame)
     if n < OVERHEAD:
         raise RadioError("short", "radio frame of %d bytes, at least %d" % (n, OVERHEAD))
-    if n > MAX_FRAME:
-        raise RadioError("long", "radio frame of %d bytes, at most %d" % (n, MAX_FRAME))
+    if n > _MAX_FRAME:
+        raise RadioError("long", "radio frame of %d bytes, at most %d" % (n, _MAX_FRAME))
     if frame[0] != kind:
         raise RadioError("kind", "kind 0x%02x, expected 0x%02x" % (frame[0], kind))
     port = frame[13]
-    if port not in (UPLINK_PORTS if kind == KIND_UPLINK else DOWNLINK_PORTS):
+    if port not in ((PORT_READINGS, PORT_RESULT, PORT_STATUS, _PORT_AGED) if kind == KIND_UPLINK else (0, DL_PORT_COMMAND)):
         raise RadioError("port", "unknown port %d" % port)
     return bytes(frame[1:9]), fcnt_of(frame), port
 
 
 def mic_ok(frame, key):
     from fp.mic import mic, mic_equal
-    n = len(frame) - MIC_SIZE
+    n = len(frame) - _MIC_SIZE
     return mic_equal(mic(key, memoryview(frame)[:n]), frame[n:])
 
 
@@ -149,25 +120,7 @@ def open_downlink(frame, dev_id, key, fcnt):
         raise RadioError("mic", "bad MIC")
     if fcnt is not None and dfcnt != fcnt:
         raise RadioError("fcnt", "downlink answers fcnt %d, not %d" % (dfcnt, fcnt))
-    return port, bytes(frame[HEADER:len(frame) - MIC_SIZE])
-
-
-def parse_command(payload):
-    # Port-3 command: dl_id u16, cmd u8, arguments.
-    if len(payload) < 3:
-        raise RadioError("short", "command of %d bytes, at least 3" % len(payload))
-    dl_id, cmd = struct.unpack_from(">HB", payload)
-    return dl_id, cmd, payload[3:]
-
-
-def encode_command(dl_id, cmd, args=b""):
-    return struct.pack(">HB", dl_id & 0xFFFF, cmd) + args
-
-
-def result_payload(dl_id, result, reason=""):
-    # Uplink port 2. The reason is cut so the frame fits the smallest budget (51 bytes).
-    reason = reason.encode() if isinstance(reason, str) else reason
-    return struct.pack(">HB", dl_id & 0xFFFF, result) + reason[:30]
+    return port, bytes(frame[HEADER:len(frame) - _MIC_SIZE])
 
 
 def serial_uplink(rssi, snr_db, rx_time, frame):
@@ -175,13 +128,6 @@ def serial_uplink(rssi, snr_db, rx_time, frame):
     snr_q = -128 if snr_q < -128 else (min(snr_q, 127))
     rssi = -32768 if rssi < -32768 else (32767 if rssi > 32767 else int(rssi))
     return struct.pack(">hbI", rssi, snr_q, int(rx_time) & 0xFFFFFFFF) + frame
-
-
-def parse_serial_uplink(payload):
-    if len(payload) < RX_META + OVERHEAD:
-        raise RadioError("short", "UPLINK payload of %d bytes" % len(payload))
-    rssi, snr_q, rx_time = struct.unpack_from(">hbI", payload)
-    return rssi, snr_q / 4, rx_time, bytes(payload[RX_META:])
 
 
 def parse_ack(result_bytes):

@@ -177,7 +177,7 @@ def make(profile, cfg, clock=None, machine=None):
     # machine: the port's module, or a stand-in with the same classes (tests on the unix port)
     if machine is None:
         import machine
-    from fp.airtime import region_params
+    from fp.region import region_params
     b = McuBoard(machine, profile, cfg, clock)
     _, sf, bw, _ = region_params(cfg["region"], cfg["dr"])
     from fp.hal.board import lora_cfg

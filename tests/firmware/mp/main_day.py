@@ -160,7 +160,7 @@ class Air:
 def make(profile, cfg, clock=None, with_uart=None):
     # fp/hal/unix.make with the test's hardware: kept across main.py's in-process restarts
     b = unix.UnixBoard(profile, cfg, CLOCK)
-    _, sf, _, _ = __import__("fp.airtime").airtime.region_params(cfg["region"], cfg["dr"])
+    _, sf, _, _ = __import__("fp.region").region.region_params(cfg["region"], cfg["dr"])
     # each role's stand-ins in a file of their own: a node's heap holds no edge stand-in
     if cfg["role"] == "bridge":
         from main_day_bridge import BridgeAir, EdgeUart

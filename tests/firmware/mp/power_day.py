@@ -10,7 +10,9 @@ import sys
 
 from fp import config
 from fp import radio_frame as rf
-from fp.airtime import region_params, time_on_air_us
+import v1build
+from fp.airtime import time_on_air_us
+from fp.region import region_params
 from fp.device import Device
 from fp.fcnt import FrameCounter
 from fp.hal.clock import StepClock
@@ -46,7 +48,7 @@ class Medium:
 
     async def send(self, packet, tx_at_ms=None):
         self.clock.advance(self.get_time_on_air_us(len(packet)) // 1000)
-        self.reply = rf.build_downlink(self.dev.dev_id, self.dev.key, rf.fcnt_of(packet))
+        self.reply = v1build.build_downlink(self.dev.dev_id, self.dev.key, rf.fcnt_of(packet))
 
     async def recv(self, rx_length=0xFF, timeout_ms=None, rx_packet=None):
         r, self.reply = self.reply, None
