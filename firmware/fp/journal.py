@@ -32,9 +32,7 @@
 # with them). When there are too many, the pending frames are copied into one
 # new segment written under a temporary name and renamed into place (atomic);
 # replay tolerates the copy and the originals coexisting after a power cut.
-import os
 import struct
-from array import array
 from binascii import crc32
 
 from fp import store
@@ -58,66 +56,12 @@ def _seg_name(n):
 
 class Journal:
     def __init__(self, path, capacity=256, seg_bytes=4096, max_segments=8):
-        self.path = path
-        self.capacity = capacity
-        self.seg_bytes = seg_bytes
-        self.max_segments = max_segments
-        try:
-            os.mkdir(path)
-        except OSError:
-            pass
-        store.remove(self._p(_COMPACT))
-        # Pending frames, oldest first, as preallocated rings of (fcnt, segment,
-        # offset): fixed size, so a full journal never needs a larger block of RAM.
-        self._fc = array("I", bytes(4 * capacity))
-        self._sg = array("I", bytes(4 * capacity))
-        self._of = array("I", bytes(4 * capacity))
-        self._h = 0
-        self._n = 0
-        self.dropped = 0  # DROP records seen plus drops since boot
-        self.refused = 0  # REFUSED records seen plus frames given up since boot
-        self.bad = 0  # damaged records skipped on replay
-        self.migrated = 0  # pending frames rewritten in format 2 at boot, as some were in format 1
-        self.max_fcnt = -1  # highest fcnt in any record: the counter resumes above it
-        self.segs = []
-        self._scan = bytearray(32)  # resync window (see _resync)
-        self._hdr = bytearray(3)
-        self._rec = bytearray(3 + 255 + 4)  # one record being written (fp: a body is at most 255 bytes)
-        self._recv = memoryview(self._rec)
-        # (fcnt, body) of the newest frame appended to an empty journal: it is the head, sent
-        # next, so it is not read back from flash (a file opened and read, ~700 bytes of garbage
-        # on the unix port, per reading cycle). Valid while that fcnt is the head.
-        self._head = None
-        self._v1 = []  # segments in format 1: their FRAME bodies end in a MIC
-        self._alien = []  # segments in a format this code does not know
-        for name in os.listdir(path):
-            if len(name) == 11 and name[0] == "s" and name.endswith(".j"):
-                try:
-                    self.segs.append(int(name[1:9]))
-                except ValueError:
-                    pass
-        self.segs.sort()
+        # Opening is a boot's work (the folder read, the rings made and replayed, an old format
+        # migrated): fp/jreplay.py's, imported for it and dropped again
         from fp import jreplay
-        jreplay.replay(self, self.segs)
+        jreplay.open_journal(self, path, capacity, seg_bytes, max_segments)
         del jreplay
         store.unload("fp.jreplay")
-        self.cur = (self.segs[-1] + 1) if self.segs else 1
-        for s in self._alien:
-            self.segs.remove(s)  # never collected nor compacted; numbers above them are used
-        self._f = None
-        self._size = 0
-        self.appends = 0
-        for s in self._v1:
-            if self._holds(s):
-                # Format-1 frames still pending: one compaction rewrites every pending
-                # frame in format 2 (read() strips the old MIC). A power cut before its
-                # rename leaves the old segments as they were and the next boot migrates
-                # again; after it, the copies win on replay.
-                self.migrated = self._n
-                self.compact()
-                break
-        self._v1 = []
-        self._collect()
 
     def _p(self, name):
         return self.path + "/" + name

@@ -1,10 +1,13 @@
 # Journal replay at boot (fp/journal.py): read every segment, resync past damaged
 # records, rebuild the pending rings. Only a boot needs it, so it is a module of its
 # own that Journal imports and drops again: a 64K board keeps the RAM for the role.
+import os
 import struct
+from array import array
 from binascii import crc32
 
-from fp.journal import _seg_name
+from fp import store
+from fp.journal import _COMPACT, _seg_name
 from micropython import const
 
 # the record format of fp/journal.py (its consts are inlined there, not importable)
@@ -16,6 +19,67 @@ _T_FORMAT = const(4)
 _T_REFUSED = const(5)
 _FORMAT = const(2)
 _HEADER = const(14)
+
+
+def open_journal(j, path, capacity, seg_bytes, max_segments):
+    # fp/journal.py Journal(): its state, made and replayed from the segments on flash
+    j.path = path
+    j.capacity = capacity
+    j.seg_bytes = seg_bytes
+    j.max_segments = max_segments
+    try:
+        os.mkdir(path)
+    except OSError:
+        pass
+    store.remove(j._p(_COMPACT))
+    # Pending frames, oldest first, as preallocated rings of (fcnt, segment,
+    # offset): fixed size, so a full journal never needs a larger block of RAM.
+    j._fc = array("I", bytes(4 * capacity))
+    j._sg = array("I", bytes(4 * capacity))
+    j._of = array("I", bytes(4 * capacity))
+    j._h = 0
+    j._n = 0
+    j.dropped = 0  # DROP records seen plus drops since boot
+    j.refused = 0  # REFUSED records seen plus frames given up since boot
+    j.bad = 0  # damaged records skipped on replay
+    j.migrated = 0  # pending frames rewritten in format 2 at boot, as some were in format 1
+    j.max_fcnt = -1  # highest fcnt in any record: the counter resumes above it
+    j.segs = []
+    j._scan = bytearray(32)  # resync window (see _resync)
+    j._hdr = bytearray(3)
+    j._rec = bytearray(3 + 255 + 4)  # one record being written (fp: a body is at most 255 bytes)
+    j._recv = memoryview(j._rec)
+    # (fcnt, body) of the newest frame appended to an empty journal: it is the head, sent
+    # next, so it is not read back from flash (a file opened and read, ~700 bytes of garbage
+    # on the unix port, per reading cycle). Valid while that fcnt is the head.
+    j._head = None
+    j._v1 = []  # segments in format 1: their FRAME bodies end in a MIC
+    j._alien = []  # segments in a format this code does not know
+    for name in os.listdir(path):
+        if len(name) == 11 and name[0] == "s" and name.endswith(".j"):
+            try:
+                j.segs.append(int(name[1:9]))
+            except ValueError:
+                pass
+    j.segs.sort()
+    replay(j, j.segs)
+    j.cur = (j.segs[-1] + 1) if j.segs else 1
+    for s in j._alien:
+        j.segs.remove(s)  # never collected nor compacted; numbers above them are used
+    j._f = None
+    j._size = 0
+    j.appends = 0
+    for s in j._v1:
+        if j._holds(s):
+            # Format-1 frames still pending: one compaction rewrites every pending
+            # frame in format 2 (read() strips the old MIC). A power cut before its
+            # rename leaves the old segments as they were and the next boot migrates
+            # again; after it, the copies win on replay.
+            j.migrated = j._n
+            j.compact()
+            break
+    j._v1 = []
+    j._collect()
 
 
 def replay(j, segs):

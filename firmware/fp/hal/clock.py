@@ -1,5 +1,6 @@
 # Clocks for the HAL. Every role reads time through one of these, so a
-# simulated day can run in seconds (issue 3: injectable clock).
+# simulated day can run in seconds (issue 3: injectable clock): this one in real time,
+# scaled or not; fp/hal/stepclock.py's stepped (tests; a board never loads it).
 #   ms()            monotonic milliseconds since boot (virtual when scaled)
 #   time()          Unix seconds (from the edge's HELLO_ACK when there is no RTC)
 #   set_time(t)     set the wall clock
@@ -41,34 +42,3 @@ class Clock:
 
     async def sleep_ms(self, vms):
         await asyncio.sleep_ms(self.real_ms(vms))
-
-
-class StepClock:
-    # Discrete virtual time for a single-task simulation: sleeping advances the
-    # clock at once. Only correct when one task owns the clock (the simulated
-    # day runs one node loop against a simulated medium).
-    scale = 0
-
-    def __init__(self, start_ms=0, wall=1700000000):
-        self.t = start_ms
-        self._wall0 = wall
-
-    def ms(self):
-        return self.t
-
-    def time(self):
-        return self._wall0 + self.t // 1000
-
-    def set_time(self, unix_s):
-        self._wall0 = int(unix_s) - self.t // 1000
-
-    def real_ms(self, vms):
-        return 0
-
-    def advance(self, vms):
-        if vms > 0:
-            self.t += int(vms)
-
-    async def sleep_ms(self, vms):
-        self.advance(vms)
-        await asyncio.sleep_ms(0)

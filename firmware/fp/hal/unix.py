@@ -10,8 +10,6 @@
 import gc
 import math
 
-from fp.hal.clock import Clock
-
 _DAY_MS = 86400000
 # The virtual board's RTC memory: module state, so it is kept across main.py's in-process
 # restart (which keeps fp.hal.unix, the "hardware") as RTC slow memory is kept across a deep
@@ -40,7 +38,10 @@ class UnixBoard:
     def __init__(self, profile, cfg, clock=None, modem=None, uart=None):
         self.name = profile.get("name", "unix")
         self.profile = profile
-        self.clock = clock or Clock(scale=cfg.get("time_scale", 1))
+        if clock is None:
+            from fp.hal.clock import Clock  # not loaded with a stepped clock (a simulated day)
+            clock = Clock(scale=cfg.get("time_scale", 1))
+        self.clock = clock
         self.modem = modem
         self.uart = uart
         self.outputs = {}

@@ -173,6 +173,44 @@ class LoRaWAN:
         return self.session.build(F.UNCONFIRMED_UP, counter - self.base, 7, payload)
 
 
+async def join(node, now):
+    # A node's (fp/roles/node.py) OTAA join: a join request, then the join accept in the receive
+    # window; the ms to wait before the next attempt. The new session numbers the journal from its
+    # oldest pending record. Here, not in the node: a v1 node never loads it.
+    dev = node.dev
+    toa = (node.modem.get_time_on_air_us(F.JOIN_REQUEST_SIZE) + 999) // 1000
+    wait = dev.budget.wait_ms(now, toa)
+    if wait > 0:
+        return wait
+    frame = dev.lw.join_request()  # a new DevNonce, spent even if nobody answers
+    dev.budget.record(now, toa)
+    node._t("join", dev.lw.dev_nonce)
+    node._radio("tx")
+    try:
+        await node.modem.send(frame)
+    finally:
+        node._radio("standby")
+    node.sent += 1
+    t_end = node.clock.ms()
+    try:
+        for n in (1, 2):  # JOIN_ACCEPT_DELAY1 and 2: 5 and 6 s after the request
+            pkt = await rx(node, n, t_end, True)
+            if pkt is None:
+                continue
+            try:
+                dev.lw.accept(bytes(pkt))
+            except ValueError:
+                continue  # not our join accept
+            node.attempts = 0
+            node._t("joined", dev.lw.session.devaddr)
+            return 0
+    finally:
+        node.modem.sleep()
+        node._radio("sleep")
+    node.attempts += 1
+    return node.backoff_ms()
+
+
 async def listen(node, fcnt, answer):
     # A node's (fp/roles/node.py) class A windows after the uplink it just sent: True once a
     # downlink acknowledged uplink `fcnt` (answer: once any downlink of our session came). A

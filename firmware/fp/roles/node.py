@@ -15,7 +15,6 @@ _BEAT_MAX_MS = const(10000)  # sleep in slices no longer than this, so the super
 # lost its session (a new edge, keys rotated), and only a join can tell. Not sooner: while the
 # edge is merely down a join cannot complete, and a bridge short of duty cycle may drop accepts.
 _REJOIN_AFTER = const(32)
-_JOIN_REQUEST_SIZE = const(23)  # fp/lorawan/frames.py (not imported here: a v1 node never loads it)
 # Airtime a reading costs, over its frame's own: resends after a lost uplink or ACK
 # (10 % loss each way: x1.23) and the status frames; the interval is spaced out to fit.
 _AIR_MARGIN = 1.5  # fp/update_air.py reserves the same for readings
@@ -84,7 +83,8 @@ class Node:
         # Returns the ms to wait before the next attempt (0: go on at once).
         dev = self.dev
         if dev.lw and not dev.lw.joined:
-            return await self.join(now)
+            from fp.lorawan import otaa  # a LoRaWAN node's, loaded with its session: never a v1 node's
+            return await otaa.join(self, now)
         if dev.lw and not dev.lw.announced:
             head = dev.journal.head()
             frame = dev.lw.announcement(rf.fcnt_of(head) if head is not None else dev.counter.next)
@@ -135,43 +135,6 @@ class Node:
             dev.lw.forget()  # asked to by the edge (not joined any more), or no answer for long
             self._t("rejoin", self.attempts)
             return 0 if self.attempts % _REJOIN_AFTER else self.backoff_ms()
-        return self.backoff_ms()
-
-    async def join(self, now):
-        # OTAA: a join request, then the join accept in the receive window. The new
-        # session numbers the journal from its oldest pending record (fp/lorawan/otaa.py).
-        dev = self.dev
-        toa = (self.modem.get_time_on_air_us(_JOIN_REQUEST_SIZE) + 999) // 1000
-        wait = dev.budget.wait_ms(now, toa)
-        if wait > 0:
-            return wait
-        frame = dev.lw.join_request()  # a new DevNonce, spent even if nobody answers
-        dev.budget.record(now, toa)
-        self._t("join", dev.lw.dev_nonce)
-        self._radio("tx")
-        try:
-            await self.modem.send(frame)
-        finally:
-            self._radio("standby")
-        self.sent += 1
-        t_end = self.clock.ms()
-        from fp.lorawan import otaa
-        try:
-            for n in (1, 2):  # JOIN_ACCEPT_DELAY1 and 2: 5 and 6 s after the request
-                pkt = await otaa.rx(self, n, t_end, True)
-                if pkt is None:
-                    continue
-                try:
-                    dev.lw.accept(bytes(pkt))
-                except ValueError:
-                    continue  # not our join accept
-                self.attempts = 0
-                self._t("joined", dev.lw.session.devaddr)
-                return 0
-        finally:
-            self.modem.sleep()
-            self._radio("sleep")
-        self.attempts += 1
         return self.backoff_ms()
 
     async def listen(self, fcnt, answer=False):

@@ -7,7 +7,7 @@ from fp import app, config
 from fp import radio_frame as rf
 from fp.device import Device
 from fp.fcnt import FrameCounter
-from fp.hal.clock import StepClock
+from fp.hal.stepclock import StepClock
 from fp.hal.unix import UnixBoard
 from fp.journal import Journal
 

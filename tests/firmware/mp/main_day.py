@@ -18,7 +18,7 @@ import json
 import sys
 
 from fp.hal import unix
-from fp.hal.clock import StepClock
+from fp.hal.stepclock import StepClock
 
 CONFIRMED_UP = 0x80
 _IDLE_ROUNDS = 4  # rounds of the event loop with nothing new before the clock moves on

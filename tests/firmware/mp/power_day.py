@@ -15,7 +15,7 @@ from fp.airtime import time_on_air_us
 from fp.region import region_params
 from fp.device import Device
 from fp.fcnt import FrameCounter
-from fp.hal.clock import StepClock
+from fp.hal.stepclock import StepClock
 from fp.hal.unix import UnixBoard
 from fp.journal import Journal
 from fp.power import MCU_STATES, RADIO_STATES

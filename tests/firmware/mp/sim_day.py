@@ -11,7 +11,7 @@ import random
 import sys
 
 from fp import config
-from fp.hal.clock import StepClock
+from fp.hal.stepclock import StepClock
 
 hours = float(sys.argv[1])
 interval = int(sys.argv[2])
