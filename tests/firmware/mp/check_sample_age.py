@@ -3,7 +3,7 @@
 # stay port-1 LPP, a reading that waited goes out on port 8 with its age; the sample time
 # survives a reboot and a compaction; the clock starts above it after a cold boot (fp/app.py).
 # Prints "OK" or FAIL lines.
-from fp import app, config
+from fp import config, start
 from fp import radio_frame as rf
 from fp.device import Device
 from fp.fcnt import FrameCounter
@@ -40,7 +40,7 @@ def device(clock, dr=5):
     cfg = config.validate({"id": "0123456789abcdef", "key": "11" * 16, "dr": dr, "activation": "v1"})
     hal = UnixBoard({"name": "unix"}, cfg, clock=clock)
     j = Journal("journal", seg_bytes=256, max_segments=3)
-    app._clock_above(clock, j.max_t)  # as fp/app.py does at boot
+    start._clock_above(clock, j.max_t)  # as fp/start.py does at boot
     return Device(cfg, "config.json", hal, j, FrameCounter("fcnt", floor=j.max_fcnt + 1))
 
 
