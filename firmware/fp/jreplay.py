@@ -34,9 +34,11 @@ def open_journal(j, path, capacity, seg_bytes, max_segments):
     store.remove(j._p(_COMPACT))
     # Pending frames, oldest first, as preallocated rings of (fcnt, segment,
     # offset): fixed size, so a full journal never needs a larger block of RAM.
-    j._fc = array("I", bytes(4 * capacity))
-    j._sg = array("I", bytes(4 * capacity))
-    j._of = array("I", bytes(4 * capacity))
+    zeros = bytes(4 * capacity)  # one for the three: each is a piece as big as a ring
+    j._fc = array("I", zeros)
+    j._sg = array("I", zeros)
+    j._of = array("I", zeros)
+    del zeros
     j._h = 0
     j._n = 0
     j.dropped = 0  # DROP records seen plus drops since boot

@@ -2,12 +2,13 @@
 # Spec: docs/radio.md. The edge twin is edge/radio.py; both pass
 # tests/vectors/radio.json. All integers big-endian. Only what a module does with them is here
 # (a board never builds a downlink nor reads a serial uplink: tests/firmware/mp/v1build.py does, for
-# the scripts that play the edge); the downlink commands are fp/downlink.py's, loaded when one comes.
+# the scripts that play the edge); the downlink commands are fp/downlink.py's, loaded when one comes;
+# the v1 MIC and the checks of a received v1 frame, fp/v1frame.py's.
 import struct
 
 from micropython import const
 
-# fp/mic.py (HMAC-SHA256) is imported where a MIC is made or checked: a LoRaWAN node, whose
+# What makes and checks a v1 frame's MIC (HMAC-SHA256) is fp/v1frame.py's: a LoRaWAN node, whose
 # frames carry the AES-CMAC MIC (fp/lorawan/), never loads it; a 64K board needs the RAM.
 _MIC_SIZE = const(4)  # fp/mic.py MIC_SIZE
 
@@ -77,61 +78,5 @@ def aged(body, age_s):
     return buf
 
 
-def sign(body, key):
-    # The frame on the air: an unsigned frame followed by its MIC with `key`.
-    from fp.mic import mic
-    return bytes(body) + mic(key, body)
-
-
 def fcnt_of(frame):
     return struct.unpack_from(">I", frame, 9)[0]
-
-
-def check(frame, kind):
-    # Structure only (the bridge has no node keys): size, kind, port.
-    # Returns (device id bytes, fcnt, port).
-    n = len(frame)
-    if n < OVERHEAD:
-        raise RadioError("short", "radio frame of %d bytes, at least %d" % (n, OVERHEAD))
-    if n > _MAX_FRAME:
-        raise RadioError("long", "radio frame of %d bytes, at most %d" % (n, _MAX_FRAME))
-    if frame[0] != kind:
-        raise RadioError("kind", "kind 0x%02x, expected 0x%02x" % (frame[0], kind))
-    port = frame[13]
-    if port not in ((PORT_READINGS, PORT_RESULT, PORT_STATUS, _PORT_AGED) if kind == KIND_UPLINK else (0, DL_PORT_COMMAND)):
-        raise RadioError("port", "unknown port %d" % port)
-    return bytes(frame[1:9]), fcnt_of(frame), port
-
-
-def mic_ok(frame, key):
-    from fp.mic import mic, mic_equal
-    n = len(frame) - _MIC_SIZE
-    return mic_equal(mic(key, memoryview(frame)[:n]), frame[n:])
-
-
-def open_downlink(frame, dev_id, key, fcnt):
-    # A downlink for this device answering uplink `fcnt` (None: any). Returns
-    # (port, command bytes). Checks in the order that leaks least: structure,
-    # addressee, MIC, then the binding to our uplink.
-    did, dfcnt, port = check(frame, KIND_DOWNLINK)
-    if did != dev_id:
-        raise RadioError("device", "downlink for another device")
-    if not mic_ok(frame, key):
-        raise RadioError("mic", "bad MIC")
-    if fcnt is not None and dfcnt != fcnt:
-        raise RadioError("fcnt", "downlink answers fcnt %d, not %d" % (dfcnt, fcnt))
-    return port, bytes(frame[HEADER:len(frame) - _MIC_SIZE])
-
-
-def serial_uplink(rssi, snr_db, rx_time, frame):
-    snr_q = int(round(snr_db * 4))
-    snr_q = -128 if snr_q < -128 else (min(snr_q, 127))
-    rssi = -32768 if rssi < -32768 else (32767 if rssi > 32767 else int(rssi))
-    return struct.pack(">hbI", rssi, snr_q, int(rx_time) & 0xFFFFFFFF) + frame
-
-
-def parse_ack(result_bytes):
-    # The edge's ACK of an UPLINK: result, then the downlink frame for results 0/1.
-    if not result_bytes:
-        raise RadioError("short", "empty ACK result")
-    return result_bytes[0], bytes(result_bytes[1:])

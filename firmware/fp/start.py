@@ -6,11 +6,7 @@
 import sys
 
 from fp import app
-from fp.device import FW_VERSION, Device
-from fp.fcnt import FrameCounter
-from fp.journal import Journal
 from fp.store import unload
-from fp.supervisor import Supervisor
 
 # Written first and removed last by `fieldpost provision module`: while it is on flash the
 # module is being provisioned (its files may be half old, half new; its key may not be
@@ -67,8 +63,13 @@ async def boot(cfg_path, hal):
 
 
 def _assemble(cfg, cfg_path, hal):
+    # the modules the role keeps, loaded once the validator is gone: its RAM is theirs
     import random
     import os
+    from fp.device import FW_VERSION, Device
+    from fp.fcnt import FrameCounter
+    from fp.journal import Journal
+    from fp.supervisor import Supervisor
     # retry jitter: seeded from config (reproducible tests) or from the hardware RNG,
     # so nodes that boot together do not retry in step
     seed = cfg["seed"]

@@ -131,6 +131,18 @@ def test_day_with_ten_percent_loss_drops_nothing_and_keeps_the_duty_cycle_in_64k
     )
 
 
+@pytest.mark.parametrize("dr", [0, 5])
+def test_day_in_64k_has_4k_to_spare(bundle, tmp_path, dr):
+    """The 64K day with room to spare: the same day runs in 60K. It used to need all but ~3K of
+    the 64K (peak live 61.0K) and failed at 62K (a MemoryError from fragmentation), so any
+    unrelated change could flip it."""
+    tx, summary = run_day(bundle, tmp_path, dr=dr, loss=0.1, heapsize="60K")
+    assert summary["virtual_ms"] >= 24 * HOUR_MS
+    assert summary["dropped"] == 0 and summary["lost"] == 0
+    assert summary["sent"] == len(tx) > 24 * 60 * 60_000 // 247_000  # the whole day's frames
+    assert summary["heap_peak_live"] <= 60 * 1024  # at its fullest: 4K of a 64K board's heap free
+
+
 def test_fast_data_rate_needs_no_deferral(bundle, tmp_path):
     # the same day at SF7: 66 ms per frame, well inside 1 %: nothing waits
     tx, summary = run_day(bundle, tmp_path, hours=6, dr=5, loss=0.0)

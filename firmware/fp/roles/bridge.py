@@ -10,6 +10,7 @@ import time
 
 from fp import frame as fr
 from fp import radio_frame as rf
+from fp import v1frame as v1
 # the structure of LoRaWAN frames only: a bridge holds no keys and loads no crypto
 from fp.lorawan import phy as lw
 from fp.airtime import time_on_air_us
@@ -97,7 +98,7 @@ class Bridge:
         if not self.link.up or not self.link.can_send():
             self.c["no_link"] += 1  # the node keeps it in its journal and retries
             return
-        payload = rf.serial_uplink(pkt.rssi, pkt.snr / 4, self.clock.time(), bytes(pkt))
+        payload = v1.serial_uplink(pkt.rssi, pkt.snr / 4, self.clock.time(), bytes(pkt))
         self.io.send(fr.UPLINK, payload, ("n", rx_ms, fcnt, mode))
         self.c["fwd"] += 1
 
@@ -201,7 +202,7 @@ class Bridge:
             return
         if token[0] == "n":
             try:
-                code, dl = rf.parse_ack(result)
+                code, dl = v1.parse_ack(result)
             except rf.RadioError:
                 self.c["edge_rej"] += 1
                 return
@@ -215,7 +216,7 @@ class Bridge:
             fcnt = token[1]
             self.own_inflight = None
             try:
-                code, dl = rf.parse_ack(result)
+                code, dl = v1.parse_ack(result)
             except rf.RadioError:
                 return
             if code in (rf.ACK_STORED, rf.ACK_DUPLICATE):
@@ -243,7 +244,7 @@ class Bridge:
             self.link.nack(seq, fr.NACK_UNSUPPORTED, "type")
             return
         try:
-            port, command = rf.open_downlink(payload, self.dev.dev_id, self.dev.key, None)
+            port, command = v1.open_downlink(payload, self.dev.dev_id, self.dev.key, None)
         except rf.RadioError as e:
             if e.args[0] == "mic":
                 self.c["bad_mic"] += 1
@@ -286,7 +287,7 @@ class Bridge:
                 if frame is not None:
                     fcnt = rf.fcnt_of(frame)
                     self.own_inflight = fcnt
-                    self.io.send(fr.UPLINK, rf.serial_uplink(0, 0, self.clock.time(), frame), ("own", fcnt))
+                    self.io.send(fr.UPLINK, v1.serial_uplink(0, 0, self.clock.time(), frame), ("own", fcnt))
             await asyncio.sleep_ms(50)
 
     def uptime_s(self):
@@ -339,4 +340,4 @@ def _uplink_fcnt(pkt):
         except lw.FrameError:
             if pkt[0] != lw.UNCONFIRMED_UP:  # 0x40 is also the Fieldpost v1 uplink kind
                 raise
-    return rf.check(pkt, rf.KIND_UPLINK)[1], _V1
+    return v1.check(pkt, rf.KIND_UPLINK)[1], _V1

@@ -8,6 +8,7 @@ import time
 
 from fp import lpp
 from fp import radio_frame as rf
+from fp import v1frame as v1
 import v1build
 from fp.journal import Journal
 
@@ -35,7 +36,7 @@ out = {}
 reading = lpp.standard_reading(21.5, 48.5, 3.71)
 per_op("build_uplink", lambda i: None, lambda _a, i: v1build.build_uplink(dev, key, i, 1, reading))
 frame = v1build.build_downlink(dev, key, 7)
-per_op("open_downlink", lambda i: None, lambda _a, i: rf.open_downlink(frame, dev, key, 7))
+per_op("open_downlink", lambda i: None, lambda _a, i: v1.open_downlink(frame, dev, key, 7))
 # The journal in its steady state: a chunk of readings appended, then each marked done (acked), so
 # it never fills; appends and dones timed apart, each until it has taken <seconds>.
 j = Journal("journal", capacity=256, seg_bytes=4096)

@@ -4,6 +4,7 @@ import struct
 from binascii import crc32
 
 from fp import radio_frame as rf
+from fp import v1frame as v1
 import v1build
 from fp.journal import Journal
 
@@ -116,9 +117,9 @@ expect(
 )
 expect("format 1 read as format 2", j4.read(2), rf.unsigned(rf.KIND_UPLINK, dev, 9, 3, b'{"j":3}'))
 expect("one format-2 segment left", [first_record_type("j4/" + n) for n in os.listdir("j4")], [4])
-signed = rf.sign(j4.head(), new_key)
+signed = v1.sign(j4.head(), new_key)
 expect(
-    "re-signed with the key of today", (rf.mic_ok(signed, new_key), rf.mic_ok(signed, old_key)), (True, False)
+    "re-signed with the key of today", (v1.mic_ok(signed, new_key), v1.mic_ok(signed, old_key)), (True, False)
 )
 j4.append(frame(10))
 j4.close()

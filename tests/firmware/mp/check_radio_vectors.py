@@ -6,6 +6,7 @@ from binascii import hexlify, unhexlify
 
 from fp import lpp
 from fp import radio_frame as rf
+from fp import v1frame as v1
 import v1build
 from fp.downlink import CommandError, parse_and_validate
 from fp.mic import hmac_sha256
@@ -36,18 +37,18 @@ for v in vec["uplinks"]:
     )
     if h(f) != v["hex"]:
         fail(v["name"], "built " + h(f))
-    dev, fcnt, port = rf.check(unhexlify(v["hex"]), rf.KIND_UPLINK)
+    dev, fcnt, port = v1.check(unhexlify(v["hex"]), rf.KIND_UPLINK)
     if h(dev) != v["device"] or fcnt != v["fcnt"] or port != v["port"]:
         fail(v["name"], f"parsed {h(dev)} {fcnt} {port}")
-    if not rf.mic_ok(unhexlify(v["hex"]), unhexlify(v["key"])):
+    if not v1.mic_ok(unhexlify(v["hex"]), unhexlify(v["key"])):
         fail(v["name"], "MIC not accepted")
 
 for v in vec["bad_uplinks"]:
     checked += 1
     data = unhexlify(v["hex"])
     try:
-        rf.check(data, rf.KIND_UPLINK)
-        reason = None if rf.mic_ok(data, unhexlify(v["key"])) else "mic"
+        v1.check(data, rf.KIND_UPLINK)
+        reason = None if v1.mic_ok(data, unhexlify(v["key"])) else "mic"
     except rf.RadioError as e:
         reason = e.args[0]
     if reason != v["reason"]:
@@ -60,7 +61,7 @@ for v in vec["downlinks"]:
     f = v1build.build_downlink(dev, key, v["fcnt"], cmd)
     if h(f) != v["hex"]:
         fail(v["name"], "built " + h(f))
-    port, command = rf.open_downlink(unhexlify(v["hex"]), dev, key, v["fcnt"])
+    port, command = v1.open_downlink(unhexlify(v["hex"]), dev, key, v["fcnt"])
     if port != v["port"]:
         fail(v["name"], f"port {port}")
     if cmd is not None:
@@ -80,7 +81,7 @@ for v in vec["bad_downlinks"]:
     reason = None
     result = None
     try:
-        port, command = rf.open_downlink(unhexlify(v["hex"]), dev, key, v["fcnt"])
+        port, command = v1.open_downlink(unhexlify(v["hex"]), dev, key, v["fcnt"])
         parse_and_validate(command, outputs=(0, 1))
     except rf.RadioError as e:
         reason = e.args[0]
@@ -95,7 +96,7 @@ for v in vec["bad_downlinks"]:
 for v in vec["serial_uplinks"]:
     checked += 1
     f = unhexlify(v["frame"])
-    p = rf.serial_uplink(v["rssi"], v["snr"], v["rx_time"], f)
+    p = v1.serial_uplink(v["rssi"], v["snr"], v["rx_time"], f)
     if h(p) != v["hex"]:
         fail("serial uplink " + str(v["rssi"]), h(p))
     rssi, snr, rx_time, frame = v1build.parse_serial_uplink(p)
@@ -104,7 +105,7 @@ for v in vec["serial_uplinks"]:
 
 for v in vec["acks"]:
     checked += 1
-    result, dl = rf.parse_ack(unhexlify(v["hex"]))
+    result, dl = v1.parse_ack(unhexlify(v["hex"]))
     if result != v["result"] or h(dl) != v["downlink"]:
         fail(v["name"], f"ack {result} {h(dl)}")
 

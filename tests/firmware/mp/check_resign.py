@@ -4,6 +4,7 @@ from binascii import unhexlify
 
 from fp import config
 from fp import radio_frame as rf
+from fp import v1frame as v1
 from fp.device import Device
 from fp.fcnt import FrameCounter
 from fp.journal import Journal
@@ -32,7 +33,7 @@ for _ in range(3):
 dev.journal.append(rf.unsigned(rf.KIND_UPLINK, b"\xff" * 8, 100, 1, b"\x01\x67\x00\xd7"))
 dev.queue(rf.PORT_READINGS, b"\x01\x67\x00\xd8")
 frame = dev.next_uplink()
-expect("signed with the key of the moment", rf.mic_ok(frame, unhexlify(old_hex)), True)
+expect("signed with the key of the moment", v1.mic_ok(frame, unhexlify(old_hex)), True)
 dev.journal.close()
 
 # "rotate the key": a new config, the same journal; the backlog goes out under the new key
@@ -45,7 +46,7 @@ while True:
     seen.append(rf.fcnt_of(frame))
     expect(
         f"re-signed {seen[-1]}",
-        (rf.mic_ok(frame, unhexlify(new_hex)), rf.mic_ok(frame, unhexlify(old_hex))),
+        (v1.mic_ok(frame, unhexlify(new_hex)), v1.mic_ok(frame, unhexlify(old_hex))),
         (True, False),
     )
     dev.journal.done(seen[-1])

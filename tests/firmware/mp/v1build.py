@@ -4,17 +4,18 @@
 import struct
 
 from fp import radio_frame as rf
+from fp import v1frame as v1
 
 
 def build_uplink(dev_id, key, fcnt, port, payload):
-    return rf.sign(rf.unsigned(rf.KIND_UPLINK, dev_id, fcnt, port, payload), key)
+    return v1.sign(rf.unsigned(rf.KIND_UPLINK, dev_id, fcnt, port, payload), key)
 
 
 def build_downlink(dev_id, key, fcnt, command=None):
     # port 0: an ACK; port 3: a command
     if command is None:
-        return rf.sign(rf.unsigned(rf.KIND_DOWNLINK, dev_id, fcnt, 0), key)
-    return rf.sign(rf.unsigned(rf.KIND_DOWNLINK, dev_id, fcnt, rf.DL_PORT_COMMAND, command), key)
+        return v1.sign(rf.unsigned(rf.KIND_DOWNLINK, dev_id, fcnt, 0), key)
+    return v1.sign(rf.unsigned(rf.KIND_DOWNLINK, dev_id, fcnt, rf.DL_PORT_COMMAND, command), key)
 
 
 def parse_serial_uplink(payload):
