@@ -39,9 +39,12 @@ class InstalledDaemon:
     def __enter__(self) -> InstalledDaemon:
         root = self.root
         # Registered with the installed command, as the service's user (what `fieldpost provision` does).
+        node = Node(NODE, KEY, next_fcnt=self.next_fcnt)
         if self.register:
-            root.run("fieldpost", "devices", "add", NODE, "--key", KEY.hex(), user="fieldpost")
-        self.peer = ModulePeer(BRIDGE, [Node(NODE, KEY, next_fcnt=self.next_fcnt)]).start()
+            root.run(
+                "fieldpost", "devices", "add", NODE, "--key", KEY.hex(), *node.abp_options(), user="fieldpost"
+            )
+        self.peer = ModulePeer(BRIDGE, [node]).start()
         os.chown(self.peer.path, 0, root.gid("dialout"))
         os.chmod(self.peer.path, 0o660)
         root.set_config_value("link", "ports", json.dumps([self.peer.path]))

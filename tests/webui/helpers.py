@@ -12,9 +12,11 @@ from argon2 import PasswordHasher
 from edge import registry
 from edge.codecs import lpp
 from edge.ingest.process import handle_uplink
-from edge.radio import AckResult, build_serial_uplink, build_uplink
+from edge.lorawan import server as lorawan_server
+from edge.radio import AckResult
 from edge.store import connect, transaction
 from edge.store.numbers import Numbers
+from tests.edge.lorawan_node import EndDevice
 from webui import accounts
 
 PASSWORD = "correct horse battery"
@@ -69,23 +71,42 @@ def add_device(
 
 
 class Module:
-    """A registered device whose uplinks go through edge.ingest (MIC, replay check, store)."""
+    """A registered device whose LoRaWAN uplinks go through edge.ingest (MIC, replay check, store).
 
-    def __init__(
-        self,
-        db_path,
-        device_id: str,
-        key: bytes = bytes(range(16)),
-        start_fcnt: int = 0,
-    ):
-        self.db_path, self.device_id, self.key, self.fcnt = (
-            db_path,
-            device_id,
-            key,
-            start_fcnt,
-        )
+    It is activated by personalisation (ABP: a session written beside its registration, no join to
+    run) on first use; a second Module of the same device carries on with that session's counter."""
+
+    def __init__(self, db_path, device_id: str, key: bytes = bytes(range(16))):
+        self.db_path, self.device_id = db_path, device_id
         self.numbers = Numbers()
         self._batch = None
+        self.node = EndDevice(device_id, key)
+        conn = connect(db_path)
+        try:
+            with transaction(conn):
+                row = conn.execute(
+                    "SELECT devaddr, nwk_skey, app_skey, fcnt_up FROM lorawan_sessions WHERE device_id = ?",
+                    (device_id,),
+                ).fetchone()
+                if row is None:
+                    # its reading-id number is unique on the edge: a DevAddr of NwkID 0 (the
+                    # default net_id) made of it is too
+                    number = self.numbers.number(conn, device_id, create=True)
+                    devaddr, nwk, app = number, key[::-1], key
+                    lorawan_server.activate_abp(
+                        conn,
+                        device_id,
+                        devaddr=devaddr,
+                        nwk_skey=nwk,
+                        app_skey=app,
+                        number=number,
+                        now=time.time(),
+                    )
+                    row = (devaddr, nwk, app, 0)
+        finally:
+            conn.close()
+        self.node.devaddr, self.node.nwk, self.node.app = row[0], bytes(row[1]), bytes(row[2])
+        self.fcnt = max(row[3], 0)  # the first uplink is FCnt 1, as a v1 node's first counter was
 
     @contextlib.contextmanager
     def batch(self):
@@ -101,8 +122,7 @@ class Module:
 
     def _send(self, port: int, payload: bytes, *, rssi: int, snr: float, now: float | None):
         self.fcnt += 1
-        frame = build_uplink(self.key, self.device_id, self.fcnt, port, payload)
-        uplink = build_serial_uplink(frame, rssi=rssi, snr=snr)
+        uplink = self.node.uplink(payload, port=port, fcnt=self.fcnt, rssi=rssi, snr=snr, rx_time=0)
         at = time.time() if now is None else now
         if (
             self._batch is not None
