@@ -44,11 +44,6 @@ def frames_made(vm) -> set[int]:
     return set(fw.taken(vm)) | {int(v) for v in fw.trace(vm, "status")}
 
 
-def radio_complaints(vm) -> list[str]:
-    """Lines where an emulated chip logged invalid use (notes are harmless by definition)."""
-    return [line for line in vm.output if line.startswith("radio sx12") and "note:" not in line]
-
-
 def status(conn, dl_id) -> str:
     return conn.execute("SELECT status FROM downlinks WHERE id = ?", (dl_id,)).fetchone()[0]
 
@@ -127,6 +122,6 @@ def test_a_thousand_uplinks_and_their_downlinks_stored_once(board, tmp_path, db_
     ).fetchall()
     assert all(-100 <= r["rssi"] <= -94 and 5 <= r["snr"] <= 8 for r in rows)
     assert json.loads((node_dir / "config.json").read_text())["board"] == board
-    assert radio_complaints(node) == [] and radio_complaints(bridge) == []
+    assert fw.radio_complaints(node) == [] and fw.radio_complaints(bridge) == []
     assert not [line for vm in (node, bridge) for line in vm.output if "Error" in line]
     conn.close()
