@@ -48,7 +48,7 @@ demo: $(STAMP) deps
 
 # The package tests (tests/packaging) install the .deb built here.
 test: $(STAMP) deps deb
-	FIELDPOST_DEB=$(CURDIR)/$(DEB) $(BIN)/python -m pytest -n 2 -p no:cacheprovider -q
+	FIELDPOST_DEB=$(CURDIR)/$(DEB) $(BIN)/python -m pytest -n 2 -p no:cacheprovider -q --durations=30
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -x -m "not slow"

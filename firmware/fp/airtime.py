@@ -24,15 +24,19 @@ def time_on_air_us(payload_len, sf, bw_khz=125, cr=5, preamble=8, explicit_heade
 
 # Regions: duty cycle (fraction of time, None: no duty-cycle rule), and per
 # data rate (SF, bandwidth kHz, largest MAC payload in bytes) from the LoRaWAN
-# Regional Parameters (RP002). "sigfox" is the Sigfox-class budget: 12 bytes up.
+# Regional Parameters (RP002). "sigfox" is the Sigfox-class budget: 12 bytes of
+# payload up, carried here in a LoRaWAN frame (its 13 bytes around them: 25), and
+# UPLINKS_PER_DAY.
 REGIONS = {
     "EU868": (0.01, ((12, 125, 51), (11, 125, 51), (10, 125, 51), (9, 125, 115), (8, 125, 222),
                      (7, 125, 222))),
     "US915": (None, ((10, 125, 11), (9, 125, 53), (8, 125, 125), (7, 125, 242))),
     "AS923": (0.01, ((12, 125, 59), (11, 125, 59), (10, 125, 59), (9, 125, 123), (8, 125, 250),
                      (7, 125, 250))),
-    "sigfox": (0.01, ((12, 125, 12),)),
+    "sigfox": (0.01, ((12, 125, 25),)),
 }
+# Uplinks a node may start in any 24 hours, where the region counts them (fp/daycount.py)
+UPLINKS_PER_DAY = {"sigfox": 140}
 
 
 class RegionError(ValueError):
@@ -70,6 +74,7 @@ class DutyBudget:
         self._cur = 0  # minute number of the newest bucket
         self.total_ms = 0  # airtime since boot
         self.deferred = 0  # sends put off for lack of budget
+        self.day = None  # fp/daycount.py DayCount, where the region also counts uplinks a day
 
     def _advance(self, now_ms):
         b = now_ms // _BUCKET_MS
@@ -88,6 +93,8 @@ class DutyBudget:
 
     def wait_ms(self, now_ms, airtime_ms):
         # 0 if a transmission of airtime_ms may start now, else how long to wait.
+        if self.day is not None and self.day.wait_ms(now_ms):
+            return self.day.wait_ms(now_ms)
         if not self.duty:
             return 0
         if airtime_ms > self.limit_ms:
@@ -105,3 +112,5 @@ class DutyBudget:
         self._advance(now_ms)
         self._air[self._cur % _BUCKETS] += airtime_ms
         self.total_ms += airtime_ms
+        if self.day is not None:
+            self.day.record(now_ms)

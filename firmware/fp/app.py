@@ -140,7 +140,10 @@ def _deep_sleep_state(hal, node, dev, counter, journal):
     # sleep goes in RTC memory (fp/resume.py). Taken back here after a deep-sleep wake;
     # packed by the HAL right before it sleeps (hal.keep: called with the wake time).
     from fp import resume
-    rec = resume.unpack(hal.resumed, len(dev.budget._air)) if hal.resumed else None
+    rec = None
+    if hal.resumed:
+        day = dev.budget.day
+        rec = resume.unpack(hal.resumed, len(dev.budget._air), len(day.counts) if day else 0)
     if rec:
         resume.restore(rec, hal.clock, counter, dev.budget, journal.max_fcnt + 1)
         dev.interval_ms = rec["interval_ms"]

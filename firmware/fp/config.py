@@ -6,7 +6,9 @@ import json
 from fp import store
 
 ROLES = ("node", "bridge")
-_SMALLEST_FRAME = 29  # 18 bytes of header and MIC + the 11-byte standard reading
+_READING_LEN = 11  # the standard reading (fp/lpp.py)
+_OVERHEAD_V1 = 18  # fp/radio_frame.py OVERHEAD: a v1 frame's header and MIC
+_OVERHEAD_LORAWAN = 13  # fp/lorawan/frames.py OVERHEAD (not imported: the validator stays small)
 
 # key: (default, kind, low, high). kind: "int", "num", "bool", "str", "hex8",
 # "hex16", "role", "air", "region". low/high bound numbers (inclusive).
@@ -151,10 +153,11 @@ def validate(raw, partial=False):
         _, _, _, max_payload = region_params(cfg["region"], cfg["dr"])
     except RegionError as e:
         raise ConfigError("dr", str(e))
-    if max_payload < _SMALLEST_FRAME:
-        # e.g. US915 DR0 (11 bytes) or a Sigfox-class budget: not even a reading fits
+    smallest = _READING_LEN + (_OVERHEAD_V1 if cfg["activation"] == "v1" else _OVERHEAD_LORAWAN)
+    if max_payload < smallest:
+        # e.g. US915 DR0 (11 bytes), or a Sigfox-class budget with v1's larger frame: no reading fits
         raise ConfigError("dr", "%s DR%d carries %d bytes; a reading's radio frame needs %d"
-                          % (cfg["region"], cfg["dr"], max_payload, _SMALLEST_FRAME))
+                          % (cfg["region"], cfg["dr"], max_payload, smallest))
     return cfg
 
 

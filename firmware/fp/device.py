@@ -6,7 +6,7 @@ from binascii import unhexlify
 
 from fp import lpp, store
 from fp import radio_frame as rf
-from fp.airtime import DutyBudget, region_params
+from fp.airtime import UPLINKS_PER_DAY, DutyBudget, region_params
 from micropython import const
 
 FW_VERSION = "0.3.0"
@@ -39,6 +39,9 @@ class Device:
         if cfg["duty_cycle"] >= 0:
             duty = cfg["duty_cycle"]
         self.budget = DutyBudget(duty)
+        if cfg["region"] in UPLINKS_PER_DAY and cfg["role"] == "node":  # uplinks a day, too (Sigfox-class)
+            from fp.daycount import DayCount
+            self.budget.day = DayCount(UPLINKS_PER_DAY[cfg["region"]])
         self.stats = {"taken": 0, "acked": 0, "dropped": 0, "rejects": 0, "bad_mic": 0, "results": 0}
         self.last_reject = ""
         self.status_due = False

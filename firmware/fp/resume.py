@@ -2,7 +2,8 @@
 # Journal and frame counter are on flash already; this record holds the rest: the
 # clock (virtual ms and wall time), the schedule (next reading, status, retry, the
 # retry count), the frame counter's position in its reserved block, the reading
-# interval in use and the duty budget's per-minute sums. It lives in RTC memory
+# interval in use, the duty budget's per-minute sums and, where the region counts
+# uplinks a day (fp/daycount.py), its per-hour counts. It lives in RTC memory
 # (machine.RTC().memory(), kept in deep sleep, lost on a power cut), is written
 # whole right before machine.deepsleep() and taken (then erased) only on a
 # deep-sleep wake: a record that is torn, from another firmware, or left over
@@ -25,12 +26,15 @@ def pack(clock_ms, wall_s, sched, counter, interval_ms, budget):
     body = struct.pack(_HEAD, clock_ms, wall_s, sched[0], sched[1], sched[2], sched[3], counter.next,
                        counter.limit, interval_ms, budget._cur, budget.total_ms, budget.deferred)
     body += bytes(sums)
+    if budget.day is not None:
+        body += struct.pack(">I", budget.day.cur) + bytes(budget.day.counts)
     return _MAGIC + body + struct.pack(">I", crc32(body) & 0xFFFFFFFF)
 
 
-def unpack(raw, buckets):
+def unpack(raw, buckets, day_buckets=0):
     # A dict of the record's fields, or None if it is not a whole, valid record.
-    n = len(_MAGIC) + _HEAD_LEN + 4 * buckets + 4
+    day_len = 4 + 2 * day_buckets if day_buckets else 0
+    n = len(_MAGIC) + _HEAD_LEN + 4 * buckets + day_len + 4
     if raw is None or len(raw) < n or raw[:4] != _MAGIC:
         return None
     body = raw[4 : n - 4]
@@ -39,7 +43,8 @@ def unpack(raw, buckets):
     h = struct.unpack(_HEAD, body[:_HEAD_LEN])
     return {"clock_ms": h[0], "wall_s": h[1], "sched": (h[2], h[3], h[4], h[5]), "fcnt": (h[6], h[7]),
             "interval_ms": h[8], "minute": h[9], "total_ms": h[10], "deferred": h[11],
-            "sums": array("I", body[_HEAD_LEN:])}
+            "sums": array("I", body[_HEAD_LEN : _HEAD_LEN + 4 * buckets]),
+            "day": body[_HEAD_LEN + 4 * buckets :]}
 
 
 def restore(rec, clock, counter, budget, floor):
@@ -58,3 +63,10 @@ def restore(rec, clock, counter, budget, floor):
         budget._air[i] = rec["sums"][i]
     budget.total_ms = rec["total_ms"]
     budget.deferred = rec["deferred"]
+    day = budget.day
+    if day is not None:
+        raw = rec["day"]
+        day.cur = struct.unpack_from(">I", raw)[0]
+        counts = array("H", raw[4:])
+        for i in range(len(day.counts)):
+            day.counts[i] = counts[i]

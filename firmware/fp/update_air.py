@@ -171,6 +171,10 @@ def on_downlink(dev, port, data):
         if port == PORT:
             if dev.reboot_due or store.exists(store.firmware_root() + ".update"):
                 return  # staged or on trial already: the edge hears how it ends first
+            if dev.budget.day is not None:
+                # a Sigfox-class day (140 uplinks) carries readings, not thousands of requests;
+                # the edge offers none to such a board (edge/fuota/updates.py): a stray offer waits
+                raise Refused("uplinks a day")
             rx = dev.upd or AirReceiver()
             # chunks as large as the data rate carries: the frame less its overhead and index
             if rx.offer(data, min(255, dev.max_payload - dev.overhead - 2)):

@@ -24,7 +24,8 @@ def test_airtime_regions_and_budget(micropython):
     assert [p[1] for p in r["eu868"]] == [12, 11, 10, 9, 8, 7]
     assert all(p[0] == 0.01 for p in r["eu868"])
     assert r["us915_dr0"][3] == 11 and r["us915_dr0"][0] is None
-    assert r["sigfox"][3] == 12
+    # Sigfox-class: 12 bytes of payload in a LoRaWAN frame (13 bytes around them), SF12, 1 %
+    assert r["sigfox"] == [0.01, 12, 125, 25]
     assert "out of range 0..5" in r["bad_dr"]
     # the 22nd SF12 frame waits until the first has left the one-hour window
     starts = r["starts"]
@@ -33,6 +34,15 @@ def test_airtime_regions_and_budget(micropython):
     assert r["too_big"] == -1  # a frame longer than the whole budget can never go
     # bounded memory without a cap on the number of transmissions an hour
     assert r["many_waits"] == 0 and r["many_used"] == 240 * 66
+    # Sigfox-class, asked for an uplink every minute for 48 h: never more than 140 in any 24 h
+    # (windows starting at each uplink), and the budget is used, not left idle: 140 go at once,
+    # the next as the hour that held them leaves the 25 hours counted
+    day = r["day_starts"]
+    assert r["day_cap"] == 140 and r["no_day"]
+    assert max(sum(1 for t in day[i:] if t < s + 24 * 3_600_000) for i, s in enumerate(day)) == 140
+    assert day[139] < 3 * 3_600_000 and day[140] >= 24 * 3_600_000
+    assert day[140] <= 25 * 3_600_000
+    assert len(day) >= 2 * 140
 
 
 def test_receive_windows_of_each_region(micropython):
@@ -64,6 +74,17 @@ def test_receive_windows_of_each_region(micropython):
         [30000, 60000, 10000],
     ]
     assert r["errors"] == [
-        "no LoRaWAN receive window in sigfox DR0",
+        "no LoRaWAN receive window in KR920 DR0",
         "no LoRaWAN receive window in US915 DR14",
     ]
+
+
+def test_a_deep_sleep_keeps_the_uplinks_of_the_day(micropython):
+    """A Sigfox-class node that deep-sleeps takes its last 25 hours of uplinks back from RTC memory
+    (fp/resume.py): 139 before the sleep leave it one more, then none until an hour leaves the count."""
+    out = run_mp("check_resume_day.py")
+    assert out.returncode == 0, out.stderr
+    r = json.loads(out.stdout)
+    assert r["used"] == 139 and r["wait_one"] == 0
+    assert r["wait_two"] > 0
+    assert r["other"] is None

@@ -292,7 +292,9 @@ def _node(tmp_path: Path, bundles) -> tuple[Path, Path]:
     return root, cwd
 
 
-def _rx(root: Path, cwd: Path, frames: list[bytes], first: int = 0, last: int | None = None) -> dict:
+def _rx(
+    root: Path, cwd: Path, frames: list[bytes], first: int = 0, last: int | None = None, region: str = "EU868"
+) -> dict:
     path = cwd / "frames.txt"
     path.write_text("\n".join(f.hex() for f in frames))
     out = subprocess.run(
@@ -304,6 +306,7 @@ def _rx(root: Path, cwd: Path, frames: list[bytes], first: int = 0, last: int | 
             str(path),
             str(first),
             str(len(frames) if last is None else last),
+            region,
         ],
         cwd=cwd,
         env=dict(os.environ, MICROPYPATH=f"{root}:{MP_SCRIPTS}"),
@@ -332,6 +335,16 @@ def test_a_node_stages_a_package_from_its_chunks_and_drops_a_chunk_with_a_wrong_
     # each request named the first chunk still missing: 0, 1, 2, then 2 again after the forgery
     firsts = [int(r[10:14], 16) for r in got["requests"]]
     assert firsts[:5] == [0, 1, 2, 2, 3]
+
+
+def test_a_sigfox_class_node_takes_no_update_over_the_air(tmp_path, bundles):
+    """140 uplinks a day carry a Sigfox-class node's readings, not the thousands of requests of 10-byte
+    chunks an update would need: the offer is refused (counted, in the status's last reject), nothing
+    is written."""
+    root, cwd = _node(tmp_path, bundles)
+    got = _rx(root, cwd, _frames(_package(bundles))[:2], region="sigfox")
+    assert not got["active"] and not got["record"] and got["state"] is None
+    assert got["rejects"] == 1 and got["requests"] == []  # the offer; the chunk after it has no session
 
 
 def test_a_package_whose_hash_is_wrong_is_refused_and_forgotten(tmp_path, bundles):

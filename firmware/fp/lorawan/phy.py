@@ -110,7 +110,9 @@ def window(region, n, freq_khz, dr, dl):
     from fp.airtime import RegionError, region_params
     offset = dl >> 4 & 7 if dl else 0
     rx2 = None if dl is None else dl & 15
-    i = ("EU868", "US915", "AS923").index(region) if region in ("EU868", "US915", "AS923") else -1
+    # a Sigfox-class budget (fp/airtime.py "sigfox") is on the EU868 band: EU868's windows
+    i = ("EU868", "US915", "AS923", "sigfox").index(region) if region in ("EU868", "US915", "AS923", "sigfox") else -1
+    i = 0 if i == 3 else i
     if rx2 is None and i >= 0:
         rx2 = (0, 8, 2)[i]
     if i < 0 or (i == 1 and ((rx2 or 0) > 13 or n == 1 and dr > 4)):

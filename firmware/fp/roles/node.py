@@ -61,12 +61,18 @@ class Node:
         if duty:
             toa = self.modem.get_time_on_air_us(self.dev.overhead + _READING_LEN) // 1000
             ms = max(ms, int(toa * _AIR_MARGIN / duty))
+            if dev.budget.day is not None:  # uplinks a day, too (Sigfox-class)
+                ms = max(ms, dev.budget.day.reading_ms(self.status_ms()))
             if len(dev.journal) > dev.journal.capacity // 4:
                 ms *= 2
         if ms != dev.interval_ms:
             dev.interval_ms = ms
             self._t("backoff", ms // 1000)
         return ms
+
+    def status_ms(self):
+        ms = int(self.dev.cfg["status_every"] * 1000)
+        return self.dev.budget.day.status_ms(ms) if self.dev.budget.day else ms
 
     def backoff_ms(self):
         return retry_ms(self.dev.cfg, self.attempts, self.rand())
@@ -221,7 +227,7 @@ class Node:
             if dev.status_due or now >= next_status:
                 fcnt = dev.queue_status(self.uptime_s())
                 self._t("status", fcnt)
-                next_status = now + int(dev.cfg["status_every"] * 1000)
+                next_status = now + self.status_ms()
             if dev.reboot_due and (not len(dev.journal) or self.attempts >= 3):
                 # after our own port-2 answer is through, or after 3 tries (it is
                 # journaled and goes out after the reboot)

@@ -27,8 +27,10 @@ out = {
         window("AS923", 2, 923200, 5, None),
     ],
     "timing": [rx_timing(1, 1), rx_timing(5, 1), rx_timing(3, 0), rx_timing(1, 20), rx_timing(1, 1000)],
+    # a Sigfox-class budget is on the EU868 band: its windows, at its one data rate (SF12)
+    "sigfox": [window("sigfox", 1, 868100, 0, None), window("sigfox", 2, 868100, 0, None)],
 }
-for args in (("sigfox", 1, 868100, 0, 0), ("US915", 2, 904100, 0, 14)):
+for args in (("KR920", 1, 922100, 0, 0), ("US915", 2, 904100, 0, 14)):
     try:
         window(*args)
     except RegionError as e:

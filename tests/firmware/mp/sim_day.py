@@ -1,5 +1,6 @@
 # A simulated day of a node, stepped through the HAL clock (fp/hal/clock.StepClock).
-# usage: micropython sim_day.py <hours> <interval s> <dr> <loss>
+# usage: micropython sim_day.py <hours> <interval s> <dr> <loss> [<region> <activation>]
+# (EU868 and v1 unless given; abp: a LoRaWAN node of the session in sim_abp.py, which makes its ACKs)
 # The node, its device, journal, frame counter and duty budget are the firmware's;
 # the medium is SimMedium below: a TEST STAND-IN for the air plus a bridge and edge
 # that acknowledge what they hear. Prints one "tx <start ms> <airtime ms>" line per
@@ -16,6 +17,8 @@ hours = float(sys.argv[1])
 interval = int(sys.argv[2])
 dr = int(sys.argv[3])
 loss = float(sys.argv[4])
+region = sys.argv[5] if len(sys.argv) > 5 else "EU868"
+activation = sys.argv[6] if len(sys.argv) > 6 else "v1"
 random.seed(42)
 
 
@@ -34,6 +37,7 @@ class SimMedium:
         self.loss = loss
         self.reply = None
         self.counters = {"tx": 0, "lost": 0}
+        self.acks = None  # a LoRaWAN node's: sim_abp.Acks
 
     def get_time_on_air_us(self, n):
         return time_on_air_us(n, self.sf, 125)
@@ -46,6 +50,8 @@ class SimMedium:
         if random.random() < self.loss:
             self.counters["lost"] += 1
             self.reply = None
+        elif self.acks:
+            self.reply = self.acks()
         else:
             self.reply = rf.build_downlink(self.dev.dev_id, self.dev.key, rf.fcnt_of(packet))
 
@@ -59,6 +65,9 @@ class SimMedium:
         self.clock.advance(timeout_ms)
         return None
 
+    def configure(self, lora_cfg):
+        pass  # a receive window's channel: the stand-in answers on any
+
     def standby(self):
         pass
 
@@ -66,24 +75,29 @@ class SimMedium:
         pass
 
 
-cfg = config.validate(
-    {
-        "id": "0123456789abcdef",
-        "key": "0102030405060708090a0b0c0d0e0f10",
-        "role": "node",
-        "dr": dr,
-        "interval": interval,
-        "rx_window": 3,
-        "retry_base": 8,
-        "retry_max": 600,
-        "status_every": 3600,
-        "journal_max": 128,
-        "seed": 1,
-        # Fieldpost v1 frames: the LoRaWAN code does not fit this 64K heap yet (peak 67.1K on
-        # this 64-bit port against 64.0K with v1; see the issue-14 report)
-        "activation": "v1",
-    }
-)
+raw = {
+    "id": "0123456789abcdef",
+    "key": "0102030405060708090a0b0c0d0e0f10",
+    "role": "node",
+    "dr": dr,
+    "interval": interval,
+    "rx_window": 3,
+    "retry_base": 8,
+    "retry_max": 600,
+    "status_every": 3600,
+    "journal_max": 128,
+    "seed": 1,
+    # Fieldpost v1 frames: the LoRaWAN code does not fit this 64K heap yet (peak 67.1K on
+    # this 64-bit port against 64.0K with v1; see the issue-14 report)
+    "activation": activation,
+    "region": region,
+}
+if activation == "abp":
+    from sim_abp import SESSION
+
+    raw.update(SESSION)
+cfg = config.validate(raw)
+del raw
 # as fp/app.py does after boot: the validator goes until a config command needs it
 del config
 sys.modules.pop("fp.config")
@@ -102,8 +116,12 @@ board = UnixBoard(UNIX_PROFILE, cfg, clock)
 journal = Journal("journal", capacity=cfg["journal_max"], seg_bytes=cfg["journal_seg"])
 counter = FrameCounter("fcnt", block=cfg["fcnt_block"], floor=journal.max_fcnt + 1)
 dev = Device(cfg, "config.json", board, journal, counter)
-_, sf, _, _ = region_params(cfg["region"], dr)
+_, sf, _, _ = region_params(region, dr)
 board.modem = SimMedium(clock, dev, sf, loss)
+if dev.lw:
+    from sim_abp import Acks
+
+    board.modem.acks = Acks(dev.lw)
 # imported once the long-lived buffers exist, as fp/app.py does: in this order a 64K
 # heap is less fragmented when the journal's and the duty budget's rings are made
 from fp.roles.node import Node  # noqa: E402

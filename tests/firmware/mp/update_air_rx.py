@@ -1,6 +1,7 @@
 # A LoRaWAN node's Device (ABP session) fed downlinks the edge built, as its radio would hand them
 # over in its receive windows, under micropython; the firmware root is the bundle on MICROPYPATH.
-#   update_air_rx.py <file of hex frames, one a line> <first> <last>   (lines first..last-1)
+#   update_air_rx.py <file of hex frames, one a line> <first> <last> [<region>]   (lines first..last-1;
+#   EU868 DR5 unless a region is given, at its DR0)
 # Prints one JSON line: what the node made of them (its update record, rejects, what it journaled).
 import json
 import sys
@@ -11,7 +12,9 @@ from fp.device import Device
 from fp.fcnt import FrameCounter
 from fp.journal import Journal
 
-cfg = config.validate({"id": "0123456789abcd01", "key": "11" * 16, "dr": 5, "role": "node", "board": "unix",
+region = sys.argv[4] if len(sys.argv) > 4 else "EU868"
+cfg = config.validate({"id": "0123456789abcd01", "key": "11" * 16, "dr": 5 if region == "EU868" else 0,
+                       "region": region, "role": "node", "board": "unix",
                        "activation": "abp", "devaddr": "26011bda", "nwk_skey": "22" * 16,
                        "app_skey": "33" * 16})
 j = Journal("journal")
