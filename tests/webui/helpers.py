@@ -12,11 +12,10 @@ from argon2 import PasswordHasher
 from edge import registry
 from edge.codecs import lpp
 from edge.ingest.process import handle_uplink
-from edge.lorawan import server as lorawan_server
-from edge.radio import AckResult
+from edge.radio import AckResult, build_serial_uplink
 from edge.store import connect, transaction
 from edge.store.numbers import Numbers
-from tests.edge.lorawan_node import EndDevice
+from tests.edge.edge_module_peer import Node, activate
 from webui import accounts
 
 PASSWORD = "correct horse battery"
@@ -73,40 +72,22 @@ def add_device(
 class Module:
     """A registered device whose LoRaWAN uplinks go through edge.ingest (MIC, replay check, store).
 
-    It is activated by personalisation (ABP: a session written beside its registration, no join to
-    run) on first use; a second Module of the same device carries on with that session's counter."""
+    It is activated by personalisation (ABP, tests/edge/edge_module_peer.py: no join to run) on first
+    use; a second Module of the same device carries on with that session's counter."""
 
     def __init__(self, db_path, device_id: str, key: bytes = bytes(range(16))):
         self.db_path, self.device_id = db_path, device_id
         self.numbers = Numbers()
         self._batch = None
-        self.node = EndDevice(device_id, key)
         conn = connect(db_path)
         try:
-            with transaction(conn):
-                row = conn.execute(
-                    "SELECT devaddr, nwk_skey, app_skey, fcnt_up FROM lorawan_sessions WHERE device_id = ?",
-                    (device_id,),
-                ).fetchone()
-                if row is None:
-                    # its reading-id number is unique on the edge: a DevAddr of NwkID 0 (the
-                    # default net_id) made of it is too
-                    number = self.numbers.number(conn, device_id, create=True)
-                    devaddr, nwk, app = number, key[::-1], key
-                    lorawan_server.activate_abp(
-                        conn,
-                        device_id,
-                        devaddr=devaddr,
-                        nwk_skey=nwk,
-                        app_skey=app,
-                        number=number,
-                        now=time.time(),
-                    )
-                    row = (devaddr, nwk, app, 0)
+            (self.node,) = activate(conn, [Node(device_id, key)])
+            (last,) = conn.execute(
+                "SELECT fcnt_up FROM lorawan_sessions WHERE device_id = ?", (device_id,)
+            ).fetchone()
         finally:
             conn.close()
-        self.node.devaddr, self.node.nwk, self.node.app = row[0], bytes(row[1]), bytes(row[2])
-        self.fcnt = max(row[3], 0)  # the first uplink is FCnt 1, as a v1 node's first counter was
+        self.fcnt = max(last, 0)  # the first uplink is FCnt 1, as a v1 node's first counter was
 
     @contextlib.contextmanager
     def batch(self):
@@ -122,7 +103,7 @@ class Module:
 
     def _send(self, port: int, payload: bytes, *, rssi: int, snr: float, now: float | None):
         self.fcnt += 1
-        uplink = self.node.uplink(payload, port=port, fcnt=self.fcnt, rssi=rssi, snr=snr, rx_time=0)
+        uplink = build_serial_uplink(self.node.frame(self.fcnt, port, payload), rssi=rssi, snr=snr)
         at = time.time() if now is None else now
         if (
             self._batch is not None
