@@ -3,15 +3,13 @@
 # restart; main.py turns that into machine.reset() on boards and a fresh start
 # on the unix port.
 import asyncio
-import json
 import sys
-import time
 
-from fp import bootguard
 from fp.device import FW_VERSION, Device
+from fp.store import unload
 from fp.fcnt import FrameCounter
 from fp.journal import Journal
-from fp.supervisor import Supervisor, exception_text
+from fp.supervisor import Supervisor
 
 STABLE_MS = 20000  # real ms of running before a boot counts as good
 # Written first and removed last by `fieldpost provision module`: while it is on flash the
@@ -25,6 +23,9 @@ def _err(msg):
 
 
 async def main(cfg_path="config.json", hal=None):
+    # Code a board runs once (config validation, the board's HAL factory) is imported where it
+    # is used and dropped after: a 64K board needs the RAM for the role.
+    from fp import bootguard
     n = bootguard.enter()
     from fp import config
     if _exists(PROVISIONING_MARKER):
@@ -52,9 +53,13 @@ async def main(cfg_path="config.json", hal=None):
         _err("safe mode: %d boots without running %d s; role again in %d s"
              % (n - 1, STABLE_MS // 1000, hold_ms // 1000))
         return await safe_mode(reason, cfg, cfg_path, hold_ms)
+    import gc
+    gc.collect()  # the validator's RAM back in one piece before the HAL and the role take theirs
     if hal is None:
         from fp.hal import board
         hal = board.make(cfg)
+        del board
+        unload("fp.hal.board")
     try:
         why = await _run(cfg, cfg_path, hal)
     finally:
@@ -80,6 +85,9 @@ async def _run(cfg, cfg_path, hal):
         _err("frame counter file damaged: resuming at %d" % counter.next)
     log = _StderrLog()
     dev = Device(cfg, cfg_path, hal, journal, counter, log)
+    # bootguard stays loaded: _stable clears the count 20 s in, when the role's heap is in use,
+    # and importing it only then would need a free piece that a full 64K heap may not have
+    from fp import bootguard
     dev.safe_reason = bootguard.recovered()  # said in the first status, once the radio works
     if dev.safe_reason:
         log("warn", "back from safe mode (%s)" % dev.safe_reason)
@@ -100,7 +108,8 @@ async def _run(cfg, cfg_path, hal):
         if dev.lw:
             dev.report_update()  # an update rolled back at this boot (fp/update.py) says so now
         if getattr(hal, "sleep_kind", None) == "deep" and hasattr(hal, "keep"):
-            _deep_sleep_state(hal, role, dev, counter, journal)
+            from fp import resume  # a board that deep-sleeps only
+            resume.attach(hal, role, dev, counter, journal)
         sup.start("node", role.run)
     # Collect whenever a quarter of what is free now has been allocated, not only when an
     # allocation fails: a small heap then stays in fewer pieces (a 64K day ran out of one
@@ -110,7 +119,8 @@ async def _run(cfg, cfg_path, hal):
     gc.threshold(gc.mem_free() // 4)
     sup.start("stable", _stable, watch=False)  # a timer: it never beats
     if _exists(update_state_path()):
-        sup.start("update", lambda: _confirm_update(dev, role), watch=False)
+        from fp import update  # a firmware on trial only
+        sup.start("update", lambda: update.confirm_when_done(dev, role), watch=False)
     print("fieldpost %s %s %s board=%s journal=%d fcnt=%d" % (FW_VERSION, cfg["role"], cfg["id"], hal.name,
                                                              len(journal), counter.next))
     try:
@@ -135,27 +145,6 @@ def _clock_above(clock, t):
         clock.advance(ms - now)
 
 
-def _deep_sleep_state(hal, node, dev, counter, journal):
-    # A board that deep-sleeps boots again on waking: what the node keeps across the
-    # sleep goes in RTC memory (fp/resume.py). Taken back here after a deep-sleep wake;
-    # packed by the HAL right before it sleeps (hal.keep: called with the wake time).
-    from fp import resume
-    rec = None
-    if hal.resumed:
-        day = dev.budget.day
-        rec = resume.unpack(hal.resumed, len(dev.budget._air), len(day.counts) if day else 0)
-    if rec:
-        resume.restore(rec, hal.clock, counter, dev.budget, journal.max_fcnt + 1)
-        dev.interval_ms = rec["interval_ms"]
-        node.resume = rec["sched"]
-        node.boot_ms = hal.clock.ms()  # the clock went on: uptime counts from this boot
-
-    def keep(wake_ms):
-        bootguard.clear()  # an ordered sleep, not a crash: the wake must not count toward safe mode
-        return resume.pack(wake_ms, hal.clock._wall0, node.sched, counter, dev.interval_ms, dev.budget)
-    hal.keep = keep
-
-
 def _exists(path):
     import os
     try:
@@ -165,17 +154,9 @@ def _exists(path):
         return False
 
 
-def unload(name):
-    # Forget a module so the GC can take its code back (an import brings it back).
-    sys.modules.pop(name, None)
-    pkg, _, leaf = name.rpartition(".")
-    parent = sys.modules.get(pkg)
-    if parent is not None and hasattr(parent, leaf):
-        delattr(parent, leaf)
-
-
 async def _stable():
     await asyncio.sleep_ms(STABLE_MS)
+    from fp import bootguard  # loaded since _run
     bootguard.clear()
     while True:
         await asyncio.sleep_ms(3600000)
@@ -186,22 +167,6 @@ def update_state_path():
     # names would fill a virtual heltec_v2 bridge's qstr pool): <root>/fp/app.py -> <root>/
     here = __file__.rsplit("/", 2)
     return (here[0] + "/" if len(here) == 3 else "") + ".update/state"
-
-
-async def _confirm_update(dev, role):
-    # A firmware on trial after an update (fp/update.py) is kept once it has done its job once:
-    # a bridge's link handshake, a node's reading acknowledged by the edge. Until then a reboot
-    # counts a trial boot, and too many bring the old firmware back.
-    from fp import update
-    link = getattr(role, "link", None)
-    while not (dev.stats["acked"] > 0 or (link is not None and link.up)):
-        await asyncio.sleep_ms(200)
-    if update.Updater().confirm():
-        print("fieldpost update: confirmed", FW_VERSION)
-        if dev.lw:
-            dev.report_update()  # a node says so on FPort 6 (a bridge's next HELLO does)
-    while True:
-        await asyncio.sleep_ms(3600000)
 
 
 def _trace(event, value):
@@ -221,64 +186,6 @@ class _StderrLog:
 
 
 async def safe_mode(reason, cfg, cfg_path, hold_ms=0):
-    # No role: only the serial link (if the board has one), announcing safe mode
-    # and the reason in HELLO, LOG and STATUS, so the edge and provisioning see it.
-    # hold_ms > 0 (crashed boots): after that long (virtual: time_scale applies on
-    # the unix port) the role is tried again (fp/bootguard.py); 0: until fixed.
-    from fp import frame as fr
-    from fp.link import Link
-    from fp.linkio import LinkIO
-    print("fieldpost %s SAFE MODE: %s" % (FW_VERSION, reason))
-    uart = None
-    try:
-        from fp.hal import board
-        profile = board.find_profile(cfg["board"] if cfg else "unix")
-        if profile.get("mcu") == "unix" or board.VIRTUAL:
-            from fp.hal.unix import shared_uart
-            uart = shared_uart()
-        else:
-            import machine
-            u = profile["uart"]
-            uart = machine.UART(u["id"], baudrate=u.get("baudrate", 115200), tx=u["tx"], rx=u["rx"],
-                                timeout=0)
-    except Exception as e:
-        _err("safe mode without link: %s" % exception_text(e))
-    hello = {"id": (cfg or {}).get("id", "0000000000000000"), "fw": FW_VERSION,
-             "role": (cfg or {}).get("role", "node"), "board": (cfg or {}).get("board", "?"),
-             "safe": reason[:80]}
-    # Safe mode is where a fix is most wanted: a firmware update is taken over the link (the
-    # module's key from its config authenticates the commit), and staged, it reboots into it.
-    link = Link(hello, time.ticks_ms, accept=(fr.UPDATE_OFFER, fr.UPDATE_CHUNK, fr.UPDATE_COMMIT))
-    staged = []
-
-    def on_event(ev):
-        from fp.link import EV_RECEIVED
-        if ev[0] != EV_RECEIVED:
-            return
-        if not cfg:
-            link.nack(ev[2], fr.NACK_INVALID, "update: no config, no key")
-            return
-        from fp import update_rx
-        from binascii import unhexlify
-        if not staged:
-            staged.append(update_rx.Receiver(unhexlify(cfg["key"]), cfg["board"], FW_VERSION))
-        if update_rx.on_frame(staged[0], link, ev[1], ev[2], ev[3]):
-            staged.append(True)
-        io.flush()
-
-    io = LinkIO(uart, link, on_event) if uart else None
-    if io:
-        asyncio.create_task(io.run())
-    end = time.ticks_add(time.ticks_ms(), int(hold_ms / ((cfg or {}).get("time_scale") or 1)))
-    tick = 0
-    while not hold_ms or time.ticks_diff(end, time.ticks_ms()) > 0:
-        if len(staged) > 1:
-            await asyncio.sleep_ms(200)  # the ACK of the commit goes out first
-            return "update staged in safe mode"
-        if tick % 50 == 0 and io and link.up and link.can_send():  # every 10 s
-            io.send(fr.LOG, json.dumps({"lvl": "error", "msg": "safe mode: " + reason}).encode(), None)
-            io.send(fr.STATUS, json.dumps({"safe": True, "reason": reason[:120]}).encode(), None)
-        tick += 1
-        await asyncio.sleep_ms(200)
-    bootguard.leave()
-    return "safe mode over after %d s: the role runs again" % (hold_ms // 1000)
+    # fp/safemode.py: loaded only when a board has to stay in it
+    from fp import safemode
+    return await safemode.run(reason, cfg, cfg_path, hold_ms)

@@ -4,13 +4,13 @@ import json
 import struct
 from binascii import unhexlify
 
-from fp import lpp, store
+from fp import store
 from fp import radio_frame as rf
 from fp.airtime import UPLINKS_PER_DAY, DutyBudget, region_params
 from micropython import const
 
 FW_VERSION = "0.3.0"
-_DLIDS = "dlids"  # last executed downlink ids, so a resent reboot does not reboot twice
+DLIDS = "dlids"  # last executed downlink ids, so a resent reboot does not reboot twice (fp/downlink.py)
 _SAMPLED = const(255)  # fp/radio_frame.py _PORT_SAMPLED: a reading journaled with its sample time
 
 
@@ -48,7 +48,7 @@ class Device:
         self.reboot_due = False
         self.interval_ms = cfg["interval"] * 1000  # as the node spaces readings (fp/roles/node.py)
         self.safe_reason = ""  # why the last safe mode was (fp/bootguard.py), until a status said it
-        body = store.read_atomic(_DLIDS)
+        body = store.read_atomic(DLIDS)
         self.dl_ids = list(struct.unpack(">4H", body)) if body and len(body) == 8 else []
         # A firmware update coming over the air (fp/update_air.py): loaded only while one is under way
         self.upd = None
@@ -109,6 +109,7 @@ class Device:
             self.journal.done(rf.fcnt_of(body), True)
 
     def take_reading(self):
+        from fp import lpp  # a node's (and a bridge's with own_readings): a bridge without never loads it
         temp, rh = self.hal.read_climate()
         t = self.hal.clock.ms() // 100  # sampled now: kept with the frame, sent as its age
         fcnt = self.queue(rf.PORT_READINGS, lpp.standard_reading(temp, rh, self.hal.battery_v()), t)
@@ -179,51 +180,15 @@ class Device:
         return True
 
     def command(self, payload):
-        # Validate, act, answer on port 2 (the answer is journaled: it survives a reboot).
-        # Imported here, not at the top: commands are rare and a 64K board needs the RAM.
-        from fp import config
-        from fp.downlink import CommandError, parse_and_validate
+        # Validate, act, answer on port 2 (fp/downlink.py run: imported here, not at the top:
+        # commands are rare and a 64K board needs the RAM; dropped again once done).
+        from fp import downlink
         try:
-            dl_id, cmd, args = parse_and_validate(payload, tuple(self.hal.outputs))
-        except rf.RadioError as e:
-            self.reject(e.args[0], "command without id")
-            self.status_due = True
-            return
-        except CommandError as e:
-            self.reject(e.reason, e.text)
-            self._answer(e.dl_id, e.result, e.text)
-            return
-        if dl_id in self.dl_ids:
-            self._answer(dl_id, rf.RESULT_OK, "repeat")  # done before: confirm, do not redo
-            return
-        result, text = rf.RESULT_OK, ""
-        try:
-            if cmd == rf.CMD_SET_INTERVAL:
-                self.cfg = config.update(self.cfg_path, self.cfg, {"interval": args})
-            elif cmd == rf.CMD_SET_OUTPUT:
-                self.hal.outputs[args[0]](args[1])
-            elif cmd == rf.CMD_REQUEST_STATUS:
-                self.status_due = True
-            elif cmd == rf.CMD_REBOOT:
-                self.reboot_due = True
-            elif cmd == rf.CMD_CONFIG:
-                self.cfg = config.update(self.cfg_path, self.cfg, args)
-        except config.ConfigError as e:
-            result, text = rf.RESULT_OUT_OF_RANGE, str(e)
-        except Exception as e:  # hardware refused (output pin, flash full)
-            result, text = rf.RESULT_FAILED, repr(e)
-        self._remember(dl_id)
-        self._answer(dl_id, result, text)
-
-    def _remember(self, dl_id):
-        self.dl_ids = ([dl_id] + self.dl_ids)[:4]
-        ids = self.dl_ids + [0xFFFF] * (4 - len(self.dl_ids))
-        store.write_atomic(_DLIDS, struct.pack(">4H", *ids))
-
-    def _answer(self, dl_id, result, text):
-        self.stats["results"] += 1
-        self.queue(rf.PORT_RESULT, rf.result_payload(dl_id, result, text))
-
+            downlink.run(self, payload)
+        finally:
+            del downlink
+            store.unload("fp.downlink")
+            store.unload("fp.config")  # fp/downlink.py's validator
 
     # --- firmware updates over the air (nodes; fp/update_air.py, loaded only when needed) ----
 

@@ -3,7 +3,7 @@
 import json
 import struct
 
-from fp import config
+from fp import config, store
 from fp import radio_frame as rf
 
 MIN_INTERVAL = 10
@@ -65,3 +65,51 @@ def parse_and_validate(payload, outputs=()):
             raise _range(dl_id, str(e))
         return dl_id, cmd, changes
     raise CommandError(dl_id, rf.RESULT_UNKNOWN_COMMAND, "command", "unknown command %d" % cmd)
+
+
+def run(dev, payload):
+    # A command for fp/device.py Device `dev`: validate, act, answer on port 2 (the answer is
+    # journaled: it survives a reboot).
+    try:
+        dl_id, cmd, args = parse_and_validate(payload, tuple(dev.hal.outputs))
+    except rf.RadioError as e:
+        dev.reject(e.args[0], "command without id")
+        dev.status_due = True
+        return
+    except CommandError as e:
+        dev.reject(e.reason, e.text)
+        _answer(dev, e.dl_id, e.result, e.text)
+        return
+    if dl_id in dev.dl_ids:
+        _answer(dev, dl_id, rf.RESULT_OK, "repeat")  # done before: confirm, do not redo
+        return
+    result, text = rf.RESULT_OK, ""
+    try:
+        if cmd == rf.CMD_SET_INTERVAL:
+            dev.cfg = config.update(dev.cfg_path, dev.cfg, {"interval": args})
+        elif cmd == rf.CMD_SET_OUTPUT:
+            dev.hal.outputs[args[0]](args[1])
+        elif cmd == rf.CMD_REQUEST_STATUS:
+            dev.status_due = True
+        elif cmd == rf.CMD_REBOOT:
+            dev.reboot_due = True
+        elif cmd == rf.CMD_CONFIG:
+            dev.cfg = config.update(dev.cfg_path, dev.cfg, args)
+    except config.ConfigError as e:
+        result, text = rf.RESULT_OUT_OF_RANGE, str(e)
+    except Exception as e:  # hardware refused (output pin, flash full)
+        result, text = rf.RESULT_FAILED, repr(e)
+    _remember(dev, dl_id)
+    _answer(dev, dl_id, result, text)
+
+
+def _remember(dev, dl_id):
+    from fp.device import DLIDS
+    dev.dl_ids = ([dl_id] + dev.dl_ids)[:4]
+    ids = dev.dl_ids + [0xFFFF] * (4 - len(dev.dl_ids))
+    store.write_atomic(DLIDS, struct.pack(">4H", *ids))
+
+
+def _answer(dev, dl_id, result, text):
+    dev.stats["results"] += 1
+    dev.queue(rf.PORT_RESULT, rf.result_payload(dl_id, result, text))

@@ -84,6 +84,10 @@ class Journal:
         self._hdr = bytearray(3)
         self._rec = bytearray(3 + 255 + 4)  # one record being written (fp: a body is at most 255 bytes)
         self._recv = memoryview(self._rec)
+        # (fcnt, body) of the newest frame appended to an empty journal: it is the head, sent
+        # next, so it is not read back from flash (a file opened and read, ~700 bytes of garbage
+        # on the unix port, per reading cycle). Valid while that fcnt is the head.
+        self._head = None
         self._v1 = []  # segments in format 1: their FRAME bodies end in a MIC
         self._alien = []  # segments in a format this code does not know
         for name in os.listdir(path):
@@ -93,15 +97,10 @@ class Journal:
                 except ValueError:
                     pass
         self.segs.sort()
-        import sys
-
         from fp import jreplay
         jreplay.replay(self, self.segs)
         del jreplay
-        sys.modules.pop("fp.jreplay", None)
-        fp = sys.modules.get("fp")
-        if fp is not None and hasattr(fp, "jreplay"):
-            delattr(fp, "jreplay")
+        store.unload("fp.jreplay")
         self.cur = (self.segs[-1] + 1) if self.segs else 1
         for s in self._alien:
             self.segs.remove(s)  # never collected nor compacted; numbers above them are used
@@ -198,6 +197,8 @@ class Journal:
         fcnt = struct.unpack_from(">I", body, 9)[0]
         off = self._write(_T_FRAME, body)
         self._push(fcnt, self.cur, off)
+        if self._n == 1 and type(body) is bytes:  # immutable: the caller cannot change it after
+            self._head = (fcnt, body)
         self.max_fcnt = max(self.max_fcnt, fcnt)
         self.appends += 1
         if dropped:
@@ -246,6 +247,9 @@ class Journal:
     def head(self):
         # The oldest pending unsigned frame.
         while self._n:
+            h = self._head
+            if h is not None and h[0] == self._fc[self._h]:
+                return h[1]
             body = self.read(0)
             if body is not None:
                 return body

@@ -92,6 +92,14 @@ def _urandom16():
     return (b[0] << 8) | b[1]
 
 
+def _sooner(best, t, now):
+    # best (ms, -1: none yet) or the ms to timer t (None: not running), whichever is sooner
+    if t is None:
+        return best
+    d = max(ticks_diff(t, now), 0)
+    return d if best < 0 or d < best else best
+
+
 def seq_distance(a, b):
     # signed distance a - b in 16-bit sequence space
     return ((a - b + 0x8000) & 0xFFFF) - 0x8000
@@ -206,15 +214,12 @@ class Link:
         return self._take_events()
 
     def ms_to_deadline(self):
+        # called by fp/linkio.py every few ms: no tuple of the timers built per call (garbage)
         now = self._clock()
-        best = -1
-        for t in (self._hello_due, self._rto_due, self._busy_until, self._prod_due):
-            if t is not None:
-                d = ticks_diff(t, now)
-                d = max(d, 0)
-                if best < 0 or d < best:
-                    best = d
-        return best
+        best = _sooner(-1, self._hello_due, now)
+        best = _sooner(best, self._rto_due, now)
+        best = _sooner(best, self._busy_until, now)
+        return _sooner(best, self._prod_due, now)
 
     def take_output(self):
         # a batch starts with a delimiter (an empty frame, ignored by the peer): it ends any

@@ -70,3 +70,24 @@ def restore(rec, clock, counter, budget, floor):
         counts = array("H", raw[4:])
         for i in range(len(day.counts)):
             day.counts[i] = counts[i]
+
+
+def attach(hal, node, dev, counter, journal):
+    # fp/app.py, for a board that deep-sleeps: it boots again on waking, and what the node keeps
+    # across the sleep goes in RTC memory (above). Taken back here after a deep-sleep wake;
+    # packed by the HAL right before it sleeps (hal.keep: called with the wake time).
+    rec = None
+    if hal.resumed:
+        day = dev.budget.day
+        rec = unpack(hal.resumed, len(dev.budget._air), len(day.counts) if day else 0)
+    if rec:
+        restore(rec, hal.clock, counter, dev.budget, journal.max_fcnt + 1)
+        dev.interval_ms = rec["interval_ms"]
+        node.resume = rec["sched"]
+        node.boot_ms = hal.clock.ms()  # the clock went on: uptime counts from this boot
+
+    def keep(wake_ms):
+        from fp import bootguard
+        bootguard.clear()  # an ordered sleep, not a crash: the wake must not count toward safe mode
+        return pack(wake_ms, hal.clock._wall0, node.sched, counter, dev.interval_ms, dev.budget)
+    hal.keep = keep

@@ -13,6 +13,17 @@ def firmware_root():
     return here[0] + "/" if len(here) == 3 else ""
 
 
+def unload(name):
+    # Forget a module so the GC can take its code back (an import brings it back): code a board
+    # runs once, or rarely, is not kept in a 64K heap. Here as every firmware module has store.
+    import sys
+    sys.modules.pop(name, None)
+    pkg, _, leaf = name.rpartition(".")
+    parent = sys.modules.get(pkg)
+    if parent is not None and hasattr(parent, leaf):
+        delattr(parent, leaf)
+
+
 def exists(path):
     try:
         os.stat(path)

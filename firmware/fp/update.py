@@ -278,3 +278,20 @@ class Updater:
     def last_result(self):
         body = store.read_atomic(self.root + ".update-result")
         return json.loads(body) if body else None
+
+
+async def confirm_when_done(dev, role):
+    # fp/app.py's task while a firmware is on trial after an update. It is kept once it has done its job once:
+    # a bridge's link handshake, a node's reading acknowledged by the edge. Until then a reboot
+    # counts a trial boot, and too many bring the old firmware back.
+    import asyncio  # here, not at the top: the swap at boot (main.py) loads this file and needs no event loop
+    link = getattr(role, "link", None)
+    while not (dev.stats["acked"] > 0 or (link is not None and link.up)):
+        await asyncio.sleep_ms(200)
+    if Updater().confirm():
+        from fp.device import FW_VERSION
+        print("fieldpost update: confirmed", FW_VERSION)
+        if dev.lw:
+            dev.report_update()  # a node says so on FPort 6 (a bridge's next HELLO does)
+    while True:
+        await asyncio.sleep_ms(3600000)

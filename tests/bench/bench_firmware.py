@@ -96,6 +96,37 @@ def _sim_day(hours: int) -> dict:
     return {"hours": hours, "wall_s": wall, "speedup": hours * 3600 / wall, **summary}
 
 
+def _main_days(hours: int) -> dict:
+    """Issue 13: main.py of each role through a simulated day in the smallest heap it runs in
+    (tests/firmware/mainday.py): its live heap at boot and at its peak, the harness's share, and
+    the bytes allocated per radio cycle (GC off for an hour, in a large heap; the test stand-ins'
+    own allocations included, so an upper bound)."""
+    from tests.firmware import mainday
+
+    figures: dict = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        bundle = mainday.build(Path(tmp) / "unix")
+        for role, heap_k in (("node", mainday.NODE_HEAP_K), ("bridge", mainday.BRIDGE_HEAP_K)):
+            day, boots, lines = mainday.run(bundle, Path(tmp) / "day", role, heap_k, hours, timeout=300)
+            if day is None:
+                raise RuntimeError(f"main.py {role} day failed: " + "\n".join(lines[-20:]))
+            garbage, _, _ = mainday.run(
+                bundle, Path(tmp) / "garbage", role, 8192, 1, garbage=True, timeout=300
+            )
+            figures[role] = {
+                "heapsize_k": heap_k,
+                "hours": hours,
+                "boots": len(boots),
+                "memory_errors": sum("MemoryError" in line for line in lines),
+                "live_at_boot": day["boot_live"],
+                "peak_live": day["peak_live"],
+                "peak_allocated": day["peak_alloc"],
+                "harness": day["harness"],
+                "garbage_per_cycle_bytes": garbage["garbage_per_cycle"] if garbage else None,
+            }
+    return figures
+
+
 BOARDS = ("heltec_v2", "heltec_v3", "pico_rfm95w")
 VOLTS = 3.7  # nominal Li-ion cell voltage: charge -> energy
 
@@ -168,6 +199,7 @@ def run(out_dir: Path, quick: bool) -> dict:
             "journal_append": micro["journal_append_us"] / cpy_append,
         },
         "sim_day_64k": _sim_day(6 if quick else 24),
+        "main_py_day": _main_days(6 if quick else 24),
         "power": _power(quick),
     }
     day = figures["sim_day_64k"]

@@ -5,7 +5,6 @@
 # lora drivers expect.
 import gc
 
-from fp.hal import board as board_mod
 from fp.hal import wdt
 from fp.hal.clock import Clock
 
@@ -52,7 +51,8 @@ def make_modem(machine, profile, lora_cfg):
         return SX1262(spi=spi, cs=cs, busy=_pin(machine, pins["busy"]), dio1=_pin(machine, pins["dio1"]),
                       reset=_pin(machine, pins["reset"]), dio2_rf_sw=radio.get("dio2_rf_sw", True),
                       dio3_tcxo_millivolts=radio.get("tcxo_mv"), lora_cfg=lora_cfg)
-    raise board_mod.BoardError("radio chip %r not supported" % chip)
+    from fp.hal.board import BoardError
+    raise BoardError("radio chip %r not supported" % chip)
 
 
 def make_sensor(machine, profile):
@@ -192,7 +192,8 @@ def make(profile, cfg, clock=None, machine=None):
     from fp.airtime import region_params
     b = McuBoard(machine, profile, cfg, clock)
     _, sf, bw, _ = region_params(cfg["region"], cfg["dr"])
-    b.modem = make_modem(machine, profile, board_mod.lora_cfg(profile, sf, bw))
+    from fp.hal.board import lora_cfg
+    b.modem = make_modem(machine, profile, lora_cfg(profile, sf, bw))
     u = profile.get("uart")
     if cfg["role"] == "bridge" and u:
         if u.get("id") == 0 and u.get("detach_repl"):

@@ -49,15 +49,12 @@ class UnixBoard:
             idx = o["index"]
             self.output_state[idx] = 0
             self.outputs[idx] = self._setter(idx)
-        import sys
-
         from fp.hal import wdt
+        from fp.store import unload
         # the profile's MCU limit applies on the virtual board too (a Pico profile clamps)
         self.wdt_ms, self.wdt_warning = wdt.watchdog_ms(profile, cfg)
         del wdt
-        sys.modules.pop("fp.hal.wdt", None)  # needed once: its RAM goes back to the role
-        if hasattr(sys.modules.get("fp.hal"), "wdt"):
-            delattr(sys.modules["fp.hal"], "wdt")
+        unload("fp.hal.wdt")  # needed once: its RAM goes back to the role
         self.wdt = SoftWDT(self.wdt_ms)
         self.led_on = False
         seed = cfg.get("seed", -1)

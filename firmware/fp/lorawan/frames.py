@@ -74,11 +74,12 @@ class Session:
             raise FrameError("long", "frame of %d bytes, at most %d" % (len(body) + 4, _MAX_FRAME))
         return body + mic(self.nwk, direction, self.devaddr, fcnt, body)
 
-    def open(self, frame, fcnt):
+    def open(self, frame, fcnt, parsed=None):
         # A data frame of this session whose 32-bit counter is `fcnt` (see
         # full_fcnt); returns (mhdr, fctrl, fopts, fport, plaintext) or raises
-        # FrameError. MIC before anything is decrypted.
-        mhdr, devaddr, fctrl, _, fopts, fport, _ = parse(frame)
+        # FrameError. MIC before anything is decrypted. parsed: parse(frame), if the
+        # caller has it already (a downlink per uplink: not parsed twice).
+        mhdr, devaddr, fctrl, _, fopts, fport, _ = parsed or parse(frame)
         direction = _UP if mhdr in UPLINKS else _DOWN
         n = len(frame) - 4
         if not equal(mic(self.nwk, direction, devaddr, fcnt, memoryview(frame)[:n]), frame[n:]):

@@ -20,7 +20,6 @@ _SESSION = "lw_session"
 PORT_CONTROL = const(4)  # edge -> node: 0x01 = join again (docs/radio.md)
 REJOIN = const(1)
 PORT_SESSION = const(5)  # node -> edge: the first frame of a session, the counter of the next record
-_IQ_INV = {"invert_iq_rx": True}  # the lora_cfg of a node's receive windows (rx below)
 
 
 class LoRaWAN:
@@ -32,6 +31,7 @@ class LoRaWAN:
         # rotation) means a new join, never the old session's keys
         self._key_tag = struct.pack(">I", crc32(self._app_key) & 0xFFFFFFFF)
         self._app = None  # the AppKey's Cmac, made at the first join
+        self._rec = None  # the session file's record (_save)
         self.session = None
         self.base = 0
         self.fcnt_down = -1
@@ -68,11 +68,15 @@ class LoRaWAN:
         self.session = F.Session(devaddr, nwk, app)
 
     def _save(self):
+        # at every downlink (its counter): packed into one buffer kept for it, not built anew
         s = self.session
-        store.write_atomic(_SESSION, struct.pack(">I16s16siiBB", s.devaddr, s.nwk_key, s.app_key, self.base,
-                                                 self.fcnt_down, self.rx1_delay,
-                                                 (self.dl_settings or 0) << 1 | self.announced)
-                           + self._key_tag)
+        buf = self._rec
+        if buf is None:
+            buf = self._rec = bytearray(50)
+            buf[46:] = self._key_tag
+        struct.pack_into(">I16s16siiBB", buf, 0, s.devaddr, s.nwk_key, s.app_key, self.base, self.fcnt_down,
+                         self.rx1_delay, (self.dl_settings or 0) << 1 | self.announced)
+        store.write_atomic(_SESSION, buf)
 
     def join_request(self):
         from fp.lorawan import join
@@ -81,6 +85,11 @@ class LoRaWAN:
     def accept(self, frame):
         from fp.lorawan import join
         join.accept(self, frame)
+        # Joined: the join code and the AppKey's cipher are not needed until the next join
+        # (which loads them again; the DevNonce counter is on flash). A 64K board needs the RAM.
+        self._app = None
+        del join
+        store.unload("fp.lorawan.join")
 
     def announcement(self, head):
         # FCnt 0 of a session: "my next record has counter `head`" (port 5), so the
@@ -109,20 +118,21 @@ class LoRaWAN:
     def open_downlink(self, frame):
         # (ACK bit, FPort or None, plaintext) of a downlink of our session, or
         # FrameError: another device's ("device"), forged ("mic"), replayed ("fcnt").
-        mhdr, devaddr, _, fcnt16, _, _, _ = F.parse(frame)
+        parsed = F.parse(frame)
+        mhdr, devaddr, _, fcnt16, _, _, _ = parsed
         if mhdr not in F.DOWNLINKS:
             raise F.FrameError("mtype", "not a downlink")
         if self.session is None or devaddr != self.session.devaddr:
             raise F.FrameError("device", "downlink for another device")
         full = F.full_fcnt(self.fcnt_down, fcnt16)
         try:
-            _, fctrl, _, fport, data = self.session.open(frame, full)
+            _, fctrl, _, fport, data = self.session.open(frame, full, parsed)
         except F.FrameError:
             if full < 0x10000:
                 raise
             # one wrap lower: an older downlink arriving late (an ACK of a retry), not a forgery
             full -= 0x10000
-            _, fctrl, _, fport, data = self.session.open(frame, full)
+            _, fctrl, _, fport, data = self.session.open(frame, full, parsed)
         if full <= self.fcnt_down:
             raise F.FrameError("fcnt", "downlink counter %d not above %d" % (full, self.fcnt_down))
         self.fcnt_down = full
@@ -207,7 +217,7 @@ async def rx(node, n, t_end, join):
         # Downlinks come with inverted IQ (as from any LoRaWAN gateway), uplinks go with normal IQ:
         # in its windows a node hears the gateway, never another node's uplink. A LoRaWAN node
         # receives only in its windows, so its receiver stays inverted once set.
-        modem.configure(_IQ_INV)
+        modem.configure({"invert_iq_rx": True})
         node._iq_inv = True
     if retune and (tune is None or tune[0] != params):
         # the lora_cfg changes to and from this window's channel, made once (not per uplink)
