@@ -223,10 +223,12 @@ def node_seed(n: int) -> int:
     return 1000 * n + int(NODE_PHASES[(n - 1) % len(NODE_PHASES)] * 1000)
 
 
-# EU868 allows each module 1 % of every hour on air (36 s). At SF7 a node's reading (29 bytes) is
-# 66 ms on air and the bridge's acknowledgement (18 bytes) 51 ms: the bridge answers every node, so
-# its budget is the one that runs out first. Half of it for the acknowledgements (the rest for
-# resends) gives 18 s / 51.5 ms = 349 a hour, shared by the nodes: a reading every 10.4 s x nodes.
+# EU868 allows each module 1 % of every hour on air (36 s). At SF7 a node's reading (24 bytes of
+# LoRaWAN) is 62 ms on air and the bridge's acknowledgement (12 bytes) 41 ms: the bridge answers
+# every node, so its budget is the one that runs out first. Half of it for the acknowledgements (the
+# rest for resends, join accepts and commands) gives 18 s / 41 ms = 437 an hour, shared by the
+# nodes: a reading every 8.2 s x nodes. The demo keeps the 10.4 s x nodes of Fieldpost v1's larger
+# frames (29 and 18 bytes), a margin more.
 # Shorter, and the bridge runs out of airtime, acknowledgements miss their window, the nodes resend
 # and their own budget goes (before issue 13 the demo stalled for ~5 minutes after ~20 readings).
 DEMO_MIN_INTERVAL_S = 30

@@ -207,13 +207,16 @@ def handle_batch(
                 else "not registered (quarantine rate exceeded: dropped)"
             )
             outcomes[i] = _reject(AckResult.UNKNOWN_DEVICE, why, f.device_id, f.fcnt)
-        elif dev.lorawan or not (network.settings.accept_v1 or dev.is_bridge):
+        elif dev.lorawan or not (network.settings.accept_v1 or dev.is_bridge or f.bridge_id is None):
+            # On the radio, nodes speak LoRaWAN; v1 frames stay the protocol of a bridge's own
+            # readings (its serial link) and of UDP/CoAP devices (no bridge: docs/sources.md).
             network.stats["v1_refused"] += 1
             outcomes[i] = _reject(
                 AckResult.MALFORMED,
                 "old-format frame (Fieldpost radio v1): this device speaks LoRaWAN now; update its firmware"
                 if dev.lorawan
-                else "old-format frame (Fieldpost radio v1): the edge takes LoRaWAN frames only (docs/radio.md)",
+                else "old-format frame (Fieldpost radio v1) from a node that never joined: the edge takes"
+                " LoRaWAN frames only ([lorawan] accept_v1 = false; docs/radio.md 0.8)",
                 f.device_id,
                 f.fcnt,
             )

@@ -39,7 +39,11 @@ class LoRaWANSettings:
         lo=0,
         hi=15,
     )
-    accept_v1: bool = setting(True, doc="Fieldpost radio v1 frames from devices that never joined")
+    accept_v1: bool = setting(
+        False,
+        doc="Fieldpost radio v1 frames from radio nodes that never joined (old firmware); a bridge's"
+        " own readings and UDP/CoAP devices' frames are taken either way",
+    )
     quarantine_max: int = setting(
         1000, doc="Rows in quarantine; the oldest is evicted beyond", lo=1, hi=1_000_000
     )

@@ -13,7 +13,7 @@ from edge import config as config_mod
 from edge import registry
 from edge.daemon import Daemon
 from edge.store import connect
-from tests.edge.edge_module_peer import ModulePeer, Node
+from tests.edge.edge_module_peer import ModulePeer, Node, activate
 
 DEVICE = "a1b2c3d4e5f60708"
 BRIDGE = "b0b1b2b3b4b5b6b7"
@@ -29,9 +29,10 @@ class IngestLoad:
         try:
             key = registry.add_device(conn, DEVICE, name="load", actor="test", now=time.time())
             registry.add_device(conn, BRIDGE, role="bridge", actor="test", now=time.time())
+            nodes = activate(conn, [Node(DEVICE, key)])
         finally:
             conn.close()
-        self.peer = ModulePeer(BRIDGE, [Node(DEVICE, key)], window=8).start()
+        self.peer = ModulePeer(BRIDGE, nodes, window=8).start()
         cfg = config_mod.from_dict(
             {
                 "edge": {"db": str(db_path), "services": False},

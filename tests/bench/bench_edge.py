@@ -39,9 +39,9 @@ from edge.codecs import lpp
 from edge.ingest import Ingestor
 from edge.ingest.writer import Item
 from edge.link.frame import FrameType, encode
-from edge.radio import build_serial_uplink, build_uplink
+from edge.radio import build_serial_uplink
 from edge.store import connect, cursor, migrate, numbers, readings, transaction
-from tests.edge.edge_module_peer import ModulePeer, Node
+from tests.edge.edge_module_peer import ModulePeer, Node, activate
 
 BAUD = 921_600
 LINE_BYTES_PER_S = BAUD / 10  # 8N1
@@ -81,6 +81,7 @@ def _registered_db(path: Path, devices: int) -> dict[str, bytes]:
             conn.execute("INSERT INTO devices (id, key, created_at) VALUES (?, ?, 0)", (_device(i), _key(i)))
             numbers.ensure(conn, _device(i))
             keys[_device(i)] = _key(i)
+    activate(conn, [Node(d, k) for d, k in keys.items()])  # LoRaWAN nodes, by ABP
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
     return keys
@@ -90,7 +91,7 @@ class _Uplinks:
     """UPLINK payloads round-robin over the devices, each device's counter and sensor moving on."""
 
     def __init__(self, keys: dict[str, bytes], seed: int = 1):
-        self.keys = keys
+        self.nodes = {d: Node(d, k) for d, k in keys.items()}
         self.devices = list(keys)
         self.rng = random.Random(seed)
         self.fcnt = dict.fromkeys(self.devices, 0)
@@ -104,7 +105,7 @@ class _Uplinks:
             self.i += 1
             self.fcnt[dev] += 1
             payload = lpp.encode(_values(self.rng, self.state[dev]))
-            frame = build_uplink(self.keys[dev], dev, self.fcnt[dev], 1, payload)
+            frame = self.nodes[dev].frame(self.fcnt[dev], 1, payload)
             out.append(
                 build_serial_uplink(
                     frame,
@@ -340,7 +341,7 @@ def bench_links(work: Path, quick: bool) -> dict:
     done, elapsed = result["acked"], result["seconds"]
     latencies = sorted(result["latencies"])
     payload = lpp.encode(_values(random.Random(1), {"t": 20.0, "h": 50.0, "v": 3.7}))
-    sample = build_serial_uplink(build_uplink(keys[devs[0]], devs[0], 1, 1, payload))
+    sample = build_serial_uplink(Node(devs[0], keys[devs[0]]).frame(1, 1, payload))
     up_bytes = len(encode(FrameType.UPLINK, 1, sample))
     ack_bytes = len(encode(FrameType.ACK, 1, b"\x00" + bytes(22)))
     per_link_fps = done / elapsed / links

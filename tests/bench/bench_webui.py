@@ -129,11 +129,15 @@ def ingest_worker(db_path: str, devices: int, start_fcnt: int, stop_at: float, c
     """Write INGEST_RATE readings/s through edge.ingest (MIC check, replay check, store, device update)."""
     from edge.codecs import lpp
     from edge.ingest.process import handle_batch
+    from edge.lorawan.network import Network
+    from edge.lorawan.settings import LoRaWANSettings
     from edge.radio import build_serial_uplink, build_uplink
     from edge.store.numbers import Numbers
 
     conn = connect(db_path)
     known = Numbers()
+    # the load is the ingest core's work on Fieldpost v1 frames, which an edge takes with accept_v1
+    network = Network(LoRaWANSettings(accept_v1=True))
     payload = lpp.encode([(1, "temperature", 5.5), (2, "humidity", 50), (3, "analog_input", 3.61)])
     fcnt = start_fcnt
     period = INGEST_BATCH / INGEST_RATE
@@ -153,7 +157,7 @@ def ingest_worker(db_path: str, devices: int, start_fcnt: int, stop_at: float, c
             for k in range(INGEST_BATCH)
         ]
         with transaction(conn):
-            handle_batch(conn, frames, numbers=known, now=time.time())
+            handle_batch(conn, frames, numbers=known, now=time.time(), network=network)
         fcnt += INGEST_BATCH // devices
         with counter.get_lock():
             counter.value += INGEST_BATCH

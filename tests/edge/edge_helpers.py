@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from edge import registry
 from edge.codecs import lpp
+from edge.lorawan.network import Network
+from edge.lorawan.settings import LoRaWANSettings
 from edge.radio import build_serial_uplink, build_uplink
 
 STANDARD = [(1, "temperature", 21.5), (2, "humidity", 55.0), (3, "voltage", 3.7)]
@@ -11,6 +13,12 @@ STANDARD = [(1, "temperature", 21.5), (2, "humidity", 55.0), (3, "voltage", 3.7)
 
 def add(db, device_id: str, *, now: float = 1_700_000_000.0, codec: str = "lpp") -> bytes:
     return registry.add_device(db, device_id, codec=codec, actor="test", now=now)
+
+
+def v1_network() -> Network:
+    """An edge that takes Fieldpost v1 frames from nodes that never joined ([lorawan] accept_v1 =
+    true; the default refuses them): for the tests about what the edge does with v1 frames."""
+    return Network(LoRaWANSettings(accept_v1=True))
 
 
 def uplink(
@@ -24,7 +32,8 @@ def uplink(
     snr: float = 7.25,
     rx_time: int = 1_700_000_000,
 ) -> bytes:
-    """A serial UPLINK payload: receive metadata + a radio frame signed with ``key``."""
+    """A serial UPLINK payload: receive metadata + a Fieldpost v1 radio frame signed with ``key``
+    (taken by an edge with accept_v1, ``v1_network``)."""
     if payload is None:
         payload = lpp.encode(STANDARD)
     return build_serial_uplink(

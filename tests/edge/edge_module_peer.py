@@ -5,11 +5,16 @@ role: ``yields=False``), keeps a journal of readings from its nodes, sends them 
 UPLINK frames, and records every ACK it receives — what the firmware logs. A
 reading leaves the journal only when an ACK with result 0 (stored) or 1 (duplicate)
 arrives; BUSY NACKs and lost links keep it.
+
+Its nodes speak LoRaWAN, activated by personalisation (ABP): no join to wait for. Each node's
+session (DevAddr, session keys) follows from its id and key, and the edge is given the same with
+``activate`` (or `fieldpost devices add --activation abp` with ``Node.abp_options``).
 """
 
 from __future__ import annotations
 
 import collections
+import hmac
 import os
 import select
 import threading
@@ -19,15 +24,64 @@ from dataclasses import dataclass, field
 from edge.codecs import lpp
 from edge.link.frame import FrameType
 from edge.link.session import Acked, Refused, Session, SessionStarted
-from edge.radio import build_serial_uplink, build_uplink
+from edge.lorawan import frames as lw
+from edge.lorawan import server as lorawan_server
+from edge.radio import build_serial_uplink
 from edge.sim import open_raw_pty
+from edge.store import transaction
+from edge.store.numbers import Numbers
 
 
 @dataclass
 class Node:
     device_id: str
     key: bytes
-    next_fcnt: int = 1
+    next_fcnt: int = 1  # FCnt of its next reading; a fresh device's reading ids are its FCnts
+    devaddr: int = field(init=False)
+    nwk_skey: bytes = field(init=False, repr=False)
+    app_skey: bytes = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.devaddr = int(self.device_id, 16) & 0x1FFFFFF  # NwkID 0: the default [lorawan] net_id
+        self.nwk_skey = hmac.digest(self.key, b"nwk_skey", "sha256")[:16]
+        self.app_skey = hmac.digest(self.key, b"app_skey", "sha256")[:16]
+
+    def abp_options(self) -> list[str]:
+        """`fieldpost devices add` options that give the edge this node's session."""
+        return [
+            "--activation",
+            "abp",
+            "--devaddr",
+            f"{self.devaddr:08x}",
+            "--nwk-skey",
+            self.nwk_skey.hex(),
+            "--app-skey",
+            self.app_skey.hex(),
+        ]
+
+    def frame(self, fcnt: int, port: int, payload: bytes) -> bytes:
+        return lw.build_data(
+            lw.CONFIRMED_UP, self.devaddr, fcnt, port, payload, nwk_key=self.nwk_skey, app_key=self.app_skey
+        )
+
+
+def activate(conn, nodes: list[Node]) -> list[Node]:
+    """Give the edge the ABP session of each registered node that has none yet (one kept from an
+    earlier run carries on with its counters); returns ``nodes``."""
+    numbers = Numbers()
+    with transaction(conn):
+        for node in nodes:
+            if not lorawan_server.has_session(conn, node.device_id):
+                lorawan_server.activate_abp(
+                    conn,
+                    node.device_id,
+                    devaddr=node.devaddr,
+                    nwk_skey=node.nwk_skey,
+                    app_skey=node.app_skey,
+                    number=numbers.number(conn, node.device_id, create=True),
+                    now=time.time(),
+                )
+    return nodes
 
 
 @dataclass
@@ -71,7 +125,7 @@ class ModulePeer:
         with self._lock:
             fcnt = node.next_fcnt
             node.next_fcnt += 1
-            frame = build_uplink(node.key, device_id, fcnt, 1, lpp.encode(list(values)))
+            frame = node.frame(fcnt, 1, lpp.encode(list(values)))
             self.journal.append((device_id, fcnt, build_serial_uplink(frame, rssi=self.rssi, snr=5.0)))
         return fcnt
 

@@ -40,14 +40,22 @@ class EndDevice:
         self.fcnt, self.fcnt_down = 0, -1
 
     def uplink(
-        self, payload: bytes, *, port: int = 1, fcnt: int | None = None, confirmed: bool = True
+        self,
+        payload: bytes,
+        *,
+        port: int = 1,
+        fcnt: int | None = None,
+        confirmed: bool = True,
+        rssi: int = -70,
+        snr: float = 5.0,
+        rx_time: int = 1_700_000_000,
     ) -> bytes:
         if fcnt is None:
             fcnt, self.fcnt = self.fcnt, self.fcnt + 1
         mhdr = F.CONFIRMED_UP if confirmed else F.UNCONFIRMED_UP
         frame = F.build_data(mhdr, self.devaddr, fcnt, port, payload, nwk_key=self.nwk, app_key=self.app)
         self.sent.append(frame)
-        return build_serial_uplink(frame, rssi=-70, snr=5.0, rx_time=1_700_000_000)
+        return build_serial_uplink(frame, rssi=rssi, snr=snr, rx_time=rx_time)
 
     def downlink(self, frame: bytes) -> tuple[bool, int | None, bytes]:
         """(ACK bit, port, plaintext) of a downlink for this node; checks MIC and freshness."""

@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass, field
 
 from edge.link.frame import Deframer, FrameType, is_sequenced
+from edge.lorawan import frames as lw
 from edge.radio import RadioFormatError, parse_frame, parse_serial_uplink
 
 TRACED = "openat,close,read,write,pwrite64,fsync,fdatasync"
@@ -129,8 +130,12 @@ class Report:
         return {a.reading for a in self.acks if a.result == 0 and a.reading is not None}
 
 
-def uplink_acks(calls: list[Syscall], port_path: str) -> tuple[list[Ack], int]:
-    """Decode both directions of the port: UPLINKs read (by seq) and the ACKs written for them."""
+def uplink_acks(
+    calls: list[Syscall], port_path: str, devices: dict[int, str] | None = None
+) -> tuple[list[Ack], int]:
+    """Decode both directions of the port: UPLINKs read (by seq) and the ACKs written for them.
+    ``devices``: the device id of each DevAddr, for LoRaWAN uplinks (of a fresh ABP session, whose
+    reading ids are their FCnts)."""
     rx, tx = Deframer(), Deframer()
     uplink_by_seq: dict[int, tuple[str, int] | None] = {}
     acks: list[Ack] = []
@@ -145,7 +150,7 @@ def uplink_acks(calls: list[Syscall], port_path: str) -> tuple[list[Ack], int]:
                     continue
                 # A later frame with the same seq (a new session renumbers) replaces the older one.
                 uplink_by_seq[frame.seq] = (
-                    _reading_of(frame.payload) if frame.type == FrameType.UPLINK else None
+                    _reading_of(frame.payload, devices or {}) if frame.type == FrameType.UPLINK else None
                 )
                 if frame.type == FrameType.UPLINK:
                     uplinks += 1
@@ -160,15 +165,21 @@ def uplink_acks(calls: list[Syscall], port_path: str) -> tuple[list[Ack], int]:
     return acks, uplinks
 
 
-def _reading_of(payload: bytes) -> tuple[str, int] | None:
+def _reading_of(payload: bytes, devices: dict[int, str]) -> tuple[str, int] | None:
     try:
-        radio = parse_frame(parse_serial_uplink(payload).frame)
-    except (RadioFormatError, ValueError):
+        frame = parse_serial_uplink(payload).frame
+        if frame[:1] == bytes([lw.CONFIRMED_UP]):
+            data = lw.parse_data(frame)
+            return (devices[data.devaddr], data.fcnt16) if data.devaddr in devices else None
+        radio = parse_frame(frame)
+    except (RadioFormatError, lw.LoRaWANFormatError, ValueError):
         return None
     return radio.device_id, radio.fcnt
 
 
-def check_acks_after_wal_sync(text: str, *, port_path: str, db_path: str) -> Report:
+def check_acks_after_wal_sync(
+    text: str, *, port_path: str, db_path: str, devices: dict[int, str] | None = None
+) -> Report:
     """For every ACK of an UPLINK on ``port_path``: every WAL write that started before the ACK's
     write() must have returned, and an fsync/fdatasync of the WAL must have started after it and
     returned before the ACK's write() started. Otherwise a power cut could lose an ACKed reading."""
@@ -176,7 +187,7 @@ def check_acks_after_wal_sync(text: str, *, port_path: str, db_path: str) -> Rep
     wal = db_path + "-wal"
     wal_writes = [c for c in calls if c.name in WAL_WRITES and c.path == wal]
     wal_syncs = [c for c in calls if c.name in SYNCS and c.path == wal and c.result == 0]
-    acks, uplinks = uplink_acks(calls, port_path)
+    acks, uplinks = uplink_acks(calls, port_path, devices)
     report = Report(acks=acks, wal_syncs=len(wal_syncs), wal_writes=len(wal_writes), uplinks_read=uplinks)
     for ack in acks:
         sent = ack.write.entry

@@ -9,8 +9,8 @@ import pytest
 from edge.demo import _module_config, demo_interval
 from tests.firmware.air import time_on_air_us
 
-UPLINK_BYTES = 29  # a standard reading's radio frame (docs/radio.md)
-ACK_BYTES = 18  # the bridge's acknowledging downlink
+UPLINK_BYTES = 24  # a standard reading's LoRaWAN frame: 13 bytes of header and MIC, 11 of LPP
+ACK_BYTES = 12  # the bridge's acknowledging downlink (LoRaWAN, no FPort)
 BUDGET_MS = 36_000  # 1 % of an hour
 
 

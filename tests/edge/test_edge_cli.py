@@ -6,10 +6,13 @@ from pathlib import Path
 import click
 import pytest
 from click.testing import CliRunner
-from edge_helpers import uplink
+from edge_helpers import STANDARD
+from lorawan_node import EndDevice
 
 from edge import cli
+from edge.codecs import lpp
 from edge.ingest import handle_uplink
+from edge.radio import AckResult
 from edge.store import connect, transaction
 from edge.store.numbers import Numbers
 
@@ -93,9 +96,19 @@ def ingest(db_path, payload, now=1_700_000_000.0):
         conn.close()
 
 
+def join(db_path, key: bytes) -> EndDevice:
+    """DEV, a LoRaWAN node with AppKey ``key``, joined through the edge's ingest (OTAA)."""
+    node = EndDevice(DEV, key)
+    out = ingest(db_path, node.join_request())
+    assert out.result == AckResult.JOINED, out.detail
+    node.accept(out.ack[1:])
+    return node
+
+
 def test_quarantine_and_adopt(run, tmp_path):
     key = bytes(range(16))
-    ingest(tmp_path / "fp.db", uplink(key, DEV, 1))
+    node = EndDevice(DEV, key)
+    assert ingest(tmp_path / "fp.db", node.join_request()).result == AckResult.UNKNOWN_DEVICE
     q = json.loads(run("devices", "quarantine", "--json").output)
     assert [(r["device_id"], r["count"]) for r in q] == [(DEV, 1)]
     assert DEV in run("devices", "quarantine").output
@@ -105,14 +118,17 @@ def test_quarantine_and_adopt(run, tmp_path):
     )
     run("devices", "adopt", DEV, "--key", key.hex(), "--name", "found")
     assert json.loads(run("devices", "quarantine", "--json").output) == []
-    assert ingest(tmp_path / "fp.db", uplink(key, DEV, 2)).result == 0
+    node = join(tmp_path / "fp.db", key)
+    assert ingest(tmp_path / "fp.db", node.uplink(lpp.encode(STANDARD))).result == AckResult.STORED
 
 
 def test_db_commands_and_export(run, tmp_path):
     out = run("devices", "add", DEV).output
     key = bytes.fromhex(out.split("key")[1].strip())
+    node = join(tmp_path / "fp.db", key)
     for fcnt in (1, 2):
-        ingest(tmp_path / "fp.db", uplink(key, DEV, fcnt), now=1_700_000_000.0 + fcnt)
+        uplink = node.uplink(lpp.encode(STANDARD), fcnt=fcnt, rssi=-80, snr=7.25)
+        ingest(tmp_path / "fp.db", uplink, now=1_700_000_000.0 + fcnt)
     assert run("db", "check").output.strip() == "ok"
     assert run("db", "migrate").output.strip() == "up to date"
     rows = list(csv.reader(io.StringIO(run("db", "export").output)))
@@ -190,7 +206,7 @@ def test_csv_export_defuses_spreadsheet_formulas_in_decoded_text(run, tmp_path, 
     # A custom codec's names and units are not trusted: "=..." must not become a formula.
     out = run("devices", "add", DEV, "--codec", "tank_formula").output
     key = bytes.fromhex(out.split("key")[1].strip())
-    ingest(tmp_path / "fp.db", uplink(key, DEV, 7, payload=b"\x01"))
+    ingest(tmp_path / "fp.db", join(tmp_path / "fp.db", key).uplink(b"\x01", fcnt=7))
     rows = list(csv.reader(io.StringIO(run("db", "export").output)))
     assert rows[1][4:8] == ["1", "'=HYPERLINK(1)", "2", "'@x"]
 
@@ -206,8 +222,9 @@ def test_export_gives_the_measurement_time_and_selects_by_it(run, tmp_path):
     key = bytes.fromhex(out.split("key")[1].strip())
     readings = lpp.encode([(1, "temperature", 21.5)])
     aged = bytes([100]) + readings  # LEB128 of 100: one byte
-    ingest(tmp_path / "fp.db", uplink(key, DEV, 1, port=radio.PORT_AGED, payload=aged), now=1_700_000_200.0)
-    ingest(tmp_path / "fp.db", uplink(key, DEV, 2, payload=readings), now=1_700_000_300.0)
+    node = join(tmp_path / "fp.db", key)
+    ingest(tmp_path / "fp.db", node.uplink(aged, port=radio.PORT_AGED, fcnt=1), now=1_700_000_200.0)
+    ingest(tmp_path / "fp.db", node.uplink(readings, fcnt=2), now=1_700_000_300.0)
     rows = list(csv.reader(io.StringIO(run("db", "export").output)))
     assert rows[0][2] == "measured_at" and rows[0][-1] == "received_at"
     assert [(r[1], r[2], r[-1]) for r in rows[1:]] == [

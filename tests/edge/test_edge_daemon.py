@@ -8,13 +8,15 @@ import time
 import urllib.request
 
 import pytest
-from edge_helpers import add, decoded, stored, uplink
-from edge_module_peer import ModulePeer, Node
+from edge_helpers import add, decoded, stored
+from edge_module_peer import ModulePeer, Node, activate
+from lorawan_node import EndDevice
 
 from edge import config as config_mod
 from edge import registry
 from edge.codecs import lpp
 from edge.daemon import Daemon
+from edge.radio import build_serial_uplink
 from edge.store import connect, transaction
 from tests.conftest import wait_until
 
@@ -41,8 +43,8 @@ def make_daemon(db_path, ports, **ingest):
 
 
 @pytest.fixture
-def peer(keys):
-    p = ModulePeer(BRIDGE, [Node(d, k) for d, k in keys.items()]).start()
+def peer(db, keys):
+    p = ModulePeer(BRIDGE, activate(db, [Node(d, k) for d, k in keys.items()])).start()
     try:
         yield p
     finally:
@@ -82,27 +84,28 @@ def test_rejections_counted_and_quarantined(db_path, db, peer, keys):
     daemon = make_daemon(db_path, [peer.path]).start()
     try:
         good, other = NODES[0], "00000000000000ee"
-        peer.add_raw(good, 1, uplink(bytes(16), good, 1))  # wrong MIC
+        node, stranger = peer.nodes[good], EndDevice(other, bytes(16))
+        forged = Node(good, bytes(16))  # its DevAddr, other session keys
+        peer.add_raw(good, 1, build_serial_uplink(forged.frame(1, 1, b"\x01")))  # wrong MIC
         peer.add_reading(good)  # fcnt 1, stored
         # the same frame again (its ACK lost): a duplicate
-        peer.add_raw(
-            good, 1, uplink(keys[good], good, 1, payload=lpp.encode(PEER_DEFAULT), rssi=-90, snr=5.0)
-        )
+        again = node.frame(1, 1, lpp.encode(PEER_DEFAULT))
+        peer.add_raw(good, 1, build_serial_uplink(again, rssi=-90, snr=5.0))
         peer.add_reading(good)  # fcnt 2
-        peer.add_raw(
-            good, 0, uplink(keys[good], good, 0, payload=b"\x01\x67\x00\x01")
-        )  # replayed (old) counter
-        peer.add_raw(other, 1, uplink(bytes(16), other, 1))  # unknown device
+        # an old counter with other bytes: the node lost its counter; told to join again
+        went_back = node.frame(0, 1, b"\x01\x67\x00\x01")
+        peer.add_raw(good, 0, build_serial_uplink(went_back))
+        peer.add_raw(other, 1, stranger.join_request())  # unknown device
         wait_until(lambda: peer.pending == 0 and daemon.ingest.stats.frames == 6, what="all answered")
         results = daemon.ingest.stats.results
         assert (
             results["bad_mic"],
-            results["replayed"],
+            results["rejoin"],
             results["unknown_device"],
             results["duplicate"],
             results["stored"],
         ) == (1, 1, 1, 1, 2)
-        assert sorted(r for _, r in peer.log.refused) == ["result 2", "result 3", "result 4"]
+        assert sorted(r for _, r in peer.log.refused) == ["result 2", "result 4", "result 7"]
         q = registry.list_quarantine(db)
         assert [(r["device_id"], r["count"], r["last_bridge"]) for r in q] == [(other, 1, BRIDGE)]
         assert db.execute("SELECT count(*) FROM readings").fetchone()[0] == 2
@@ -110,7 +113,7 @@ def test_rejections_counted_and_quarantined(db_path, db, peer, keys):
             urllib.request.urlopen(f"http://127.0.0.1:{daemon.http.port}/metrics", timeout=5).read().decode()
         )
         assert 'fieldpost_ingest_uplinks_total{result="bad_mic"} 1.0' in metrics
-        assert 'fieldpost_ingest_uplinks_total{result="replayed"} 1.0' in metrics
+        assert 'fieldpost_ingest_uplinks_total{result="rejoin"} 1.0' in metrics
         assert 'fieldpost_ingest_uplinks_total{result="unknown_device"} 1.0' in metrics
         assert "fieldpost_quarantine_devices 1.0" in metrics
         assert f'fieldpost_link_up{{peer="{BRIDGE}",port="{peer.path}"}} 1.0' in metrics
@@ -118,10 +121,10 @@ def test_rejections_counted_and_quarantined(db_path, db, peer, keys):
             urllib.request.urlopen(f"http://127.0.0.1:{daemon.http.port}/health", timeout=5).read()
         )
         assert health["status"] == "ok" and health["links_up"] == 1
-        # adopting the quarantined device makes its next uplinks count
+        # adopting the quarantined device lets it join
         registry.adopt(db, other, key=bytes(16), actor="test", now=time.time())
-        peer.add_raw(other, 2, uplink(bytes(16), other, 2))
-        wait_until(lambda: daemon.ingest.stats.results["stored"] == 3, what="adopted device stored")
+        peer.add_raw(other, 2, stranger.join_request())
+        wait_until(lambda: daemon.ingest.stats.results.get("joined") == 1, what="adopted device joined")
     finally:
         daemon.stop()
 
@@ -129,7 +132,7 @@ def test_rejections_counted_and_quarantined(db_path, db, peer, keys):
 def test_unplug_and_replug_link_up_within_2_s(db_path, db, keys, tmp_path):
     """The configured path is a symlink (as /dev/serial/by-id is); replugging points it at the new pty."""
     link = tmp_path / "ttyFP0"
-    first = ModulePeer(BRIDGE, [Node(d, k) for d, k in keys.items()]).start()
+    first = ModulePeer(BRIDGE, activate(db, [Node(d, k) for d, k in keys.items()])).start()
     link.symlink_to(first.path)
     daemon = make_daemon(db_path, [str(link)]).start()
     second = None
@@ -212,9 +215,8 @@ def test_queued_downlink_rides_on_ack_and_unsent_ones_expire(db_path, db, peer, 
         ]
         assert statuses == ["queued", "sent"]
         # the node answers on port 2: acknowledged
-        peer.add_raw(
-            dev, 2, uplink(keys[dev], dev, 2, port=2, payload=(dl & 0xFFFF).to_bytes(2, "big") + b"\x00")
-        )
+        result = (dl & 0xFFFF).to_bytes(2, "big") + b"\x00"
+        peer.add_raw(dev, 2, build_serial_uplink(peer.nodes[dev].frame(2, 2, result)))
         wait_until(lambda: downlinks.get(db, dl)["status"] == "acked", what="downlink acked")
     finally:
         daemon.stop()

@@ -3,7 +3,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from edge_helpers import add, decoded, stored, uplink
+from edge_helpers import add, decoded, stored, uplink, v1_network
 
 from edge import downlinks, radio, registry
 from edge.codecs import lpp
@@ -13,11 +13,13 @@ from edge.store import connect, transaction
 from edge.store.numbers import Numbers
 
 DEV = "00000000000000b1"
+# These tests are about the ingest core, run on Fieldpost v1 frames (an edge with accept_v1): what
+# is particular to LoRaWAN frames is in test_edge_lorawan_server.py
 
 
 def run(db, codecs, payload, now=1_700_000_100.0, bridge="bridge0000000001"):
     with transaction(db):
-        return handle_uplink(db, payload, bridge_id=bridge, numbers=Numbers(), now=now)
+        return handle_uplink(db, payload, bridge_id=bridge, numbers=Numbers(), now=now, network=v1_network())
 
 
 def test_new_reading_stored_once_raw_with_its_radio_metadata_and_acked(db, codecs):
@@ -97,7 +99,11 @@ def test_a_batch_with_the_same_frame_twice_stores_it_once(db, codecs):
     frame = uplink(key, DEV, 9)
     with transaction(db):
         outs = handle_batch(
-            db, [(frame, "b"), (frame, "b"), (uplink(key, DEV, 8), "b")], numbers=Numbers(), now=1.0
+            db,
+            [(frame, "b"), (frame, "b"), (uplink(key, DEV, 8), "b")],
+            numbers=Numbers(),
+            now=1.0,
+            network=v1_network(),
         )
     assert [o.result for o in outs] == [AckResult.STORED, AckResult.DUPLICATE, AckResult.REPLAYED]
     assert [r.fcnt for r in stored(db)] == [9]
@@ -227,7 +233,7 @@ def test_group_commit_acks_after_commit_and_runs_hooks(db_path, codecs, clock):
     key = add(check, DEV)
     seen_in_db_at_reply = []
     hooked = []
-    ingest = Ingestor(writer_conn, clock=clock, batch_wait_s=0.05)
+    ingest = Ingestor(writer_conn, clock=clock, batch_wait_s=0.05, network=v1_network())
     ingest.add_hook(lambda readings: hooked.extend(r.fcnt for r in readings))
     ingest.add_hook(lambda readings: 1 / 0)  # a broken hook must not stop ingest
     done = threading.Event()
@@ -261,7 +267,7 @@ def test_stop_flushes_everything_submitted(db_path, codecs, clock):
     conn = connect(db_path)
     key = add(conn, DEV)
     replies = []
-    ingest = Ingestor(conn, clock=clock, batch_wait_s=0.5)
+    ingest = Ingestor(conn, clock=clock, batch_wait_s=0.5, network=v1_network())
     ingest.start()
     for fcnt in range(1, 6):
         ingest.submit(uplink(key, DEV, fcnt), bridge_id=None, reply=replies.append)
@@ -295,7 +301,12 @@ def test_commit_failure_acks_nothing(db_path, codecs, clock):
     conn.execute("PRAGMA busy_timeout=50")
     blocker.execute("BEGIN IMMEDIATE")  # another writer holds the lock: the batch cannot commit
     replies, failures, told = [], [], []
-    ingest = Ingestor(conn, clock=clock, on_commit_failed=lambda exc: told.append(exc) or "storage error")
+    ingest = Ingestor(
+        conn,
+        clock=clock,
+        on_commit_failed=lambda exc: told.append(exc) or "storage error",
+        network=v1_network(),
+    )
     from edge.ingest.writer import Item
 
     assert ingest.process_batch([Item(uplink(key, DEV, 1), None, replies.append, failures.append)]) is None

@@ -19,7 +19,7 @@ import time
 import pytest
 from edge_forkserver import ForkedEdges
 from edge_helpers import add
-from edge_module_peer import ModulePeer, Node
+from edge_module_peer import ModulePeer, Node, activate
 
 from edge.store import backlog, connect
 from tests.conftest import wait_until
@@ -32,7 +32,7 @@ SEED = 20261122
 @pytest.mark.slow
 def test_kill9_during_ingest_loses_nothing_acked(db_path, db, tmp_path):
     keys = {dev: add(db, dev) for dev in NODES}
-    peer = ModulePeer("00000000000000c0", [Node(d, k) for d, k in keys.items()]).start()
+    peer = ModulePeer("00000000000000c0", activate(db, [Node(d, k) for d, k in keys.items()])).start()
     rng = random.Random(SEED)
     generating = threading.Event()
     generating.set()

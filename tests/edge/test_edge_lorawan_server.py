@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from edge_helpers import add, stored, uplink
+from edge_helpers import add, stored, uplink, v1_network
 from lorawan_node import EndDevice, lpp_reading
 
 from edge import alarms, registry
@@ -131,25 +131,37 @@ def test_forged_mic_and_unknown_devaddr(db, net):
     assert out.result == AckResult.UNKNOWN_DEVICE and "join first" in out.detail
 
 
-def test_old_format_frames_are_refused_once_a_device_has_joined(db, net):
+def test_old_format_frames_from_nodes_are_refused_by_default_and_from_joined_devices_always(db, net):
+    # the shipped default (accept_v1 = false): a node that never joined is refused, saying why
     key = add(db, DEV)
-    assert send(db, net, uplink(key, DEV, 1)).result == AckResult.STORED  # not joined yet: v1 still taken
-    joined(db, net)
-    out = send(db, net, uplink(key, DEV, 2))
-    assert out.result == AckResult.MALFORMED and "old-format frame (Fieldpost radio v1)" in out.detail
-    strict = Network(net.settings.__class__(accept_v1=False))
-    other = "00000000000000c2"
-    key2 = add(db, other)
-    out = send(db, strict, uplink(key2, other, 1))
+    out = send(db, net, uplink(key, DEV, 1))
     assert out.result == AckResult.MALFORMED and "LoRaWAN frames only" in out.detail
+    assert "accept_v1" in out.detail and not stored(db, DEV)
+    assert net.stats["v1_refused"] == 1
+    # a site that still has v1 nodes opts in: their frames are taken until the node joins
+    v1 = v1_network()
+    assert send(db, v1, uplink(key, DEV, 1)).result == AckResult.STORED
+    joined(db, v1)
+    out = send(db, v1, uplink(key, DEV, 2))
+    assert out.result == AckResult.MALFORMED and "this device speaks LoRaWAN now" in out.detail
     # a bridge's own readings never go on the air: they stay v1 on its serial link
     bridge = "00000000000000b0"
     bkey = registry.add_device(db, bridge, role="bridge", actor="test", now=1.0)
-    assert send(db, strict, uplink(bkey, bridge, 1, rssi=0, snr=0)).result == AckResult.STORED
+    assert send(db, net, uplink(bkey, bridge, 1, rssi=0, snr=0)).result == AckResult.STORED
+    # nor do a UDP or CoAP device's frames (no bridge; docs/sources.md)
+    ip_dev = "00000000000000c2"
+    ip_key = add(db, ip_dev)
+    with transaction(db):
+        out = handle_uplink(
+            db, uplink(ip_key, ip_dev, 1), bridge_id=None, numbers=Numbers(), now=1.0, network=net
+        )
+    assert out.result == AckResult.STORED, out.detail
 
 
-def test_a_migrated_device_joins_with_its_old_key_and_its_ids_continue(db, net):
-    # A device of the v1 protocol with readings up to fcnt 41: the migration kept its row.
+def test_a_migrated_v1_device_joins_with_its_old_key_and_its_ids_continue(db):
+    # A device of the v1 protocol with readings up to fcnt 41 (taken by a site with accept_v1):
+    # the migration kept its row.
+    net = v1_network()
     key = add(db, DEV)
     for fcnt in (40, 41):
         assert send(db, net, uplink(key, DEV, fcnt)).result == AckResult.STORED

@@ -2,7 +2,7 @@ import time
 from types import SimpleNamespace
 
 from edge_helpers import add
-from edge_module_peer import ModulePeer, Node
+from edge_module_peer import ModulePeer, Node, activate
 
 from edge.ingest import Ingestor
 from edge.link.manager import LinkManager, discover
@@ -30,7 +30,7 @@ def test_discover_filters_by_usb_id():
 def test_discovered_port_is_opened_ingested_and_forgotten_when_gone(db_path, tmp_path, clock):
     conn = connect(db_path)
     key = add(conn, "0000000000000e01")
-    peer = ModulePeer("0000000000000e00", [Node("0000000000000e01", key)]).start()
+    peer = ModulePeer("0000000000000e00", activate(conn, [Node("0000000000000e01", key)])).start()
     alias = tmp_path / "by-id-module"
     alias.symlink_to(peer.path)
     visible = [port_info(peer.path, 0x10C4, 0xEA60)]

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from edge_helpers import add
-from edge_module_peer import ModulePeer, Node
+from edge_module_peer import ModulePeer, Node, activate
 from syscall_trace import TRACED, check_acks_after_wal_sync
 
 from edge.store import connect
@@ -75,7 +75,7 @@ def traced_child(strace_pid: int, program: str, timeout: float = 10.0) -> int:
 
 def test_every_uplink_ack_follows_the_wal_fsync_of_its_commit(db_path, db, tmp_path, record_property):
     keys = {dev: add(db, dev) for dev in NODES}
-    peer = ModulePeer("00000000000000d0", [Node(d, k) for d, k in keys.items()]).start()
+    peer = ModulePeer("00000000000000d0", activate(db, [Node(d, k) for d, k in keys.items()])).start()
     for i in range(READINGS):
         peer.add_reading(NODES[i % len(NODES)])
     cfg = tmp_path / "fieldpost.toml"
@@ -108,7 +108,12 @@ def test_every_uplink_ack_follows_the_wal_fsync_of_its_commit(db_path, db, tmp_p
                 tracer.wait()
             peer.close()
 
-    report = check_acks_after_wal_sync(trace.read_text(), port_path=peer.path, db_path=str(db_path))
+    report = check_acks_after_wal_sync(
+        trace.read_text(),
+        port_path=peer.path,
+        db_path=str(db_path),
+        devices={n.devaddr: n.device_id for n in peer.nodes.values()},
+    )
     check = connect(db_path, readonly=True)
     try:
         stored_in_db = {(r[0], r[1]) for r in check.execute("SELECT device_id, fcnt FROM reading_list")}

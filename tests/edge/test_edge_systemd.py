@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from edge_helpers import add
-from edge_module_peer import ModulePeer, Node
+from edge_module_peer import ModulePeer, Node, activate
 
 from edge import config as config_mod
 from edge import logs
@@ -44,8 +44,9 @@ def listener():
 def peer(db_path):
     conn = connect(db_path)
     key = add(conn, NODE)
+    nodes = activate(conn, [Node(NODE, key)])
     conn.close()
-    p = ModulePeer(BRIDGE, [Node(NODE, key)]).start()
+    p = ModulePeer(BRIDGE, nodes).start()
     yield p
     p.close()
 

@@ -87,8 +87,11 @@ class Phy:
 
 
 SF7 = Phy()
-# EU868 RX2: 869.525 MHz, DR0 (SF12 BW125), where a node listens in its second receive window
-RX2_EU868 = Phy(sf=12, freq_hz=869_525_000)
+# LoRaWAN downlinks go with inverted IQ (what a node listens with in its receive windows; uplinks
+# go with normal IQ, so nodes do not hear each other). EU868 RX1: the uplink's channel and data
+# rate (SF7 here, RX1DROffset 0); RX2: 869.525 MHz, DR0 (SF12 BW125)
+RX1_EU868 = Phy(iq_inverted=True)
+RX2_EU868 = Phy(sf=12, freq_hz=869_525_000, iq_inverted=True)
 
 # Class A receive windows as the firmware times them (firmware/fp/lorawan/phy.py): on a scaled
 # clock each delay is at least HOST_MS real ms, and a window is open MARGIN_MS real ms either side

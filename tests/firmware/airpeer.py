@@ -27,8 +27,9 @@ UPLINK = air.SF7  # what the node sends with
 # "rx1" at RX1's start on the uplink's channel, "rx2" at RX2's start on RX2's (869.525 MHz SF12);
 # and where a node must NOT hear it: "between" the windows (uplink's channel), "rx2_on_rx1" (RX2's
 # time and data rate on the uplink's frequency), "rx1_on_rx2" (RX1's time and data rate on RX2's
-# frequency): only the frequency is wrong in the last two
-WINDOWS = ("rx1", "rx2", "between", "rx2_on_rx1", "rx1_on_rx2")
+# frequency): only the frequency is wrong in the last two; "rx1_as_uplink": RX1's time, channel and
+# data rate with an uplink's normal IQ, as another node's uplink would come: only the IQ is wrong
+WINDOWS = ("rx1", "rx2", "between", "rx2_on_rx1", "rx1_on_rx2", "rx1_as_uplink")
 
 
 class AirPeer:
@@ -46,7 +47,9 @@ class AirPeer:
         self.node_port = node_port
         self.time_scale = time_scale
         self.window = window
-        self.phy = dataclasses.replace(UPLINK, time_scale=time_scale)
+        self.phy = dataclasses.replace(UPLINK, time_scale=time_scale)  # v1 downlinks: normal IQ
+        # LoRaWAN downlinks go with inverted IQ, as a gateway sends them (air.RX1_EU868)
+        self.rx1_phy = dataclasses.replace(air.RX1_EU868, time_scale=time_scale)
         self.rx2_phy = dataclasses.replace(air.RX2_EU868, time_scale=time_scale)
         self.sent_at: list[tuple[str, float]] = []  # (window, real s after the uplink's end) per downlink
         self.device = device
@@ -119,14 +122,15 @@ class AirPeer:
         """Send a LoRaWAN downlink where self.window says, timed from the uplink's end."""
         d1, d2 = air.rx_delays_s(self.time_scale, join)
         at, phy = {
-            "rx1": (d1, self.phy),
+            "rx1": (d1, self.rx1_phy),
             "rx2": (d2, self.rx2_phy),
-            "between": ((d1 + d2) / 2, self.phy),
-            "rx2_on_rx1": (d2, dataclasses.replace(self.rx2_phy, freq_hz=self.phy.freq_hz)),
-            "rx1_on_rx2": (d1, dataclasses.replace(self.phy, freq_hz=self.rx2_phy.freq_hz)),
+            "between": ((d1 + d2) / 2, self.rx1_phy),
+            "rx2_on_rx1": (d2, dataclasses.replace(self.rx2_phy, freq_hz=self.rx1_phy.freq_hz)),
+            "rx1_on_rx2": (d1, dataclasses.replace(self.rx1_phy, freq_hz=self.rx2_phy.freq_hz)),
+            "rx1_as_uplink": (d1, self.phy),
         }[self.window]
         if join and self.window != "rx1":  # the tests' windows are those of data downlinks
-            at, phy = d1, self.phy
+            at, phy = d1, self.rx1_phy
         time.sleep(max(0.0, end + at - time.monotonic()))
         self.sock.sendto(phy.datagram(dl), ("127.0.0.1", self.node_port))
         self.sent_at.append((self.window, time.monotonic() - end))

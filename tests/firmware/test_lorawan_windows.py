@@ -1,9 +1,9 @@
 """LoRaWAN class A receive windows (docs/radio.md 0.7) with the real firmware: a virtual node
 (micropython-lib's SX1262 driver over the emulated chip) hears a downlink only in RX1 (RECEIVE_DELAY1
-after its uplink, the uplink's channel) or RX2 (a second later, 869.525 MHz SF12); one sent between
-them or on the other window's channel is lost. The node's air peer stands in for bridge + edge and
-sends where each test says; the bridge's own scheduling (RX1, or RX2 when forced) runs end to end
-with the real edge ingest in the second half."""
+after its uplink, the uplink's channel) or RX2 (a second later, 869.525 MHz SF12), with inverted IQ;
+one sent between them, on the other window's channel, or with an uplink's normal IQ is lost. The
+node's air peer stands in for bridge + edge and sends where each test says; the bridge's own
+scheduling (RX1, or RX2 when forced) runs end to end with the real edge ingest in the second half."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from tests.firmware.modules import (
     free_udp_ports,
     module_dir,
     node_config,
+    radio_complaints,
     trace,
 )
 from tests.firmware.realedge import RealEdge
@@ -54,8 +55,10 @@ def test_downlinks_heard_in_rx1_and_in_rx2(tmp_path, virtual_module, window):
     assert trace(node, "announced")
 
 
-@pytest.mark.parametrize("window", ["between", "rx2_on_rx1", "rx1_on_rx2"])
+@pytest.mark.parametrize("window", ["between", "rx2_on_rx1", "rx1_on_rx2", "rx1_as_uplink"])
 def test_a_downlink_outside_the_windows_or_on_the_wrong_channel_is_lost(tmp_path, virtual_module, window):
+    # rx1_as_uplink: in RX1 on its channel, but with normal IQ, as another node's uplink comes: the
+    # node listens with inverted IQ (as a gateway sends), so nodes do not hear each other
     (node_port,) = free_udp_ports(1)
     peer = AirPeer(node_port, NODE_ID, NODE_KEY, time_scale=SCALE, window=window)
     try:
@@ -106,6 +109,8 @@ def test_the_bridge_sends_in_rx1_or_rx2_end_to_end(tmp_path, virtual_module, lat
         edge.close()
     heard = trace(node, "window")
     status = peer.statuses[-1]
+    # the SX1262 (board unix) of each sent and received with inverted IQ as the datasheet says (15.4)
+    assert radio_complaints(node) == [] and radio_complaints(bridge) == []
     if late:
         # the join accept in RX1 (JOIN_ACCEPT_DELAY1 is 5 s: time enough), every ACK after it in
         # RX2 (869.525 MHz, SF12)

@@ -22,6 +22,14 @@ from tests.notify_socket import NotifyListener
 NODE = "0000000000000a01"
 BRIDGE = "00000000000000b0"
 KEY = bytes(range(16))
+
+
+def node_add_command() -> list[str]:
+    """`fieldpost devices add` for the peer's node: its key and its ABP session (a LoRaWAN node; the edge
+    refuses v1 frames from radio nodes by default)."""
+    return ["fieldpost", "devices", "add", NODE, "--key", KEY.hex(), *Node(NODE, KEY).abp_options()]
+
+
 WATCHDOG_USEC = 1_000_000  # the unit says 30 s; 1 s shows the pings within a test
 
 
@@ -39,9 +47,10 @@ class InstalledDaemon:
     def __enter__(self) -> InstalledDaemon:
         root = self.root
         # Registered with the installed command, as the service's user (what `fieldpost provision` does).
+        node = Node(NODE, KEY, next_fcnt=self.next_fcnt)
         if self.register:
-            root.run("fieldpost", "devices", "add", NODE, "--key", KEY.hex(), user="fieldpost")
-        self.peer = ModulePeer(BRIDGE, [Node(NODE, KEY, next_fcnt=self.next_fcnt)]).start()
+            root.run(*node_add_command(), user="fieldpost")
+        self.peer = ModulePeer(BRIDGE, [node]).start()
         os.chown(self.peer.path, 0, root.gid("dialout"))
         os.chmod(self.peer.path, 0o660)
         root.set_config_value("link", "ports", json.dumps([self.peer.path]))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 
-from daemon_run import KEY, NODE, InstalledDaemon
+from daemon_run import NODE, InstalledDaemon, node_add_command
 from debroot import CONFIG, INSTALLED_DB, stored_readings
 
 from edge.store import MIGRATIONS, applied_migrations, connect, migrate
@@ -92,7 +92,7 @@ def test_a_database_root_made_in_an_older_install_is_handed_over_and_migrated(ro
 
 
 def test_the_daemon_names_a_database_it_cannot_write_and_the_fix(installed):
-    installed.run("fieldpost", "devices", "add", NODE, "--key", KEY.hex(), user="fieldpost")
+    installed.run(*node_add_command(), user="fieldpost")
     db = installed / INSTALLED_DB
     os.chown(db, 0, 0)  # e.g. a `fieldpost db restore` run with sudo
     os.chmod(db, 0o644)

@@ -26,7 +26,8 @@ def active(box) -> bool:
 
 
 def test_systemd_starts_the_installed_service_and_supervises_it(root, deb):
-    peer = ModulePeer(BRIDGE, [Node(NODE, KEY)]).start()
+    node = Node(NODE, KEY)
+    peer = ModulePeer(BRIDGE, [node]).start()
     os.chown(peer.path, 0, root.gid("dialout"))
     os.chmod(peer.path, 0o660)
     drop_in = root / "/etc/systemd/system/fieldpost.service.d/test.conf"
@@ -44,7 +45,17 @@ def test_systemd_starts_the_installed_service_and_supervises_it(root, deb):
             assert "storing readings" in shown["StatusText"]
 
             box.run(
-                "runuser", "-u", "fieldpost", "--", "fieldpost", "devices", "add", NODE, "--key", KEY.hex()
+                "runuser",
+                "-u",
+                "fieldpost",
+                "--",
+                "fieldpost",
+                "devices",
+                "add",
+                NODE,
+                "--key",
+                KEY.hex(),
+                *node.abp_options(),
             )
             root.set_config_value("link", "ports", '["/dev/ttyFP0"]')
             root.set_config_value("link", "discover", "false")

@@ -1,4 +1,4 @@
-"""Readings through the EDGE helper's real ingest path (signed radio frames -> Ingestor ->
+"""Readings through the EDGE helper's real ingest path (LoRaWAN radio frames -> Ingestor ->
 SQLite commit -> post-commit hook) drive the rule engine; a rule's downlink rides on the
 ACK of the node's next uplink."""
 
@@ -9,10 +9,11 @@ import pytest
 from edge import alarms, registry
 from edge.codecs import lpp
 from edge.ingest import Ingestor
-from edge.radio import build_serial_uplink, build_uplink
+from edge.radio import build_serial_uplink
 from edge.rules import RuleEngine, save_rule
 from edge.store import connect
 from tests.conftest import wait_until
+from tests.edge.edge_module_peer import Node, activate
 from tests.rules.helpers import FakeClock, alarm_rows, history_states
 
 DEV = "c0ffee00c0ffee01"
@@ -36,13 +37,13 @@ def site(db_path):
         writer_conn.close()
 
 
-def send(ingest, engine, key, fcnt, temp):
+def send(ingest, engine, node: Node, fcnt, temp):
     """One uplink as the bridge hands it over; returns the ACK payload once the hook has run."""
     acked = threading.Event()
     ack = []
     before = engine.stats["readings"]
     payload = lpp.encode([(1, "temperature", temp), (3, "voltage", 3.7)])
-    frame = build_serial_uplink(build_uplink(key, DEV, fcnt, 1, payload), rssi=-80, snr=7.0)
+    frame = build_serial_uplink(node.frame(fcnt, 1, payload), rssi=-80, snr=7.0)
     ingest.submit(frame, bridge_id="b0b0b0b0b0b0b0b0", reply=lambda a: (ack.append(a), acked.set()))
     assert acked.wait(10), "no ACK"
     # the hook runs just after the replies
@@ -53,6 +54,7 @@ def send(ingest, engine, key, fcnt, temp):
 def test_rising_temperature_through_ingest_raises_once_clears_and_acts(conn, site):
     ingest, engine, clock = site
     key = registry.add_device(conn, DEV, actor="test", now=T0)
+    (node,) = activate(conn, [Node(DEV, key)])  # a LoRaWAN node, by ABP
     save_rule(
         conn,
         {
@@ -71,7 +73,7 @@ def test_rising_temperature_through_ingest_raises_once_clears_and_acts(conn, sit
     acks = []
     for fcnt, temp in enumerate(temps):
         clock.now = T0 + 60 * fcnt
-        acks.append(send(ingest, engine, key, fcnt, temp))
+        acks.append(send(ingest, engine, node, fcnt, temp))
         raised = alarm_rows(conn)
         if fcnt < 12:
             assert raised == [], f"raised at minute {fcnt}, before 10 minutes above the limit"
@@ -83,14 +85,14 @@ def test_rising_temperature_through_ingest_raises_once_clears_and_acts(conn, sit
     assert [(d["status"], d["source"]) for d in queued] == [("queued", "rule")]
 
     clock.now = T0 + 780
-    ack = send(ingest, engine, key, 13, 17.5)  # the next uplink's ACK carries the rule's set_output
+    ack = send(ingest, engine, node, 13, 17.5)  # the next uplink's ACK carries the rule's set_output
     assert len(ack) > len(acks[0]), "ACK without the downlink"
     assert conn.execute("SELECT status FROM downlinks").fetchone()[0] == "sent"
 
     alarms.acknowledge(conn, rows[0]["id"], by="operator", now=T0 + 800)
     for fcnt, temp in [(14, 7.5), (15, 6.5)]:
         clock.now = T0 + 60 * fcnt
-        send(ingest, engine, key, fcnt, temp)
+        send(ingest, engine, node, fcnt, temp)
     assert [r["state"] for r in alarm_rows(conn)] == ["cleared"]
     assert history_states(conn, rows[0]["id"]) == ["raised", "acknowledged", "cleared"]
     assert engine.stats["errors"] == 0

@@ -73,17 +73,18 @@ def open_alarms(db_path, rule: str) -> list:
 
 @pytest.mark.parametrize("headroom_mb", [None, 4])
 def test_disk_full_nacks_busy_degrades_alarms_and_recovers(small_disk, headroom_mb):
-    from tests.edge.edge_module_peer import ModulePeer, Node
+    from tests.edge.edge_module_peer import ModulePeer, Node, activate
 
     db_path = small_disk / "fieldpost.db"
     conn = connect(db_path)
     migrate(conn)
     keys = {dev: registry.add_device(conn, dev, actor="test", now=time.time()) for dev in NODES}
+    nodes = activate(conn, [Node(d, k) for d, k in keys.items()])
     conn.close()
     filler = small_disk / "filler"
     if headroom_mb:
         fill(filler, leave=headroom_mb * 1024 * 1024)  # the edge starts on an almost full disk
-    peer = ModulePeer(BRIDGE, [Node(d, k) for d, k in keys.items()]).start()
+    peer = ModulePeer(BRIDGE, nodes).start()
     cfg = config_mod.from_dict(
         {
             "edge": {"db": str(db_path), "services": False},

@@ -16,7 +16,7 @@ from edge import registry
 from edge.daemon import Daemon
 from edge.store import connect, cursor, migrate, numbers, readings, transaction
 from tests.conftest import wait_until
-from tests.edge.edge_module_peer import ModulePeer, Node
+from tests.edge.edge_module_peer import ModulePeer, Node, activate
 
 pytestmark = pytest.mark.slow
 
@@ -56,8 +56,9 @@ def test_a_million_expired_readings_go_in_small_steps_while_the_edge_works(tmp_p
     fill_expired(db_path, EXPIRED)
     conn = connect(db_path)
     keys = {dev: registry.add_device(conn, dev, actor="test", now=time.time()) for dev in NODES}
+    nodes = activate(conn, [Node(d, k) for d, k in keys.items()])
     conn.close()
-    peer = ModulePeer("00000000000000fb", [Node(d, k) for d, k in keys.items()]).start()
+    peer = ModulePeer("00000000000000fb", nodes).start()
     cfg = config_mod.from_dict(
         {
             "edge": {"db": str(db_path)},  # services on: rules, retention, the panel

@@ -12,9 +12,10 @@ from argon2 import PasswordHasher
 from edge import registry
 from edge.codecs import lpp
 from edge.ingest.process import handle_uplink
-from edge.radio import AckResult, build_serial_uplink, build_uplink
+from edge.radio import AckResult, build_serial_uplink
 from edge.store import connect, transaction
 from edge.store.numbers import Numbers
+from tests.edge.edge_module_peer import Node, activate
 from webui import accounts
 
 PASSWORD = "correct horse battery"
@@ -69,23 +70,24 @@ def add_device(
 
 
 class Module:
-    """A registered device whose uplinks go through edge.ingest (MIC, replay check, store)."""
+    """A registered device whose LoRaWAN uplinks go through edge.ingest (MIC, replay check, store).
 
-    def __init__(
-        self,
-        db_path,
-        device_id: str,
-        key: bytes = bytes(range(16)),
-        start_fcnt: int = 0,
-    ):
-        self.db_path, self.device_id, self.key, self.fcnt = (
-            db_path,
-            device_id,
-            key,
-            start_fcnt,
-        )
+    It is activated by personalisation (ABP, tests/edge/edge_module_peer.py: no join to run) on first
+    use; a second Module of the same device carries on with that session's counter."""
+
+    def __init__(self, db_path, device_id: str, key: bytes = bytes(range(16))):
+        self.db_path, self.device_id = db_path, device_id
         self.numbers = Numbers()
         self._batch = None
+        conn = connect(db_path)
+        try:
+            (self.node,) = activate(conn, [Node(device_id, key)])
+            (last,) = conn.execute(
+                "SELECT fcnt_up FROM lorawan_sessions WHERE device_id = ?", (device_id,)
+            ).fetchone()
+        finally:
+            conn.close()
+        self.fcnt = max(last, 0)  # the first uplink is FCnt 1, as a v1 node's first counter was
 
     @contextlib.contextmanager
     def batch(self):
@@ -101,8 +103,7 @@ class Module:
 
     def _send(self, port: int, payload: bytes, *, rssi: int, snr: float, now: float | None):
         self.fcnt += 1
-        frame = build_uplink(self.key, self.device_id, self.fcnt, port, payload)
-        uplink = build_serial_uplink(frame, rssi=rssi, snr=snr)
+        uplink = build_serial_uplink(self.node.frame(self.fcnt, port, payload), rssi=rssi, snr=snr)
         at = time.time() if now is None else now
         if (
             self._batch is not None

@@ -36,9 +36,21 @@ def make_modem(machine, profile, lora_cfg):
                            reset=_pin(machine, pins["reset"]), lora_cfg=lora_cfg)
     if chip in ("sx1262", "sx1261"):
         from lora import AsyncSX1262
-        return AsyncSX1262(spi=spi, cs=cs, busy=_pin(machine, pins["busy"]), dio1=_pin(machine, pins["dio1"]),
-                           reset=_pin(machine, pins["reset"]), dio2_rf_sw=radio.get("dio2_rf_sw", True),
-                           dio3_tcxo_millivolts=radio.get("tcxo_mv"), lora_cfg=lora_cfg)
+
+        class SX1262(AsyncSX1262):
+            # DS 15.4 (inverted IQ, which LoRaWAN downlinks use): bit 2 of register 0x0736 must be 0
+            # with inverted IQ and 1 (its reset value) with standard IQ. The vendored driver (lora-sx126x
+            # 0.1.6, kept unchanged) sets it the other way round, so a node's receive windows would
+            # lose long downlinks; this is its _invert_workaround with the datasheet's polarity.
+            def _invert_workaround(self, enable):
+                if self._invert_iq[2] != enable:
+                    val = self._reg_read(0x0736)
+                    self._reg_write(0x0736, val & ~4 if enable else val | 4)
+                    self._invert_iq[2] = enable
+
+        return SX1262(spi=spi, cs=cs, busy=_pin(machine, pins["busy"]), dio1=_pin(machine, pins["dio1"]),
+                      reset=_pin(machine, pins["reset"]), dio2_rf_sw=radio.get("dio2_rf_sw", True),
+                      dio3_tcxo_millivolts=radio.get("tcxo_mv"), lora_cfg=lora_cfg)
     from fp.hal.board import BoardError
     raise BoardError("radio chip %r not supported" % chip)
 

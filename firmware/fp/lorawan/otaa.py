@@ -251,6 +251,12 @@ async def rx(node, n, t_end, join):
     modem = node.modem
     tune = getattr(node, "_tune", None)
     retune = params != up
+    if not getattr(node, "_iq_inv", False):
+        # Downlinks come with inverted IQ (as from any LoRaWAN gateway), uplinks go with normal IQ:
+        # in its windows a node hears the gateway, never another node's uplink. A LoRaWAN node
+        # receives only in its windows, so its receiver stays inverted once set.
+        modem.configure({"invert_iq_rx": True})
+        node._iq_inv = True
     if retune and (tune is None or tune[0] != params):
         # the lora_cfg changes to and from this window's channel, made once (not per uplink)
         tune = node._tune = (params, {"freq_khz": params[0], "sf": params[1], "bw": str(params[2])},

@@ -150,26 +150,27 @@ class Bridge:
                 self.dev.budget.deferred += 1
                 return
             self.dev.budget.record(now, toa)
-            if params is not None and params != up:
-                # RX2 (or RX1 at another data rate): the receive loop is held off the radio
-                # (radio_lock), which is retuned for this one transmission and set back
+            if params is not None:
+                # A LoRaWAN downlink, in RX1 or RX2: sent with inverted IQ, as gateways do, so that
+                # only nodes listening in their windows hear it, and no node hears another's uplink.
+                # The driver takes a new lora_cfg only while not receiving: the receive loop is
+                # held off the radio (radio_lock), which is set for this one transmission and back.
                 wait = at - d[2] - clock.ms()
                 if wait > 0:  # listening for uplinks until just before
                     await clock.sleep_ms(wait)
                 self.modem.standby()  # ends the receive loop's recv; it then waits on radio_lock
                 async with self.radio_lock:
-                    self.modem.configure({"freq_khz": params[0], "sf": params[1], "bw": str(params[2])})
+                    self.modem.configure({"freq_khz": params[0], "sf": params[1], "bw": str(params[2]),
+                                          "invert_iq_tx": True})
                     try:
                         wait = at - clock.ms()
                         if wait > 0:
                             await clock.sleep_ms(wait)
                         await self.modem.send(dl)
                     finally:
-                        self.modem.configure({"freq_khz": up[0], "sf": up[1], "bw": str(up[2])})
-            else:  # the uplinks' channel: the driver pauses the receive loop's recv for it
-                wait = at - clock.ms() if params else 0
-                if wait > 0:
-                    await clock.sleep_ms(wait)
+                        self.modem.configure({"freq_khz": up[0], "sf": up[1], "bw": str(up[2]),
+                                              "invert_iq_tx": False})
+            else:  # v1: normal IQ on the uplinks' channel; the driver pauses the receive loop's recv for it
                 await self.modem.send(dl)
             self.c["tx"] += 1
 
