@@ -237,12 +237,7 @@ async def fragment(node, now):
     if node.upd_air is not None:
         node.upd_air.record(now, toa)
     node._t("frag", payload[5] << 8 | payload[6])
-    node._radio("tx")
-    try:
-        await node.modem.send(frame)
-    finally:
-        node._radio("standby")
-    node.sent += 1
+    await node.transmit(frame)
     await node.listen(None, answer=True)
     if dev.lw.answered:
         node.attempts = 0

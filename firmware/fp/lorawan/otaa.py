@@ -185,12 +185,7 @@ async def join(node, now):
     frame = dev.lw.join_request()  # a new DevNonce, spent even if nobody answers
     dev.budget.record(now, toa)
     node._t("join", dev.lw.dev_nonce)
-    node._radio("tx")
-    try:
-        await node.modem.send(frame)
-    finally:
-        node._radio("standby")
-    node.sent += 1
+    await node.transmit(frame)
     t_end = node.clock.ms()
     try:
         for n in (1, 2):  # JOIN_ACCEPT_DELAY1 and 2: 5 and 6 s after the request

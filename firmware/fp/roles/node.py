@@ -161,6 +161,16 @@ class Node:
             self.modem.sleep()
             self._radio("sleep")
 
+    async def transmit(self, frame):
+        # A frame on the air (a join request, an update's fragment request), the radio's state
+        # around it told to the power model, and counted
+        self._radio("tx")
+        try:
+            await self.modem.send(frame)
+        finally:
+            self._radio("standby")
+        self.sent += 1
+
     def _radio(self, state):
         # the power model of a virtual board (fp/power.py); boards have none
         power = getattr(self.hal, "power", None)
