@@ -52,12 +52,22 @@ class Supervisor:
                 self.failure = "reboot"
                 self._done.set()
                 return
-            self.fail("task %s crashed: %s" % (name, exception_text(e)))
+            try:
+                why = "task %s crashed: %s" % (name, exception_text(e))
+            except MemoryError:
+                # a full heap has no room for the traceback: a constant needs none. (Left to
+                # propagate, it ended the guard and the failure waited for the stall timeout.)
+                why = "a task crashed: out of memory"
+            self.fail(why)
 
     def fail(self, why):
         if self.failure is None:
             self.failure = why
-            self.log("error", why[:400])
+            self._done.set()  # before the log: a log line that runs out of memory hides nothing
+            try:
+                self.log("error", why[:400])
+            except MemoryError:
+                pass
         self._done.set()
 
     def check(self):

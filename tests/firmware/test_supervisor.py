@@ -26,13 +26,16 @@ pytestmark = pytest.mark.firmware
 def test_crash_and_stall_stop_the_watchdog_and_are_logged(micropython):
     out = run_mp("check_supervisor.py")
     assert out.returncode == 0, out.stderr
-    crash, stall, timer = out.stdout.splitlines()
+    crash, stall, timer, oom = out.stdout.splitlines()
     # a crashing task: the watchdog was fed before, the reason carries the traceback, one LOG line
     assert crash == "crash True True True 1"
     # a task that stops beating is caught too, and logged as an error
     assert stall == "stall True True error"
     # a task started with watch=False (a timer that never beats) outlives 5 timeouts; its crash counts
     assert timer == "timer True True True"
+    # a task that dies of MemoryError on a heap with no room for its traceback or a log line: stopped
+    # at once (within 1 s, not the 2 s stall timeout), the reason a constant
+    assert oom == "oom a task crashed: out of memory True"
 
 
 @pytest.mark.parametrize("scale", [20, 1800])
