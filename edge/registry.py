@@ -33,13 +33,7 @@ def new_key() -> bytes:
 
 
 def parse_key(text: str) -> bytes:
-    try:
-        key = bytes.fromhex(text.strip())
-    except ValueError:
-        raise ValidationError("key", "is not hex") from None
-    if len(key) != KEY_SIZE:
-        raise ValidationError("key", f"is {len(key)} bytes, expected {KEY_SIZE} (32 hex digits)")
-    return key
+    return _hex("key", text, KEY_SIZE)
 
 
 @dataclass(frozen=True)
