@@ -61,8 +61,9 @@ class DutyBudget:
 
     def wait_ms(self, now_ms, airtime_ms):
         # 0 if a transmission of airtime_ms may start now, else how long to wait.
-        if self.day is not None and self.day.wait_ms(now_ms):
-            return self.day.wait_ms(now_ms)
+        wait = self.day.wait_ms(now_ms) if self.day is not None else 0
+        if wait:
+            return wait
         if not self.duty:
             return 0
         if airtime_ms > self.limit_ms:

@@ -112,14 +112,7 @@ class Node:
         dev.budget.record(now, toa)
         if fcnt is not None:
             self._t("tx", (fcnt, now, toa))
-        self.hal.led(True)  # the status LED is lit while the radio transmits
-        self._radio("tx")
-        try:
-            await self.modem.send(frame)
-        finally:
-            self.hal.led(False)
-            self._radio("standby")
-        self.sent += 1
+        await self.transmit(frame)
         acked = await self.listen(fcnt)
         if acked:
             self.attempts = 0
@@ -162,12 +155,15 @@ class Node:
             self._radio("sleep")
 
     async def transmit(self, frame):
-        # A frame on the air (a join request, an update's fragment request), the radio's state
-        # around it told to the power model, and counted
+        # A frame on the air (a reading, a join request, an update's fragment request): the
+        # status LED lit while the radio transmits, the radio's state told to the power model,
+        # and counted
+        self.hal.led(True)
         self._radio("tx")
         try:
             await self.modem.send(frame)
         finally:
+            self.hal.led(False)
             self._radio("standby")
         self.sent += 1
 
