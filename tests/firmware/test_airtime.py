@@ -50,6 +50,9 @@ def test_receive_windows_of_each_region(micropython):
     out = run_mp("check_rxwin.py")
     assert out.returncode == 0, out.stderr
     r = json.loads(out.stdout)
+    # the SF and bandwidth window() works out for itself are the regional table's, at every data rate
+    assert len(r["table"]) == 6 + 4 + 6 + 1
+    assert [t for t in r["table"] if t[2] != t[3]] == []
     # EU868: RX1 on the uplink's channel at DR - RX1DROffset (floor DR0); RX2 869.525 MHz, DR0 = SF12
     # by default, the join accept's RX2DataRate otherwise (DR3 = SF9)
     assert r["eu868"] == [

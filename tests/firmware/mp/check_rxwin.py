@@ -1,7 +1,7 @@
 # Prints JSON: the class A receive windows (fp/lorawan/phy.py window, rx_timing), for pytest to check.
 import json
 
-from fp.region import RegionError
+from fp.region import REGIONS, RegionError, region_params
 from fp.lorawan.phy import rx_timing, window
 
 out = {
@@ -35,4 +35,11 @@ for args in (("KR920", 1, 922100, 0, 0), ("US915", 2, 904100, 0, 14)):
         window(*args)
     except RegionError as e:
         out.setdefault("errors", []).append(str(e))
+# window() computes a 125 kHz rate's SF itself (fp/region.py is dropped after boot): every RX2 data
+# rate of every region as the table has it, [region, dr, window's (sf, bw), the table's (sf, bw)]
+out["table"] = []
+for region in sorted(REGIONS):
+    for dr in range(len(REGIONS[region][1])):
+        _, sf, bw = window(region, 2, 868100, 0, dr)
+        out["table"].append([region, dr, [sf, bw], list(region_params(region, dr)[1:3])])
 print(json.dumps(out))
