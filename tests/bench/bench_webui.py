@@ -126,18 +126,20 @@ def seed(db_path: str, *, readings_total: int, devices: int, now: float) -> dict
 
 
 def ingest_worker(db_path: str, devices: int, start_fcnt: int, stop_at: float, counter) -> None:
-    """Write INGEST_RATE readings/s through edge.ingest (MIC check, replay check, store, device update)."""
+    """Write INGEST_RATE readings/s through edge.ingest (MIC check, decryption, replay check, store, device
+    update), from LoRaWAN nodes."""
     from edge.codecs import lpp
     from edge.ingest.process import handle_batch
     from edge.lorawan.network import Network
-    from edge.lorawan.settings import LoRaWANSettings
-    from edge.radio import build_serial_uplink, build_uplink
+    from edge.radio import build_serial_uplink
     from edge.store.numbers import Numbers
+    from tests.edge.edge_module_peer import Node, activate
 
     conn = connect(db_path)
     known = Numbers()
-    # the load is the ingest core's work on Fieldpost v1 frames, which an edge takes with accept_v1
-    network = Network(LoRaWANSettings(accept_v1=True))
+    # LoRaWAN nodes (ABP sessions), as an edge ships: the MIC check and decryption of each frame
+    nodes = activate(conn, [Node(device_id(i), key_for(i)) for i in range(devices)])
+    network = Network()  # the edge's defaults, kept across batches as the daemon keeps it
     payload = lpp.encode([(1, "temperature", 5.5), (2, "humidity", 50), (3, "analog_input", 3.61)])
     fcnt = start_fcnt
     period = INGEST_BATCH / INGEST_RATE
@@ -146,11 +148,7 @@ def ingest_worker(db_path: str, devices: int, start_fcnt: int, stop_at: float, c
         frames = [
             (
                 build_serial_uplink(
-                    build_uplink(
-                        key_for(k % devices), device_id(k % devices), fcnt + k // devices, 1, payload
-                    ),
-                    rssi=-85,
-                    snr=8.0,
+                    nodes[k % devices].frame(fcnt + k // devices, 1, payload), rssi=-85, snr=8.0
                 ),
                 BRIDGE,
             )
