@@ -6,7 +6,7 @@
 import sys
 
 from fp import app
-from fp.store import unload
+from fp.store import exists, firmware_root, unload
 
 # Written first and removed last by `fieldpost provision module`: while it is on flash the
 # module is being provisioned (its files may be half old, half new; its key may not be
@@ -22,7 +22,7 @@ async def boot(cfg_path, hal):
     from fp import bootguard
     n = bootguard.enter()
     from fp import config
-    if _exists(PROVISIONING_MARKER):
+    if exists(PROVISIONING_MARKER):
         app._err("provisioning incomplete: %s is on flash" % PROVISIONING_MARKER)
         try:
             cfg = config.load(cfg_path)
@@ -39,7 +39,7 @@ async def boot(cfg_path, hal):
     del config
     unload("fp.config")
     if n > cfg["safe_boots"]:
-        if _exists(update_state_path()):  # crashing since an update: the old firmware comes back
+        if exists(update_state_path()):  # crashing since an update: the old firmware comes back
             from fp import update
             return update.Updater().rollback("%d crashed boots" % (n - 1))
         reason = "%d crashed boots" % (n - 1)
@@ -111,7 +111,7 @@ def _assemble(cfg, cfg_path, hal):
             resume.attach(hal, role, dev, counter, journal)
         sup.start("node", role.run)
     sup.start("stable", app.stable, watch=False)  # a timer: it never beats
-    if _exists(update_state_path()):
+    if exists(update_state_path()):
         from fp import update  # a firmware on trial only
         sup.start("update", app.call(update.confirm_when_done, dev, role), watch=False)
     print("fieldpost %s %s %s board=%s journal=%d fcnt=%d" % (FW_VERSION, cfg["role"], cfg["id"], hal.name,
@@ -135,20 +135,10 @@ def _clock_above(clock, t):
         clock.advance(ms - now)
 
 
-def _exists(path):
-    import os
-    try:
-        os.stat(path)
-        return True
-    except OSError:
-        return False
-
-
 def update_state_path():
-    # fp/update.py's firmware_root() + DIR + "/state", without importing the updater at boot (its
-    # names would fill a virtual heltec_v2 bridge's qstr pool): <root>/fp/start.py -> <root>/
-    here = __file__.rsplit("/", 2)
-    return (here[0] + "/" if len(here) == 3 else "") + ".update/state"
+    # fp/update.py's DIR + "/state", without importing the updater at boot (its names would fill
+    # a virtual heltec_v2 bridge's qstr pool)
+    return firmware_root() + ".update/state"
 
 
 async def safe_mode(reason, cfg, cfg_path, hold_ms=0):
