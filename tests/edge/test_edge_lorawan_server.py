@@ -188,21 +188,10 @@ def test_rotating_the_app_key_voids_the_session_and_the_counter_may_start_over(d
 
 
 def test_abp_session_set_by_hand_takes_uplinks(db, net):
-    from edge.lorawan import server
-
-    key = add(db, DEV)
+    abp = registry.AbpSession(0x260B0001, bytes(range(16)), bytes(range(16, 32)))
+    key = registry.add_device(db, DEV, abp=abp, actor="test", now=1.0)  # as `devices add --activation abp`
     node = EndDevice(DEV, key)
-    node.devaddr, node.nwk, node.app = 0x260B0001, bytes(range(16)), bytes(range(16, 32))
-    with transaction(db):
-        server.activate_abp(
-            db,
-            DEV,
-            devaddr=node.devaddr,
-            nwk_skey=node.nwk,
-            app_skey=node.app,
-            number=Numbers().number(db, DEV, create=True),
-            now=1.0,
-        )
+    node.devaddr, node.nwk, node.app = abp.devaddr, abp.nwk_skey, abp.app_skey
     for i in range(3):
         assert send(db, net, node.uplink(lpp_reading(i))).result == AckResult.STORED
     assert [r.msg_id for r in stored(db, DEV)] == [f"{DEV}:0", f"{DEV}:1", f"{DEV}:2"]
