@@ -97,5 +97,8 @@ def parse(section: Mapping[str, Any], *, db_path: str) -> PanelSettings:
 
 
 def from_edge_config(config: Any) -> PanelSettings:
-    """From an edge.config.Config: its [edge] db and its [webui] section."""
-    return settings(config.webui, db_path=str(config.edge.db))
+    """From an edge.config.Config: its [edge] db, its [webui] section, and the [updates] energy
+    allowance an update started on the panel keeps, as one started by the CLI does."""
+    panel = settings(config.webui, db_path=str(config.edge.db))
+    panel.flask["UPDATES_ENERGY_MAH_DAY"] = config.updates.energy_mah_day
+    return panel

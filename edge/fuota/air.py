@@ -16,13 +16,13 @@ import math
 import sqlite3
 from pathlib import Path
 
-from edge.fuota import jobs
+from edge.fuota import energy, jobs
 
 PORT = 6  # down: offer / stop; up: result (journaled, stored like a status)
 PORT_FRAG = 7  # up: fragment request; down: chunk
 OFFER, STOP = 1, 0
 REQUEST_SIZE = 9  # package id (4), chunk size (1), first missing (2), bitmap (2)
-OFFER_SIZE = 21
+OFFER_SIZE = 21  # 25 with the energy pace
 _WINDOW = 16
 _CACHE: dict[str, bytes] = {}  # package SHA-256 -> bytes; a few packages at most are in flight
 _CACHE_MAX = 8
@@ -32,8 +32,17 @@ class RequestError(ValueError):
     """A fragment request the edge cannot answer (its text says why)."""
 
 
+PACED_OFFER_FROM = "0.4.0"  # the first node firmware that reads an offer's energy pace
+
+
 def offer_payload(job: jobs.Job) -> bytes:
-    return bytes((OFFER,)) + bytes.fromhex(job.sha256)[:16] + job.size.to_bytes(4, "big")
+    """The offer (FPort 6): the package's id and size and, when the update keeps an energy pace,
+    the gap (s) and the burst (requests), u16 each (a node before PACED_OFFER_FROM reads only
+    21 bytes: it is never given a pace, edge/fuota/updates.py)."""
+    offer = bytes((OFFER,)) + bytes.fromhex(job.sha256)[:16] + job.size.to_bytes(4, "big")
+    if job.air_gap_s and job.air_burst:
+        offer += job.air_gap_s.to_bytes(2, "big") + job.air_burst.to_bytes(2, "big")
+    return offer
 
 
 def _active_air(conn: sqlite3.Connection, device_ids: set[str] | None = None) -> list[jobs.Job]:
@@ -198,7 +207,17 @@ def time_on_air_ms(payload_len: int, sf: int, bw_khz: int = 125, cr: int = 5, pr
     return (preamble + 4.25) * tsym + (8 + blocks * cr) * tsym
 
 
-def estimate(size: int, *, sf: int, max_payload: int, duty: float | None, interval_s: float = 300) -> dict:
+def estimate(
+    size: int,
+    *,
+    sf: int,
+    max_payload: int,
+    duty: float | None,
+    interval_s: float = 300,
+    power: dict | None = None,
+    tx_dbm: int = 14,
+    allowance_mah_day: float = 0.0,
+) -> dict:
     """Chunks, airtime (node up, bridge down) and the least time an update of ``size`` bytes takes at
     this data rate, without loss. A chunk comes either as the answer to a request (the node's
     request, then the bridge's chunk a receive window's second later) or on the ACK of a reading
@@ -207,7 +226,11 @@ def estimate(size: int, *, sf: int, max_payload: int, duty: float | None, interv
     for resends, as firmware/fp/update_air.py fragment reserves); the bridge's chunks get its whole
     duty cycle (one node's: the updates in flight share it). Both budgets are a sliding hour, full
     at the start: a whole hour's worth may go at once. Not counted: a chunk on an ACK that a request
-    also asks for (lost, or crossing), and the offer on the first reading's ACK."""
+    also asks for (lost, or crossing), and the offer on the first reading's ACK.
+
+    With the board's datasheet currents (``power``, its profile's section), the node's charge for
+    the update (``energy_mah``) and, under an ``allowance_mah_day``, the pace its requests keep
+    (edge/fuota/energy.py): a day's allowance at once, then evenly spread."""
     chunk = min(255, max_payload - 13 - 2)
     n = math.ceil(size / chunk)
     request_ms = time_on_air_ms(13 + REQUEST_SIZE, sf)
@@ -219,17 +242,27 @@ def estimate(size: int, *, sf: int, max_payload: int, duty: float | None, interv
     per_request_s = (request_ms + chunk_ms) / 1000 + 1.0
     paced_h = n * per_request_s / (interval_s + per_request_s) * interval_s / 3600
     hours = paced_h
+    request_mas = ack_mas = 0.0
+    paced: energy.Pace | None = None
+    if power is not None:
+        request_mas = energy.exchange_mas(power, tx_dbm=tx_dbm, request_ms=request_ms, chunk_ms=chunk_ms)
+        ack_mas = energy.ack_chunk_mas(power, chunk_ms=chunk_ms, ack_ms=ack_ms)
+        paced = energy.pace(allowance_mah_day, request_mas)
+    # by T hours: the node's requests (its duty-cycle room x (T + 1) of them, and no more than its
+    # energy pace allows) answered, and a reading's ACK each; the bridge's chunks, its budget x (T + 1)
+    limits: list = []
     if duty:
         node_room = duty * 3_600_000 - time_on_air_ms(13 + 11, sf) * 1.5 * readings_per_h
         if node_room <= 0:
             hours = math.inf  # the readings take the whole budget: no request, so no start either
         else:
-            # by T hours: the node's requests answered, room x (T + 1) of them, and a reading's ACK
-            # each; the bridge's chunks, its budget x (T + 1)
             asked_per_h = node_room / request_ms
-            node_h = (n - asked_per_h) / (asked_per_h + readings_per_h)
-            bridge_h = n / (duty * 3_600_000 / chunk_ms) - 1
-            hours = max(paced_h, node_h, bridge_h)
+            limits.append(lambda t: asked_per_h * (t + 1))
+            hours = max(hours, n / (duty * 3_600_000 / chunk_ms) - 1)
+    if paced is not None:
+        limits.append(lambda t: paced.requests_by(t * 3600))
+    if limits and math.isfinite(hours):
+        hours = max(hours, _first_hour(lambda t: min(f(t) for f in limits) + readings_per_h * t >= n))
     on_acks = min(n, math.floor(hours * readings_per_h)) if math.isfinite(hours) else 0
     requests = n - on_acks
     return {
@@ -240,4 +273,21 @@ def estimate(size: int, *, sf: int, max_payload: int, duty: float | None, interv
         "airtime_up_s": round(requests * request_ms / 1000, 3),
         "airtime_down_s": round((requests * chunk_ms + on_acks * (chunk_ms - ack_ms)) / 1000, 3),
         "seconds": round(hours * 3600, 1) if math.isfinite(hours) else None,
+        "energy_mah": round((requests * request_mas + on_acks * ack_mas) / 3600, 2)
+        if power is not None
+        else None,
+        "pace": {"gap_s": paced.gap_s, "burst": paced.burst} if paced is not None else None,
     }
+
+
+def _first_hour(done) -> float:
+    """The least T (hours) with ``done(T)``, for a ``done`` that stays true once true."""
+    lo, hi = 0.0, 1.0
+    while not done(hi):
+        lo, hi = hi, hi * 2
+        if hi > 24 * 365 * 10:
+            return math.inf
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (lo, mid) if done(mid) else (mid, hi)
+    return hi

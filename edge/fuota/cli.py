@@ -175,6 +175,7 @@ def update_command(
                 version=version,
                 full=full,
                 dr=dr,
+                energy_mah_day=ctx.config.updates.energy_mah_day,
             )
             with transaction(conn):
                 report = updates.queue_planned(

@@ -13,7 +13,7 @@ ACTIVE = ("queued", "sending", "staged")
 ENDED = ("done", "rolled_back", "failed", "cancelled")
 _COLUMNS = (
     "id, device_id, board, version, from_version, package, package_sha256, size, sent, state, error,"
-    " transport, max_in_flight"
+    " transport, max_in_flight, air_gap_s, air_burst"
 )
 
 
@@ -32,6 +32,9 @@ class Job:
     error: str | None
     transport: str = "serial"  # "air": a node, in fragment sessions (edge/fuota/air.py)
     max_in_flight: int | None = None  # air updates under way at once, at most, for this one to start
+    # the node's energy pace (edge/fuota/energy.py): a burst of requests, then one per gap; None: none
+    air_gap_s: int | None = None
+    air_burst: int | None = None
 
 
 def queue(
@@ -47,12 +50,14 @@ def queue(
     now: float,
     transport: str = "serial",
     max_in_flight: int | None = None,
+    pace: tuple[int, int] | None = None,
 ) -> int:
     """Ask for an update of ``device_id``; one active update per module (refused otherwise)."""
     try:
         cur = conn.execute(
             "INSERT INTO module_updates (device_id, board, version, from_version, package, package_sha256,"
-            " size, created_at, updated_at, transport, max_in_flight) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " size, created_at, updated_at, transport, max_in_flight, air_gap_s, air_burst)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 device_id,
                 board,
@@ -65,6 +70,7 @@ def queue(
                 now,
                 transport,
                 max_in_flight,
+                *(pace or (None, None)),
             ),
         )
     except sqlite3.IntegrityError as exc:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from edge.errors import FieldpostError, UpdateError, UpdateRefused
 from edge.fuota import air, jobs
+from edge.fuota.package import parse_version
 from edge.fuota.store import BundleStore
 
 STORE_FOLDER = "firmware"  # beside the database: on the Pi, /var/lib/fieldpost/firmware
@@ -58,9 +59,12 @@ def plan(
     version: str,
     full: bool = False,
     dr: int = 0,
+    energy_mah_day: float = 0.0,
 ) -> list[Planned]:
     """The packages that move these modules (and every registered module of ``board``) to
-    ``version``; refused as a whole, naming the module, when one cannot be updated."""
+    ``version``; refused as a whole, naming the module, when one cannot be updated. A node's
+    fragment requests keep to ``energy_mah_day`` of its battery ([updates], 0: no limit) when its
+    firmware reads an energy pace."""
     rows = conn.execute("SELECT id, board, role, firmware, interval_s FROM devices ORDER BY id").fetchall()
     wanted = [r for r in rows if r[0] in device_ids or (board and r[1] == board)]
     missing = set(device_ids) - {r[0] for r in rows}
@@ -97,7 +101,13 @@ def plan(
                 version=version,
                 kind=f"delta from {package_plan.base.version}" if package_plan.base else "full",
                 data=data,
-                estimate=air_estimate(dev_board, len(data), dr, interval_s or DEFAULT_INTERVAL_S)
+                estimate=air_estimate(
+                    dev_board,
+                    len(data),
+                    dr,
+                    interval_s or DEFAULT_INTERVAL_S,
+                    energy_mah_day=energy_mah_day if paces(running) else 0.0,
+                )
                 if transport == "air"
                 else None,
             )
@@ -145,6 +155,7 @@ def queue_planned(
             now=now,
             transport=p.transport,
             max_in_flight=max_in_flight if p.transport == "air" else None,
+            pace=_pace_of(p),
         )
         audit(
             conn,
@@ -167,26 +178,55 @@ def queue_planned(
     return report
 
 
-def air_estimate(board: str, size: int, dr: int, interval_s: float) -> dict | None:
-    """The airtime and least time an air update of ``size`` bytes takes on ``board``'s region at
-    ``dr``, for a node reading every ``interval_s`` (edge/fuota/air.py estimate); None when the
-    board or the data rate is not known here."""
+def _pace_of(p: Planned) -> tuple[int, int] | None:
+    pace = (p.estimate or {}).get("pace") if p.transport == "air" else None
+    return (pace["gap_s"], pace["burst"]) if pace else None
+
+
+def paces(running: str | None) -> bool:
+    """Whether a node running ``running`` reads an offer's energy pace (unknown: assumed not)."""
+    try:
+        return running is not None and parse_version(running) >= parse_version(air.PACED_OFFER_FROM)
+    except (UpdateError, ValueError):
+        return False
+
+
+def air_estimate(
+    board: str, size: int, dr: int, interval_s: float, *, energy_mah_day: float = 0.0
+) -> dict | None:
+    """The airtime, least time and the node's charge of an air update of ``size`` bytes on
+    ``board``'s region at ``dr``, for a node reading every ``interval_s`` (edge/fuota/air.py
+    estimate), with the pace that keeps it within ``energy_mah_day`` (0: none); None when the
+    board or the data rate is not known here. Refused (UpdateRefused) when the allowance cannot
+    be kept: less than one request in the longest gap an offer carries."""
     from edge.tools import build_firmware
 
     try:
-        region = build_firmware.load_profile(board).get("region", "EU868")
+        profile = build_firmware.load_profile(board)
     except (FieldpostError, OSError, ValueError):
         return None
+    region = profile.get("region", "EU868")
     duty, rates = air.REGIONS.get(region, (None, ()))
     if dr >= len(rates):
         return None
     sf, max_payload = rates[dr]
-    return {
-        "region": region,
-        "dr": dr,
-        "sf": sf,
-        **air.estimate(size, sf=sf, max_payload=max_payload, duty=duty, interval_s=interval_s),
-    }
+    try:
+        est = air.estimate(
+            size,
+            sf=sf,
+            max_payload=max_payload,
+            duty=duty,
+            interval_s=interval_s,
+            power=profile.get("power"),
+            tx_dbm=int((profile.get("radio") or {}).get("tx_power_dbm", 14)),
+            allowance_mah_day=energy_mah_day,
+        )
+    except ValueError as exc:
+        raise UpdateRefused("energy_mah_day", f"[updates] energy_mah_day: {exc}") from None
+    capacity = (profile.get("battery") or {}).get("capacity_mah")
+    if est["energy_mah"] is not None and capacity:
+        est["battery_percent"] = round(100 * est["energy_mah"] / capacity, 2)
+    return {"region": region, "dr": dr, "sf": sf, **est}
 
 
 def estimate_text(est: dict | None) -> str:
@@ -198,10 +238,24 @@ def estimate_text(est: dict | None) -> str:
         f" airtime {est['airtime_up_s']:.0f} s up + {est['airtime_down_s']:.0f} s down, "
         + (
             f"at least {duration(est['seconds'])} within the duty cycle"
+            + (" and the energy pace" if est.get("pace") else "")
             if est["seconds"] is not None
             else "no room in the duty cycle beside its readings"
         )
+        + _energy_text(est)
     )
+
+
+def _energy_text(est: dict) -> str:
+    if est.get("energy_mah") is None:
+        return ""  # no datasheet currents for the board
+    said = f"; about {est['energy_mah']:.1f} mAh of the node's battery"
+    if est.get("battery_percent") is not None:
+        said += f" ({est['battery_percent']:g} % of its cell)"
+    pace = est.get("pace")
+    if pace:
+        said += f", at most {pace['burst']} requests at once, then one every {duration(pace['gap_s'])}"
+    return said
 
 
 def duration(seconds: float) -> str:

@@ -443,6 +443,17 @@ MIGRATIONS: list[Migration] = [
         LEFT JOIN device_numbers AS b ON b.n = r.bridge;
         """,
     ),
+    (
+        "0017_air_energy",
+        """
+        -- The energy pace of an update over the air (edge/fuota/energy.py, [updates]
+        -- energy_mah_day): the node may send `air_burst` fragment requests at once, then one
+        -- every `air_gap_s` seconds. NULL: no pace (a board without datasheet currents, no
+        -- allowance, or firmware that predates it).
+        ALTER TABLE module_updates ADD COLUMN air_gap_s INTEGER CHECK (air_gap_s BETWEEN 1 AND 65535);
+        ALTER TABLE module_updates ADD COLUMN air_burst INTEGER CHECK (air_burst BETWEEN 1 AND 65535);
+        """,
+    ),
 ]
 
 

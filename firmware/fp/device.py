@@ -9,7 +9,7 @@ from fp import radio_frame as rf
 from fp.airtime import DutyBudget
 from micropython import const
 
-FW_VERSION = "0.3.0"
+FW_VERSION = "0.4.0"
 DLIDS = "dlids"  # last executed downlink ids, so a resent reboot does not reboot twice (fp/downlink.py)
 _SAMPLED = const(255)  # fp/radio_frame.py _PORT_SAMPLED: a reading journaled with its sample time
 

@@ -3,6 +3,7 @@
 # under way (a .update-air record exists): a node without one never loads it (64K heap).
 #
 #   down FPort 6  offer  0x01 | package SHA-256, first 16 bytes | size u32 BE
+#                        [| gap u16 s | burst u16: the energy pace, edge/fuota/energy.py]
 #                 stop   0x00 | package id (4 bytes): the edge has no such update (cancelled)
 #   up   FPort 7  request  package id (4) | chunk size u8 | first missing chunk u16 |
 #                          bitmap u16 (bit i: chunk first+1+i missing too); unconfirmed, not journaled
@@ -13,9 +14,12 @@
 # Frames are LoRaWAN frames of the node's session: encrypted with the AppSKey and MIC'd with the
 # NwkSKey, so a chunk nobody with the session keys made is dropped before it gets here. The chunk
 # size is the node's: what its data rate carries. Received chunks go to .update-air.pkg at their
-# offset; .update-air (store.write_atomic: whole or absent) keeps the package id, size, chunk size
-# and the bitmap of chunks written, updated after each chunk is on flash, so a sleep, a reboot or
-# a restart of the edge costs at most the chunk in flight. Complete, the package must hash to its
+# offset; .update-air (store.write_atomic: whole or absent) keeps the package id, size, chunk size,
+# the energy pace and the bitmap of chunks written, updated after each chunk is on flash, so a
+# sleep, a reboot or a restart of the edge costs at most the chunk in flight. The pace keeps the
+# requests within the battery allowance the edge sets: `burst` at once, then one every `gap` s,
+# kept as one number (GCRA: the theoretical arrival time, `tat`, in s of the node's clock),
+# recorded before each request goes, so a sleep or a reboot never hands out more. Complete, the package must hash to its
 # id; fp/update.py then stages it at the next boot (per-file SHA-256, board, base) as for a bridge.
 import struct
 
@@ -27,6 +31,9 @@ PORT_FRAG = const(7)
 OFFER = const(1)
 STOP = const(0)
 _OFFER_LEN = const(21)
+_PACED_LEN = const(25)  # an offer with the energy pace
+_HEAD = ">IBHHI"  # the record after the id: size, chunk, gap, burst, tat
+_HEAD_LEN = const(29)  # 16 + struct.calcsize(_HEAD)
 _MAX_SIZE = const(1048576)  # a package above 1 MB is not for a node
 _WINDOW = const(16)  # chunks a request's bitmap covers after the first missing one
 
@@ -43,20 +50,23 @@ class AirReceiver:
         self.pkg = self.root + ".update-air.pkg"
         self.id = b""  # the package's id (16 bytes of its SHA-256); empty: no transfer
         self.size = self.chunk = 0
+        self.gap = self.burst = self.tat = 0  # gap 0: no energy pace
         self.bits = bytearray()
         body = store.read_atomic(self.rec)
-        if body and len(body) > _OFFER_LEN:
+        if body and len(body) > _HEAD_LEN:
             self.id = bytes(body[:16])
-            self.size, self.chunk = struct.unpack_from(">IB", body, 16)
-            self.bits = bytearray(body[_OFFER_LEN:])
-            if len(self.bits) != (self.count() + 7) // 8:
+            self.size, self.chunk, self.gap, self.burst, self.tat = struct.unpack_from(_HEAD, body, 16)
+            self.bits = bytearray(body[_HEAD_LEN:])
+            if not self.chunk or len(self.bits) != (self.count() + 7) // 8:
                 self.forget()  # not a record this code wrote: start over
 
     def count(self):
         return (self.size + self.chunk - 1) // self.chunk
 
     def _record(self):
-        store.write_atomic(self.rec, self.id + struct.pack(">IB", self.size, self.chunk) + self.bits)
+        store.write_atomic(
+            self.rec, self.id + struct.pack(_HEAD, self.size, self.chunk, self.gap, self.burst, self.tat) + self.bits
+        )
 
     def have(self, i):
         return self.bits[i >> 3] & (1 << (i & 7))
@@ -75,23 +85,52 @@ class AirReceiver:
             if self.id and bytes(payload[1:5]) == self.id[:4]:
                 self.forget()
             return False
-        if len(payload) != _OFFER_LEN or payload[0] != OFFER:
+        if len(payload) not in (_OFFER_LEN, _PACED_LEN) or payload[0] != OFFER:
             raise Refused("offer of %d bytes" % len(payload))
         pid = bytes(payload[1:17])
         size = struct.unpack_from(">I", payload, 17)[0]
+        gap = burst = 0
+        if len(payload) == _PACED_LEN:
+            gap, burst = struct.unpack_from(">HH", payload, 21)
+            if not gap or not burst:
+                raise Refused("pace of %d s, %d requests" % (gap, burst))
         if not 0 < size <= _MAX_SIZE:
             raise Refused("offer of %d bytes" % size)
         if not 8 <= chunk <= 255:
             raise Refused("chunk of %d bytes" % chunk)
         if pid == self.id and size == self.size:
+            if (gap, burst) != (self.gap, self.burst):  # the edge's allowance changed: from now on
+                self.gap, self.burst = gap, burst
+                self._record()
             return False
         store.remove(self.pkg)
         self.id, self.size, self.chunk = pid, size, chunk
+        self.gap, self.burst, self.tat = gap, burst, 0  # a full allowance to start with
         self.bits = bytearray((self.count() + 7) // 8)
         with open(self.pkg, "wb"):
             pass
         self._record()
         return True
+
+    def paced_ms(self, now):
+        # 0 when the energy pace lets a request go at `now` (ms, the node's clock), else the ms
+        # until it does. GCRA: a request may go while tat - t <= (burst - 1) x gap.
+        if not self.gap:
+            return 0
+        t = now // 1000
+        slack = (self.burst - 1) * self.gap
+        if self.tat > t + slack + self.gap:
+            # ahead of anything a request could have set: the clock started again (a power cut,
+            # not a deep sleep, whose clock goes on): count the allowance as spent but one
+            self.tat = t + slack
+        ahead = self.tat - slack - t
+        return ahead * 1000 if ahead > 0 else 0
+
+    def spend(self, now):
+        # one request's share of the allowance, on flash before the request goes
+        if self.gap:
+            self.tat = max(self.tat, now // 1000) + self.gap
+            self._record()
 
     def first_missing(self):
         for i in range(self.count()):
@@ -162,6 +201,18 @@ _FRAG_LEN = const(9)  # a fragment request's payload
 _BUCKET_MS = const(60000)  # fp/airtime.py: the budget frees up a minute at a time
 _READING_LEN = const(11)  # fp/roles/node.py: the standard reading's payload
 _AIR_MARGIN = 1.5  # fp/roles/node.py: a reading's airtime x this, for resends
+_LOW_BATTERY_MS = const(3600000)  # under the battery floor: look again an hour later
+
+
+def battery_low(hal):
+    # Under the board profile's battery floor for updates (battery.update_min_v: the chemistry's,
+    # so the board's): the node opens no fragment session, and chunks on its readings' ACKs still
+    # come. No floor, or no battery measured: never low.
+    floor = (hal.profile.get("battery") or {}).get("update_min_v")
+    if not floor:
+        return False
+    v = hal.battery_v()
+    return v is not None and v < floor
 
 
 def on_downlink(dev, port, data):
@@ -218,7 +269,13 @@ async def fragment(node, now):
     # airtime, within the budget less what readings need at the current interval (x margin): a
     # request never takes their room, and the whole stays within the duty cycle.
     dev = node.dev
-    payload = dev.upd.request()
+    rx = dev.upd
+    payload = rx.request()
+    paced = rx.paced_ms(now)
+    if paced:
+        return paced  # the battery's allowance for the update: the edge's pace
+    if battery_low(dev.hal):
+        return _LOW_BATTERY_MS
     toa = (node.modem.get_time_on_air_us(dev.overhead + _FRAG_LEN) + 999) // 1000  # rounded up, as the node's
     budget = dev.budget
     if budget.duty:
@@ -232,6 +289,7 @@ async def fragment(node, now):
     wait = budget.wait_ms(now, toa)
     if wait:
         return max(wait, 0) or _BUCKET_MS
+    rx.spend(now)
     frame = dev.lw.fragment_request(dev.counter.take(), payload)
     budget.record(now, toa)
     if node.upd_air is not None:

@@ -15,9 +15,14 @@ Figures (``update_air.json``), per package (``delta``, ``full``) and SF:
 - ``fragment``: ``hours`` (and ``seconds``) of simulated time until the package is complete on the node (from the
   update queued: the offer rides on the next reading's ACK), ``airtime_up_s`` (requests),
   ``airtime_down_s`` (the bridge: chunks answering requests, and chunks or offers on reading ACKs
-  over the bare ACK they replace), ``requests``, ``chunks`` (both ways of sending);
+  over the bare ACK they replace), ``requests``, ``chunks`` (both ways of sending); ``pace``: the
+  energy pace the edge gives as shipped ([updates] energy_mah_day, kept by the node's own code)
+  and how often it held a request back; ``energy_mah``: the node's charge for the update
+  (edge/fuota/energy.py, the board's datasheet currents: each exchange, and each chunk on an ACK
+  over the bare ACK);
 - ``baseline_per_reading``: the same chunks, each on the ACK of one reading (the node's interval),
-  resent on the next reading when lost: ``hours``, ``airtime_down_s`` (over the ACKs it replaces);
+  resent on the next reading when lost: ``hours``, ``airtime_down_s`` (over the ACKs it replaces),
+  ``energy_mah`` (the same currents: each chunk's longer reception);
 - ``wall_s``: real seconds per simulated update of each side (median of runs for >= MIN_SECONDS,
   both sides through the same micropython receiver): what the real code costs, not the air.
 Not counted: the staging and swap at the next boot (bench ``update.json`` times them for bridges).
@@ -41,9 +46,11 @@ from pathlib import Path
 
 from edge import registry
 from edge.fuota import air as fuota_air
-from edge.fuota import jobs, package
+from edge.fuota import energy, jobs, package, updates
+from edge.fuota.config import UpdatesSection
 from edge.lorawan.server import Session
 from edge.store import connect, migrate
+from edge.tools import build_firmware
 from tests.firmware import updatekit
 from tests.firmware.conftest import MICROPYTHON, MP_SCRIPTS
 from tests.firmware.modules import board_heap
@@ -57,6 +64,7 @@ INTERVAL_S = 300
 RX_WINDOW_S = 3
 RETRY_BASE_S = 8
 RATES = {7: (5, 222), 12: (0, 51)}  # SF -> (EU868 data rate, largest MAC payload)
+ENERGY_MAH_DAY = UpdatesSection.energy_mah_day  # the shipped [updates] allowance
 
 
 class _HourAccount:
@@ -117,6 +125,13 @@ class _Node:
         said = self._ask("r").split()[1]
         return None if said == "-" else bytes.fromhex(said)
 
+    def paced_s(self, now: float) -> float:
+        """Seconds the energy pace holds the next request back (the firmware's own GCRA)."""
+        return int(self._ask(f"p {int(now * 1000)}").split()[1]) / 1000
+
+    def spend(self, now: float) -> None:
+        self._ask(f"s {int(now * 1000)}")
+
     def hear(self, frame: bytes) -> str:
         self.said = self._ask("d " + frame.hex())
         return self.said
@@ -133,7 +148,28 @@ class _Node:
         self.proc.wait(timeout=30)
 
 
-def _edge(work: Path, pkg: bytes, *, offered: bool = True):
+def _pace(pkg: bytes, sf: int) -> tuple[int, int] | None:
+    """The energy pace `fieldpost modules update` gives this node as shipped ([updates]
+    energy_mah_day's default, the unix board's datasheet currents)."""
+    est = updates.air_estimate("unix", len(pkg), RATES[sf][0], INTERVAL_S, energy_mah_day=ENERGY_MAH_DAY)
+    assert est is not None
+    return (est["pace"]["gap_s"], est["pace"]["burst"]) if est["pace"] else None
+
+
+def _charges(sf: int) -> tuple[float, float]:
+    """mA x s of a fragment exchange and of a chunk on a reading's ACK (over the bare ACK), from the
+    unix board's datasheet currents (edge/fuota/energy.py, what the estimate counts)."""
+    power = build_firmware.load_profile("unix")["power"]
+    chunk = min(255, RATES[sf][1] - 13 - 2)
+    request_ms = fuota_air.time_on_air_ms(13 + fuota_air.REQUEST_SIZE, sf)
+    chunk_ms = fuota_air.time_on_air_ms(13 + 2 + chunk, sf)
+    return (
+        energy.exchange_mas(power, tx_dbm=14, request_ms=request_ms, chunk_ms=chunk_ms),
+        energy.ack_chunk_mas(power, chunk_ms=chunk_ms, ack_ms=fuota_air.time_on_air_ms(13, sf)),
+    )
+
+
+def _edge(work: Path, pkg: bytes, *, offered: bool = True, pace: tuple[int, int] | None = None):
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     conn = connect(work / "edge.db")
@@ -153,19 +189,22 @@ def _edge(work: Path, pkg: bytes, *, offered: bool = True):
         size=len(pkg),
         now=0,
         transport="air",
+        pace=pace,
     )
     if offered:
         jobs.progress(conn, job_id, 0, now=0)
     conn.commit()
     session = Session(NODE, *ABP, base=0, fcnt_up=0, fcnt_down=0)
-    offer = b"\x01" + bytes.fromhex(digest)[:16] + len(pkg).to_bytes(4, "big")
-    return conn, session, offer
+    job = jobs.get(conn, job_id)
+    assert job is not None
+    return conn, session, fuota_air.offer_payload(job)
 
 
 def _fragment(work: Path, bundles, pkg: bytes, sf: int, seed: int) -> dict:
     """The fragment session, simulated air, real code on both sides."""
     dr, _ = RATES[sf]
-    conn, session, _ = _edge(work, pkg, offered=False)
+    pace = _pace(pkg, sf)
+    conn, session, _ = _edge(work, pkg, offered=False, pace=pace)
     node = _Node(work, bundles, dr)
     rng = random.Random(seed)
     toa = lambda n: fuota_air.time_on_air_ms(n, sf) / 1000  # noqa: E731 - a one-line helper
@@ -174,7 +213,7 @@ def _fragment(work: Path, bundles, pkg: bytes, sf: int, seed: int) -> dict:
     room = DUTY * 3600 - reading * 1.5 * 3600 / INTERVAL_S
     t, next_reading, attempts = 0.0, 0.0, 0
     up = down = 0.0
-    requests = chunks = 0
+    requests = chunks = on_acks = paced_waits = 0
     try:
         while True:
             while next_reading <= t:  # readings go first; their ACKs carry the offer or a chunk
@@ -190,6 +229,7 @@ def _fragment(work: Path, bundles, pkg: bytes, sf: int, seed: int) -> dict:
                 bridge.add(at, toa(len(frame)))
                 down += toa(len(frame)) - ack  # over the bare ACK the reading gets anyway
                 chunks += fport == fuota_air.PORT_FRAG
+                on_acks += fport == fuota_air.PORT_FRAG
                 if rng.random() >= LOSS:
                     node.hear(frame)
             payload = node.request()
@@ -198,9 +238,15 @@ def _fragment(work: Path, bundles, pkg: bytes, sf: int, seed: int) -> dict:
                     break
                 t = next_reading  # no offer heard yet: the next reading's ACK brings it
                 continue
+            held = node.paced_s(t)
+            if held:
+                paced_waits += 1
+                t = min(t + held, next_reading)  # the battery's allowance (readings go on)
+                continue
             if node_update.used(t) + request > room or node_all.used(t) + request > DUTY * 3600:
                 t += 60  # the firmware looks again a budget bucket later
                 continue
+            node.spend(t)
             node_all.add(t, request)
             node_update.add(t, request)
             up += request
@@ -226,6 +272,7 @@ def _fragment(work: Path, bundles, pkg: bytes, sf: int, seed: int) -> dict:
     finally:
         node.close()
         conn.close()
+    exchange, ack_chunk = _charges(sf)
     return {
         "hours": round(t / 3600, 2),
         "seconds": round(t, 1),
@@ -233,6 +280,8 @@ def _fragment(work: Path, bundles, pkg: bytes, sf: int, seed: int) -> dict:
         "airtime_down_s": round(down, 1),
         "requests": requests,
         "chunks": chunks,
+        "pace": {"gap_s": pace[0], "burst": pace[1], "held": paced_waits} if pace else None,
+        "energy_mah": round((requests * exchange + on_acks * ack_chunk) / 3600, 2),
     }
 
 
@@ -273,7 +322,13 @@ def _per_reading(work: Path, bundles, pkg: bytes, sf: int, seed: int) -> dict:
         assert node.request() is None  # all here, hashed and handed to the updater
     finally:
         node.close()
-    return {"hours": round(t / 3600, 2), "airtime_down_s": round(extra, 1), "readings": readings}
+    _, ack_chunk = _charges(sf)
+    return {
+        "hours": round(t / 3600, 2),
+        "airtime_down_s": round(extra, 1),
+        "readings": readings,
+        "energy_mah": round(count * ack_chunk / 3600, 2),  # each chunk heard once, on an ACK
+    }
 
 
 def _repeat(measure, minimum: float) -> tuple[dict, float]:

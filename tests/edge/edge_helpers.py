@@ -74,6 +74,7 @@ def queue_update(
     transport: str = "air",
     max_in_flight: int | None = None,
     now: float = 0.0,
+    pace: tuple[int, int] | None = None,
 ) -> int:
     """A firmware update of ``device_id`` queued with ``data`` as its package (written under
     ``tmp_path`` by its SHA-256, as the edge keeps packages); the job's id."""
@@ -96,4 +97,5 @@ def queue_update(
         now=now,
         transport=transport,
         max_in_flight=max_in_flight,
+        pace=pace,
     )

@@ -10,7 +10,8 @@ import json
 import pytest
 
 from edge import registry
-from edge.fuota import air, jobs
+from edge.errors import UpdateRefused
+from edge.fuota import air, energy, jobs
 from edge.store import connect, migrate
 from tests.edge.edge_helpers import queue_update
 
@@ -124,3 +125,94 @@ def test_estimate_from_the_region_and_the_readings_room():
     assert slow["chunks"] == 150 and slow["seconds"] > 20 * est["seconds"]
     # readings every 20 s at SF12 need more than the whole budget: no room for an update
     assert air.estimate(5400, sf=12, max_payload=51, duty=0.01, interval_s=20)["seconds"] is None
+
+
+HELTEC_V3_POWER = {  # hardware/boards/heltec_v3.json "power": the datasheet currents
+    "mcu_ma": {"active": 40, "light": 0.24, "deep": 0.008},
+    "radio_ma": {"tx": {"14": 45, "22": 118}, "rx": 4.6, "standby": 0.6, "sleep": 0.0006},
+    "board_ma": 0.0,
+    "wake_ms": 1000,
+}
+
+
+def test_a_fragment_exchange_costs_what_the_datasheet_currents_say():
+    request_ms, chunk_ms = air.time_on_air_ms(13 + 9, 7), air.time_on_air_ms(13 + 2 + 207, 7)
+    got = energy.exchange_mas(HELTEC_V3_POWER, tx_dbm=14, request_ms=request_ms, chunk_ms=chunk_ms)
+    # by hand: awake for the wake (1 s), the request, the receive delay (1 s) and the chunk at 40 mA;
+    # TX at +14 dBm 45 mA; standby 0.6 mA through the wake and the delay; RX 4.6 mA for the chunk
+    tx_s, rx_s = request_ms / 1000, chunk_ms / 1000
+    by_hand = 40 * (1 + tx_s + 1 + rx_s) + 45 * tx_s + 0.6 * 2 + 4.6 * rx_s
+    assert got == pytest.approx(by_hand) and 95 < got < 110  # about 0.028 mAh
+    # at +22 dBm the 118 mA point applies; a higher request than any point: the highest
+    hot = energy.exchange_mas(HELTEC_V3_POWER, tx_dbm=22, request_ms=request_ms, chunk_ms=chunk_ms)
+    assert hot - got == pytest.approx((118 - 45) * tx_s)
+    assert energy.tx_ma(HELTEC_V3_POWER, 30) == 118 and energy.tx_ma(HELTEC_V3_POWER, 2) == 45
+
+
+def test_the_pace_spends_a_days_allowance_at_most():
+    pace = energy.pace(10.0, 90.0)  # 10 mAh a day, 90 mA x s (0.025 mAh) a request: 400 a day
+    assert pace == energy.Pace(gap_s=288, burst=100)  # a quarter at once, the rest spread
+    # the most any 24 hours can hold (a full bucket, then its refill) costs the allowance, no more
+    assert pace.requests_by(86400) * 90 / 3600 == pytest.approx(10.0)
+    for allowance, charge in ((10.0, 101.5), (0.3, 101.5), (250.0, 30.0), (0.1, 101.5)):
+        p = energy.pace(allowance, charge)
+        assert p is not None and p.requests_by(86400) * charge / 3600 <= allowance + 1e-9, (allowance, p)
+    assert energy.pace(0, 90.0) is None and energy.pace(10.0, 0) is None
+    with pytest.raises(ValueError, match="under two fragment requests"):
+        energy.pace(0.05, 135.0)
+    with pytest.raises(ValueError, match="one request every 86400 s"):
+        energy.pace(0.075, 135.0)
+
+
+def test_the_estimate_counts_the_nodes_charge_and_keeps_the_pace():
+    # US915 has no duty cycle: without an energy limit a node's requests go one after the other
+    free = air.estimate(89000, sf=10, max_payload=11 + 2 + 13 + 40, duty=None, power=HELTEC_V3_POWER)
+    paced = air.estimate(
+        89000, sf=10, max_payload=11 + 2 + 13 + 40, duty=None, power=HELTEC_V3_POWER, allowance_mah_day=5
+    )
+    assert free["pace"] is None and paced["pace"] is not None
+    assert paced["seconds"] > 5 * free["seconds"]
+    # the requests fit what the pace lets through in that time, and not by much less: it binds
+    pace = energy.Pace(**paced["pace"])
+    assert paced["requests"] <= pace.requests_by(paced["seconds"]) + 1
+    assert paced["requests"] >= 0.9 * pace.requests_by(paced["seconds"])
+    # the charge: the requests' and the ACKs' chunks', from the same currents
+    assert paced["energy_mah"] > 0 and free["energy_mah"] > 0
+    # no datasheet currents: no charge, no pace
+    bare = air.estimate(89000, sf=10, max_payload=66, duty=None, allowance_mah_day=5)
+    assert bare["energy_mah"] is None and bare["pace"] is None
+
+
+def test_an_offer_carries_the_pace_of_its_job(conn, tmp_path):
+    data = bytes(range(200))
+    plain = _queue(conn, tmp_path, NODES[0], data)
+    paced = queue_update(conn, tmp_path, NODES[1], data, pace=(216, 400))
+    offered = air.offers(conn, {NODES[0], NODES[1]}, now=1)
+    assert len(offered[NODES[0]][1]) == 21 and offered[NODES[0]][1] == air.offer_payload(
+        jobs.get(conn, plain)
+    )
+    body = offered[NODES[1]][1]
+    assert len(body) == 25 and body[:21] == offered[NODES[0]][1][:21]
+    assert (int.from_bytes(body[21:23], "big"), int.from_bytes(body[23:25], "big")) == (216, 400)
+    assert jobs.get(conn, paced).air_gap_s == 216
+
+
+def test_only_firmware_that_reads_a_pace_is_given_one():
+    from edge.fuota import updates
+
+    assert [updates.paces(v) for v in ("0.3.0", air.PACED_OFFER_FROM, "1.0.0", None, "junk")] == [
+        False,
+        True,
+        True,
+        False,
+        False,
+    ]
+    est = updates.air_estimate("heltec_v3", 89000, 0, 300, energy_mah_day=10)
+    assert est is not None and est["pace"] == {"gap_s": 1011, "burst": 28}
+    assert est["battery_percent"] == pytest.approx(100 * est["energy_mah"] / 2600, abs=0.01)
+    said = updates.estimate_text(est)
+    assert f"about {est['energy_mah']:.1f} mAh of the node's battery" in said
+    assert "at most 28 requests at once, then one every 17 min" in said
+    assert updates.air_estimate("heltec_v3", 89000, 0, 300)["pace"] is None
+    with pytest.raises(UpdateRefused, match="energy_mah_day"):
+        updates.air_estimate("heltec_v3", 89000, 0, 300, energy_mah_day=0.01)

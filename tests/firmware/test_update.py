@@ -100,7 +100,7 @@ def _module(tmp_path: Path, bundles, name: str = "module") -> Path:
 
 def test_manifest_and_delta_carry_only_what_changed(bundles):
     v1, v2 = _manifest(bundles["v1"]), _manifest(bundles["v2"])
-    assert (v1.version, v2.version, v2.min_previous) == (V1, V2, V1)
+    assert (v1.version, v2.version, v2.min_previous) == (V1, V2, updatekit.UPDATES_FROM)
     assert v2.total_size == sum((bundles["v2"] / p).stat().st_size for p in v2.files)
     delta = package.plan(v2, v1)
     assert set(delta.changed) == {"fp/lpp.mpy", "fp/added.mpy", "fp/device.mpy"}
@@ -122,7 +122,9 @@ def test_packages_refuse_what_does_not_fit(bundles):
     with pytest.raises(UpdateError, match="a heltec_v3 bundle is no base for a unix update"):
         package.plan(v2, other_board)
     too_old = package.Manifest(**{**v1.__dict__, "version": "0.2.0"})
-    with pytest.raises(UpdateError, match=f"needs at least {V1} on the module; 0.2.0 must take a full"):
+    with pytest.raises(
+        UpdateError, match=f"needs at least {updatekit.UPDATES_FROM} on the module; 0.2.0 must take a full"
+    ):
         package.plan(v2, too_old)
     with pytest.raises(UpdateError, match=f"already runs {V2}"):
         package.check_upgrade(V2, v2)

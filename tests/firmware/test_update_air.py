@@ -12,6 +12,7 @@ import json
 import math
 import os
 import shutil
+import struct
 import subprocess
 import time
 from pathlib import Path
@@ -23,7 +24,7 @@ from edge.fuota import package
 from edge.lorawan.server import Session
 from tests.conftest import wait_until
 from tests.firmware import air, updatekit
-from tests.firmware.conftest import MICROPYTHON, MP_SCRIPTS
+from tests.firmware.conftest import MICROPYTHON, MP_SCRIPTS, run_mp
 from tests.firmware.edgepeer import EdgePeer
 from tests.firmware.modules import board_heap, bridge_config, free_udp_ports, module_dir, node_config, trace
 from tests.firmware.realedge import RealEdge
@@ -41,7 +42,6 @@ DUTY = 0.005
 @pytest.fixture(scope="module")
 def bundles(tmp_path_factory) -> dict[str, Path]:
     return updatekit.build_bundles(tmp_path_factory.mktemp("bundles"))
-
 
 
 class AirSite:
@@ -66,7 +66,9 @@ class AirSite:
         for dev, key in nodes:
             self.edge.register(dev, key)
         with self.edge.lock:
-            self.edge.conn.execute("UPDATE devices SET board = 'unix', firmware = ? WHERE role = 'node'", (V1,))
+            self.edge.conn.execute(
+                "UPDATE devices SET board = 'unix', firmware = ? WHERE role = 'node'", (V1,)
+            )
             self.edge.conn.commit()
         ports = free_udp_ports(len(nodes) + 1)
         bridge_port, node_ports = ports[0], ports[1:]
@@ -183,14 +185,18 @@ def test_three_nodes_are_updated_over_lossy_air_within_the_duty_cycle(tmp_path, 
         def all_done():
             nonlocal most_in_flight
             jobs = site.jobs()
-            most_in_flight = max(most_in_flight, sum(j["state"] in ("sending", "staged") for j in jobs.values()))
+            most_in_flight = max(
+                most_in_flight, sum(j["state"] in ("sending", "staged") for j in jobs.values())
+            )
             assert not [j for j in jobs.values() if j["state"] in ("failed", "rolled_back")], jobs
             return all(j["state"] == "done" for j in jobs.values())
 
         wait_until(all_done, timeout=600, what="three nodes updated")
         for dev, _ in NODES:
             vm = site.nodes[dev]
-            wait_until(lambda vm=vm: "fieldpost update: confirmed" in vm.output_text(), timeout=60, what="confirm")
+            wait_until(
+                lambda vm=vm: "fieldpost update: confirmed" in vm.output_text(), timeout=60, what="confirm"
+            )
             assert site.firmware(dev) == V2
             assert updatekit.tree(site.roots[dev]) == updatekit.tree(bundles["v2"])
             # readings kept flowing while the update went on
@@ -207,7 +213,9 @@ def test_three_nodes_are_updated_over_lossy_air_within_the_duty_cycle(tmp_path, 
     for dev, _ in NODES:
         devaddr = devaddrs[dev]
         node_tx = _airtime_per_hour(
-            heard, site.scale, lambda f, a=devaddr: f[0] in (0x40, 0x80) and int.from_bytes(f[1:5], "little") == a
+            heard,
+            site.scale,
+            lambda f, a=devaddr: f[0] in (0x40, 0x80) and int.from_bytes(f[1:5], "little") == a,
         )
         assert 0 < node_tx <= budget, (dev, node_tx)
 
@@ -219,7 +227,9 @@ def test_a_transfer_survives_a_node_kill_and_an_edge_restart(tmp_path, bundles, 
         for name in ("v1", "v2"):
             site.cli("firmware", "keep", str(bundles[name]))
         wait_until(lambda: site.edge.stored(dev, port=1), timeout=60, what="a reading")
-        (queued,) = json.loads(site.cli("modules", "update", "--device", dev, "--version", V2, "--dr", "5", "--json"))
+        (queued,) = json.loads(
+            site.cli("modules", "update", "--device", dev, "--version", V2, "--dr", "5", "--json")
+        )
         assert queued["transport"] == "air" and queued["kind"] == f"delta from {V1}"
         est = queued["estimate"]
         assert (est["sf"], est["chunk_bytes"], est["chunks"]) == (7, 207, math.ceil(queued["bytes"] / 207))
@@ -228,6 +238,18 @@ def test_a_transfer_survives_a_node_kill_and_an_edge_restart(tmp_path, bundles, 
         vm.kill()  # mid-transfer: a power cut of the node
         asked = [int(v) for v in trace(vm, "frag")]
         assert site.jobs()[dev]["state"] == "sending"
+        # the energy pace the edge set ([updates] energy_mah_day, default) came with the offer and
+        # is on the node's flash with its transfer (fp/update_air.py record: id, size, chunk, gap,
+        # burst, tat): the edge's figures, the node's own clock
+        with site.edge.lock:
+            gap, burst = site.edge.conn.execute(
+                "SELECT air_gap_s, air_burst FROM module_updates WHERE device_id = ?", (dev,)
+            ).fetchone()
+        assert (
+            (gap, burst) == (est["pace"]["gap_s"], est["pace"]["burst"]) and gap > 0 and burst >= len(asked)
+        )
+        record = (site.roots[dev] / ".update-air").read_bytes()
+        assert struct.unpack_from(">IBHH", record, 16) == (queued["bytes"], 207, gap, burst)
         site.restart_edge()
         vm.output.clear()
         vm.start()
@@ -244,7 +266,9 @@ def test_a_transfer_survives_a_node_kill_and_an_edge_restart(tmp_path, bundles, 
 
 def _devaddr(site: AirSite, dev: str) -> int:
     with site.edge.lock:
-        return site.edge.conn.execute("SELECT devaddr FROM lorawan_sessions WHERE device_id = ?", (dev,)).fetchone()[0]
+        return site.edge.conn.execute(
+            "SELECT devaddr FROM lorawan_sessions WHERE device_id = ?", (dev,)
+        ).fetchone()[0]
 
 
 def test_estimate_counts_requests_and_chunks():
@@ -264,7 +288,9 @@ def _package(bundles, *, board: str | None = None) -> bytes:
         return package.Manifest.from_dict(json.loads((bundles[name] / "manifest.json").read_text()))
 
     target, base = manifest("v2"), manifest("v1")
-    if board is not None:  # a build for another board (the edge's CLI would not offer it: the node checks too)
+    if (
+        board is not None
+    ):  # a build for another board (the edge's CLI would not offer it: the node checks too)
         target, base = dataclasses.replace(target, board=board), dataclasses.replace(base, board=board)
     contents = {p: (bundles["v2"] / p).read_bytes() for p in target.files}
     return package.pack(package.plan(target, base), contents)
@@ -274,11 +300,17 @@ def _frames(pkg: bytes, *, sha256: str | None = None) -> list[bytes]:
     """The offer and every chunk of ``pkg``, as the edge's session builds them (encrypted, MIC'd)."""
     session = Session("0123456789abcd01", *ABP, base=0, fcnt_up=0, fcnt_down=0)
     digest = bytes.fromhex(sha256 or hashlib.sha256(pkg).hexdigest())
-    out = [session.downlink(ack=False, fport=fuota_air.PORT, payload=b"\x01" + digest[:16] + len(pkg).to_bytes(4, "big"))]
+    out = [
+        session.downlink(
+            ack=False, fport=fuota_air.PORT, payload=b"\x01" + digest[:16] + len(pkg).to_bytes(4, "big")
+        )
+    ]
     for i in range(math.ceil(len(pkg) / CHUNK)):
         out.append(
             session.downlink(
-                ack=False, fport=fuota_air.PORT_FRAG, payload=i.to_bytes(2, "big") + pkg[i * CHUNK : (i + 1) * CHUNK]
+                ack=False,
+                fport=fuota_air.PORT_FRAG,
+                payload=i.to_bytes(2, "big") + pkg[i * CHUNK : (i + 1) * CHUNK],
             )
         )
     return out
@@ -373,7 +405,14 @@ def test_a_package_for_another_board_is_refused(tmp_path, bundles):
 
 def _steps(root: Path, cwd: Path, *args: str) -> str:
     out = subprocess.run(
-        [str(MICROPYTHON), "-X", f"heapsize={board_heap('unix')}", str(MP_SCRIPTS / "update_steps.py"), str(root), *args],
+        [
+            str(MICROPYTHON),
+            "-X",
+            f"heapsize={board_heap('unix')}",
+            str(MP_SCRIPTS / "update_steps.py"),
+            str(root),
+            *args,
+        ],
         cwd=cwd,
         env=dict(os.environ, MICROPYPATH=f"{root}:{MP_SCRIPTS}"),
         capture_output=True,
@@ -454,7 +493,9 @@ def test_a_node_is_updated_through_the_real_daemon_while_the_cli_shows_its_progr
         node = virtual_module(
             "main.py", ["config.json"], cwd=site.node_dir, name="node", firmware_dir=root, precompile=False
         )
-        wait_until(lambda: stored_counts(conn, NODE_ID, port=1), timeout=60, what="a reading through the daemon")
+        wait_until(
+            lambda: stored_counts(conn, NODE_ID, port=1), timeout=60, what="a reading through the daemon"
+        )
         said = run("modules", "update", "--device", NODE_ID, "--version", V2, "--dr", "5", "--wait", "240")
         wait_until(lambda: "fieldpost update: confirmed" in node.output_text(), timeout=60, what="confirm")
     finally:
@@ -464,7 +505,9 @@ def test_a_node_is_updated_through_the_real_daemon_while_the_cli_shows_its_progr
     assert len(bars) >= 3 and bars[-1].endswith("done") and "100%" in bars[-1], said
     assert f"update 1: {NODE_ID} {V2}: done" in said
     assert conn.execute("SELECT firmware FROM devices WHERE id = ?", (NODE_ID,)).fetchone()[0] == V2
-    (detail,) = [json.loads(r[0]) for r in conn.execute("SELECT detail FROM audit_log WHERE action = 'module.update'")]
+    (detail,) = [
+        json.loads(r[0]) for r in conn.execute("SELECT detail FROM audit_log WHERE action = 'module.update'")
+    ]
     assert detail["transport"] == "air" and detail["to"] == V2
     assert updatekit.tree(root) == updatekit.tree(bundles["v2"])
     conn.close()
@@ -484,3 +527,35 @@ def test_a_stop_from_the_edge_ends_the_transfer_on_the_node(tmp_path, bundles):
     got = _rx(root, cwd, [*frames[:4], other, stop], 4)
     assert not got["active"] and not got["record"] and got["state"] is None
     assert not list(root.glob(".update-air*"))
+
+
+@pytest.mark.parametrize(("gap", "burst", "span"), [(600, 10, 2 * 86400), (7, 1, 3600)])
+def test_the_energy_pace_holds_across_sleeps_and_power_cuts(tmp_path, gap, burst, span):
+    """The node's fragment requests keep the edge's energy pace (fp/update_air.py, GCRA): asked for
+    every second (two days at the first pace), within any span of L seconds at most burst + L / gap went, and no
+    fewer than the allowance lets through; a deep sleep (record read back, same clock) hands out
+    nothing more; after a power cut (the clock from 0) the allowance counts as spent but one; and
+    under its board's battery floor (battery.update_min_v) a node asks for nothing."""
+    out = run_mp(
+        "check_update_pace.py", str(gap), str(burst), str(span), cwd=tmp_path, heapsize=board_heap("unix")
+    )
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)
+    times = got["sent"] + got["after_sleep"]
+    assert times == sorted(times)
+    for i in range(len(times)):
+        for j in range(i, min(len(times), i + burst + 3)):
+            assert j - i + 1 <= burst + (times[j] - times[i]) // gap, (i, j, times[i], times[j])
+    for i in range(len(times) - burst - 1):  # over the whole run: no more than the pace allows
+        j = i + burst
+        assert times[j] - times[i] >= gap, (i, times[i], times[j])
+    assert len(got["sent"]) >= burst + (span - burst) // gap - 1  # and the allowance is used
+    assert got["after_sleep"] and got["after_sleep"][0] >= got["sent"][-1] + gap
+    assert got["after_cut"] == [0, gap, 2 * gap]
+    assert got["repaced"] == [2 * gap, 1]
+    assert got["unpaced"] == 100
+    assert got["refused"] == ["pace of 0 s, 5 requests", "pace of 5 s, 0 requests"]
+    assert got["old_record"] is False
+    # under the board's battery floor no request goes; above it, with no floor, or no battery
+    # measured, the pace alone decides
+    assert got["low"] == [True, False, False, False, False]

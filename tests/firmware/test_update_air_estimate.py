@@ -39,3 +39,36 @@ def test_the_estimate_is_a_least_time_close_to_the_bench_model(delta, sf, monkey
     if sf == 12:
         # the readings' ACKs carry most of it: the node's requests alone would take twice as long
         assert est["chunks_on_acks"] > est["requests"]
+
+
+def test_with_the_shipped_energy_pace_a_whole_bundle_is_paced_and_the_estimate_still_holds(
+    delta, monkeypatch
+):
+    """A whole bundle at SF7 needs more requests than the shipped allowance ([updates]
+    energy_mah_day) lets through in a day's first quarter: the node's own pace holds requests back
+    in the bench's model, and the estimate counts it (a least time, close), and the node's charge."""
+    from edge.fuota import energy, updates
+
+    work, bundles, _ = delta
+    v1, v2 = (
+        package.Manifest.from_dict(json.loads((bundles[v] / "manifest.json").read_text()))
+        for v in ("v1", "v2")
+    )
+    full = package.pack(
+        package.plan(v2, v1, full=True), {p: (bundles["v2"] / p).read_bytes() for p in v2.files}
+    )
+    monkeypatch.setattr(bench, "LOSS", 0.0)
+    simulated = bench._fragment(work / "full7", bundles, full, 7, seed=0)
+    assert simulated["pace"]["held"] > 0  # the pace bound, on the node
+    est = updates.air_estimate("unix", len(full), 5, bench.INTERVAL_S, energy_mah_day=bench.ENERGY_MAH_DAY)
+    unpaced = air.estimate(len(full), sf=7, max_payload=222, duty=bench.DUTY, interval_s=bench.INTERVAL_S)
+    assert est is not None and est["pace"] == {
+        "gap_s": simulated["pace"]["gap_s"],
+        "burst": simulated["pace"]["burst"],
+    }
+    assert est["seconds"] > 2 * unpaced["seconds"]
+    assert 0.85 * simulated["seconds"] <= est["seconds"] <= simulated["seconds"]
+    assert est["energy_mah"] == pytest.approx(simulated["energy_mah"], rel=0.15)
+    # and the pace kept what it promised: no more requests than a burst and its refill since
+    pace = energy.Pace(**est["pace"])
+    assert simulated["requests"] <= pace.requests_by(simulated["seconds"])

@@ -13,6 +13,7 @@ from edge.tools import build_firmware
 
 FIRMWARE = build_firmware.FIRMWARE_DIR
 V1, V2 = build_firmware.firmware_versions()[0], "9.9.0"
+UPDATES_FROM = build_firmware.firmware_versions()[1]  # the oldest updater a package of V2 needs
 
 
 def firmware_tree(dest: Path, *, version: str, edits: dict[str, str], extra: dict[str, str]) -> Path:

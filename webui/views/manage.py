@@ -18,6 +18,7 @@ from edge.codecs import available as available_codecs
 from edge.errors import UpdateRefused, ValidationError
 from edge.fuota import jobs as fuota_jobs
 from edge.fuota import updates as fuota_updates
+from edge.fuota.config import UpdatesSection
 from provisioning.boards import board_names
 from webui import audit, bridges, queries
 from webui.db import get_db, now, write
@@ -88,6 +89,9 @@ def _update_choices(form: ModuleUpdateForm, conn) -> None:
     ]
 
 
+_ENERGY_DEFAULT = UpdatesSection.energy_mah_day
+
+
 def _plan(conn, form: ModuleUpdateForm) -> list[fuota_updates.Planned]:
     """The same checks and packages as `fieldpost modules update`; a refusal as a ValidationError
     naming the form's field."""
@@ -101,6 +105,8 @@ def _plan(conn, form: ModuleUpdateForm) -> list[fuota_updates.Planned]:
             version=form.version.data,
             full=bool(form.full.data),
             dr=int(form.dr.data),
+            # a panel run without the daemon's config (tests, `flask run`) keeps the shipped default
+            energy_mah_day=current_app.config.get("UPDATES_ENERGY_MAH_DAY", _ENERGY_DEFAULT),
         )
     except UpdateRefused as exc:
         raise ValidationError("version" if exc.field == "version" else "target", str(exc)) from None
