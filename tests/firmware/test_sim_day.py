@@ -44,9 +44,7 @@ def bundle(tmp_path_factory):
     return out
 
 
-def run_day(
-    bundle, cwd, *, hours=24, interval=60, dr=0, loss=0.1, heapsize="64K", region="EU868", activation="v1"
-):
+def run_day(bundle, cwd, *, hours=24, interval=60, dr=0, loss=0.1, heapsize="64K", region="EU868", activation="v1"):
     # As on a board, the files are at the root the node runs in and are found from there ("" on
     # the path): every module's name is then as short as a board's ("fp/journal.mpy"), which a
     # 64K heap notices (a long test folder in each name cost over 1 KB).
@@ -172,15 +170,7 @@ def test_sigfox_class_day_keeps_140_uplinks_and_12_bytes_and_drops_nothing(bundl
     most 12 bytes of payload, the node spaces its readings out (reported) and loses nothing. A LoRaWAN
     (ABP) node: a v1 frame's 18 bytes around 11 do not fit the 25 the profile carries."""
     tx, summary = run_day(
-        bundle,
-        tmp_path,
-        hours=48,
-        interval=600,
-        dr=0,
-        loss=0.1,
-        region="sigfox",
-        activation="abp",
-        heapsize=SIGFOX_HEAP,
+        bundle, tmp_path, hours=48, interval=600, dr=0, loss=0.1, region="sigfox", activation="abp", heapsize=SIGFOX_HEAP
     )
     assert summary["virtual_ms"] >= 48 * HOUR_MS
     assert most_in_a_day(tx) <= 140
@@ -193,7 +183,5 @@ def test_sigfox_class_day_keeps_140_uplinks_and_12_bytes_and_drops_nothing(bundl
     # one every 16.4 min instead of the 10 asked for, reported in the status's "i"
     assert summary["interval_s"] == 86_400 // 88 and summary["backoff_events"] >= 1
     assert 2 * 80 < summary["taken"] <= 2 * 88 + 1  # and one at the start
-    print(
-        f"sigfox-class 48 h: taken={summary['taken']} sent={summary['sent']} interval={summary['interval_s']} s "
-        f"most in 24 h={most_in_a_day(tx)} heap peak live={summary['heap_peak_live']}"
-    )
+    print(f"sigfox-class 48 h: taken={summary['taken']} sent={summary['sent']} interval={summary['interval_s']} s "
+          f"most in 24 h={most_in_a_day(tx)} heap peak live={summary['heap_peak_live']}")

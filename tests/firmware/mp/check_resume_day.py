@@ -34,10 +34,7 @@ out = {
     "wait_one": after.wait_ms(now, 1500),
     "wait_two": (after.record(now, 1500), after.wait_ms(now + 1, 1500))[1],
     # a record packed without the day counts (another region) is not taken for one with them
-    "other": resume.unpack(
-        resume.pack(now, 1000, (1, 2, 3, 0), Counter(), 900000, DutyBudget(0.01)),
-        len(after._air),
-        len(after.day.counts),
-    ),
+    "other": resume.unpack(resume.pack(now, 1000, (1, 2, 3, 0), Counter(), 900000, DutyBudget(0.01)),
+                           len(after._air), len(after.day.counts)),
 }
 print(json.dumps(out))

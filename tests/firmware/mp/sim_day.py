@@ -56,9 +56,7 @@ class SimMedium:
             # the edge's ACK (port 0), made with the node's own code: no more than a board holds
             from fp.v1frame import sign
 
-            self.reply = sign(
-                rf.unsigned(rf.KIND_DOWNLINK, self.dev.dev_id, rf.fcnt_of(packet), 0), self.dev.key
-            )
+            self.reply = sign(rf.unsigned(rf.KIND_DOWNLINK, self.dev.dev_id, rf.fcnt_of(packet), 0), self.dev.key)
 
     async def recv(self, rx_length=0xFF, timeout_ms=None, rx_packet=None):
         if self.reply is not None and random.random() >= self.loss:

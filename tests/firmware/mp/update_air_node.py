@@ -15,19 +15,9 @@ from fp.device import Device
 from fp.fcnt import FrameCounter
 from fp.journal import Journal
 
-cfg = config.validate(
-    {
-        "id": "0123456789abcd01",
-        "key": "11" * 16,
-        "dr": int(sys.argv[1]),
-        "role": "node",
-        "board": "unix",
-        "activation": "abp",
-        "devaddr": "26011bda",
-        "nwk_skey": "22" * 16,
-        "app_skey": "33" * 16,
-    }
-)
+cfg = config.validate({"id": "0123456789abcd01", "key": "11" * 16, "dr": int(sys.argv[1]), "role": "node",
+                       "board": "unix", "activation": "abp", "devaddr": "26011bda", "nwk_skey": "22" * 16,
+                       "app_skey": "33" * 16})
 j = Journal("journal")
 dev = Device(cfg, "config.json", None, j, FrameCounter("fcnt", floor=j.max_fcnt + 1))
 state_path = store.firmware_root() + ".update/state"

@@ -13,20 +13,10 @@ from fp.fcnt import FrameCounter
 from fp.journal import Journal
 
 region = sys.argv[4] if len(sys.argv) > 4 else "EU868"
-cfg = config.validate(
-    {
-        "id": "0123456789abcd01",
-        "key": "11" * 16,
-        "dr": 5 if region == "EU868" else 0,
-        "region": region,
-        "role": "node",
-        "board": "unix",
-        "activation": "abp",
-        "devaddr": "26011bda",
-        "nwk_skey": "22" * 16,
-        "app_skey": "33" * 16,
-    }
-)
+cfg = config.validate({"id": "0123456789abcd01", "key": "11" * 16, "dr": 5 if region == "EU868" else 0,
+                       "region": region, "role": "node", "board": "unix",
+                       "activation": "abp", "devaddr": "26011bda", "nwk_skey": "22" * 16,
+                       "app_skey": "33" * 16})
 j = Journal("journal")
 dev = Device(cfg, "config.json", None, j, FrameCounter("fcnt", floor=j.max_fcnt + 1))
 requests = []
@@ -42,18 +32,12 @@ journaled = []
 for i in range(len(j)):
     body = j.read(i)
     journaled.append([body[13], bytes(body[14:]).decode()])
-print(
-    json.dumps(
-        {
-            "active": dev.upd is not None,
-            "received": dev.upd.received() if dev.upd else None,
-            "requests": requests,
-            "rejects": dev.stats["rejects"],
-            "bad_mic": dev.stats["bad_mic"],
-            "journal": journaled,
-            "reboot": dev.reboot_due,
-            "state": json.loads(store.read_atomic(store.firmware_root() + ".update/state") or "null"),
-            "record": store.exists(store.firmware_root() + ".update-air"),
-        }
-    )
-)
+print(json.dumps({
+    "active": dev.upd is not None,
+    "received": dev.upd.received() if dev.upd else None,
+    "requests": requests,
+    "rejects": dev.stats["rejects"], "bad_mic": dev.stats["bad_mic"],
+    "journal": journaled, "reboot": dev.reboot_due,
+    "state": json.loads(store.read_atomic(store.firmware_root() + ".update/state") or "null"),
+    "record": store.exists(store.firmware_root() + ".update-air"),
+}))
