@@ -12,6 +12,7 @@ import pytest
 from markupsafe import escape
 
 from edge.fuota import jobs, updates
+from edge.fuota.config import UpdatesSection
 from edge.store import connect, transaction
 from tests.firmware import updatekit
 from tests.webui.helpers import add_device, csrf_token
@@ -62,9 +63,18 @@ def test_review_shows_the_clis_estimate_then_confirming_queues_it_audited_as_the
     page = review.get_data(as_text=True)
     assert review.status_code == 200 and _jobs(site) == []  # reviewed, nothing queued yet
     # the very words `modules update` prints for this node (its 600 s interval, DR0, the package)
-    (planned,) = updates.plan(site, updates.bundle_store(db_path), device_ids=[NODE], version=V2, dr=0)
-    expected = updates.estimate_text(updates.air_estimate("unix", len(planned.data), 0, 600))
-    assert expected != updates.estimate_text(updates.air_estimate("unix", len(planned.data), 0, 300))
+    # and the shipped [updates] energy_mah_day: the node's charge and pace, as the CLI gives them
+    allowance = UpdatesSection.energy_mah_day
+    (planned,) = updates.plan(
+        site, updates.bundle_store(db_path), device_ids=[NODE], version=V2, dr=0, energy_mah_day=allowance
+    )
+    expected = updates.estimate_text(
+        updates.air_estimate("unix", len(planned.data), 0, 600, energy_mah_day=allowance)
+    )
+    assert expected != updates.estimate_text(
+        updates.air_estimate("unix", len(planned.data), 0, 300, energy_mah_day=allowance)
+    )
+    assert "mAh of the node's battery" in expected and "requests at once" in expected
     assert f'<span class="update-estimate">{escape(expected)}</span>' in page
     confirm = admin.post("/devices/updates", data={**form, "confirmed": "yes"})
     assert confirm.status_code == 303
@@ -171,3 +181,14 @@ def test_a_stalled_update_shows_why_and_no_cancel(admin, site):
         jobs.expire_stalled(site, timeout_h=24, now=1000 + 24 * 3600)
     card = admin.get("/devices").get_data(as_text=True).split(f'id="update-{job["id"]}"')[1].split("</li>")[0]
     assert "failed" in card and "no progress for 24 h" in card and "Cancel update" not in card
+
+
+def test_the_panel_keeps_the_sites_energy_allowance(tmp_path):
+    """An update started on the panel keeps the [updates] energy_mah_day the daemon runs with, as one
+    started by the CLI does (webui.config.from_edge_config hands it to the panel)."""
+    from edge import config as edge_config
+    from webui.config import from_edge_config
+
+    path = tmp_path / "fieldpost.toml"
+    path.write_text(f'[edge]\ndb = "{tmp_path / "fp.db"}"\n[updates]\nenergy_mah_day = 3.5\n')
+    assert from_edge_config(edge_config.load(path, env={})).flask["UPDATES_ENERGY_MAH_DAY"] == 3.5

@@ -13,6 +13,7 @@ import pytest
 
 from edge import registry
 from edge.fuota import updates
+from edge.fuota.config import UpdatesSection
 from edge.store import connect, migrate
 from tests.firmware import modules, updatekit
 from tests.sitekit import BRIDGE_ID, NODE_ID
@@ -48,7 +49,14 @@ def test_an_admin_starts_and_cancels_an_update_in_the_browser(tmp_path, virtual_
     store = updates.bundle_store(db_path)
     for name in ("v1", "v2"):
         store.keep(bundles[name])
-    (planned,) = updates.plan(conn, store, device_ids=[NODE_ID], version=updatekit.V2, dr=5)
+    (planned,) = updates.plan(
+        conn,
+        store,
+        device_ids=[NODE_ID],
+        version=updatekit.V2,
+        dr=5,
+        energy_mah_day=UpdatesSection.energy_mah_day,
+    )
     estimate = updates.estimate_text(planned.estimate)
     make_user(db_path, "alice", "admin")
     with panel_site(tmp_path, virtual_module, db_path) as (_site, base):
