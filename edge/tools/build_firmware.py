@@ -146,8 +146,9 @@ def data_files(profile: dict | None, firmware_dir: Path = FIRMWARE_DIR) -> list[
 
 def compile_one(mpy_cross: str, src: Path, dest: Path, arch: str | None, firmware_dir: Path) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
-    # -s: the source name recorded in tracebacks, relative like on the board
-    cmd = [mpy_cross, "-s", str(src.relative_to(firmware_dir)), "-o", str(dest)]
+    # -s: the name tracebacks give: the file's own on the board (fp/x.mpy), the one its import
+    # gives __file__, so both are one identifier in the board's heap, not two (firmware/README.md)
+    cmd = [mpy_cross, "-s", str(src.relative_to(firmware_dir).with_suffix(".mpy")), "-o", str(dest)]
     if arch:
         cmd.append(f"-march={arch}")
     result = subprocess.run([*cmd, str(src)], capture_output=True, text=True)

