@@ -120,8 +120,10 @@ def test_edge_killed_9_20_times_during_the_drain_loses_nothing(broker, db, tmp_p
     try:
         for k in range(1, 21):
             # the edge's own progress (what it marked synced), not the subscriber's, which lags
-            # behind on a loaded machine: at 80 % received the edge may already be done
-            wait_for(lambda k=k: N - unsynced(conn) >= k * N // 25, 60, f"progress before kill {k}")
+            # behind on a loaded machine: at 80 % received the edge may already be done. 2 % more
+            # before each kill, so the 20th lands at 40 %: a test process held up by a loaded
+            # machine still kills a drain that has most of its way to go (at 80 % it once did not)
+            wait_for(lambda k=k: N - unsynced(conn) >= k * N // 50, 60, f"progress before kill {k}")
             assert proc.poll() is None, log.read_text()
             proc.send_signal(signal.SIGKILL)
             proc.wait(10)
