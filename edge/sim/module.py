@@ -33,6 +33,7 @@ from typing import Self
 
 from edge.assets import asset_dir
 from edge.errors import SimError
+from edge.tools.build_firmware import board_name
 
 log = logging.getLogger("fieldpost.sim")
 
@@ -68,7 +69,7 @@ def compile_tree(src: Path, out: Path, mpy_cross: str | None = None) -> list[Pat
         target = out / rel.with_suffix(".mpy")
         target.parent.mkdir(parents=True, exist_ok=True)
         proc = subprocess.run(
-            [mpy_cross, "-s", str(rel), "-o", str(target), str(py)],
+            [mpy_cross, "-s", board_name(rel), "-o", str(target), str(py)],
             capture_output=True,
             text=True,
             check=False,

@@ -144,11 +144,17 @@ def data_files(profile: dict | None, firmware_dir: Path = FIRMWARE_DIR) -> list[
     return [Path(p) for p in LORA_DATA if (firmware_dir / p).is_file()]
 
 
+def board_name(rel: Path) -> str:
+    """The source name mpy-cross records (``-s``) for the file at ``rel`` under the firmware root:
+    the compiled file's own name on the board (``fp/x.mpy``). Its import gives ``__file__`` the
+    same string, so tracebacks and ``__file__`` are one identifier in the board's heap, not two;
+    relative, so no build machine's path is interned there (firmware/README.md "Heap")."""
+    return rel.with_suffix(".mpy").as_posix()
+
+
 def compile_one(mpy_cross: str, src: Path, dest: Path, arch: str | None, firmware_dir: Path) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
-    # -s: the name tracebacks give: the file's own on the board (fp/x.mpy), the one its import
-    # gives __file__, so both are one identifier in the board's heap, not two (firmware/README.md)
-    cmd = [mpy_cross, "-s", str(src.relative_to(firmware_dir).with_suffix(".mpy")), "-o", str(dest)]
+    cmd = [mpy_cross, "-s", board_name(src.relative_to(firmware_dir)), "-o", str(dest)]
     if arch:
         cmd.append(f"-march={arch}")
     result = subprocess.run([*cmd, str(src)], capture_output=True, text=True)

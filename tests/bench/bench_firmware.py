@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.firmware.conftest import MICROPYTHON, MP_SCRIPTS, mp_env
+from tests.firmware.conftest import MICROPYTHON, MP_SCRIPTS, compile_scripts, mp_env
 
 DEV = bytes.fromhex("0123456789abcdef")
 KEY = bytes(range(1, 17))
@@ -61,22 +61,12 @@ def _cpython_append_us(path: Path) -> float:
 
 
 def _sim_day(hours: int) -> dict:
-    from edge.tools.build_firmware import build_bundle, find_mpy_cross
+    from edge.tools.build_firmware import build_bundle
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         build_bundle(root / "unix", None)
-        subprocess.run(
-            [
-                find_mpy_cross(),
-                "-s",
-                "sim_day.py",
-                "-o",
-                str(root / "sim_day.mpy"),
-                str(MP_SCRIPTS / "sim_day.py"),
-            ],
-            check=True,
-        )
+        compile_scripts(root, ("sim_day",))
         work = root / "work"
         work.mkdir()
         env = dict(os.environ, MICROPYPATH=f"{root / 'unix'}:{root}:.frozen")

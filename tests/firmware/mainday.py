@@ -9,8 +9,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from edge.tools.build_firmware import build_bundle, find_mpy_cross
-from tests.firmware.conftest import MICROPYTHON, MP_SCRIPTS
+from edge.tools.build_firmware import build_bundle
+from tests.firmware.conftest import MICROPYTHON, compile_scripts
 from tests.firmware.modules import BRIDGE_ID, BRIDGE_KEY, NODE_ID, NODE_KEY
 
 # The smallest heaps (-X heapsize on this 64-bit unix port, 24 h each, found by trying in 4K
@@ -44,13 +44,7 @@ HARNESS = ("main_day", "main_day_node", "main_day_bridge")
 def build(out: Path) -> Path:
     """The unix bundle with the day's harness beside main.py: what a virtual module's flash holds."""
     build_bundle(out, None)
-    for name in HARNESS:
-        # -s: the file's own name, as the firmware's (edge/tools/build_firmware.py compile_one)
-        dest = out / f"{name}.mpy"
-        subprocess.run(
-            [find_mpy_cross(), "-s", f"{name}.mpy", "-o", str(dest), str(MP_SCRIPTS / f"{name}.py")],
-            check=True,
-        )
+    compile_scripts(out, HARNESS)
     return out
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from edge.tools.build_firmware import build, find_mpy_cross, firmware_files
 from tests.conftest import wait_until
-from tests.firmware.conftest import FIRMWARE, run_mp
+from tests.firmware.conftest import FIRMWARE, MICROPYTHON, run_mp
 from tests.firmware.modules import NODE_ID, NODE_KEY, bridge_config, free_udp_ports
 
 pytestmark = pytest.mark.firmware
@@ -103,3 +103,30 @@ def test_board_bundles(tmp_path):
     manifest = json.loads((tmp_path / "unix" / "manifest.json").read_text())
     assert manifest["files"] == built["unix"]["files"]
     assert manifest["arch"] is None and built["heltec_v2"]["board"] == "heltec_v2"
+
+
+def test_a_compiled_module_names_itself_once(tmp_path):
+    """A traceback from a board's bundle names the file the board has (fp/x.mpy), the same string
+    its import gives __file__: one identifier in the heap per module, not two."""
+    build(tmp_path, ["unix"])
+    code = (
+        "import sys\n"
+        "from fp import config\n"
+        "try:\n"
+        "    config.validate({})\n"
+        "except Exception as e:\n"
+        "    sys.print_exception(e)\n"
+        "print('file', config.__file__)\n"
+    )
+    out = subprocess.run(
+        [str(MICROPYTHON), "-c", code],
+        cwd=tmp_path / "unix",
+        env={"MICROPYPATH": ":.frozen"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "file fp/config.mpy" in out.stdout
+    assert 'File "fp/config.mpy"' in out.stdout, out.stdout
+    assert ".py" not in out.stdout.replace("main.py", ""), out.stdout

@@ -9,14 +9,13 @@ transmissions the node made, not from the firmware's own accounting."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 
 import pytest
 
-from edge.tools.build_firmware import build_bundle, find_mpy_cross
-from tests.firmware.conftest import MICROPYTHON, MP_SCRIPTS
+from edge.tools.build_firmware import build_bundle
+from tests.firmware.conftest import MICROPYTHON, compile_scripts
 
 pytestmark = pytest.mark.firmware
 
@@ -27,20 +26,9 @@ HOUR_MS = 3_600_000
 def bundle(tmp_path_factory):
     out = tmp_path_factory.mktemp("bundle")
     build_bundle(out / "unix", None)
-    # -s: the harness's source name as short as a board's module names (the checkout's path in
-    # it is interned in the 64K heap: the day passed in one clone and failed in another)
-    for name in ("sim_day", "sim_abp"):
-        subprocess.run(
-            [
-                find_mpy_cross(),
-                "-s",
-                f"{name}.py",
-                "-o",
-                str(out / f"{name}.mpy"),
-                str(MP_SCRIPTS / f"{name}.py"),
-            ],
-            check=True,
-        )
+    # named as a board's modules are (no checkout path interned in the 64K heap: the day once
+    # passed in one clone and failed in another)
+    compile_scripts(out, ("sim_day", "sim_abp"))
     return out
 
 
