@@ -96,7 +96,8 @@ def _main_days(hours: int) -> dict:
     figures: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
         bundle = mainday.build(Path(tmp) / "unix")
-        for role, heap_k in (("node", mainday.NODE_HEAP_K), ("bridge", mainday.BRIDGE_HEAP_K)):
+        for role in ("node", "bridge"):
+            heap_k = mainday.heap_k(role)
             day, boots, lines = mainday.run(bundle, Path(tmp) / "day", role, heap_k, hours, timeout=300)
             if day is None:
                 raise RuntimeError(f"main.py {role} day failed: " + "\n".join(lines[-20:]))
@@ -105,6 +106,7 @@ def _main_days(hours: int) -> dict:
             )
             figures[role] = {
                 "heapsize_k": heap_k,
+                "micropython_word_bits": mainday.word_bits(mainday.MICROPYTHON),
                 "hours": hours,
                 "boots": len(boots),
                 "memory_errors": sum("MemoryError" in line for line in lines),

@@ -40,7 +40,7 @@ def run_day(bundle, tmp_path, role: str, heap_k: int) -> dict:
 
 
 def test_node_main_runs_a_day_in_its_heap(bundle, tmp_path):
-    day = run_day(bundle, tmp_path, "node", mainday.NODE_HEAP_K)
+    day = run_day(bundle, tmp_path, "node", mainday.heap_k("node"))
     assert day["joins"] == 1
     # a reading a minute (statuses and resends besides), every 10th frame lost on the air
     assert day["tx"] >= HOURS * 60
@@ -48,7 +48,7 @@ def test_node_main_runs_a_day_in_its_heap(bundle, tmp_path):
 
 
 def test_bridge_main_runs_a_day_in_its_heap(bundle, tmp_path):
-    day = run_day(bundle, tmp_path, "bridge", mainday.BRIDGE_HEAP_K)
+    day = run_day(bundle, tmp_path, "bridge", mainday.heap_k("bridge"))
     heard = HOURS * 60 - 1
     assert day["rx"] >= heard and day["uplinks"] == day["rx"]  # every uplink forwarded
     assert day["tx"] == day["rx"]  # every ACK downlink sent, in its RX1
